@@ -1,0 +1,294 @@
+//! auth: the Access-Request decision, top to bottom in [`Authenticator::decide`].
+//!
+//! It gets a request that `server` has already authenticated and decoded, and
+//! returns a [`Decision`]: code, State, Reply-Message and the reason for the
+//! log. It never touches sockets and never waits for mail: it only queues it.
+//! Every "no" that could tell a stranger whether a user exists (unknown user,
+//! wrong PIN, inactive) is the same bare Access-Reject.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::time::Instant;
+
+use crate::challenge::{Answer, ChallengeStore, Opened, StoreError, Transaction};
+use crate::config::{ChallengeMode, EmailConfig};
+use crate::mail::{MailJob, MailQueue};
+use crate::otp::Otp;
+use crate::users::{DirectoryError, PinCheck, User, UserDirectory};
+use crate::wire::Code;
+
+/// Reply-Message when the same user asks again within the blocking timeout
+/// (LinOTP's wording, which admins search for).
+pub const ALREADY_SUBMITTED: &str = "e-mail with otp already submitted";
+
+/// Why the decision came out as it did, for the one log line per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Status-Server: the server is alive.
+    StatusServer,
+    /// Right PIN: a code was queued for e-mail.
+    ChallengeSent,
+    /// Right PIN again within the blocking timeout: no new e-mail.
+    AlreadySent,
+    /// The State's code was right.
+    OtpAccepted,
+    /// PIN and code in one password were right.
+    PinOtpAccepted,
+    /// The user exists, the PIN is wrong.
+    WrongPin,
+    /// No such user.
+    UnknownUser,
+    /// The account is switched off.
+    Inactive,
+    /// Wrong code for the State.
+    WrongOtp,
+    /// Wrong code, and that was the challenge's last attempt.
+    ChallengeVoid,
+    /// The State is not an open challenge of this user.
+    UnknownState,
+    /// The mail queue is full.
+    MailQueueFull,
+    /// The request has no User-Name.
+    NoUserName,
+}
+
+impl Reason {
+    /// The reason as it appears in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::StatusServer => "status-server",
+            Reason::ChallengeSent => "challenge-sent",
+            Reason::AlreadySent => "already-sent",
+            Reason::OtpAccepted => "otp-accepted",
+            Reason::PinOtpAccepted => "pin-otp-accepted",
+            Reason::WrongPin => "wrong-pin",
+            Reason::UnknownUser => "unknown-user",
+            Reason::Inactive => "inactive-user",
+            Reason::WrongOtp => "wrong-otp",
+            Reason::ChallengeVoid => "challenge-void",
+            Reason::UnknownState => "unknown-state",
+            Reason::MailQueueFull => "mail-queue-full",
+            Reason::NoUserName => "no-user-name",
+        }
+    }
+}
+
+/// A decoded, authenticated Access-Request.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// User-Name.
+    pub user: &'a str,
+    /// User-Password in clear (PIN, OTP, or PIN followed by OTP); may be empty.
+    pub password: &'a [u8],
+    /// The State attribute, if any.
+    pub state: Option<&'a [u8]>,
+    /// How the sending client wants to be asked for the code.
+    pub challenge_mode: ChallengeMode,
+}
+
+/// What to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Access-Accept, Access-Reject or Access-Challenge.
+    pub code: Code,
+    /// The State to send (Access-Challenge).
+    pub state: Option<Transaction>,
+    /// The Reply-Message to send.
+    pub reply_message: Option<String>,
+    /// Why, for the log.
+    pub reason: Reason,
+}
+
+impl Decision {
+    fn accept(reason: Reason) -> Decision {
+        Decision { code: Code::AccessAccept, state: None, reply_message: None, reason }
+    }
+
+    fn reject(reason: Reason) -> Decision {
+        Decision { code: Code::AccessReject, state: None, reply_message: None, reason }
+    }
+}
+
+/// The decision could not be made: a store or directory is unreachable. The
+/// server then answers nothing, so that a proxy in front fails over.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    /// The challenge store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The user directory.
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+}
+
+/// The `[email]` settings the decision uses; replaced on reload.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Digits per code.
+    pub otp_length: u32,
+    /// A fixed code (test mode).
+    pub fixed_otp: Option<String>,
+    /// How long codes are valid, to date the mail job.
+    pub validity: std::time::Duration,
+}
+
+impl From<&EmailConfig> for AuthSettings {
+    fn from(e: &EmailConfig) -> AuthSettings {
+        AuthSettings {
+            otp_length: e.otp_length,
+            fixed_otp: e.fixed_otp.clone(),
+            validity: e.challenge_validity,
+        }
+    }
+}
+
+/// Everything the decision needs.
+pub struct Authenticator {
+    /// The users (swapped whole on reload).
+    pub users: ArcSwap<Box<dyn UserDirectory>>,
+    /// Open challenges.
+    pub challenges: Arc<dyn ChallengeStore>,
+    /// The mail queue.
+    pub mail: MailQueue,
+    /// Code settings (swapped on reload).
+    pub settings: ArcSwap<AuthSettings>,
+}
+
+impl Authenticator {
+    /// Decides an Access-Request.
+    pub async fn decide(&self, req: &Request<'_>) -> Result<Decision, Unavailable> {
+        if req.user.is_empty() {
+            return Ok(Decision::reject(Reason::NoUserName));
+        }
+        if let Some(state) = req.state {
+            return self.answer(req, state).await;
+        }
+        if let Some(decision) = self.pin_and_code(req).await? {
+            return Ok(decision);
+        }
+        let user = match self.users.load().check_pin(req.user, req.password).await? {
+            PinCheck::Valid(user) => user,
+            other => return Ok(Decision::reject(reason_for(&other))),
+        };
+        self.open_challenge(req, user).await
+    }
+
+    /// State + code: the second round of a challenge.
+    async fn answer(&self, req: &Request<'_>, state: &[u8]) -> Result<Decision, Unavailable> {
+        let Some(tx) = Transaction::from_state(state) else {
+            return Ok(Decision::reject(Reason::UnknownState));
+        };
+        Ok(match self.challenges.answer(&tx, req.user, req.password).await? {
+            Answer::Accepted => Decision::accept(Reason::OtpAccepted),
+            Answer::Wrong { void: false } => Decision::reject(Reason::WrongOtp),
+            Answer::Wrong { void: true } => Decision::reject(Reason::ChallengeVoid),
+            Answer::Unknown => Decision::reject(Reason::UnknownState),
+        })
+    }
+
+    /// PIN followed by the code in one password, without State (reject mode,
+    /// or clients that cannot do challenges). Taken only when the last
+    /// `otp_length` characters are the code of one of the user's open
+    /// challenges; otherwise the whole password is a PIN. Either way one PIN
+    /// hash runs, so this path costs no more than the plain one.
+    async fn pin_and_code(&self, req: &Request<'_>) -> Result<Option<Decision>, Unavailable> {
+        let otp_length = self.settings.load().otp_length as usize;
+        if req.password.len() <= otp_length {
+            return Ok(None);
+        }
+        let (pin, code) = req.password.split_at(req.password.len() - otp_length);
+        let Some(tx) = self.challenges.find(req.user, code).await? else {
+            return Ok(None);
+        };
+        let check = self.users.load().check_pin(req.user, pin).await?;
+        if !matches!(check, PinCheck::Valid(_)) {
+            return Ok(Some(Decision::reject(reason_for(&check))));
+        }
+        Ok(Some(if self.challenges.consume(req.user, &tx).await? {
+            Decision::accept(Reason::PinOtpAccepted)
+        } else {
+            Decision::reject(Reason::UnknownState)
+        }))
+    }
+
+    /// Right PIN: a new challenge and its mail, or the open one within the
+    /// blocking timeout.
+    async fn open_challenge(&self, req: &Request<'_>, user: User) -> Result<Decision, Unavailable> {
+        let settings = self.settings.load();
+        let otp = match &settings.fixed_otp {
+            Some(code) => {
+                tracing::warn!(user = %user.name, "fixed_otp_for_testing used instead of a random code (test mode)");
+                Otp::fixed(code)
+            }
+            None => Otp::generate(settings.otp_length),
+        };
+        let tx = Transaction::random();
+        let (tx, message, reason) = match self.challenges.open(&user.name, tx, &otp).await? {
+            Opened::AlreadySent(open) => (open, format!("{ALREADY_SUBMITTED} (transaction {open})"), Reason::AlreadySent),
+            Opened::New => {
+                let prompt = format!("Enter the one-time password sent to {}", mask(&user.email.email.to_string()));
+                let job = MailJob {
+                    to: user.email,
+                    user: user.name,
+                    otp,
+                    tx,
+                    expires: Instant::now() + settings.validity,
+                };
+                if let Err((error, job)) = self.mail.enqueue(job) {
+                    tracing::error!(user = %job.user, %error, "cannot queue the e-mail; rejecting");
+                    self.challenges.cancel(&job.user, &tx).await?;
+                    return Ok(Decision {
+                        reply_message: Some("The e-mail service is busy, please try again later".to_owned()),
+                        ..Decision::reject(Reason::MailQueueFull)
+                    });
+                }
+                (tx, prompt, Reason::ChallengeSent)
+            }
+        };
+        Ok(match req.challenge_mode {
+            ChallengeMode::AccessChallenge => Decision {
+                code: Code::AccessChallenge,
+                state: Some(tx),
+                reply_message: Some(message),
+                reason,
+            },
+            ChallengeMode::Reject => Decision {
+                reply_message: Some(message),
+                ..Decision::reject(reason)
+            },
+        })
+    }
+}
+
+fn reason_for(check: &PinCheck) -> Reason {
+    match check {
+        PinCheck::Valid(_) => Reason::ChallengeSent,
+        PinCheck::WrongPin => Reason::WrongPin,
+        PinCheck::UnknownUser => Reason::UnknownUser,
+        PinCheck::Inactive => Reason::Inactive,
+    }
+}
+
+/// `alice@example.com` → `a***@example.com`: enough for the user to know
+/// which mailbox to open, little for a shoulder-surfer.
+fn mask(address: &str) -> String {
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "your e-mail address".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mask;
+
+    #[test]
+    fn addresses_are_masked() {
+        assert_eq!(mask("alice@example.com"), "a***@example.com");
+        assert_eq!(mask("weird"), "your e-mail address");
+    }
+}

@@ -1,0 +1,355 @@
+//! challenge: open e-mail challenges, keyed by transaction id (the RADIUS State).
+//!
+//! [`ChallengeStore`] is the seam: `auth` opens, answers and consumes
+//! challenges through it and never learns how they are kept. Its API carries
+//! only plain values (user names, transaction ids, codes) so that a store in
+//! Redis can stand behind it later. [`MemoryStore`] is the in-process one. The
+//! store keeps a keyed digest of each code, never the code, and never logs.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use dashmap::DashMap;
+use rand::RngCore;
+use thiserror::Error;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::expiry::ExpiryQueue;
+use crate::otp::{CodeDigest, CodeSealer, Otp};
+
+/// How many challenges one user may have open at once; opening another closes
+/// the oldest. With the LinOTP defaults (600 s validity, 120 s blocking) a
+/// user who keeps retrying reaches five.
+pub const MAX_OPEN_PER_USER: usize = 5;
+
+/// A challenge's transaction id: 128 random bits, sent as the RADIUS State in
+/// 32 lower-case hex characters so it reads the same in logs and radclient.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Transaction([u8; 16]);
+
+impl Transaction {
+    /// A fresh, unguessable id.
+    pub fn random() -> Transaction {
+        let mut id = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut id);
+        Transaction(id)
+    }
+
+    /// Reads a State attribute; `None` when it is not one of ours.
+    pub fn from_state(state: &[u8]) -> Option<Transaction> {
+        if state.len() != 32 || !state.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return None;
+        }
+        let mut id = [0u8; 16];
+        hex::decode_to_slice(state, &mut id).ok()?;
+        Some(Transaction(id))
+    }
+
+    /// The State attribute's value.
+    pub fn to_state(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        hex::encode_to_slice(self.0, &mut out).expect("32 hex digits for 16 bytes");
+        out
+    }
+
+    /// The raw id.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Transaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Transaction({self})")
+    }
+}
+
+/// Timing and attempt limits, from `[email]`; a reload applies them to
+/// challenges opened afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChallengeSettings {
+    /// How long a code is good for (`challenge_validity`).
+    pub validity: Duration,
+    /// How long a PIN again gets the open challenge instead of a new e-mail
+    /// (`blocking_timeout`).
+    pub blocking: Duration,
+    /// Wrong answers to one challenge before it is void (`max_attempts`).
+    pub max_attempts: u8,
+}
+
+/// What a PIN request opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// A new challenge under the given transaction: its e-mail must go out.
+    New,
+    /// The user's challenge still within the blocking timeout: no new e-mail.
+    AlreadySent(Transaction),
+}
+
+/// The outcome of answering a challenge's State with a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// The code belongs to one of the user's open challenges; all of them are
+    /// now closed.
+    Accepted,
+    /// Wrong code; `void` when that was the last attempt the challenge had.
+    Wrong {
+        /// Whether the challenge is now closed.
+        void: bool,
+    },
+    /// No open challenge of this user under that State (expired, used, never
+    /// ours, or another user's).
+    Unknown,
+}
+
+/// Why a store could not answer; with the in-memory store this never happens.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The shared store cannot be reached.
+    #[error("challenge store unavailable: {reason}")]
+    Unavailable {
+        /// What went wrong, in words for the log.
+        reason: String,
+    },
+}
+
+/// Where challenges live. Every method is atomic for one user: two requests
+/// racing on the same challenge never both succeed.
+#[async_trait]
+pub trait ChallengeStore: Send + Sync + 'static {
+    /// Opens a challenge for `user` under `tx` with `code`, unless the user's
+    /// newest one is still within the blocking timeout.
+    async fn open(&self, user: &str, tx: Transaction, code: &Otp) -> Result<Opened, StoreError>;
+
+    /// Answers the challenge under `state` for `user` with `code`. A code of
+    /// any of the user's open challenges counts (the older mail may arrive
+    /// last); a wrong one uses up one attempt of the State's challenge.
+    async fn answer(&self, state: &Transaction, user: &str, code: &[u8]) -> Result<Answer, StoreError>;
+
+    /// The user's open challenge that `code` belongs to, changing nothing.
+    async fn find(&self, user: &str, code: &[u8]) -> Result<Option<Transaction>, StoreError>;
+
+    /// Closes all of the user's challenges if `tx` is still open among them;
+    /// `false` when it is not (another request consumed it first).
+    async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, StoreError>;
+
+    /// Closes one challenge, e.g. when its e-mail could not be queued.
+    async fn cancel(&self, user: &str, tx: &Transaction) -> Result<(), StoreError>;
+
+    /// How many challenges are open, for metrics.
+    fn open_count(&self) -> usize;
+}
+
+#[derive(Debug)]
+struct Record {
+    user: Arc<str>,
+    digest: CodeDigest,
+    blocking_until: Instant,
+    expires: Instant,
+    attempts: u8,
+}
+
+/// Challenges in this process's memory.
+pub struct MemoryStore {
+    challenges: DashMap<Transaction, Record>,
+    // Lock order: a `by_user` entry first, then `challenges`; never the reverse
+    // while a `challenges` guard is held.
+    by_user: DashMap<Arc<str>, Vec<Transaction>>,
+    expiry: Mutex<ExpiryQueue<Transaction>>,
+    wake_sweeper: Notify,
+    settings: ArcSwap<ChallengeSettings>,
+    sealer: CodeSealer,
+}
+
+impl MemoryStore {
+    /// A store whose sweeper runs on `tasks` until `shutdown`.
+    pub fn start(settings: ChallengeSettings, tasks: &TaskTracker, shutdown: CancellationToken) -> Arc<MemoryStore> {
+        let store = Arc::new(MemoryStore {
+            challenges: DashMap::new(),
+            by_user: DashMap::new(),
+            expiry: Mutex::new(ExpiryQueue::default()),
+            wake_sweeper: Notify::new(),
+            settings: ArcSwap::from_pointee(settings),
+            sealer: CodeSealer::random(),
+        });
+        tasks.spawn(sweep(Arc::clone(&store), shutdown));
+        store
+    }
+
+    /// Applies new limits to challenges opened from now on.
+    pub fn set_settings(&self, settings: ChallengeSettings) {
+        self.settings.store(Arc::new(settings));
+    }
+
+    fn is_open(&self, tx: &Transaction, now: Instant) -> bool {
+        self.challenges.get(tx).is_some_and(|r| r.expires > now)
+    }
+
+    fn matching(&self, txs: &[Transaction], code: &[u8], now: Instant) -> Option<Transaction> {
+        txs.iter().copied().find(|tx| {
+            self.challenges
+                .get(tx)
+                .is_some_and(|r| r.expires > now && self.sealer.matches(tx, code, &r.digest))
+        })
+    }
+
+    fn close_all(&self, txs: &mut Vec<Transaction>) {
+        for tx in txs.drain(..) {
+            self.challenges.remove(&tx);
+        }
+    }
+
+    /// Removes expired challenges; returns the next deadline to wake at.
+    fn sweep_expired(&self, now: Instant) -> Option<Instant> {
+        let due: Vec<Transaction> = {
+            let mut queue = self.expiry.lock().expect("expiry lock poisoned");
+            queue.pop_expired(now).collect()
+        };
+        for tx in due {
+            let Some(user) = self.challenges.get(&tx).map(|r| r.user.clone()) else {
+                continue;
+            };
+            if let Some(mut list) = self.by_user.get_mut(&user) {
+                if self.challenges.remove_if(&tx, |_, r| r.expires <= now).is_some() {
+                    list.retain(|t| *t != tx);
+                }
+            }
+            self.by_user.remove_if(&user, |_, list| list.is_empty());
+        }
+        self.expiry.lock().expect("expiry lock poisoned").next_deadline()
+    }
+}
+
+/// The sweeper: sleeps until the oldest challenge expires, or until `open`
+/// queues the first one. `Notify` keeps a wake-up that comes while it is busy.
+async fn sweep(store: Arc<MemoryStore>, shutdown: CancellationToken) {
+    loop {
+        let next = store.sweep_expired(Instant::now());
+        let deadline = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = store.wake_sweeper.notified() => {}
+        }
+    }
+}
+
+#[async_trait]
+impl ChallengeStore for MemoryStore {
+    async fn open(&self, user: &str, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
+        let now = Instant::now();
+        let settings = **self.settings.load();
+        let mut list = self.by_user.entry(Arc::from(user)).or_default();
+        list.retain(|t| self.is_open(t, now));
+        if let Some(newest) = list.last() {
+            let blocking = self.challenges.get(newest).is_some_and(|r| r.blocking_until > now);
+            if blocking {
+                return Ok(Opened::AlreadySent(*newest));
+            }
+        }
+        if list.len() >= MAX_OPEN_PER_USER {
+            let oldest = list.remove(0);
+            self.challenges.remove(&oldest);
+        }
+        let expires = now + settings.validity;
+        let record = Record {
+            user: list.key().clone(),
+            digest: self.sealer.seal(&tx, code.expose().as_bytes()),
+            blocking_until: now + settings.blocking,
+            expires,
+            attempts: 0,
+        };
+        self.challenges.insert(tx, record);
+        list.push(tx);
+        drop(list);
+        let was_empty = {
+            let mut queue = self.expiry.lock().expect("expiry lock poisoned");
+            let was_empty = queue.is_empty();
+            queue.push(expires, tx);
+            was_empty
+        };
+        if was_empty {
+            self.wake_sweeper.notify_one();
+        }
+        Ok(Opened::New)
+    }
+
+    async fn answer(&self, state: &Transaction, user: &str, code: &[u8]) -> Result<Answer, StoreError> {
+        let now = Instant::now();
+        let owner = match self.challenges.get(state) {
+            Some(r) if r.expires > now && &*r.user == user => r.user.clone(),
+            _ => return Ok(Answer::Unknown),
+        };
+        let Some(mut list) = self.by_user.get_mut(&owner) else {
+            return Ok(Answer::Unknown);
+        };
+        if !list.contains(state) {
+            return Ok(Answer::Unknown);
+        }
+        if self.matching(&list, code, now).is_some() {
+            self.close_all(&mut list);
+            return Ok(Answer::Accepted);
+        }
+        let max_attempts = self.settings.load().max_attempts;
+        let void = match self.challenges.get_mut(state) {
+            Some(mut r) => {
+                r.attempts = r.attempts.saturating_add(1);
+                r.attempts >= max_attempts
+            }
+            None => return Ok(Answer::Unknown),
+        };
+        if void {
+            self.challenges.remove(state);
+            list.retain(|t| t != state);
+        }
+        Ok(Answer::Wrong { void })
+    }
+
+    async fn find(&self, user: &str, code: &[u8]) -> Result<Option<Transaction>, StoreError> {
+        let now = Instant::now();
+        Ok(self
+            .by_user
+            .get(user)
+            .and_then(|list| self.matching(&list, code, now)))
+    }
+
+    async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let Some(mut list) = self.by_user.get_mut(user) else {
+            return Ok(false);
+        };
+        if !list.contains(tx) || !self.is_open(tx, now) {
+            return Ok(false);
+        }
+        self.close_all(&mut list);
+        Ok(true)
+    }
+
+    async fn cancel(&self, user: &str, tx: &Transaction) -> Result<(), StoreError> {
+        if let Some(mut list) = self.by_user.get_mut(user) {
+            list.retain(|t| t != tx);
+            self.challenges.remove(tx);
+        }
+        Ok(())
+    }
+
+    fn open_count(&self) -> usize {
+        self.challenges.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,123 @@
+//! Store semantics under paused time: blocking, expiry, single use, attempts.
+
+use super::*;
+
+fn settings() -> ChallengeSettings {
+    ChallengeSettings {
+        validity: Duration::from_secs(600),
+        blocking: Duration::from_secs(120),
+        max_attempts: 3,
+    }
+}
+
+fn store() -> Arc<MemoryStore> {
+    MemoryStore::start(settings(), &TaskTracker::new(), CancellationToken::new())
+}
+
+async fn open(store: &MemoryStore, user: &str, code: u32) -> (Transaction, Opened) {
+    let tx = Transaction::random();
+    let opened = store.open(user, tx, &Otp::from_value(code, 6)).await.unwrap();
+    (tx, opened)
+}
+
+#[test]
+fn state_round_trips_and_refuses_foreign_values() {
+    let tx = Transaction::random();
+    assert_eq!(Transaction::from_state(&tx.to_state()), Some(tx));
+    for bad in [&b""[..], b"abc", &[b'0'; 31], &[b'0'; 33], &[b'A'; 32], &[b'g'; 32]] {
+        assert_eq!(Transaction::from_state(bad), None);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn pin_again_within_blocking_timeout_reuses_the_challenge() {
+    let store = store();
+    let (first, opened) = open(&store, "alice", 111111).await;
+    assert_eq!(opened, Opened::New);
+    let (_, again) = open(&store, "alice", 222222).await;
+    assert_eq!(again, Opened::AlreadySent(first));
+    tokio::time::advance(Duration::from_secs(121)).await;
+    let (_, later) = open(&store, "alice", 333333).await;
+    assert_eq!(later, Opened::New);
+    assert_eq!(store.open_count(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_code_is_accepted_once() {
+    let store = store();
+    let (tx, _) = open(&store, "alice", 123456).await;
+    assert_eq!(store.answer(&tx, "alice", b"123456").await.unwrap(), Answer::Accepted);
+    assert_eq!(store.answer(&tx, "alice", b"123456").await.unwrap(), Answer::Unknown);
+    assert_eq!(store.open_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_state_belongs_to_its_user() {
+    let store = store();
+    let (tx, _) = open(&store, "alice", 123456).await;
+    assert_eq!(store.answer(&tx, "bob", b"123456").await.unwrap(), Answer::Unknown);
+    assert_eq!(store.answer(&tx, "alice", b"123456").await.unwrap(), Answer::Accepted);
+}
+
+#[tokio::test(start_paused = true)]
+async fn wrong_answers_void_the_challenge_at_max_attempts() {
+    let store = store();
+    let (tx, _) = open(&store, "alice", 123456).await;
+    assert_eq!(store.answer(&tx, "alice", b"000000").await.unwrap(), Answer::Wrong { void: false });
+    assert_eq!(store.answer(&tx, "alice", b"000000").await.unwrap(), Answer::Wrong { void: false });
+    assert_eq!(store.answer(&tx, "alice", b"000000").await.unwrap(), Answer::Wrong { void: true });
+    assert_eq!(store.answer(&tx, "alice", b"123456").await.unwrap(), Answer::Unknown);
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_challenges_are_swept() {
+    let store = store();
+    let (tx, _) = open(&store, "alice", 123456).await;
+    tokio::time::advance(Duration::from_secs(601)).await;
+    assert_eq!(store.answer(&tx, "alice", b"123456").await.unwrap(), Answer::Unknown);
+    // Let the sweeper run: its deadline has passed.
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(store.open_count(), 0);
+    assert!(store.by_user.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_older_code_is_accepted_under_the_newer_state_and_closes_both() {
+    let store = store();
+    let (_older, _) = open(&store, "alice", 111111).await;
+    tokio::time::advance(Duration::from_secs(121)).await;
+    let (newer, opened) = open(&store, "alice", 222222).await;
+    assert_eq!(opened, Opened::New);
+    assert_eq!(store.answer(&newer, "alice", b"111111").await.unwrap(), Answer::Accepted);
+    assert_eq!(store.open_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn find_then_consume_is_single_use() {
+    let store = store();
+    let (tx, _) = open(&store, "alice", 123456).await;
+    assert_eq!(store.find("alice", b"123456").await.unwrap(), Some(tx));
+    assert_eq!(store.find("alice", b"654321").await.unwrap(), None);
+    assert!(store.consume("alice", &tx).await.unwrap());
+    assert!(!store.consume("alice", &tx).await.unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_challenges_per_user_are_bounded() {
+    let store = MemoryStore::start(
+        ChallengeSettings { blocking: Duration::ZERO, ..settings() },
+        &TaskTracker::new(),
+        CancellationToken::new(),
+    );
+    let mut txs = Vec::new();
+    for i in 0..(MAX_OPEN_PER_USER as u32 + 3) {
+        txs.push(open(&store, "bob", 100000 + i).await.0);
+    }
+    assert_eq!(store.open_count(), MAX_OPEN_PER_USER);
+    // The oldest were closed, the newest still answer.
+    assert_eq!(store.answer(&txs[0], "bob", b"100000").await.unwrap(), Answer::Unknown);
+    let last = txs.len() as u32 - 1;
+    let code = format!("{}", 100000 + last);
+    assert_eq!(store.answer(&txs[last as usize], "bob", code.as_bytes()).await.unwrap(), Answer::Accepted);
+}

@@ -1,0 +1,206 @@
+//! cli: the `mailotp` commands (serve, check, hash-pin). Each builds what it
+//! needs from the library and reports errors as values; `main` prints them.
+
+use std::error::Error;
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use clap::{Parser, Subcommand};
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{AuthSettings, Authenticator};
+use crate::challenge::{ChallengeSettings, MemoryStore};
+use crate::config::{Config, LoadOptions, LogFormat, Source};
+use crate::server::{Clients, Context};
+use crate::users::{FileUsers, HashPool, UserDirectory};
+
+/// Errors at the binary's edge.
+pub type CliError = Box<dyn Error + Send + Sync>;
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(name = "mailotp", version, about = "RADIUS server with a second factor by e-mail")]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (without -c: the embedded default on 127.0.0.1:1812).
+    Serve {
+        /// Configuration file.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Allow `fixed_otp_for_testing` (never in production).
+        #[arg(long)]
+        test_mode: bool,
+    },
+    /// Check the configuration and users file, print a summary.
+    Check {
+        /// Configuration file.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+        /// Accept `fixed_otp_for_testing` as `serve --test-mode` would.
+        #[arg(long)]
+        test_mode: bool,
+    },
+    /// Read a PIN (no echo on a terminal, or from stdin) and print its hash for the users file.
+    HashPin,
+}
+
+/// Runs a command.
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    match args.command {
+        Command::Serve { config, test_mode } => {
+            let config = load(config, test_mode)?;
+            init_logging(config.log.format);
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(serve(config))?;
+        }
+        Command::Check { config, test_mode } => check(load(config, test_mode)?)?,
+        Command::HashPin => hash_pin()?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load(path: Option<PathBuf>, test_mode: bool) -> Result<Config, CliError> {
+    Ok(match path {
+        Some(path) => Config::load(&path, LoadOptions { test_mode })?,
+        None => Config::embedded()?,
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn check(config: Config) -> Result<(), CliError> {
+    let users = FileUsers::load(&config.users.source, HashPool::new(1))?;
+    println!("configuration {} is valid", config.source);
+    println!("  listen: {}", join(&config.server.listen));
+    for c in &config.clients {
+        println!(
+            "  client {}: {} (Message-Authenticator {}, {:?})",
+            c.name,
+            c.network,
+            if c.require_message_authenticator { "required" } else { "optional" },
+            c.challenge_mode
+        );
+    }
+    println!("  users: {}", users.len());
+    println!(
+        "  e-mail: {}-digit codes valid {} s, blocking {} s, from {}",
+        config.email.otp_length,
+        config.email.challenge_validity.as_secs(),
+        config.email.blocking_timeout.as_secs(),
+        config.email.from
+    );
+    Ok(())
+}
+
+fn join(addrs: &[SocketAddr]) -> String {
+    addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+fn hash_pin() -> Result<(), CliError> {
+    let pin = if std::io::stdin().is_terminal() {
+        zeroize::Zeroizing::new(rpassword::prompt_password("PIN: ")?)
+    } else {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        std::io::stdin().lock().read_line(&mut line)?;
+        zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned())
+    };
+    if pin.is_empty() {
+        return Err("the PIN is empty".into());
+    }
+    println!("{}", crate::users::hash_pin(pin.as_bytes()));
+    Ok(())
+}
+
+/// Binds a UDP socket; `[::]` is IPv6-only so `0.0.0.0` can share the port.
+fn bind(addr: SocketAddr, receive_buffer: Option<usize>) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    if let Some(bytes) = receive_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+async fn serve(config: Config) -> Result<(), CliError> {
+    let tasks = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    if config.source == Source::Embedded {
+        tracing::warn!("running on the embedded default configuration: client 127.0.0.1 (secret testing123) does not need Message-Authenticator, users are the demo users, mail goes to ./outbox/");
+    }
+    let pool = HashPool::new(config.server.hash_workers);
+    let users: Box<dyn UserDirectory> = Box::new(FileUsers::load(&config.users.source, pool)?);
+    let email = &config.email;
+    let challenges = MemoryStore::start(
+        ChallengeSettings {
+            validity: email.challenge_validity,
+            blocking: email.blocking_timeout,
+            max_attempts: email.max_attempts,
+        },
+        &tasks,
+        shutdown.clone(),
+    );
+    let mail = crate::mail::start(email, config.server.shutdown_grace, &tasks, shutdown.clone())?;
+    let auth = Authenticator {
+        users: ArcSwap::from_pointee(users),
+        challenges,
+        mail,
+        settings: ArcSwap::from_pointee(AuthSettings::from(email)),
+    };
+    let ctx = Arc::new(Context::new(Clients::new(config.clients.clone()), auth, config.server.max_in_flight));
+    let mut sockets = Vec::new();
+    for addr in &config.server.listen {
+        let socket = bind(*addr, config.server.receive_buffer).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        tracing::info!(address = %socket.local_addr()?, "listening on {}", socket.local_addr()?);
+        sockets.push(socket);
+    }
+    let server = tokio::spawn(crate::server::serve(sockets, ctx, tasks.clone(), shutdown.clone()));
+    wait_for_stop_signal().await?;
+    tracing::info!("stopping: answering requests in progress");
+    shutdown.cancel();
+    server.await?;
+    tasks.close();
+    if tokio::time::timeout(config.server.shutdown_grace, tasks.wait()).await.is_err() {
+        tracing::warn!(grace_s = config.server.shutdown_grace.as_secs(), "stopped before all work finished");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> Result<(), CliError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r?,
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! The configuration file as written: serde structs with `deny_unknown_fields`
+//! and named defaults. `validate` in the parent module turns them into the
+//! typed [`super::Config`]; nothing outside `config` sees these.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub server: RawServer,
+    #[serde(default)]
+    pub clients: Vec<RawClient>,
+    pub users: RawUsers,
+    pub email: RawEmail,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub listen: Vec<String>,
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    pub hash_workers: Option<usize>,
+    pub receive_buffer: Option<usize>,
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: u64,
+}
+
+fn default_max_in_flight() -> usize {
+    1024
+}
+
+fn default_shutdown_grace() -> u64 {
+    5
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClient {
+    pub name: String,
+    pub address: String,
+    pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    #[serde(default = "default_true")]
+    pub require_message_authenticator: bool,
+    #[serde(default)]
+    pub challenge_mode: super::ChallengeMode,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUsers {
+    #[serde(default = "default_backend")]
+    pub backend: String,
+    pub file: PathBuf,
+    #[serde(default = "default_lockout_after")]
+    pub lockout_after: u32,
+    #[serde(default = "default_lockout_time")]
+    pub lockout_time: u64,
+}
+
+fn default_backend() -> String {
+    "file".to_owned()
+}
+
+fn default_lockout_after() -> u32 {
+    10
+}
+
+fn default_lockout_time() -> u64 {
+    300
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEmail {
+    #[serde(default = "default_validity")]
+    pub challenge_validity: u64,
+    #[serde(default = "default_blocking")]
+    pub blocking_timeout: u64,
+    #[serde(default = "default_otp_length")]
+    pub otp_length: u32,
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u8,
+    #[serde(default = "default_delivery")]
+    pub delivery: String,
+    pub body_file: Option<PathBuf>,
+    pub html_body_file: Option<PathBuf>,
+    pub fixed_otp_for_testing: Option<String>,
+    #[serde(default = "default_queue_limit")]
+    pub queue_limit: usize,
+    pub provider: RawProvider,
+}
+
+fn default_validity() -> u64 {
+    600
+}
+
+fn default_blocking() -> u64 {
+    120
+}
+
+fn default_otp_length() -> u32 {
+    6
+}
+
+fn default_max_attempts() -> u8 {
+    3
+}
+
+fn default_delivery() -> String {
+    "otp".to_owned()
+}
+
+fn default_queue_limit() -> usize {
+    10_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProvider {
+    pub kind: ProviderKind,
+    pub smtp_server: Option<String>,
+    pub smtp_port: Option<u16>,
+    #[serde(default)]
+    pub smtp_tls: super::SmtpTls,
+    pub smtp_ca_file: Option<PathBuf>,
+    pub smtp_user: Option<String>,
+    pub smtp_password: Option<String>,
+    pub smtp_password_file: Option<PathBuf>,
+    #[serde(default = "default_timeout")]
+    pub smtp_timeout: u64,
+    pub outbox: Option<PathBuf>,
+    #[serde(default = "default_from")]
+    pub email_from: String,
+    #[serde(default = "default_subject")]
+    pub email_subject: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum ProviderKind {
+    Smtp,
+    File,
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+fn default_from() -> String {
+    "linotp@example.com".to_owned()
+}
+
+fn default_subject() -> String {
+    "Your OTP".to_owned()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    #[serde(default)]
+    pub format: super::LogFormat,
+}

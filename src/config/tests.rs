@@ -1,0 +1,112 @@
+//! Loader tests: the shipped files load, and each kind of mistake is refused
+//! with the file, the key and the reason.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[[clients]]
+name = "vpn"
+address = "10.1.2.0/24"
+secret = "s3cret"
+
+[users]
+file = "users.toml"
+
+[email.provider]
+kind = "file"
+"#;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    Config::from_text(text, Source::File(PathBuf::from("/etc/mailotp/mailotp.toml")), LoadOptions::default())
+}
+
+fn error_of(text: &str) -> String {
+    load(text).unwrap_err().to_string()
+}
+
+#[test]
+fn embedded_default_loads_with_spec_values() {
+    let c = Config::embedded().unwrap();
+    assert_eq!(c.server.listen, vec!["127.0.0.1:1812".parse().unwrap()]);
+    assert_eq!(c.clients[0].secret.expose(), b"testing123");
+    assert!(!c.clients[0].require_message_authenticator);
+    assert_eq!(c.users.source, UsersSource::Embedded);
+    assert!(matches!(&c.email.provider, Provider::File { outbox } if outbox == Path::new("./outbox")));
+}
+
+#[test]
+fn shipped_example_configuration_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let c = Config::load(&dir.join("mailotp.toml"), LoadOptions::default()).unwrap();
+    assert!(!c.clients.is_empty());
+}
+
+#[test]
+fn defaults_follow_linotp() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.email.challenge_validity, Duration::from_secs(600));
+    assert_eq!(c.email.blocking_timeout, Duration::from_secs(120));
+    assert_eq!(c.email.otp_length, 6);
+    assert_eq!(c.email.max_attempts, 3);
+    assert_eq!(c.email.subject, "Your OTP");
+    assert_eq!(c.email.from.email.to_string(), "linotp@example.com");
+    assert!(c.clients[0].require_message_authenticator);
+    assert_eq!(c.clients[0].challenge_mode, ChallengeMode::AccessChallenge);
+    assert_eq!(c.users.source, UsersSource::File(PathBuf::from("/etc/mailotp/users.toml")));
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_path() {
+    let text = MINIMAL.replace("secret = \"s3cret\"", "secret = \"s3cret\"\ncolour = \"blue\"");
+    let err = error_of(&text);
+    assert!(err.starts_with("/etc/mailotp/mailotp.toml: key `clients[0]"), "{err}");
+    assert!(err.contains("colour"), "{err}");
+}
+
+#[test]
+fn mistakes_name_file_key_and_reason() {
+    let cases = [
+        (MINIMAL.replace("10.1.2.0/24", "10.1.2.0/33"), "key `clients[0].address`: `10.1.2.0/33` is not an IP address or CIDR network"),
+        (MINIMAL.replace("secret = \"s3cret\"", ""), "key `clients[0].secret`: `clients[0].secret` or `clients[0].secret_file` is required"),
+        (MINIMAL.replace("secret = \"s3cret\"", "secret = \"\""), "key `clients[0].secret`: the secret is empty"),
+        (MINIMAL.replace("127.0.0.1:0", "localhost"), "key `server.listen[0]`: `localhost` is not an address with port"),
+        (MINIMAL.replace("kind = \"file\"", "kind = \"smtp\""), "key `email.provider.smtp_server`: required with kind = \"smtp\""),
+        (MINIMAL.replace("kind = \"file\"", "kind = \"smtp\"\nsmtp_server = \"mail\"\nsmtp_user = \"u\""), "key `email.provider.smtp_password`: smtp_user is set"),
+        (MINIMAL.replace("kind = \"file\"", "kind = \"pigeon\""), "key `email.provider.kind`: unknown variant `pigeon`"),
+    ];
+    for (text, want) in cases {
+        let err = error_of(&text);
+        assert!(err.starts_with("/etc/mailotp/mailotp.toml: "), "{err}");
+        assert!(err.contains(want), "want {want:?} in {err:?}");
+    }
+}
+
+#[test]
+fn otp_length_is_bounded() {
+    let text = MINIMAL.replace("[email.provider]", "[email]\notp_length = 9\n\n[email.provider]");
+    assert!(error_of(&text).contains("key `email.otp_length`: 9 is outside 6..=8"));
+}
+
+#[test]
+fn fixed_otp_needs_test_mode() {
+    let text = MINIMAL.replace("[email.provider]", "[email]\nfixed_otp_for_testing = \"123456\"\n\n[email.provider]");
+    assert!(error_of(&text).contains("start with `serve --test-mode`"));
+    let source = Source::File(PathBuf::from("t.toml"));
+    let c = Config::from_text(&text, source, LoadOptions { test_mode: true }).unwrap();
+    assert_eq!(c.email.fixed_otp.as_deref(), Some("123456"));
+}
+
+#[test]
+fn secrets_come_from_files_without_the_trailing_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("vpn.secret"), "from-file\n").unwrap();
+    let text = MINIMAL.replace("secret = \"s3cret\"", "secret_file = \"vpn.secret\"");
+    let path = dir.path().join("mailotp.toml");
+    std::fs::write(&path, text).unwrap();
+    let c = Config::load(&path, LoadOptions::default()).unwrap();
+    assert_eq!(c.clients[0].secret.expose(), b"from-file");
+    assert_eq!(format!("{:?}", c.clients[0].secret), "Secret(***)");
+}

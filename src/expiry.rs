@@ -1,0 +1,58 @@
+//! expiry: a first-in, first-out queue of deadlines for state whose entries all
+//! live equally long (challenges, the duplicate cache).
+//!
+//! Because every entry of one kind gets the same lifetime, insertion order is
+//! expiry order: a `VecDeque` does what a sorted set would, in 24 bytes plus the
+//! key per entry and O(1) per operation. It only remembers *when* to look; the
+//! owner checks the entry itself, since it may be gone or renewed by then.
+
+use std::collections::VecDeque;
+
+use tokio::time::Instant;
+
+/// Deadlines in the order they were pushed.
+#[derive(Debug)]
+pub struct ExpiryQueue<K> {
+    entries: VecDeque<(Instant, K)>,
+}
+
+impl<K> Default for ExpiryQueue<K> {
+    fn default() -> Self {
+        ExpiryQueue {
+            entries: VecDeque::new(),
+        }
+    }
+}
+
+impl<K> ExpiryQueue<K> {
+    /// Remembers that `key` expires at `deadline`.
+    pub fn push(&mut self, deadline: Instant, key: K) {
+        self.entries.push_back((deadline, key));
+    }
+
+    /// Takes every key whose deadline is at or before `now`, oldest first.
+    pub fn pop_expired(&mut self, now: Instant) -> impl Iterator<Item = K> + '_ {
+        std::iter::from_fn(move || {
+            if self.entries.front()?.0 <= now {
+                self.entries.pop_front().map(|(_, k)| k)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The earliest deadline still queued.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.entries.front().map(|(d, _)| *d)
+    }
+
+    /// How many deadlines are queued.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}

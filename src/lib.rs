@@ -1,0 +1,30 @@
+//! mailotp: a RADIUS server that adds a second factor by e-mail.
+//!
+//! A NAS sends the user's PIN; mailotp e-mails a one-time password and answers
+//! Access-Challenge; the user types the code and mailotp answers Access-Accept.
+//!
+//! # Layout
+//! - [`wire`]: RADIUS bytes ↔ packets; knows nothing of users or mail.
+//! - [`server`]: sockets, the cheap checks, the duplicate cache, answering.
+//! - [`auth`]: the Access-Request decision, in one function.
+//! - [`challenge`]: open challenges (the in-memory store) behind a trait.
+//! - [`otp`]: HOTP codes and the digest the store keeps instead of them.
+//! - [`users`]: the users file and PIN hashes, behind a trait.
+//! - [`mail`]: the delivery queue, templates and providers (SMTP, file).
+//! - [`config`]: the configuration file, strictly parsed and checked.
+//! - [`metrics`]: counters.
+//! - [`cli`]: the `mailotp` commands; `main.rs` only calls into it.
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod auth;
+pub mod challenge;
+pub mod cli;
+pub mod config;
+pub mod expiry;
+pub mod mail;
+pub mod metrics;
+pub mod otp;
+pub mod server;
+pub mod users;
+pub mod wire;

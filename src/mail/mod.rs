@@ -1,0 +1,289 @@
+//! mail: the delivery queue between `auth` and the mail provider.
+//!
+//! `auth` only calls [`MailQueue::enqueue`], which never waits: the RADIUS
+//! answer goes out before the mail. A background task renders each job and
+//! hands it to the provider, a few at a time, and retries transient failures
+//! with backoff while the challenge is still valid, so an SMTP outage delays
+//! mail but loses none. The queue is bounded: when it is full, `enqueue` says
+//! so and the request is rejected instead of memory growing. Codes are never
+//! logged; recipients and transaction ids are.
+
+pub mod provider;
+pub mod template;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::Message;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tokio_util::time::DelayQueue;
+
+use crate::challenge::Transaction;
+use crate::config::{ConfigError, EmailConfig};
+use crate::otp::Otp;
+use provider::MailProvider;
+use template::{Templates, Values};
+
+/// Messages handed to the provider at once.
+const PARALLEL_SENDS: usize = 8;
+/// First retry delay; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Why a mail was not sent.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MailError {
+    /// The queue holds `limit` mails already.
+    #[error("mail queue full ({limit} mails waiting)")]
+    QueueFull {
+        /// The configured `queue_limit`.
+        limit: usize,
+    },
+    /// The next hop failed in a way that may pass (connection refused,
+    /// timeout, 4xx); retried while the challenge is valid.
+    #[error("delivery failed, will retry: {reason}")]
+    Transient {
+        /// The provider's words.
+        reason: String,
+    },
+    /// The SMTP server refused for good (5xx, e.g. unknown recipient).
+    #[error("delivery refused: {reason}")]
+    Permanent {
+        /// The provider's words.
+        reason: String,
+    },
+    /// The message could not be built (bad address).
+    #[error("cannot build message: {reason}")]
+    Build {
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// One e-mail to send: a challenge's code for a user.
+#[derive(Debug)]
+pub struct MailJob {
+    /// Recipient.
+    pub to: Mailbox,
+    /// User name, for the body and the log.
+    pub user: String,
+    /// The code.
+    pub otp: Otp,
+    /// The challenge it belongs to, for the log.
+    pub tx: Transaction,
+    /// When the challenge expires; a mail still undelivered then is dropped.
+    pub expires: Instant,
+}
+
+/// Mail counters for metrics.
+#[derive(Debug, Default)]
+pub struct MailStats {
+    /// Mails the provider accepted.
+    pub sent: AtomicU64,
+    /// Failed attempts (each retry counts).
+    pub failed_attempts: AtomicU64,
+    /// Mails given up: refused for good or expired undelivered.
+    pub dropped: AtomicU64,
+}
+
+/// The request path's handle on the queue.
+#[derive(Debug, Clone)]
+pub struct MailQueue {
+    sender: mpsc::UnboundedSender<MailJob>,
+    pending: Arc<AtomicUsize>,
+    limit: usize,
+    stats: Arc<MailStats>,
+}
+
+impl MailQueue {
+    /// Queues a mail without waiting; the job comes back when the queue is
+    /// full or the delivery task has stopped.
+    pub fn enqueue(&self, job: MailJob) -> Result<(), (MailError, MailJob)> {
+        let full = MailError::QueueFull { limit: self.limit };
+        if self.pending.fetch_add(1, Ordering::AcqRel) >= self.limit {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err((full, job));
+        }
+        self.sender.send(job).map_err(|e| {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            (full, e.0)
+        })
+    }
+
+    /// Mails queued, being sent or waiting for a retry.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Counters of the delivery task.
+    pub fn stats(&self) -> &MailStats {
+        &self.stats
+    }
+}
+
+/// Renders jobs into messages.
+struct Renderer {
+    from: Mailbox,
+    subject: String,
+    templates: Templates,
+    minutes: u64,
+}
+
+impl Renderer {
+    fn render(&self, job: &MailJob) -> Result<Message, MailError> {
+        let values = Values {
+            otp: job.otp.expose(),
+            user: &job.user,
+            minutes: self.minutes,
+            link: "",
+        };
+        let (text, html) = self.templates.render(&values);
+        let builder = Message::builder()
+            .from(self.from.clone())
+            .to(job.to.clone())
+            .subject(self.subject.clone())
+            .message_id(None);
+        let text_part = SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text);
+        let message = match html {
+            None => builder.singlepart(text_part),
+            Some(html) => builder.multipart(
+                MultiPart::alternative()
+                    .singlepart(text_part)
+                    .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html)),
+            ),
+        };
+        message.map_err(|e| MailError::Build { reason: e.to_string() })
+    }
+}
+
+/// Starts the delivery task on `tasks`; it stops on `shutdown` after giving
+/// sends in progress `grace` to finish.
+pub fn start(
+    config: &EmailConfig,
+    grace: Duration,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+) -> Result<MailQueue, ConfigError> {
+    let provider: Arc<dyn MailProvider> = Arc::from(provider::build(&config.provider)?);
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let queue = MailQueue {
+        sender,
+        pending: Arc::new(AtomicUsize::new(0)),
+        limit: config.queue_limit,
+        stats: Arc::new(MailStats::default()),
+    };
+    let renderer = Renderer {
+        from: config.from.clone(),
+        subject: config.subject.clone(),
+        templates: config.templates.clone(),
+        minutes: config.challenge_validity.as_secs().div_ceil(60),
+    };
+    let worker = Delivery {
+        provider,
+        renderer: Arc::new(renderer),
+        pending: Arc::clone(&queue.pending),
+        stats: Arc::clone(&queue.stats),
+    };
+    tasks.spawn(worker.run(receiver, shutdown, grace));
+    Ok(queue)
+}
+
+struct Delivery {
+    provider: Arc<dyn MailProvider>,
+    renderer: Arc<Renderer>,
+    pending: Arc<AtomicUsize>,
+    stats: Arc<MailStats>,
+}
+
+/// A job with how often it was tried and how long to wait before the next.
+struct Attempt {
+    job: MailJob,
+    tries: u32,
+    backoff: Duration,
+}
+
+impl Delivery {
+    async fn run(self, mut receiver: mpsc::UnboundedReceiver<MailJob>, shutdown: CancellationToken, grace: Duration) {
+        let mut retries: DelayQueue<Attempt> = DelayQueue::new();
+        let mut sending: JoinSet<(Attempt, Result<(), MailError>)> = JoinSet::new();
+        loop {
+            let room = sending.len() < PARALLEL_SENDS;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(job) = receiver.recv(), if room => {
+                    self.spawn_send(&mut sending, Attempt { job, tries: 0, backoff: FIRST_BACKOFF });
+                }
+                Some(expired) = std::future::poll_fn(|cx| retries.poll_expired(cx)), if room && !retries.is_empty() => {
+                    self.spawn_send(&mut sending, expired.into_inner());
+                }
+                Some(done) = sending.join_next() => {
+                    if let Ok((attempt, result)) = done {
+                        self.finish(attempt, result, &mut retries);
+                    }
+                }
+            }
+        }
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(Ok((attempt, result))) = sending.join_next().await {
+                self.finish(attempt, result, &mut retries);
+            }
+        })
+        .await;
+        let left = self.pending.load(Ordering::Acquire);
+        if drained.is_err() || left > 0 {
+            tracing::warn!(undelivered = left, "mail delivery stopped with mails undelivered");
+        }
+    }
+
+    fn spawn_send(&self, sending: &mut JoinSet<(Attempt, Result<(), MailError>)>, mut attempt: Attempt) {
+        let provider = Arc::clone(&self.provider);
+        let renderer = Arc::clone(&self.renderer);
+        attempt.tries += 1;
+        sending.spawn(async move {
+            let result = match renderer.render(&attempt.job) {
+                Ok(message) => provider.send(message).await,
+                Err(e) => Err(e),
+            };
+            (attempt, result)
+        });
+    }
+
+    fn finish(&self, mut attempt: Attempt, result: Result<(), MailError>, retries: &mut DelayQueue<Attempt>) {
+        let job = &attempt.job;
+        match result {
+            Ok(()) => {
+                self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(user = %job.user, to = %job.to.email, tx = %job.tx, tries = attempt.tries, "mail sent");
+            }
+            Err(MailError::Transient { reason }) => {
+                self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                let next = Instant::now() + attempt.backoff;
+                if next < job.expires {
+                    tracing::warn!(user = %job.user, to = %job.to.email, tx = %job.tx, tries = attempt.tries,
+                        retry_in_s = attempt.backoff.as_secs(), %reason, "mail delivery failed, will retry");
+                    let wait = attempt.backoff;
+                    attempt.backoff = (attempt.backoff * 2).min(MAX_BACKOFF);
+                    retries.insert(attempt, wait);
+                    return;
+                }
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(user = %job.user, to = %job.to.email, tx = %job.tx, tries = attempt.tries, %reason,
+                    "mail dropped: its challenge expires before the next try");
+            }
+            Err(e) => {
+                self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(user = %job.user, to = %job.to.email, tx = %job.tx, error = %e, "mail dropped");
+            }
+        }
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,88 @@
+//! metrics: counters the server keeps about itself (drops by reason, answers
+//! by code). Plain atomics, cheap enough for the hot path; rendering them for
+//! an exporter is someone else's job. Nothing here logs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a datagram got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The source address is no configured client.
+    UnknownClient,
+    /// Not a well-formed RADIUS packet (length, attribute framing).
+    Malformed,
+    /// A code we do not serve (Accounting-Request, responses, unknown codes).
+    UnsupportedCode,
+    /// Message-Authenticator required but absent.
+    MissingMessageAuthenticator,
+    /// Message-Authenticator present but wrong.
+    BadMessageAuthenticator,
+    /// User-Password whose length is not a multiple of 16 up to 128.
+    BadPassword,
+    /// A retransmission of a request still being worked on.
+    DuplicateInProgress,
+    /// `max_in_flight` requests are being worked on, or the duplicate cache is full.
+    Overloaded,
+    /// The challenge store or user directory could not be reached.
+    BackendUnavailable,
+}
+
+impl DropReason {
+    /// Every reason, in the order of [`Metrics::drops`].
+    pub const ALL: [DropReason; 9] = [
+        DropReason::UnknownClient,
+        DropReason::Malformed,
+        DropReason::UnsupportedCode,
+        DropReason::MissingMessageAuthenticator,
+        DropReason::BadMessageAuthenticator,
+        DropReason::BadPassword,
+        DropReason::DuplicateInProgress,
+        DropReason::Overloaded,
+        DropReason::BackendUnavailable,
+    ];
+
+    /// The reason as logs and metrics name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::UnknownClient => "unknown-client",
+            DropReason::Malformed => "malformed",
+            DropReason::UnsupportedCode => "unsupported-code",
+            DropReason::MissingMessageAuthenticator => "missing-message-authenticator",
+            DropReason::BadMessageAuthenticator => "bad-message-authenticator",
+            DropReason::BadPassword => "bad-user-password",
+            DropReason::DuplicateInProgress => "duplicate-in-progress",
+            DropReason::Overloaded => "overloaded",
+            DropReason::BackendUnavailable => "backend-unavailable",
+        }
+    }
+
+    fn index(self) -> usize {
+        DropReason::ALL.iter().position(|r| *r == self).expect("listed in ALL")
+    }
+}
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    drops: [AtomicU64; DropReason::ALL.len()],
+    /// Access-Accepts sent.
+    pub accepts: AtomicU64,
+    /// Access-Rejects sent.
+    pub rejects: AtomicU64,
+    /// Access-Challenges sent.
+    pub challenges: AtomicU64,
+    /// Retransmissions answered from the duplicate cache.
+    pub duplicates_answered: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one dropped datagram.
+    pub fn drop(&self, reason: DropReason) {
+        self.drops[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Datagrams dropped for `reason` so far.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()].load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,300 @@
+//! server: the UDP sockets, the cheap checks every datagram passes, the
+//! duplicate cache, and the wrapper that turns a [`Decision`] into signed bytes
+//! and one log line.
+//!
+//! Checks run in a fixed order, cheapest first, and each drop is counted:
+//! unknown client, malformed packet, unsupported code, Message-Authenticator,
+//! User-Password framing, duplicate, capacity. Nothing that fails them is ever
+//! answered. The decision itself lives in `auth`; this module never looks at
+//! users, codes or mail.
+
+mod dedup;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use tokio::net::UdpSocket;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use dedup::{DuplicateCache, RequestKey, Seen, TTL as DUPLICATE_TTL};
+
+use crate::auth::{Authenticator, Decision, Reason, Request};
+use crate::config::Client;
+use crate::metrics::{DropReason, Metrics};
+use crate::wire::{self, attr, Code, MaCheck, Packet, ResponseBuilder};
+
+/// Largest datagram read; longer ones are cut, and RFC 2865 §3 says octets past
+/// the length field are padding anyway.
+const RECEIVE_BUFFER: usize = wire::MAX_PACKET_LEN + 1;
+/// Requests remembered by the duplicate cache at most.
+const DUPLICATE_CACHE_CAPACITY: usize = 100_000;
+/// How often a client missing Message-Authenticator is logged.
+const MISSING_MA_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The configured clients, most specific network first.
+#[derive(Debug, Default)]
+pub struct Clients(Vec<Arc<Client>>);
+
+impl Clients {
+    /// Orders clients so that a host entry wins over the network around it.
+    pub fn new(clients: Vec<Client>) -> Clients {
+        let mut clients: Vec<Arc<Client>> = clients.into_iter().map(Arc::new).collect();
+        clients.sort_by_key(|c| std::cmp::Reverse(c.network.prefix_len()));
+        Clients(clients)
+    }
+
+    /// The client a source address belongs to.
+    pub fn find(&self, ip: IpAddr) -> Option<&Arc<Client>> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.0.iter().find(|c| c.network.contains(&ip))
+    }
+}
+
+/// Shared state of the running server.
+pub struct Context {
+    /// Who may send requests (swapped whole on reload).
+    pub clients: ArcSwap<Clients>,
+    /// The decision.
+    pub auth: Authenticator,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Recent requests and answers.
+    pub duplicates: DuplicateCache,
+    /// Bounds the requests worked on at once (`max_in_flight`).
+    pub in_flight: Arc<Semaphore>,
+    missing_ma_logged: DashMap<String, Instant>,
+}
+
+impl Context {
+    /// A context around an authenticator.
+    pub fn new(clients: Clients, auth: Authenticator, max_in_flight: usize) -> Context {
+        Context {
+            clients: ArcSwap::from_pointee(clients),
+            auth,
+            metrics: Metrics::default(),
+            duplicates: DuplicateCache::new(DUPLICATE_CACHE_CAPACITY),
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            missing_ma_logged: DashMap::new(),
+        }
+    }
+}
+
+/// Serves RADIUS on already-bound sockets until `shutdown`; request tasks run
+/// on `tasks`, so the caller can wait for them to finish.
+pub async fn serve(sockets: Vec<UdpSocket>, ctx: Arc<Context>, tasks: TaskTracker, shutdown: CancellationToken) {
+    let mut loops = tokio::task::JoinSet::new();
+    for socket in sockets {
+        loops.spawn(receive_loop(Arc::new(socket), Arc::clone(&ctx), tasks.clone(), shutdown.clone()));
+    }
+    loops.spawn(sweep_duplicates(Arc::clone(&ctx), shutdown.clone()));
+    while loops.join_next().await.is_some() {}
+}
+
+async fn sweep_duplicates(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => ctx.duplicates.sweep(Instant::now()),
+        }
+    }
+}
+
+async fn receive_loop(socket: Arc<UdpSocket>, ctx: Arc<Context>, tasks: TaskTracker, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; RECEIVE_BUFFER];
+    loop {
+        let (len, source) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(r) => r,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on some systems.
+                    tracing::debug!(error = %e, "receive failed");
+                    continue;
+                }
+            },
+        };
+        match screen(&ctx, &buf[..len], source) {
+            Screened::Drop(reason) => {
+                ctx.metrics.drop(reason);
+                tracing::debug!(%source, reason = reason.as_str(), "dropped");
+            }
+            Screened::Resend(bytes) => {
+                ctx.metrics.duplicates_answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                send(&socket, &bytes, source).await;
+            }
+            Screened::Work { client, key, permit } => {
+                let datagram = buf[..len].to_vec();
+                let (socket, ctx) = (Arc::clone(&socket), Arc::clone(&ctx));
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    respond(&ctx, &socket, &client, key, &datagram).await;
+                });
+            }
+        }
+    }
+}
+
+/// The outcome of the cheap checks.
+enum Screened {
+    Drop(DropReason),
+    Resend(Arc<[u8]>),
+    Work {
+        client: Arc<Client>,
+        key: RequestKey,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    },
+}
+
+fn screen(ctx: &Context, datagram: &[u8], source: SocketAddr) -> Screened {
+    let clients = ctx.clients.load();
+    let Some(client) = clients.find(source.ip()) else {
+        return Screened::Drop(DropReason::UnknownClient);
+    };
+    let Ok(packet) = Packet::decode(datagram) else {
+        return Screened::Drop(DropReason::Malformed);
+    };
+    let code = packet.code();
+    if !matches!(code, Code::AccessRequest | Code::StatusServer) {
+        return Screened::Drop(DropReason::UnsupportedCode);
+    }
+    match wire::verify_message_authenticator(&packet, None, client.secret.expose()) {
+        MaCheck::Valid => {}
+        MaCheck::Invalid => return Screened::Drop(DropReason::BadMessageAuthenticator),
+        MaCheck::Absent => {
+            // RFC 5997 §3: Status-Server always carries one.
+            if code == Code::StatusServer || client.require_message_authenticator {
+                log_missing_ma(ctx, client);
+                return Screened::Drop(DropReason::MissingMessageAuthenticator);
+            }
+        }
+    }
+    if let Some(hidden) = packet.first(attr::USER_PASSWORD) {
+        if hidden.is_empty() || hidden.len() > 128 || hidden.len() % 16 != 0 {
+            return Screened::Drop(DropReason::BadPassword);
+        }
+    }
+    let key = RequestKey {
+        source,
+        identifier: packet.identifier(),
+        authenticator: *packet.authenticator(),
+    };
+    match ctx.duplicates.check(key) {
+        Seen::New => {}
+        Seen::InProgress => return Screened::Drop(DropReason::DuplicateInProgress),
+        Seen::Answered(bytes) => return Screened::Resend(bytes),
+        Seen::Full => return Screened::Drop(DropReason::Overloaded),
+    }
+    let Ok(permit) = Arc::clone(&ctx.in_flight).try_acquire_owned() else {
+        ctx.duplicates.forget(&key);
+        return Screened::Drop(DropReason::Overloaded);
+    };
+    Screened::Work {
+        client: Arc::clone(client),
+        key,
+        permit,
+    }
+}
+
+/// Admins see why a NAS gets no answers, without a line per packet.
+fn log_missing_ma(ctx: &Context, client: &Client) {
+    let now = Instant::now();
+    let mut last = ctx
+        .missing_ma_logged
+        .entry(client.name.clone())
+        .or_insert(now - MISSING_MA_LOG_INTERVAL);
+    if now.duration_since(*last) >= MISSING_MA_LOG_INTERVAL {
+        *last = now;
+        tracing::warn!(client = %client.name, "dropping requests without Message-Authenticator (require_message_authenticator = true, or Status-Server); logged once a minute");
+    }
+}
+
+/// Decides a screened request, answers it and writes its log line.
+async fn respond(ctx: &Context, socket: &UdpSocket, client: &Client, key: RequestKey, datagram: &[u8]) {
+    let packet = Packet::decode(datagram).expect("screened packets decode");
+    let secret = client.secret.expose();
+    let user = packet
+        .first(attr::USER_NAME)
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    let decision = if packet.code() == Code::StatusServer {
+        Ok(Decision {
+            code: Code::AccessAccept,
+            state: None,
+            reply_message: None,
+            reason: Reason::StatusServer,
+        })
+    } else {
+        let password = packet
+            .first(attr::USER_PASSWORD)
+            .and_then(|hidden| wire::unhide_password(hidden, secret, packet.authenticator()))
+            .unwrap_or_default();
+        let request = Request {
+            user: &user,
+            password: &password,
+            state: packet.first(attr::STATE),
+            challenge_mode: client.challenge_mode,
+        };
+        ctx.auth.decide(&request).await
+    };
+    let decision = match decision {
+        Ok(d) => d,
+        Err(e) => {
+            ctx.duplicates.forget(&key);
+            ctx.metrics.drop(DropReason::BackendUnavailable);
+            tracing::error!(client = %client.name, id = key.identifier, %user, error = %e, "no answer: backend unavailable");
+            return;
+        }
+    };
+    let bytes: Arc<[u8]> = Arc::from(encode(&packet, &decision, secret));
+    ctx.duplicates.answered(key, Arc::clone(&bytes));
+    count(&ctx.metrics, decision.code);
+    tracing::info!(
+        client = %client.name,
+        source = %key.source,
+        id = key.identifier,
+        user = %user,
+        answer = decision.code.name(),
+        reason = decision.reason.as_str(),
+        "request answered"
+    );
+    send(socket, &bytes, key.source).await;
+}
+
+fn encode(request: &Packet<'_>, decision: &Decision, secret: &[u8]) -> Vec<u8> {
+    let mut response = ResponseBuilder::new(decision.code, request.identifier());
+    if let Some(tx) = decision.state {
+        response.push(attr::STATE, &tx.to_state());
+    }
+    if let Some(message) = &decision.reply_message {
+        response.push(attr::REPLY_MESSAGE, message.as_bytes());
+    }
+    for a in request.attributes().filter(|a| a.attr_type == attr::PROXY_STATE) {
+        response.push(attr::PROXY_STATE, a.value);
+    }
+    response.finish(request.authenticator(), secret)
+}
+
+fn count(metrics: &Metrics, code: Code) {
+    let counter = match code {
+        Code::AccessAccept => &metrics.accepts,
+        Code::AccessChallenge => &metrics.challenges,
+        _ => &metrics.rejects,
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+async fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
+    if let Err(e) = socket.send_to(bytes, to).await {
+        tracing::warn!(%to, error = %e, "cannot send answer");
+    }
+}

@@ -1,0 +1,274 @@
+//! users: who may log in, their e-mail address, and the PIN check.
+//!
+//! [`UserDirectory`] is the seam `auth` talks to; [`FileUsers`] reads the
+//! users file of argon2 PIN hashes (an LDAP directory can stand behind the
+//! same trait). PIN hashes run on a bounded blocking pool ([`HashPool`]), never
+//! on the UDP loop. An unknown user costs one hash of a dummy PIN, so time does
+//! not tell known and unknown users apart. Nothing here logs a PIN.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use async_trait::async_trait;
+use lettre::message::Mailbox;
+use serde::Deserialize;
+use thiserror::Error;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use crate::config::{parse_toml, read_text, ConfigError, UsersSource, EMBEDDED_USERS};
+
+/// A user whose PIN was right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Login name as the NAS sends it in User-Name.
+    pub name: String,
+    /// Where the codes go.
+    pub email: Mailbox,
+}
+
+/// The verdict on a PIN. `auth` answers all but `Valid` the same way; the
+/// variants exist for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinCheck {
+    /// The PIN is right and the user may log in.
+    Valid(User),
+    /// The user exists but the PIN is wrong.
+    WrongPin,
+    /// No such user.
+    UnknownUser,
+    /// The PIN is right but the account is switched off (`active = false`).
+    Inactive,
+}
+
+/// Why a directory could not answer.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum DirectoryError {
+    /// The hash pool is gone (the server is stopping).
+    #[error("PIN check could not run: {reason}")]
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where users are looked up and PINs checked.
+#[async_trait]
+pub trait UserDirectory: Send + Sync + 'static {
+    /// Checks `pin` for `name`.
+    async fn check_pin(&self, name: &str, pin: &[u8]) -> Result<PinCheck, DirectoryError>;
+
+    /// Number of users, for the start-up summary.
+    fn len(&self) -> usize;
+
+    /// Whether there are no users.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Runs argon2 checks on tokio's blocking threads, `workers` at a time.
+#[derive(Debug, Clone)]
+pub struct HashPool {
+    permits: Arc<Semaphore>,
+}
+
+impl HashPool {
+    /// A pool of `workers` concurrent hashes.
+    pub fn new(workers: usize) -> HashPool {
+        HashPool {
+            permits: Arc::new(Semaphore::new(workers)),
+        }
+    }
+
+    /// Whether `pin` matches the PHC hash string; also how long it waited
+    /// for a worker, for metrics.
+    pub async fn verify(&self, hash: Arc<str>, pin: &[u8]) -> Result<(bool, Duration), DirectoryError> {
+        let queued = Instant::now();
+        let unavailable = |e: &dyn std::fmt::Display| DirectoryError::Unavailable { reason: e.to_string() };
+        let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(|e| unavailable(&e))?;
+        let waited = queued.elapsed();
+        let pin = Zeroizing::new(pin.to_vec());
+        let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            PasswordHash::new(&hash).is_ok_and(|parsed| Argon2::default().verify_password(&pin, &parsed).is_ok())
+        })
+        .await
+        .map_err(|e| unavailable(&e))?;
+        Ok((ok, waited))
+    }
+}
+
+/// A hash for `mailotp hash-pin`: argon2id with the crate's recommended
+/// parameters (m=19456 KiB, t=2, p=1) and a random salt.
+pub fn hash_pin(pin: &[u8]) -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(pin, &salt)
+        .expect("argon2 with default parameters hashes any PIN")
+        .to_string()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUsersFile {
+    #[serde(default)]
+    users: Vec<RawUser>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: String,
+    email: String,
+    pin: String,
+    #[serde(default = "default_active")]
+    active: bool,
+}
+
+fn default_active() -> bool {
+    true
+}
+
+#[derive(Debug)]
+struct Entry {
+    user: User,
+    pin_hash: Arc<str>,
+    active: bool,
+}
+
+/// Users from a users file.
+#[derive(Debug)]
+pub struct FileUsers {
+    users: HashMap<String, Entry>,
+    dummy_hash: Arc<str>,
+    pool: HashPool,
+}
+
+impl FileUsers {
+    /// Reads and checks the users file (or the embedded demo users).
+    pub fn load(source: &UsersSource, pool: HashPool) -> Result<FileUsers, ConfigError> {
+        match source {
+            UsersSource::File(path) => FileUsers::parse(&read_text(path)?, &path.display(), pool),
+            UsersSource::Embedded => FileUsers::parse(EMBEDDED_USERS, &"<embedded demo users>", pool),
+        }
+    }
+
+    /// Checks users-file text that came from `file`.
+    pub fn parse(text: &str, file: &dyn std::fmt::Display, pool: HashPool) -> Result<FileUsers, ConfigError> {
+        let raw: RawUsersFile = parse_toml(text, file)?;
+        let mut users = HashMap::with_capacity(raw.users.len());
+        let mut dummy_params = None;
+        for (i, u) in raw.users.into_iter().enumerate() {
+            let err = |key: &str, reason: String| ConfigError::invalid(file, format!("users[{i}].{key}"), reason);
+            if u.name.is_empty() {
+                return Err(err("name", "the name is empty".to_owned()));
+            }
+            let email = u
+                .email
+                .parse::<Mailbox>()
+                .map_err(|e| err("email", format!("`{}` is not an e-mail address: {e}", u.email)))?;
+            let parsed = PasswordHash::new(&u.pin)
+                .map_err(|e| err("pin", format!("not a PIN hash from `mailotp hash-pin`: {e}")))?;
+            if !parsed.algorithm.as_str().starts_with("argon2") {
+                return Err(err("pin", format!("hash algorithm `{}` is not argon2", parsed.algorithm)));
+            }
+            dummy_params.get_or_insert_with(|| argon2::Params::try_from(&parsed).ok());
+            let entry = Entry {
+                user: User { name: u.name.clone(), email },
+                pin_hash: Arc::from(u.pin.as_str()),
+                active: u.active,
+            };
+            if users.insert(u.name.clone(), entry).is_some() {
+                return Err(err("name", format!("user `{}` is listed twice", u.name)));
+            }
+        }
+        let dummy_hash = dummy_hash(dummy_params.flatten());
+        Ok(FileUsers { users, dummy_hash, pool })
+    }
+}
+
+/// A hash of a random PIN with the users' own argon2 cost, so that checking
+/// an unknown user takes as long as checking a known one.
+fn dummy_hash(params: Option<argon2::Params>) -> Arc<str> {
+    let params = params.unwrap_or_default();
+    let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::generate(&mut OsRng);
+    let pin: [u8; 16] = rand::random();
+    let hash = argon.hash_password(&pin, &salt).expect("argon2 hashes a random PIN");
+    Arc::from(hash.to_string())
+}
+
+#[async_trait]
+impl UserDirectory for FileUsers {
+    async fn check_pin(&self, name: &str, pin: &[u8]) -> Result<PinCheck, DirectoryError> {
+        let Some(entry) = self.users.get(name) else {
+            self.pool.verify(Arc::clone(&self.dummy_hash), pin).await?;
+            return Ok(PinCheck::UnknownUser);
+        };
+        let (ok, _waited) = self.pool.verify(Arc::clone(&entry.pin_hash), pin).await?;
+        Ok(match (ok, entry.active) {
+            (false, _) => PinCheck::WrongPin,
+            (true, false) => PinCheck::Inactive,
+            (true, true) => PinCheck::Valid(entry.user.clone()),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.users.len()
+    }
+}
+
+/// Reads users from a path, for tests and `check`.
+pub fn load_file(path: &Path, pool: HashPool) -> Result<FileUsers, ConfigError> {
+    FileUsers::load(&UsersSource::File(path.to_path_buf()), pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users(text: &str) -> Result<FileUsers, ConfigError> {
+        FileUsers::parse(text, &"users.toml", HashPool::new(2))
+    }
+
+    #[tokio::test]
+    async fn pins_are_checked_against_argon2_hashes() {
+        let hash = hash_pin(b"4321");
+        let text = format!(
+            "[[users]]\nname = \"alice\"\nemail = \"alice@example.com\"\npin = \"{hash}\"\n\
+             [[users]]\nname = \"off\"\nemail = \"off@example.com\"\npin = \"{hash}\"\nactive = false\n"
+        );
+        let users = users(&text).unwrap();
+        assert_eq!(users.len(), 2);
+        assert!(matches!(users.check_pin("alice", b"4321").await.unwrap(), PinCheck::Valid(u) if u.name == "alice"));
+        assert_eq!(users.check_pin("alice", b"4322").await.unwrap(), PinCheck::WrongPin);
+        assert_eq!(users.check_pin("nobody", b"4321").await.unwrap(), PinCheck::UnknownUser);
+        assert_eq!(users.check_pin("off", b"4321").await.unwrap(), PinCheck::Inactive);
+    }
+
+    #[test]
+    fn bad_users_files_name_the_key() {
+        let cases = [
+            ("[[users]]\nname = \"a\"\nemail = \"nope\"\npin = \"x\"\n", "users.toml: key `users[0].email`"),
+            ("[[users]]\nname = \"a\"\nemail = \"a@b.c\"\npin = \"plain\"\n", "users.toml: key `users[0].pin`"),
+            ("[[users]]\nname = \"a\"\nemail = \"a@b.c\"\npin = \"x\"\ncolour = 1\n", "users.toml: key `users[0].colour`"),
+        ];
+        for (text, want) in cases {
+            let err = users(text).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn embedded_demo_users_load() {
+        let users = FileUsers::load(&UsersSource::Embedded, HashPool::new(1)).unwrap();
+        assert!(users.len() >= 2);
+    }
+}
