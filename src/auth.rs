@@ -102,11 +102,21 @@ pub struct Decision {
 
 impl Decision {
     fn accept(reason: Reason) -> Decision {
-        Decision { code: Code::AccessAccept, state: None, reply_message: None, reason }
+        Decision {
+            code: Code::AccessAccept,
+            state: None,
+            reply_message: None,
+            reason,
+        }
     }
 
     fn reject(reason: Reason) -> Decision {
-        Decision { code: Code::AccessReject, state: None, reply_message: None, reason }
+        Decision {
+            code: Code::AccessReject,
+            state: None,
+            reply_message: None,
+            reason,
+        }
     }
 }
 
@@ -225,9 +235,17 @@ impl Authenticator {
         };
         let tx = Transaction::random();
         let (tx, message, reason) = match self.challenges.open(&user.name, tx, &otp).await? {
-            Opened::AlreadySent(open) => (open, format!("{ALREADY_SUBMITTED} (transaction {open})"), Reason::AlreadySent),
+            Opened::AlreadySent(open) => (
+                open,
+                format!("{ALREADY_SUBMITTED} (transaction {open})"),
+                Reason::AlreadySent,
+            ),
             Opened::New => {
-                let prompt = format!("Enter the one-time password sent to {}", mask(&user.email.email.to_string()));
+                let prompt = format!(
+                    "Enter the one-time password sent to {}",
+                    mask(user.email.email.as_ref())
+                );
+                let name = user.name.clone();
                 let job = MailJob {
                     to: user.email,
                     user: user.name,
@@ -235,9 +253,9 @@ impl Authenticator {
                     tx,
                     expires: Instant::now() + settings.validity,
                 };
-                if let Err((error, job)) = self.mail.enqueue(job) {
-                    tracing::error!(user = %job.user, %error, "cannot queue the e-mail; rejecting");
-                    self.challenges.cancel(&job.user, &tx).await?;
+                if let Err(error) = self.mail.enqueue(job) {
+                    tracing::error!(user = %name, %error, "cannot queue the e-mail; rejecting");
+                    self.challenges.cancel(&name, &tx).await?;
                     return Ok(Decision {
                         reply_message: Some("The e-mail service is busy, please try again later".to_owned()),
                         ..Decision::reject(Reason::MailQueueFull)

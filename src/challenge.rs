@@ -320,10 +320,7 @@ impl ChallengeStore for MemoryStore {
 
     async fn find(&self, user: &str, code: &[u8]) -> Result<Option<Transaction>, StoreError> {
         let now = Instant::now();
-        Ok(self
-            .by_user
-            .get(user)
-            .and_then(|list| self.matching(&list, code, now)))
+        Ok(self.by_user.get(user).and_then(|list| self.matching(&list, code, now)))
     }
 
     async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, StoreError> {

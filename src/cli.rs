@@ -101,7 +101,11 @@ fn check(config: Config) -> Result<(), CliError> {
             "  client {}: {} (Message-Authenticator {}, {:?})",
             c.name,
             c.network,
-            if c.require_message_authenticator { "required" } else { "optional" },
+            if c.require_message_authenticator {
+                "required"
+            } else {
+                "optional"
+            },
             c.challenge_mode
         );
     }
@@ -175,7 +179,11 @@ async fn serve(config: Config) -> Result<(), CliError> {
         mail,
         settings: ArcSwap::from_pointee(AuthSettings::from(email)),
     };
-    let ctx = Arc::new(Context::new(Clients::new(config.clients.clone()), auth, config.server.max_in_flight));
+    let ctx = Arc::new(Context::new(
+        Clients::new(config.clients.clone()),
+        auth,
+        config.server.max_in_flight,
+    ));
     let mut sockets = Vec::new();
     for addr in &config.server.listen {
         let socket = bind(*addr, config.server.receive_buffer).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -188,8 +196,14 @@ async fn serve(config: Config) -> Result<(), CliError> {
     shutdown.cancel();
     server.await?;
     tasks.close();
-    if tokio::time::timeout(config.server.shutdown_grace, tasks.wait()).await.is_err() {
-        tracing::warn!(grace_s = config.server.shutdown_grace.as_secs(), "stopped before all work finished");
+    if tokio::time::timeout(config.server.shutdown_grace, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_s = config.server.shutdown_grace.as_secs(),
+            "stopped before all work finished"
+        );
     }
     tracing::info!("stopped");
     Ok(())

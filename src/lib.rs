@@ -4,16 +4,16 @@
 //! Access-Challenge; the user types the code and mailotp answers Access-Accept.
 //!
 //! # Layout
-//! - [`wire`]: RADIUS bytes ↔ packets; knows nothing of users or mail.
-//! - [`server`]: sockets, the cheap checks, the duplicate cache, answering.
-//! - [`auth`]: the Access-Request decision, in one function.
-//! - [`challenge`]: open challenges (the in-memory store) behind a trait.
-//! - [`otp`]: HOTP codes and the digest the store keeps instead of them.
-//! - [`users`]: the users file and PIN hashes, behind a trait.
-//! - [`mail`]: the delivery queue, templates and providers (SMTP, file).
-//! - [`config`]: the configuration file, strictly parsed and checked.
-//! - [`metrics`]: counters.
-//! - [`cli`]: the `mailotp` commands; `main.rs` only calls into it.
+//! - [`wire`] — RADIUS bytes ↔ packets; knows nothing of users or mail.
+//! - [`server`] — sockets, the cheap checks, the duplicate cache, answering.
+//! - [`auth`] — the Access-Request decision, in one function.
+//! - [`challenge`] — open challenges (the in-memory store) behind a trait.
+//! - [`otp`] — HOTP codes and the digest the store keeps instead of them.
+//! - [`users`] — the users file and PIN hashes, behind a trait.
+//! - [`mail`] — the delivery queue, templates and providers (SMTP, file).
+//! - [`config`] — the configuration file, strictly parsed and checked.
+//! - [`metrics`] — counters.
+//! - [`cli`] — the `mailotp` commands; `main.rs` only calls into it.
 
 #![warn(missing_docs, unreachable_pub)]
 

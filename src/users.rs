@@ -92,7 +92,10 @@ impl HashPool {
     pub async fn verify(&self, hash: Arc<str>, pin: &[u8]) -> Result<(bool, Duration), DirectoryError> {
         let queued = Instant::now();
         let unavailable = |e: &dyn std::fmt::Display| DirectoryError::Unavailable { reason: e.to_string() };
-        let permit = Arc::clone(&self.permits).acquire_owned().await.map_err(|e| unavailable(&e))?;
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| unavailable(&e))?;
         let waited = queued.elapsed();
         let pin = Zeroizing::new(pin.to_vec());
         let ok = tokio::task::spawn_blocking(move || {
@@ -177,11 +180,17 @@ impl FileUsers {
             let parsed = PasswordHash::new(&u.pin)
                 .map_err(|e| err("pin", format!("not a PIN hash from `mailotp hash-pin`: {e}")))?;
             if !parsed.algorithm.as_str().starts_with("argon2") {
-                return Err(err("pin", format!("hash algorithm `{}` is not argon2", parsed.algorithm)));
+                return Err(err(
+                    "pin",
+                    format!("hash algorithm `{}` is not argon2", parsed.algorithm),
+                ));
             }
             dummy_params.get_or_insert_with(|| argon2::Params::try_from(&parsed).ok());
             let entry = Entry {
-                user: User { name: u.name.clone(), email },
+                user: User {
+                    name: u.name.clone(),
+                    email,
+                },
                 pin_hash: Arc::from(u.pin.as_str()),
                 active: u.active,
             };
@@ -190,7 +199,11 @@ impl FileUsers {
             }
         }
         let dummy_hash = dummy_hash(dummy_params.flatten());
-        Ok(FileUsers { users, dummy_hash, pool })
+        Ok(FileUsers {
+            users,
+            dummy_hash,
+            pool,
+        })
     }
 }
 
@@ -256,9 +269,18 @@ mod tests {
     #[test]
     fn bad_users_files_name_the_key() {
         let cases = [
-            ("[[users]]\nname = \"a\"\nemail = \"nope\"\npin = \"x\"\n", "users.toml: key `users[0].email`"),
-            ("[[users]]\nname = \"a\"\nemail = \"a@b.c\"\npin = \"plain\"\n", "users.toml: key `users[0].pin`"),
-            ("[[users]]\nname = \"a\"\nemail = \"a@b.c\"\npin = \"x\"\ncolour = 1\n", "users.toml: key `users[0].colour`"),
+            (
+                "[[users]]\nname = \"a\"\nemail = \"nope\"\npin = \"x\"\n",
+                "users.toml: key `users[0].email`",
+            ),
+            (
+                "[[users]]\nname = \"a\"\nemail = \"a@b.c\"\npin = \"plain\"\n",
+                "users.toml: key `users[0].pin`",
+            ),
+            (
+                "[[users]]\nname = \"a\"\nemail = \"a@b.c\"\npin = \"x\"\ncolour = 1\n",
+                "users.toml: key `users[0].colour`",
+            ),
         ];
         for (text, want) in cases {
             let err = users(text).unwrap_err().to_string();

@@ -63,9 +63,18 @@ async fn the_state_belongs_to_its_user() {
 async fn wrong_answers_void_the_challenge_at_max_attempts() {
     let store = store();
     let (tx, _) = open(&store, "alice", 123456).await;
-    assert_eq!(store.answer(&tx, "alice", b"000000").await.unwrap(), Answer::Wrong { void: false });
-    assert_eq!(store.answer(&tx, "alice", b"000000").await.unwrap(), Answer::Wrong { void: false });
-    assert_eq!(store.answer(&tx, "alice", b"000000").await.unwrap(), Answer::Wrong { void: true });
+    assert_eq!(
+        store.answer(&tx, "alice", b"000000").await.unwrap(),
+        Answer::Wrong { void: false }
+    );
+    assert_eq!(
+        store.answer(&tx, "alice", b"000000").await.unwrap(),
+        Answer::Wrong { void: false }
+    );
+    assert_eq!(
+        store.answer(&tx, "alice", b"000000").await.unwrap(),
+        Answer::Wrong { void: true }
+    );
     assert_eq!(store.answer(&tx, "alice", b"123456").await.unwrap(), Answer::Unknown);
 }
 
@@ -89,7 +98,10 @@ async fn an_older_code_is_accepted_under_the_newer_state_and_closes_both() {
     tokio::time::advance(Duration::from_secs(121)).await;
     let (newer, opened) = open(&store, "alice", 222222).await;
     assert_eq!(opened, Opened::New);
-    assert_eq!(store.answer(&newer, "alice", b"111111").await.unwrap(), Answer::Accepted);
+    assert_eq!(
+        store.answer(&newer, "alice", b"111111").await.unwrap(),
+        Answer::Accepted
+    );
     assert_eq!(store.open_count(), 0);
 }
 
@@ -106,7 +118,10 @@ async fn find_then_consume_is_single_use() {
 #[tokio::test(start_paused = true)]
 async fn open_challenges_per_user_are_bounded() {
     let store = MemoryStore::start(
-        ChallengeSettings { blocking: Duration::ZERO, ..settings() },
+        ChallengeSettings {
+            blocking: Duration::ZERO,
+            ..settings()
+        },
         &TaskTracker::new(),
         CancellationToken::new(),
     );
@@ -119,5 +134,8 @@ async fn open_challenges_per_user_are_bounded() {
     assert_eq!(store.answer(&txs[0], "bob", b"100000").await.unwrap(), Answer::Unknown);
     let last = txs.len() as u32 - 1;
     let code = format!("{}", 100000 + last);
-    assert_eq!(store.answer(&txs[last as usize], "bob", code.as_bytes()).await.unwrap(), Answer::Accepted);
+    assert_eq!(
+        store.answer(&txs[last as usize], "bob", code.as_bytes()).await.unwrap(),
+        Answer::Accepted
+    );
 }

@@ -100,7 +100,11 @@ pub fn parse_toml<T: for<'de> Deserialize<'de>>(text: &str, file: &dyn fmt::Disp
             .map(|s| format!(" (line {})", text[..s.start.min(text.len())].lines().count().max(1)))
             .unwrap_or_default();
         let reason = inner.message().trim().to_owned();
-        ConfigError::invalid(file, if key == "." { "(top level)".to_owned() } else { key }, format!("{reason}{line}"))
+        ConfigError::invalid(
+            file,
+            if key == "." { "(top level)".to_owned() } else { key },
+            format!("{reason}{line}"),
+        )
     })
 }
 
@@ -312,7 +316,11 @@ impl Config {
     /// Checks configuration text that came from `source`.
     pub fn from_text(text: &str, source: Source, options: LoadOptions) -> Result<Config, ConfigError> {
         let raw: RawConfig = parse_toml(text, &source)?;
-        Validator { source: &source, base: source.base_dir() }.config(raw, options)
+        Validator {
+            source: &source,
+            base: source.base_dir(),
+        }
+        .config(raw, options)
     }
 }
 
@@ -351,11 +359,20 @@ impl Validator<'_> {
             .collect::<Result<Vec<_>, _>>()?;
         for (i, c) in clients.iter().enumerate() {
             if clients[..i].iter().any(|o| o.name == c.name) {
-                return Err(self.err(format!("clients[{i}].name"), format!("client name `{}` is used twice", c.name)));
+                return Err(self.err(
+                    format!("clients[{i}].name"),
+                    format!("client name `{}` is used twice", c.name),
+                ));
             }
         }
         if raw.users.backend != "file" {
-            return Err(self.err("users.backend", format!("`{}` is not a supported backend (supported: \"file\")", raw.users.backend)));
+            return Err(self.err(
+                "users.backend",
+                format!(
+                    "`{}` is not a supported backend (supported: \"file\")",
+                    raw.users.backend
+                ),
+            ));
         }
         let users = UsersConfig {
             source: match self.source {
@@ -385,8 +402,12 @@ impl Validator<'_> {
             .iter()
             .enumerate()
             .map(|(i, a)| {
-                a.parse::<SocketAddr>()
-                    .map_err(|_| self.err(format!("server.listen[{i}]"), format!("`{a}` is not an address with port, e.g. \"0.0.0.0:1812\" or \"[::]:1812\"")))
+                a.parse::<SocketAddr>().map_err(|_| {
+                    self.err(
+                        format!("server.listen[{i}]"),
+                        format!("`{a}` is not an address with port, e.g. \"0.0.0.0:1812\" or \"[::]:1812\""),
+                    )
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if raw.max_in_flight == 0 {
@@ -410,11 +431,12 @@ impl Validator<'_> {
         let key = |k: &str| format!("clients[{i}].{k}");
         let network = match raw.address.parse::<IpNet>() {
             Ok(net) => net,
-            Err(_) => raw
-                .address
-                .parse::<IpAddr>()
-                .map(IpNet::from)
-                .map_err(|_| self.err(key("address"), format!("`{}` is not an IP address or CIDR network", raw.address)))?,
+            Err(_) => raw.address.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+                self.err(
+                    key("address"),
+                    format!("`{}` is not an IP address or CIDR network", raw.address),
+                )
+            })?,
         };
         let secret = self.secret(raw.secret, raw.secret_file, &key("secret"))?;
         Ok(Client {
@@ -458,28 +480,38 @@ impl Validator<'_> {
             return Err(self.err("email.max_attempts", "must be at least 1"));
         }
         if raw.delivery != "otp" {
-            return Err(self.err("email.delivery", format!("`{}` is not supported (supported: \"otp\")", raw.delivery)));
+            return Err(self.err(
+                "email.delivery",
+                format!("`{}` is not supported (supported: \"otp\")", raw.delivery),
+            ));
         }
         if raw.queue_limit == 0 {
             return Err(self.err("email.queue_limit", "must be at least 1"));
         }
         if let Some(code) = &raw.fixed_otp_for_testing {
             if !options.test_mode {
-                return Err(self.err("email.fixed_otp_for_testing", "a fixed OTP is for test set-ups only: start with `serve --test-mode`"));
+                return Err(self.err(
+                    "email.fixed_otp_for_testing",
+                    "a fixed OTP is for test set-ups only: start with `serve --test-mode`",
+                ));
             }
             if code.len() != raw.otp_length as usize || !code.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(self.err("email.fixed_otp_for_testing", format!("must be {} digits", raw.otp_length)));
+                return Err(self.err(
+                    "email.fixed_otp_for_testing",
+                    format!("must be {} digits", raw.otp_length),
+                ));
             }
         }
         let templates = Templates::load(
             raw.body_file.map(|p| self.path(&p)).as_deref(),
             raw.html_body_file.map(|p| self.path(&p)).as_deref(),
         )?;
-        let from = raw
-            .provider
-            .email_from
-            .parse::<Mailbox>()
-            .map_err(|e| self.err("email.provider.email_from", format!("`{}` is not an e-mail address: {e}", raw.provider.email_from)))?;
+        let from = raw.provider.email_from.parse::<Mailbox>().map_err(|e| {
+            self.err(
+                "email.provider.email_from",
+                format!("`{}` is not an e-mail address: {e}", raw.provider.email_from),
+            )
+        })?;
         let subject = raw.provider.email_subject.clone();
         let provider = self.provider(raw.provider)?;
         Ok(EmailConfig {
@@ -501,7 +533,9 @@ impl Validator<'_> {
         match raw.kind {
             ProviderKind::File => {
                 let outbox = raw.outbox.unwrap_or_else(|| PathBuf::from("outbox"));
-                Ok(Provider::File { outbox: self.path(&outbox) })
+                Ok(Provider::File {
+                    outbox: self.path(&outbox),
+                })
             }
             ProviderKind::Smtp => {
                 let server = raw
@@ -513,14 +547,31 @@ impl Validator<'_> {
                     SmtpTls::Tls => 465,
                     SmtpTls::None => 25,
                 });
-                let credentials = match (raw.smtp_user, raw.smtp_password.is_some() || raw.smtp_password_file.is_some()) {
+                let credentials = match (
+                    raw.smtp_user,
+                    raw.smtp_password.is_some() || raw.smtp_password_file.is_some(),
+                ) {
                     (Some(user), true) => {
-                        let password = self.secret(raw.smtp_password, raw.smtp_password_file, &format!("{KEY}.smtp_password"))?;
+                        let password = self.secret(
+                            raw.smtp_password,
+                            raw.smtp_password_file,
+                            &format!("{KEY}.smtp_password"),
+                        )?;
                         Some((user, password))
                     }
                     (None, false) => None,
-                    (Some(_), false) => return Err(self.err(format!("{KEY}.smtp_password"), "smtp_user is set, so smtp_password or smtp_password_file is required")),
-                    (None, true) => return Err(self.err(format!("{KEY}.smtp_user"), "a password is set, so smtp_user is required")),
+                    (Some(_), false) => {
+                        return Err(self.err(
+                            format!("{KEY}.smtp_password"),
+                            "smtp_user is set, so smtp_password or smtp_password_file is required",
+                        ))
+                    }
+                    (None, true) => {
+                        return Err(self.err(
+                            format!("{KEY}.smtp_user"),
+                            "a password is set, so smtp_user is required",
+                        ))
+                    }
                 };
                 let ca_file = raw.smtp_ca_file.map(|p| self.path(&p));
                 if let Some(ca) = &ca_file {

@@ -20,7 +20,11 @@ kind = "file"
 "#;
 
 fn load(text: &str) -> Result<Config, ConfigError> {
-    Config::from_text(text, Source::File(PathBuf::from("/etc/mailotp/mailotp.toml")), LoadOptions::default())
+    Config::from_text(
+        text,
+        Source::File(PathBuf::from("/etc/mailotp/mailotp.toml")),
+        LoadOptions::default(),
+    )
 }
 
 fn error_of(text: &str) -> String {
@@ -55,7 +59,10 @@ fn defaults_follow_linotp() {
     assert_eq!(c.email.from.email.to_string(), "linotp@example.com");
     assert!(c.clients[0].require_message_authenticator);
     assert_eq!(c.clients[0].challenge_mode, ChallengeMode::AccessChallenge);
-    assert_eq!(c.users.source, UsersSource::File(PathBuf::from("/etc/mailotp/users.toml")));
+    assert_eq!(
+        c.users.source,
+        UsersSource::File(PathBuf::from("/etc/mailotp/users.toml"))
+    );
 }
 
 #[test]
@@ -69,13 +76,37 @@ fn unknown_keys_are_refused_with_their_path() {
 #[test]
 fn mistakes_name_file_key_and_reason() {
     let cases = [
-        (MINIMAL.replace("10.1.2.0/24", "10.1.2.0/33"), "key `clients[0].address`: `10.1.2.0/33` is not an IP address or CIDR network"),
-        (MINIMAL.replace("secret = \"s3cret\"", ""), "key `clients[0].secret`: `clients[0].secret` or `clients[0].secret_file` is required"),
-        (MINIMAL.replace("secret = \"s3cret\"", "secret = \"\""), "key `clients[0].secret`: the secret is empty"),
-        (MINIMAL.replace("127.0.0.1:0", "localhost"), "key `server.listen[0]`: `localhost` is not an address with port"),
-        (MINIMAL.replace("kind = \"file\"", "kind = \"smtp\""), "key `email.provider.smtp_server`: required with kind = \"smtp\""),
-        (MINIMAL.replace("kind = \"file\"", "kind = \"smtp\"\nsmtp_server = \"mail\"\nsmtp_user = \"u\""), "key `email.provider.smtp_password`: smtp_user is set"),
-        (MINIMAL.replace("kind = \"file\"", "kind = \"pigeon\""), "key `email.provider.kind`: unknown variant `pigeon`"),
+        (
+            MINIMAL.replace("10.1.2.0/24", "10.1.2.0/33"),
+            "key `clients[0].address`: `10.1.2.0/33` is not an IP address or CIDR network",
+        ),
+        (
+            MINIMAL.replace("secret = \"s3cret\"", ""),
+            "key `clients[0].secret`: `clients[0].secret` or `clients[0].secret_file` is required",
+        ),
+        (
+            MINIMAL.replace("secret = \"s3cret\"", "secret = \"\""),
+            "key `clients[0].secret`: the secret is empty",
+        ),
+        (
+            MINIMAL.replace("127.0.0.1:0", "localhost"),
+            "key `server.listen[0]`: `localhost` is not an address with port",
+        ),
+        (
+            MINIMAL.replace("kind = \"file\"", "kind = \"smtp\""),
+            "key `email.provider.smtp_server`: required with kind = \"smtp\"",
+        ),
+        (
+            MINIMAL.replace(
+                "kind = \"file\"",
+                "kind = \"smtp\"\nsmtp_server = \"mail\"\nsmtp_user = \"u\"",
+            ),
+            "key `email.provider.smtp_password`: smtp_user is set",
+        ),
+        (
+            MINIMAL.replace("kind = \"file\"", "kind = \"pigeon\""),
+            "key `email.provider.kind`: unknown variant `pigeon`",
+        ),
     ];
     for (text, want) in cases {
         let err = error_of(&text);
@@ -92,7 +123,10 @@ fn otp_length_is_bounded() {
 
 #[test]
 fn fixed_otp_needs_test_mode() {
-    let text = MINIMAL.replace("[email.provider]", "[email]\nfixed_otp_for_testing = \"123456\"\n\n[email.provider]");
+    let text = MINIMAL.replace(
+        "[email.provider]",
+        "[email]\nfixed_otp_for_testing = \"123456\"\n\n[email.provider]",
+    );
     assert!(error_of(&text).contains("start with `serve --test-mode`"));
     let source = Source::File(PathBuf::from("t.toml"));
     let c = Config::from_text(&text, source, LoadOptions { test_mode: true }).unwrap();

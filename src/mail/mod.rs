@@ -104,17 +104,17 @@ pub struct MailQueue {
 }
 
 impl MailQueue {
-    /// Queues a mail without waiting; the job comes back when the queue is
-    /// full or the delivery task has stopped.
-    pub fn enqueue(&self, job: MailJob) -> Result<(), (MailError, MailJob)> {
+    /// Queues a mail without waiting; fails when the queue is full or the
+    /// delivery task has stopped.
+    pub fn enqueue(&self, job: MailJob) -> Result<(), MailError> {
         let full = MailError::QueueFull { limit: self.limit };
         if self.pending.fetch_add(1, Ordering::AcqRel) >= self.limit {
             self.pending.fetch_sub(1, Ordering::AcqRel);
-            return Err((full, job));
+            return Err(full);
         }
-        self.sender.send(job).map_err(|e| {
+        self.sender.send(job).map_err(|_| {
             self.pending.fetch_sub(1, Ordering::AcqRel);
-            (full, e.0)
+            full
         })
     }
 

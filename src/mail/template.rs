@@ -177,14 +177,23 @@ mod tests {
     #[test]
     fn placeholders_are_filled_and_other_braces_kept() {
         let t = Template::parse("Hi {user}, code {otp} for {minutes} min. p { color: red } {").unwrap();
-        assert_eq!(t.render(&VALUES, str::to_owned), "Hi <alice>, code 123456 for 10 min. p { color: red } {");
-        assert_eq!(t.render(&VALUES, escape_html), "Hi &lt;alice&gt;, code 123456 for 10 min. p { color: red } {");
+        assert_eq!(
+            t.render(&VALUES, str::to_owned),
+            "Hi <alice>, code 123456 for 10 min. p { color: red } {"
+        );
+        assert_eq!(
+            t.render(&VALUES, escape_html),
+            "Hi &lt;alice&gt;, code 123456 for 10 min. p { color: red } {"
+        );
     }
 
     #[test]
     fn unknown_placeholders_are_refused_with_their_line() {
         let err = Template::parse("line one\ncode: {code}\n").unwrap_err();
-        assert_eq!(err, "unknown placeholder {code} on line 2 (known: {otp} {user} {minutes} {link})");
+        assert_eq!(
+            err,
+            "unknown placeholder {code} on line 2 (known: {otp} {user} {minutes} {link})"
+        );
     }
 
     #[test]

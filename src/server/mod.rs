@@ -93,7 +93,12 @@ impl Context {
 pub async fn serve(sockets: Vec<UdpSocket>, ctx: Arc<Context>, tasks: TaskTracker, shutdown: CancellationToken) {
     let mut loops = tokio::task::JoinSet::new();
     for socket in sockets {
-        loops.spawn(receive_loop(Arc::new(socket), Arc::clone(&ctx), tasks.clone(), shutdown.clone()));
+        loops.spawn(receive_loop(
+            Arc::new(socket),
+            Arc::clone(&ctx),
+            tasks.clone(),
+            shutdown.clone(),
+        ));
     }
     loops.spawn(sweep_duplicates(Arc::clone(&ctx), shutdown.clone()));
     while loops.join_next().await.is_some() {}
@@ -129,7 +134,9 @@ async fn receive_loop(socket: Arc<UdpSocket>, ctx: Arc<Context>, tasks: TaskTrac
                 tracing::debug!(%source, reason = reason.as_str(), "dropped");
             }
             Screened::Resend(bytes) => {
-                ctx.metrics.duplicates_answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ctx.metrics
+                    .duplicates_answered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 send(&socket, &bytes, source).await;
             }
             Screened::Work { client, key, permit } => {

@@ -50,7 +50,11 @@ pub enum MaCheck {
 /// Checks a packet's Message-Authenticator wherever it stands (a FreeRADIUS
 /// proxy appends it after the client's attributes). For a response, pass the
 /// authenticator of the request it answers.
-pub fn verify_message_authenticator(packet: &Packet<'_>, request_authenticator: Option<&[u8; 16]>, secret: &[u8]) -> MaCheck {
+pub fn verify_message_authenticator(
+    packet: &Packet<'_>,
+    request_authenticator: Option<&[u8; 16]>,
+    secret: &[u8],
+) -> MaCheck {
     let mut found = None;
     for a in packet.attributes() {
         if a.attr_type == attr::MESSAGE_AUTHENTICATOR {

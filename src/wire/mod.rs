@@ -10,9 +10,7 @@ mod authenticator;
 mod password;
 
 pub use authenticator::{
-    MaCheck,
-    message_authenticator, response_authenticator, verify_message_authenticator,
-    verify_response_authenticator,
+    message_authenticator, response_authenticator, verify_message_authenticator, verify_response_authenticator, MaCheck,
 };
 pub use password::{hide_password, unhide_password};
 
@@ -214,16 +212,12 @@ impl<'a> Packet<'a> {
 
     /// The first attribute of a type.
     pub fn first(&self, attr_type: u8) -> Option<&'a [u8]> {
-        self.attributes()
-            .find(|a| a.attr_type == attr_type)
-            .map(|a| a.value)
+        self.attributes().find(|a| a.attr_type == attr_type).map(|a| a.value)
     }
 
     /// How many attributes of a type the packet carries.
     pub fn count(&self, attr_type: u8) -> usize {
-        self.attributes()
-            .filter(|a| a.attr_type == attr_type)
-            .count()
+        self.attributes().filter(|a| a.attr_type == attr_type).count()
     }
 }
 

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs the real peers the black-box tests talk to (Debian packages), only
+# when one is missing: radclient and FreeRADIUS, aiosmtpd, redis-server,
+# slapd with ldap-utils. Needs root (or sudo) the first time.
+set -eu
+missing=""
+command -v radclient >/dev/null 2>&1 || missing="$missing freeradius-utils"
+command -v freeradius >/dev/null 2>&1 || missing="$missing freeradius"
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || missing="$missing python3-aiosmtpd"
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+echo "installing test peers:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+# Debian's freeradius package would start the system service; tests run their own.
+$SUDO apt-get install -y -q --no-install-recommends $missing
