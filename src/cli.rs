@@ -6,19 +6,11 @@ use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
-use tokio::net::UdpSocket;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::auth::{AuthSettings, Authenticator};
-use crate::challenge::{ChallengeSettings, MemoryStore};
-use crate::config::{Config, LoadOptions, LogFormat, Source};
-use crate::server::{Clients, Context};
-use crate::users::{FileUsers, HashPool, UserDirectory};
+use crate::config::{Config, LoadOptions, LogFormat};
+use crate::users::HashPool;
 
 /// Errors at the binary's edge.
 pub type CliError = Box<dyn Error + Send + Sync>;
@@ -64,7 +56,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             let config = load(config, test_mode)?;
             init_logging(config.log.format);
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(serve(config))?;
+            runtime.block_on(crate::app::run(config))?;
         }
         Command::Check { config, test_mode } => check(load(config, test_mode)?)?,
         Command::HashPin => hash_pin()?,
@@ -93,7 +85,7 @@ fn init_logging(format: LogFormat) {
 }
 
 fn check(config: Config) -> Result<(), CliError> {
-    let users = FileUsers::load(&config.users.source, HashPool::new(1))?;
+    let users = crate::users::open(&config.users, HashPool::new(1))?;
     println!("configuration {} is valid", config.source);
     println!("  listen: {}", join(&config.server.listen));
     for c in &config.clients {
@@ -136,85 +128,5 @@ fn hash_pin() -> Result<(), CliError> {
         return Err("the PIN is empty".into());
     }
     println!("{}", crate::users::hash_pin(pin.as_bytes()));
-    Ok(())
-}
-
-/// Binds a UDP socket; `[::]` is IPv6-only so `0.0.0.0` can share the port.
-fn bind(addr: SocketAddr, receive_buffer: Option<usize>) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    if let Some(bytes) = receive_buffer {
-        socket.set_recv_buffer_size(bytes)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
-}
-
-async fn serve(config: Config) -> Result<(), CliError> {
-    let tasks = TaskTracker::new();
-    let shutdown = CancellationToken::new();
-    if config.source == Source::Embedded {
-        tracing::warn!("running on the embedded default configuration: client 127.0.0.1 (secret testing123) does not need Message-Authenticator, users are the demo users, mail goes to ./outbox/");
-    }
-    let pool = HashPool::new(config.server.hash_workers);
-    let users: Box<dyn UserDirectory> = Box::new(FileUsers::load(&config.users.source, pool)?);
-    let email = &config.email;
-    let challenges = MemoryStore::start(
-        ChallengeSettings {
-            validity: email.challenge_validity,
-            blocking: email.blocking_timeout,
-            max_attempts: email.max_attempts,
-        },
-        &tasks,
-        shutdown.clone(),
-    );
-    let mail = crate::mail::start(email, config.server.shutdown_grace, &tasks, shutdown.clone())?;
-    let auth = Authenticator {
-        users: ArcSwap::from_pointee(users),
-        challenges,
-        mail,
-        settings: ArcSwap::from_pointee(AuthSettings::from(email)),
-    };
-    let ctx = Arc::new(Context::new(
-        Clients::new(config.clients.clone()),
-        auth,
-        config.server.max_in_flight,
-    ));
-    let mut sockets = Vec::new();
-    for addr in &config.server.listen {
-        let socket = bind(*addr, config.server.receive_buffer).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        tracing::info!(address = %socket.local_addr()?, "listening on {}", socket.local_addr()?);
-        sockets.push(socket);
-    }
-    let server = tokio::spawn(crate::server::serve(sockets, ctx, tasks.clone(), shutdown.clone()));
-    wait_for_stop_signal().await?;
-    tracing::info!("stopping: answering requests in progress");
-    shutdown.cancel();
-    server.await?;
-    tasks.close();
-    if tokio::time::timeout(config.server.shutdown_grace, tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            grace_s = config.server.shutdown_grace.as_secs(),
-            "stopped before all work finished"
-        );
-    }
-    tracing::info!("stopped");
-    Ok(())
-}
-
-async fn wait_for_stop_signal() -> Result<(), CliError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        r = tokio::signal::ctrl_c() => r?,
-    }
     Ok(())
 }

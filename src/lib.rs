@@ -13,10 +13,12 @@
 //! - [`mail`] — the delivery queue, templates and providers (SMTP, file).
 //! - [`config`] — the configuration file, strictly parsed and checked.
 //! - [`metrics`] — counters.
+//! - [`app`] — wires a configuration into a running server; signals.
 //! - [`cli`] — the `mailotp` commands; `main.rs` only calls into it.
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod app;
 pub mod auth;
 pub mod challenge;
 pub mod cli;

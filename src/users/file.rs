@@ -1,122 +1,18 @@
-//! users: who may log in, their e-mail address, and the PIN check.
-//!
-//! [`UserDirectory`] is the seam `auth` talks to; [`FileUsers`] reads the
-//! users file of argon2 PIN hashes (an LDAP directory can stand behind the
-//! same trait). PIN hashes run on a bounded blocking pool ([`HashPool`]), never
-//! on the UDP loop. An unknown user costs one hash of a dummy PIN, so time does
-//! not tell known and unknown users apart. Nothing here logs a PIN.
+//! The users file: `[[users]]` entries with name, e-mail, argon2 PIN hash and
+//! `active`. Read whole at start (and on reload); lookups never touch disk.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use async_trait::async_trait;
 use lettre::message::Mailbox;
 use serde::Deserialize;
-use thiserror::Error;
-use tokio::sync::Semaphore;
-use tokio::time::Instant;
-use zeroize::Zeroizing;
 
+use super::{DirectoryError, HashPool, PinCheck, User, UserDirectory};
 use crate::config::{parse_toml, read_text, ConfigError, UsersSource, EMBEDDED_USERS};
-
-/// A user whose PIN was right.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// Login name as the NAS sends it in User-Name.
-    pub name: String,
-    /// Where the codes go.
-    pub email: Mailbox,
-}
-
-/// The verdict on a PIN. `auth` answers all but `Valid` the same way; the
-/// variants exist for the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PinCheck {
-    /// The PIN is right and the user may log in.
-    Valid(User),
-    /// The user exists but the PIN is wrong.
-    WrongPin,
-    /// No such user.
-    UnknownUser,
-    /// The PIN is right but the account is switched off (`active = false`).
-    Inactive,
-}
-
-/// Why a directory could not answer.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum DirectoryError {
-    /// The hash pool is gone (the server is stopping).
-    #[error("PIN check could not run: {reason}")]
-    Unavailable {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Where users are looked up and PINs checked.
-#[async_trait]
-pub trait UserDirectory: Send + Sync + 'static {
-    /// Checks `pin` for `name`.
-    async fn check_pin(&self, name: &str, pin: &[u8]) -> Result<PinCheck, DirectoryError>;
-
-    /// Number of users, for the start-up summary.
-    fn len(&self) -> usize;
-
-    /// Whether there are no users.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Runs argon2 checks on tokio's blocking threads, `workers` at a time.
-#[derive(Debug, Clone)]
-pub struct HashPool {
-    permits: Arc<Semaphore>,
-}
-
-impl HashPool {
-    /// A pool of `workers` concurrent hashes.
-    pub fn new(workers: usize) -> HashPool {
-        HashPool {
-            permits: Arc::new(Semaphore::new(workers)),
-        }
-    }
-
-    /// Whether `pin` matches the PHC hash string; also how long it waited
-    /// for a worker, for metrics.
-    pub async fn verify(&self, hash: Arc<str>, pin: &[u8]) -> Result<(bool, Duration), DirectoryError> {
-        let queued = Instant::now();
-        let unavailable = |e: &dyn std::fmt::Display| DirectoryError::Unavailable { reason: e.to_string() };
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let waited = queued.elapsed();
-        let pin = Zeroizing::new(pin.to_vec());
-        let ok = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            PasswordHash::new(&hash).is_ok_and(|parsed| Argon2::default().verify_password(&pin, &parsed).is_ok())
-        })
-        .await
-        .map_err(|e| unavailable(&e))?;
-        Ok((ok, waited))
-    }
-}
-
-/// A hash for `mailotp hash-pin`: argon2id with the crate's recommended
-/// parameters (m=19456 KiB, t=2, p=1) and a random salt.
-pub fn hash_pin(pin: &[u8]) -> String {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(pin, &salt)
-        .expect("argon2 with default parameters hashes any PIN")
-        .to_string()
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -246,6 +142,7 @@ pub fn load_file(path: &Path, pool: HashPool) -> Result<FileUsers, ConfigError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::users::hash_pin;
 
     fn users(text: &str) -> Result<FileUsers, ConfigError> {
         FileUsers::parse(text, &"users.toml", HashPool::new(2))
