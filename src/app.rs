@@ -15,6 +15,7 @@ use crate::auth::{AuthSettings, Authenticator};
 use crate::challenge::{ChallengeSettings, MemoryStore};
 use crate::cli::CliError;
 use crate::config::{Config, Source};
+use crate::limits::MemoryLimiter;
 use crate::server::{Clients, Context};
 use crate::users::HashPool;
 
@@ -53,9 +54,11 @@ pub async fn run(config: Config) -> Result<(), CliError> {
         shutdown.clone(),
     );
     let mail = crate::mail::start(email, config.server.shutdown_grace, &tasks, shutdown.clone())?;
+    let limits = MemoryLimiter::start(email.throttling, config.users.lockout, &tasks, shutdown.clone());
     let auth = Authenticator {
         users: ArcSwap::from_pointee(users),
         challenges,
+        limits,
         mail,
         settings: ArcSwap::from_pointee(AuthSettings::from(email)),
     };

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::challenge::{Answer, ChallengeStore, Opened, StoreError, Transaction};
 use crate::config::{ChallengeMode, EmailConfig};
+use crate::limits::Limiter;
 use crate::mail::{MailJob, MailQueue};
 use crate::otp::Otp;
 use crate::users::{DirectoryError, PinCheck, User, UserDirectory};
@@ -21,6 +22,10 @@ use crate::wire::Code;
 /// Reply-Message when the same user asks again within the blocking timeout
 /// (LinOTP's wording, which admins search for).
 pub const ALREADY_SUBMITTED: &str = "e-mail with otp already submitted";
+/// Reply-Message when an e-mail throttle is reached.
+pub const THROTTLED: &str = "Too many e-mails were sent to you, please try again later";
+/// Reply-Message when the mail queue is full.
+pub const QUEUE_FULL: &str = "The e-mail service is busy, please try again later";
 
 /// Why the decision came out as it did, for the one log line per request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +56,10 @@ pub enum Reason {
     MailQueueFull,
     /// The request has no User-Name.
     NoUserName,
+    /// Right PIN, but an e-mail throttle is reached.
+    Throttled,
+    /// The user is locked after too many failures in a row.
+    Locked,
 }
 
 impl Reason {
@@ -70,6 +79,8 @@ impl Reason {
             Reason::UnknownState => "unknown-state",
             Reason::MailQueueFull => "mail-queue-full",
             Reason::NoUserName => "no-user-name",
+            Reason::Throttled => "throttled",
+            Reason::Locked => "locked",
         }
     }
 }
@@ -85,6 +96,8 @@ pub struct Request<'a> {
     pub state: Option<&'a [u8]>,
     /// How the sending client wants to be asked for the code.
     pub challenge_mode: ChallengeMode,
+    /// Calling-Station-Id (the user's address, as VPNs send it), for throttling.
+    pub client_ip: Option<&'a str>,
 }
 
 /// What to answer.
@@ -159,6 +172,8 @@ pub struct Authenticator {
     pub users: ArcSwap<Box<dyn UserDirectory>>,
     /// Open challenges.
     pub challenges: Arc<dyn ChallengeStore>,
+    /// Throttles and lockout.
+    pub limits: Arc<dyn Limiter>,
     /// The mail queue.
     pub mail: MailQueue,
     /// Code settings (swapped on reload).
@@ -177,11 +192,11 @@ impl Authenticator {
         if let Some(decision) = self.pin_and_code(req).await? {
             return Ok(decision);
         }
-        let user = match self.users.load().check_pin(req.user, req.password).await? {
-            PinCheck::Valid(user) => user,
-            other => return Ok(Decision::reject(reason_for(&other))),
-        };
-        self.open_challenge(req, user).await
+        let check = self.users.load().check_pin(req.user, req.password).await?;
+        match self.first_factor(req.user, check).await? {
+            Ok(user) => self.open_challenge(req, user).await,
+            Err(decision) => Ok(decision),
+        }
     }
 
     /// State + code: the second round of a challenge.
@@ -189,12 +204,16 @@ impl Authenticator {
         let Some(tx) = Transaction::from_state(state) else {
             return Ok(Decision::reject(Reason::UnknownState));
         };
-        Ok(match self.challenges.answer(&tx, req.user, req.password).await? {
-            Answer::Accepted => Decision::accept(Reason::OtpAccepted),
-            Answer::Wrong { void: false } => Decision::reject(Reason::WrongOtp),
-            Answer::Wrong { void: true } => Decision::reject(Reason::ChallengeVoid),
-            Answer::Unknown => Decision::reject(Reason::UnknownState),
-        })
+        if self.limits.is_locked(req.user).await? {
+            return Ok(Decision::reject(Reason::Locked));
+        }
+        let reason = match self.challenges.answer(&tx, req.user, req.password).await? {
+            Answer::Accepted => return self.accept(req.user, Reason::OtpAccepted).await,
+            Answer::Wrong { void: false } => Reason::WrongOtp,
+            Answer::Wrong { void: true } => Reason::ChallengeVoid,
+            Answer::Unknown => return Ok(Decision::reject(Reason::UnknownState)),
+        };
+        self.failure(req.user, reason).await
     }
 
     /// PIN followed by the code in one password, without State (reject mode,
@@ -212,14 +231,39 @@ impl Authenticator {
             return Ok(None);
         };
         let check = self.users.load().check_pin(req.user, pin).await?;
-        if !matches!(check, PinCheck::Valid(_)) {
-            return Ok(Some(Decision::reject(reason_for(&check))));
+        if let Err(decision) = self.first_factor(req.user, check).await? {
+            return Ok(Some(decision));
         }
         Ok(Some(if self.challenges.consume(req.user, &tx).await? {
-            Decision::accept(Reason::PinOtpAccepted)
+            self.accept(req.user, Reason::PinOtpAccepted).await?
         } else {
             Decision::reject(Reason::UnknownState)
         }))
+    }
+
+    /// The PIN check's verdict, with the lockout applied: a locked user gets
+    /// the answer of a wrong PIN whatever the PIN was.
+    async fn first_factor(&self, name: &str, check: PinCheck) -> Result<Result<User, Decision>, Unavailable> {
+        let locked = !matches!(check, PinCheck::UnknownUser) && self.limits.is_locked(name).await?;
+        Ok(match check {
+            _ if locked => Err(Decision::reject(Reason::Locked)),
+            PinCheck::Valid(user) => Ok(user),
+            PinCheck::WrongPin => Err(self.failure(name, Reason::WrongPin).await?),
+            other => Err(Decision::reject(reason_for(&other))),
+        })
+    }
+
+    /// A wrong PIN or code from a user that exists: counted toward lockout.
+    async fn failure(&self, name: &str, reason: Reason) -> Result<Decision, Unavailable> {
+        if self.limits.failed(name).await? {
+            tracing::warn!(user = %name, "user locked after too many failures in a row");
+        }
+        Ok(Decision::reject(reason))
+    }
+
+    async fn accept(&self, name: &str, reason: Reason) -> Result<Decision, Unavailable> {
+        self.limits.succeeded(name).await?;
+        Ok(Decision::accept(reason))
     }
 
     /// Right PIN: a new challenge and its mail, or the open one within the
@@ -241,6 +285,14 @@ impl Authenticator {
                 Reason::AlreadySent,
             ),
             Opened::New => {
+                if let Err(limit) = self.limits.count_mail(&user.name, req.client_ip).await? {
+                    tracing::info!(user = %user.name, limit = limit.as_str(), "e-mail throttled");
+                    self.challenges.cancel(&user.name, &tx).await?;
+                    return Ok(Decision {
+                        reply_message: Some(THROTTLED.to_owned()),
+                        ..Decision::reject(Reason::Throttled)
+                    });
+                }
                 let prompt = format!(
                     "Enter the one-time password sent to {}",
                     mask(user.email.email.as_ref())
@@ -257,7 +309,7 @@ impl Authenticator {
                     tracing::error!(user = %name, %error, "cannot queue the e-mail; rejecting");
                     self.challenges.cancel(&name, &tx).await?;
                     return Ok(Decision {
-                        reply_message: Some("The e-mail service is busy, please try again later".to_owned()),
+                        reply_message: Some(QUEUE_FULL.to_owned()),
                         ..Decision::reject(Reason::MailQueueFull)
                     });
                 }

@@ -9,6 +9,7 @@
 //! - [`auth`] — the Access-Request decision, in one function.
 //! - [`challenge`] — open challenges (the in-memory store) behind a trait.
 //! - [`otp`] — HOTP codes and the digest the store keeps instead of them.
+//! - [`limits`] — e-mail throttling and user lockout, behind a trait.
 //! - [`users`] — the users file and PIN hashes, behind a trait.
 //! - [`mail`] — the delivery queue, templates and providers (SMTP, file).
 //! - [`config`] — the configuration file, strictly parsed and checked.
@@ -24,6 +25,7 @@ pub mod challenge;
 pub mod cli;
 pub mod config;
 pub mod expiry;
+pub mod limits;
 pub mod mail;
 pub mod metrics;
 pub mod otp;

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+use crate::limits::{Lockout, Throttling};
 use crate::mail::template::Templates;
 use raw::{ProviderKind, RawClient, RawConfig, RawEmail, RawProvider};
 
@@ -200,10 +201,8 @@ pub struct ServerConfig {
 pub struct UsersConfig {
     /// The users file.
     pub source: UsersSource,
-    /// Failed PINs or OTPs in a row before the user is locked.
-    pub lockout_after: u32,
-    /// How long a lock lasts.
-    pub lockout_time: Duration,
+    /// Failed PINs or OTPs in a row before the user is locked, and for how long.
+    pub lockout: Lockout,
 }
 
 /// Where the users come from.
@@ -265,6 +264,8 @@ pub struct EmailConfig {
     pub subject: String,
     /// Text and HTML bodies.
     pub templates: Templates,
+    /// `[email.throttling]`; all `None` when the section is absent.
+    pub throttling: Throttling,
     /// Delivery.
     pub provider: Provider,
 }
@@ -379,8 +380,10 @@ impl Validator<'_> {
                 Source::Embedded => UsersSource::Embedded,
                 Source::File(_) => UsersSource::File(self.path(&raw.users.file)),
             },
-            lockout_after: raw.users.lockout_after,
-            lockout_time: Duration::from_secs(raw.users.lockout_time),
+            lockout: Lockout {
+                after: raw.users.lockout_after,
+                duration: Duration::from_secs(raw.users.lockout_time),
+            },
         };
         let email = self.email(raw.email, options)?;
         Ok(Config {
@@ -514,6 +517,7 @@ impl Validator<'_> {
         })?;
         let subject = raw.provider.email_subject.clone();
         let provider = self.provider(raw.provider)?;
+        let throttling = self.throttling(raw.throttling)?;
         Ok(EmailConfig {
             challenge_validity: Duration::from_secs(raw.challenge_validity),
             blocking_timeout: Duration::from_secs(raw.blocking_timeout),
@@ -525,6 +529,34 @@ impl Validator<'_> {
             subject,
             templates,
             provider,
+            throttling,
+        })
+    }
+
+    fn throttling(&self, raw: Option<raw::RawThrottling>) -> Result<Throttling, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Throttling::default());
+        };
+        let limits = [
+            ("max_emails_per_hour", raw.max_emails_per_hour),
+            ("max_emails_in_five_minutes", raw.max_emails_in_five_minutes),
+            (
+                "max_emails_per_client_ip_per_hour",
+                raw.max_emails_per_client_ip_per_hour,
+            ),
+        ];
+        for (key, value) in limits {
+            if value == Some(0) {
+                return Err(self.err(
+                    format!("email.throttling.{key}"),
+                    "0 would refuse every e-mail; leave the key out for no limit",
+                ));
+            }
+        }
+        Ok(Throttling {
+            per_user_per_hour: raw.max_emails_per_hour,
+            per_user_in_five_minutes: raw.max_emails_in_five_minutes,
+            per_client_ip_per_hour: raw.max_emails_per_client_ip_per_hour,
         })
     }
 

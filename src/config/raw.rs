@@ -98,6 +98,15 @@ pub(super) struct RawEmail {
     #[serde(default = "default_queue_limit")]
     pub queue_limit: usize,
     pub provider: RawProvider,
+    pub throttling: Option<RawThrottling>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawThrottling {
+    pub max_emails_per_hour: Option<u32>,
+    pub max_emails_in_five_minutes: Option<u32>,
+    pub max_emails_per_client_ip_per_hour: Option<u32>,
 }
 
 fn default_validity() -> u64 {

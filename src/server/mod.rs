@@ -245,11 +245,13 @@ async fn respond(ctx: &Context, socket: &UdpSocket, client: &Client, key: Reques
             .first(attr::USER_PASSWORD)
             .and_then(|hidden| wire::unhide_password(hidden, secret, packet.authenticator()))
             .unwrap_or_default();
+        let client_ip = packet.first(attr::CALLING_STATION_ID).map(String::from_utf8_lossy);
         let request = Request {
             user: &user,
             password: &password,
             state: packet.first(attr::STATE),
             challenge_mode: client.challenge_mode,
+            client_ip: client_ip.as_deref(),
         };
         ctx.auth.decide(&request).await
     };
