@@ -15,6 +15,7 @@ use crate::auth::{AuthSettings, Authenticator};
 use crate::challenge::{ChallengeSettings, MemoryStore};
 use crate::cli::CliError;
 use crate::config::{Config, Source};
+use crate::health::Health;
 use crate::limits::MemoryLimiter;
 use crate::server::{Clients, Context};
 use crate::users::HashPool;
@@ -41,6 +42,8 @@ pub async fn run(config: Config) -> Result<(), CliError> {
     if config.source == Source::Embedded {
         tracing::warn!("running on the embedded default configuration: client 127.0.0.1 (secret testing123) does not need Message-Authenticator, users are the demo users, mail goes to ./outbox/");
     }
+    // Backends report here; `server` consults it before answering Status-Server.
+    let health = Arc::new(Health::default());
     let pool = HashPool::new(config.server.hash_workers);
     let users = crate::users::open(&config.users, pool)?;
     let email = &config.email;
@@ -66,6 +69,7 @@ pub async fn run(config: Config) -> Result<(), CliError> {
         Clients::new(config.clients.clone()),
         auth,
         config.server.max_in_flight,
+        health,
     ));
     let mut sockets = Vec::new();
     for addr in &config.server.listen {

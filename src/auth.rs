@@ -143,6 +143,9 @@ pub enum Unavailable {
     /// The user directory.
     #[error(transparent)]
     Directory(#[from] DirectoryError),
+    /// A backend reported itself down (see `health`).
+    #[error("a backend is down")]
+    Backend,
 }
 
 /// The `[email]` settings the decision uses; replaced on reload.

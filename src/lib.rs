@@ -13,6 +13,7 @@
 //! - [`users`] — the users file and PIN hashes, behind a trait.
 //! - [`mail`] — the delivery queue, templates and providers (SMTP, file).
 //! - [`config`] — the configuration file, strictly parsed and checked.
+//! - [`health`] — whether backends are up (Status-Server goes silent when not).
 //! - [`metrics`] — counters.
 //! - [`app`] — wires a configuration into a running server; signals.
 //! - [`cli`] — the `mailotp` commands; `main.rs` only calls into it.
@@ -25,6 +26,7 @@ pub mod challenge;
 pub mod cli;
 pub mod config;
 pub mod expiry;
+pub mod health;
 pub mod limits;
 pub mod mail;
 pub mod metrics;

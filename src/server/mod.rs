@@ -24,8 +24,9 @@ use tokio_util::task::TaskTracker;
 
 pub use dedup::{DuplicateCache, RequestKey, Seen, TTL as DUPLICATE_TTL};
 
-use crate::auth::{Authenticator, Decision, Reason, Request};
+use crate::auth::{Authenticator, Decision, Reason, Request, Unavailable};
 use crate::config::Client;
+use crate::health::Health;
 use crate::metrics::{DropReason, Metrics};
 use crate::wire::{self, attr, Code, MaCheck, Packet, ResponseBuilder};
 
@@ -71,18 +72,21 @@ pub struct Context {
     pub duplicates: DuplicateCache,
     /// Bounds the requests worked on at once (`max_in_flight`).
     pub in_flight: Arc<Semaphore>,
+    /// Backend health, shared with the backends that report to it.
+    pub health: Arc<Health>,
     missing_ma_logged: DashMap<String, Instant>,
 }
 
 impl Context {
     /// A context around an authenticator.
-    pub fn new(clients: Clients, auth: Authenticator, max_in_flight: usize) -> Context {
+    pub fn new(clients: Clients, auth: Authenticator, max_in_flight: usize, health: Arc<Health>) -> Context {
         Context {
             clients: ArcSwap::from_pointee(clients),
             auth,
             metrics: Metrics::default(),
             duplicates: DuplicateCache::new(DUPLICATE_CACHE_CAPACITY),
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            health,
             missing_ma_logged: DashMap::new(),
         }
     }
@@ -233,7 +237,10 @@ async fn respond(ctx: &Context, socket: &UdpSocket, client: &Client, key: Reques
         .first(attr::USER_NAME)
         .map(String::from_utf8_lossy)
         .unwrap_or_default();
-    let decision = if packet.code() == Code::StatusServer {
+    let decision = if packet.code() == Code::StatusServer && !ctx.health.all_up() {
+        // A backend is down: stay silent so the proxy in front fails over.
+        Err(Unavailable::Backend)
+    } else if packet.code() == Code::StatusServer {
         Ok(Decision {
             code: Code::AccessAccept,
             state: None,
