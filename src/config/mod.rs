@@ -7,6 +7,7 @@
 //! This module reads files but opens no sockets and starts nothing.
 
 mod raw;
+mod state;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +23,7 @@ use zeroize::Zeroizing;
 use crate::limits::{Lockout, Throttling};
 use crate::mail::template::Templates;
 use raw::{ProviderKind, RawClient, RawConfig, RawEmail, RawProvider};
+pub use state::{PoolKey, RedisConfig, StateConfig, POOL_KEY_LEN};
 
 /// The configuration `mailotp serve` runs on without `-c`.
 pub const EMBEDDED_CONFIG: &str = include_str!("../../conf/embedded.toml");
@@ -299,6 +301,8 @@ pub struct Config {
     pub email: EmailConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[state]`: one instance in memory, or a pool through Redis.
+    pub state: StateConfig,
 }
 
 impl Config {
@@ -328,6 +332,14 @@ impl Config {
 /// Reads a whole file, naming it in the error.
 pub fn read_text(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.display().to_string(),
+        source,
+    })
+}
+
+/// Reads a whole binary file (a key), naming it in the error.
+fn read_bytes(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|source| ConfigError::Read {
         file: path.display().to_string(),
         source,
     })
@@ -386,6 +398,7 @@ impl Validator<'_> {
             },
         };
         let email = self.email(raw.email, options)?;
+        let state = self.state(raw.state)?;
         Ok(Config {
             source: self.source.clone(),
             server,
@@ -393,6 +406,7 @@ impl Validator<'_> {
             users,
             email,
             log: LogConfig { format: raw.log.format },
+            state,
         })
     }
 
