@@ -12,11 +12,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthSettings, Authenticator};
-use crate::challenge::{ChallengeSettings, MemoryStore};
+use crate::challenge::{ChallengeSettings, ChallengeStore, MemoryStore};
 use crate::cli::CliError;
-use crate::config::{Config, Source};
+use crate::config::{Config, Source, StateConfig};
 use crate::health::Health;
-use crate::limits::MemoryLimiter;
+use crate::limits::{Limiter, MemoryLimiter};
+use crate::mail::MailQueue;
 use crate::server::{Clients, Context};
 use crate::users::HashPool;
 
@@ -47,17 +48,26 @@ pub async fn run(config: Config) -> Result<(), CliError> {
     let pool = HashPool::new(config.server.hash_workers);
     let users = crate::users::open(&config.users, pool)?;
     let email = &config.email;
-    let challenges = MemoryStore::start(
-        ChallengeSettings {
-            validity: email.challenge_validity,
-            blocking: email.blocking_timeout,
-            max_attempts: email.max_attempts,
-        },
-        &tasks,
-        shutdown.clone(),
-    );
-    let mail = crate::mail::start(email, config.server.shutdown_grace, &tasks, shutdown.clone())?;
-    let limits = MemoryLimiter::start(email.throttling, config.users.lockout, &tasks, shutdown.clone());
+    let (challenges, limits, mail): (Arc<dyn ChallengeStore>, Arc<dyn Limiter>, MailQueue) = match &config.state {
+        StateConfig::Redis(redis) => {
+            let grace = config.server.shutdown_grace;
+            let lockout = config.users.lockout;
+            let shared = crate::pool::start(redis, email, lockout, grace, &health, &tasks, shutdown.clone())?;
+            tracing::info!("state in redis: challenges, limits and the mail queue are shared with the pool");
+            (shared.challenges, shared.limits, shared.mail)
+        }
+        StateConfig::Memory => {
+            let settings = ChallengeSettings {
+                validity: email.challenge_validity,
+                blocking: email.blocking_timeout,
+                max_attempts: email.max_attempts,
+            };
+            let challenges = MemoryStore::start(settings, &tasks, shutdown.clone());
+            let mail = crate::mail::start(email, config.server.shutdown_grace, &tasks, shutdown.clone())?;
+            let limits = MemoryLimiter::start(email.throttling, config.users.lockout, &tasks, shutdown.clone());
+            (challenges, limits, mail)
+        }
+    };
     let auth = Authenticator {
         users: ArcSwap::from_pointee(users),
         challenges,

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::challenge::{Answer, ChallengeStore, Opened, StoreError, Transaction};
 use crate::config::{ChallengeMode, EmailConfig};
 use crate::limits::Limiter;
-use crate::mail::{MailJob, MailQueue};
+use crate::mail::{MailError, MailJob, MailQueue};
 use crate::otp::Otp;
 use crate::users::{DirectoryError, PinCheck, User, UserDirectory};
 use crate::wire::Code;
@@ -308,7 +308,10 @@ impl Authenticator {
                     tx,
                     expires: Instant::now() + settings.validity,
                 };
-                if let Err(error) = self.mail.enqueue(job) {
+                if let Err(error) = self.mail.enqueue(job).await {
+                    if let MailError::Unavailable { reason } = error {
+                        return Err(StoreError::Unavailable { reason }.into());
+                    }
                     tracing::error!(user = %name, %error, "cannot queue the e-mail; rejecting");
                     self.challenges.cancel(&name, &tx).await?;
                     return Ok(Decision {
