@@ -5,3 +5,5 @@ mod certs;
 mod core_flow;
 mod harness;
 mod mail_and_abuse;
+mod pool_support;
+mod redis;
