@@ -131,3 +131,123 @@ pub fn send_at_once(servers: &[SocketAddr], packets: &[Vec<u8>]) -> Vec<Option<u
 pub const ACCESS_ACCEPT: u8 = 2;
 /// Access-Reject.
 pub const ACCESS_REJECT: u8 = 3;
+
+/// The secret between radclient (the NAS) and the FreeRADIUS proxy.
+pub const NAS_SECRET: &str = "nas-secret-for-pool-tests-7d1";
+
+/// FreeRADIUS 3.2 (`freeradius -X -f -d DIR`) proxying to a fail-over pool,
+/// configured with the shipped `conf/pool/freeradius-proxy.conf` (only
+/// addresses, ports, secrets and timers replaced).
+pub struct FreeRadius {
+    /// The process.
+    pub process: Process,
+    /// Where the NAS sends.
+    pub addr: SocketAddr,
+    _dir: TempDir,
+}
+
+impl FreeRadius {
+    /// A proxy whose pool is `a`, then `b` (shared secret [`SECRET`]).
+    pub fn start_fail_over(a: SocketAddr, b: SocketAddr) -> FreeRadius {
+        let dir = tempfile::tempdir().unwrap();
+        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let shipped = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/pool/freeradius-proxy.conf"),
+        )
+        .unwrap();
+        let proxy = shipped
+            .replace(
+                "ipaddr = 10.0.0.11\n\tport = 1812",
+                &format!("ipaddr = {}\n\tport = {}", a.ip(), a.port()),
+            )
+            .replace(
+                "ipaddr = 10.0.0.12\n\tport = 1812",
+                &format!("ipaddr = {}\n\tport = {}", b.ip(), b.port()),
+            )
+            .replace("change-me-to-the-secret-of-the-proxy-client", SECRET);
+        assert!(!proxy.contains("10.0.0.1"), "every address replaced:\n{proxy}");
+        let clients = format!(
+            "client nas {{\n\tipaddr = 127.0.0.1\n\tsecret = {NAS_SECRET}\n\trequire_message_authenticator = no\n}}\n"
+        );
+        std::fs::write(dir.path().join("proxy.conf"), proxy).unwrap();
+        std::fs::write(dir.path().join("clients.conf"), clients).unwrap();
+        std::fs::write(dir.path().join("radiusd.conf"), radiusd_conf(dir.path(), port)).unwrap();
+        // FreeRADIUS refuses a configuration that others may write.
+        let status = Command::new("chmod")
+            .arg("-R")
+            .arg("go-w")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut cmd = Command::new("freeradius");
+        cmd.arg("-X").arg("-f").arg("-d").arg(dir.path());
+        let process = Process::spawn("freeradius", cmd);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        poll("freeradius to answer Status-Server", DEADLINE, || {
+            radclient_code(addr, NAS_SECRET, "status", "Message-Authenticator = 0x00")
+        });
+        FreeRadius {
+            process,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+/// The smallest radiusd.conf that proxies every request to realm `mailotp`.
+fn radiusd_conf(dir: &std::path::Path, port: u16) -> String {
+    let dir = dir.display();
+    format!(
+        r#"prefix = /usr
+exec_prefix = /usr
+sysconfdir = /etc
+localstatedir = /var
+sbindir = /usr/sbin
+logdir = {dir}
+raddbdir = {dir}
+radacctdir = {dir}
+name = freeradius
+confdir = {dir}
+run_dir = {dir}
+db_dir = {dir}
+libdir = /usr/lib/freeradius
+pidfile = {dir}/radiusd.pid
+max_request_time = 30
+cleanup_delay = 5
+max_requests = 1024
+hostname_lookups = no
+log {{
+	destination = stdout
+}}
+security {{
+	allow_core_dumps = no
+	max_attributes = 200
+	reject_delay = 0
+	status_server = yes
+}}
+proxy_requests = yes
+proxy server {{
+	default_fallback = no
+}}
+$INCLUDE proxy.conf
+$INCLUDE clients.conf
+modules {{
+}}
+server default {{
+	listen {{
+		type = auth
+		ipaddr = 127.0.0.1
+		port = {port}
+	}}
+	authorize {{
+		update control {{
+			&Proxy-To-Realm := "mailotp"
+		}}
+	}}
+	authenticate {{
+	}}
+}}
+"#
+    )
+}

@@ -188,3 +188,43 @@ fn the_same_state_answered_on_two_instances_at_once_is_accepted_once() {
         assert_eq!((accepts, rejects), (1, 1), "round {round}: {codes:?}");
     }
 }
+
+#[test]
+fn behind_a_freeradius_fail_over_pool_a_login_survives_the_death_of_its_instance() {
+    let redis = RedisServer::start();
+    let key = PoolKey::new();
+    let smtp = SmtpSink::start();
+    let mut pool = start_pool(2, smtp.port, &redis, &key, "", "");
+    let proxy = FreeRadius::start_fail_over(pool[0].addr(), pool[1].addr());
+
+    let pin_attrs = format!("User-Name = \"alice\", User-Password = \"{}\"", pin("alice"));
+    let challenge = radclient(proxy.addr, NAS_SECRET, &pin_attrs).expect("an answer through the proxy");
+    assert_eq!(challenge.code, "Access-Challenge");
+    pool[0].wait_for_log("reason=\"challenge-sent\"");
+    let otp = smtp.wait_for_mails(1)[0].otp();
+
+    pool[0].process.signal("KILL");
+    pool[0].process.wait_exit(DEADLINE).expect("A is dead");
+    // FreeRADIUS 3.2 does not move a request in flight to another home server
+    // (only a retransmission once the first is marked dead): the code sent
+    // while A is dead is lost (rejected after response_window), and the
+    // proxy marks A a zombie, so it sends new requests to B.
+    let code_attrs = format!(
+        "User-Name = \"alice\", User-Password = \"{otp}\", State = {}",
+        challenge.state()
+    );
+    let lost = radclient(proxy.addr, NAS_SECRET, &code_attrs);
+    assert_ne!(lost.map(|r| r.code).as_deref(), Some("Access-Accept"));
+    proxy.process.wait_for_line("as zombie");
+
+    // The user logs in again: B has the same challenge (no new mail), and
+    // the code from the first mail completes the login.
+    let again = radclient(proxy.addr, NAS_SECRET, &pin_attrs).expect("an answer through the proxy");
+    assert_eq!(again.code, "Access-Challenge");
+    assert_eq!(again.state(), challenge.state(), "the challenge opened on A");
+    pool[1].wait_for_log("reason=\"already-sent\"");
+    let accept = radclient(proxy.addr, NAS_SECRET, &code_attrs).expect("an answer through the proxy");
+    assert_eq!(accept.code, "Access-Accept");
+    pool[1].wait_for_log("reason=\"otp-accepted\"");
+    assert_eq!(smtp.mails().len(), 1, "one mail for the whole login");
+}
