@@ -295,10 +295,15 @@ impl RedisMail {
             return;
         }
         let tx = job.tx;
-        self.held
+        let known = self
+            .held
             .lock()
             .expect("held lock poisoned")
             .insert(tx, entry.id.clone());
+        if known.is_some() {
+            // Our own job, gone idle while Redis was unreachable: still ours.
+            return;
+        }
         if let Err(error) = queue.deliver(job) {
             // Left pending: another instance (or this one) takes it over later.
             self.held.lock().expect("held lock poisoned").remove(&tx);
@@ -395,5 +400,52 @@ impl RedisMail {
             self.take(entry, queue).await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PoolKey;
+    use crate::health::Health;
+    use crate::pool::PoolKeys;
+
+    fn queue(key: [u8; 32]) -> Arc<RedisMail> {
+        let config = RedisConfig {
+            url: "redis://127.0.0.1:1/0".to_owned(),
+            key: PoolKey::new(key),
+        };
+        let redis = Redis::connect(&config, Arc::new(Health::default())).unwrap();
+        let keys = PoolKeys::derive(&config.key);
+        RedisMail::new(redis, &config, &keys.mail, Duration::from_secs(600), 10).unwrap()
+    }
+
+    fn job() -> MailJob {
+        MailJob {
+            to: "alice@example.test".parse().unwrap(),
+            user: "alice".to_owned(),
+            otp: Otp::from_value(493817, 6),
+            tx: Transaction::random(),
+            expires: Instant::now() + Duration::from_secs(600),
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_mails_are_sealed_and_open_only_under_the_pool_key() {
+        let (one, other, stranger) = (queue([5; 32]), queue([5; 32]), queue([6; 32]));
+        let job = job();
+        let sealed = one.seal(&job).unwrap();
+        assert!(!sealed.windows(6).any(|w| w == b"493817"), "no code in clear");
+        assert!(!sealed.windows(5).any(|w| w == b"alice"), "no user in clear");
+        let opened = other.open(&sealed).expect("another instance of the pool opens it");
+        assert_eq!(opened.otp.expose(), "493817");
+        assert_eq!((opened.tx, opened.user.as_str()), (job.tx, "alice"));
+        assert_eq!(opened.to.email.to_string(), "alice@example.test");
+        assert!(opened.expires > Instant::now() + Duration::from_secs(590));
+        assert!(stranger.open(&sealed).is_none(), "another key does not open it");
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(one.open(&tampered).is_none(), "a changed job does not open");
+        assert!(one.open(&sealed[..10]).is_none());
     }
 }

@@ -48,6 +48,16 @@ fn a_challenge_opened_on_one_instance_is_answered_once_on_any_and_blocks_on_all(
         (smtp.mails_to("alice@").len() == 2).then_some(())
     });
     assert_eq!(smtp.mails_to("bob@").len(), 1, "no second mail for bob");
+
+    // PIN and code in one password on A, for the challenge B handed out.
+    let code = smtp.mails_to("bob@")[0].otp();
+    let both = format!("{}{code}", pin("bob"));
+    assert_eq!(send_pin(a, "bob", &both).unwrap().code, "Access-Accept");
+    assert_eq!(
+        send_otp(b, "bob", &code, &second.state()).unwrap().code,
+        "Access-Reject",
+        "consumed for all instances"
+    );
 }
 
 #[test]
