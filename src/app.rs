@@ -7,14 +7,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthSettings, Authenticator};
+use crate::challenge::ChallengeStore;
 use crate::challenge::{ChallengeSettings, MemoryStore};
 use crate::cli::CliError;
-use crate::config::{Config, Source};
+use crate::config::{Config, Delivery, Source};
 use crate::health::Health;
 use crate::limits::MemoryLimiter;
 use crate::server::{Clients, Context};
@@ -58,6 +59,15 @@ pub async fn run(config: Config) -> Result<(), CliError> {
     );
     let mail = crate::mail::start(email, config.server.shutdown_grace, &tasks, shutdown.clone())?;
     let limits = MemoryLimiter::start(email.throttling, config.users.lockout, &tasks, shutdown.clone());
+    if let Delivery::Link(link) = &email.delivery {
+        let listener = TcpListener::bind(link.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {} for link pages: {e}", link.listen))?;
+        tracing::info!("link page server on http://{}", listener.local_addr()?);
+        let store: Arc<dyn ChallengeStore> = challenges.clone();
+        let pages = crate::link::serve(listener, store, link.max_connections, tasks.clone(), shutdown.clone());
+        tasks.spawn(pages);
+    }
     let auth = Authenticator {
         users: ArcSwap::from_pointee(users),
         challenges,

@@ -16,6 +16,20 @@ pub(super) struct RawConfig {
     pub email: RawEmail,
     #[serde(default)]
     pub log: RawLog,
+    pub link: Option<RawLink>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLink {
+    pub listen: String,
+    pub base_url: String,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_max_connections() -> usize {
+    256
 }
 
 #[derive(Debug, Deserialize)]

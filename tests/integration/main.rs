@@ -4,4 +4,5 @@
 mod certs;
 mod core_flow;
 mod harness;
+mod link;
 mod mail_and_abuse;
