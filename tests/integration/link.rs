@@ -209,3 +209,32 @@ fn link_delivery_with_a_reject_mode_client_is_refused_at_start() {
         "{stderr}"
     );
 }
+
+/// A person with a real browser: open the link, press Confirm, see the
+/// success page (this also proves the CSP lets our own form post).
+#[test]
+fn a_real_browser_confirms_by_pressing_the_button() {
+    let t = start("");
+    let challenge = send_pin(&t.server, "alice", pin("alice")).unwrap();
+    let url = format!("{}{}", t.pages, t.link_path(1));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/browser_confirm.py");
+    let out = Command::new("/usr/bin/python3").arg(script).arg(&url).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("BEFORE: Confirm your login A login as alice"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("AFTER: Confirmed You can go back to your VPN client"),
+        "{stdout}"
+    );
+    assert_eq!(
+        send_otp(&t.server, "alice", "", &challenge.state()).unwrap().code,
+        "Access-Accept"
+    );
+}
