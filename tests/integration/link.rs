@@ -194,14 +194,7 @@ fn link_delivery_with_a_reject_mode_client_is_refused_at_start() {
     setup.clients = vec![client("classic", "127.0.0.1", SECRET, false, "reject")];
     setup.email = "delivery = \"link\"\n".to_owned();
     setup.extra = format!("[link]\nlisten = \"127.0.0.1:0\"\nbase_url = \"{BASE_URL}\"\n");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("mailotp.toml"), setup.config_text()).unwrap();
-    std::fs::write(dir.path().join("users.toml"), users_toml()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mailotp"))
-        .args(["check", "-c"])
-        .arg(dir.path().join("mailotp.toml"))
-        .output()
-        .unwrap();
+    let out = run_mailotp("check", setup.write().path());
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
