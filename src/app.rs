@@ -7,14 +7,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthSettings, Authenticator};
 use crate::challenge::{ChallengeSettings, ChallengeStore, MemoryStore};
 use crate::cli::CliError;
-use crate::config::{Config, Source, StateConfig};
+use crate::config::{Config, Delivery, Source, StateConfig};
 use crate::health::Health;
 use crate::limits::{Limiter, MemoryLimiter};
 use crate::mail::MailQueue;
@@ -68,6 +68,20 @@ pub async fn run(config: Config) -> Result<(), CliError> {
             (challenges, limits, mail)
         }
     };
+    if let Delivery::Link(link) = &email.delivery {
+        let listener = TcpListener::bind(link.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {} for link pages: {e}", link.listen))?;
+        tracing::info!("link page server on http://{}", listener.local_addr()?);
+        let pages = crate::link::serve(
+            listener,
+            Arc::clone(&challenges),
+            link.max_connections,
+            tasks.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(pages);
+    }
     let auth = Authenticator {
         users: ArcSwap::from_pointee(users),
         challenges,

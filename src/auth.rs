@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
+use zeroize::Zeroizing;
 
-use crate::challenge::{Answer, ChallengeStore, Opened, StoreError, Transaction};
-use crate::config::{ChallengeMode, EmailConfig};
+use crate::challenge::{Answer, ChallengeStore, LinkToken, Opened, StoreError, Transaction};
+use crate::config::{ChallengeMode, Delivery, EmailConfig};
 use crate::limits::Limiter;
 use crate::mail::{MailError, MailJob, MailQueue};
 use crate::otp::Otp;
@@ -24,6 +25,8 @@ use crate::wire::Code;
 pub const ALREADY_SUBMITTED: &str = "e-mail with otp already submitted";
 /// Reply-Message when an e-mail throttle is reached.
 pub const THROTTLED: &str = "Too many e-mails were sent to you, please try again later";
+/// Reply-Message when a link challenge is answered before its link was confirmed.
+pub const LINK_PENDING: &str = "Open the link in the e-mail and press Confirm, then press Enter here";
 /// Reply-Message when the mail queue is full.
 pub const QUEUE_FULL: &str = "The e-mail service is busy, please try again later";
 
@@ -60,6 +63,8 @@ pub enum Reason {
     Throttled,
     /// The user is locked after too many failures in a row.
     Locked,
+    /// A link challenge answered before its link was confirmed.
+    LinkPending,
 }
 
 impl Reason {
@@ -81,6 +86,7 @@ impl Reason {
             Reason::NoUserName => "no-user-name",
             Reason::Throttled => "throttled",
             Reason::Locked => "locked",
+            Reason::LinkPending => "link-pending",
         }
     }
 }
@@ -157,6 +163,8 @@ pub struct AuthSettings {
     pub fixed_otp: Option<String>,
     /// How long codes are valid, to date the mail job.
     pub validity: std::time::Duration,
+    /// With link delivery: the base URL the e-mailed links start with.
+    pub link_base: Option<String>,
 }
 
 impl From<&EmailConfig> for AuthSettings {
@@ -165,6 +173,10 @@ impl From<&EmailConfig> for AuthSettings {
             otp_length: e.otp_length,
             fixed_otp: e.fixed_otp.clone(),
             validity: e.challenge_validity,
+            link_base: match &e.delivery {
+                Delivery::Link(link) => Some(link.base_url.clone()),
+                Delivery::Otp => None,
+            },
         }
     }
 }
@@ -215,6 +227,10 @@ impl Authenticator {
             Answer::Wrong { void: false } => Reason::WrongOtp,
             Answer::Wrong { void: true } => Reason::ChallengeVoid,
             Answer::Unknown => return Ok(Decision::reject(Reason::UnknownState)),
+            Answer::LinkPending => {
+                let message = LINK_PENDING.to_owned();
+                return Ok(prompt(req.challenge_mode, tx, message, Reason::LinkPending));
+            }
         };
         self.failure(req.user, reason).await
     }
@@ -281,59 +297,86 @@ impl Authenticator {
             None => Otp::generate(settings.otp_length),
         };
         let tx = Transaction::random();
-        let (tx, message, reason) = match self.challenges.open(&user.name, tx, &otp).await? {
-            Opened::AlreadySent(open) => (
-                open,
-                format!("{ALREADY_SUBMITTED} (transaction {open})"),
-                Reason::AlreadySent,
-            ),
-            Opened::New => {
-                if let Err(limit) = self.limits.count_mail(&user.name, req.client_ip).await? {
-                    tracing::info!(user = %user.name, limit = limit.as_str(), "e-mail throttled");
-                    self.challenges.cancel(&user.name, &tx).await?;
-                    return Ok(Decision {
-                        reply_message: Some(THROTTLED.to_owned()),
-                        ..Decision::reject(Reason::Throttled)
-                    });
-                }
-                let prompt = format!(
-                    "Enter the one-time password sent to {}",
-                    mask(user.email.email.as_ref())
-                );
-                let name = user.name.clone();
-                let job = MailJob {
-                    to: user.email,
-                    user: user.name,
-                    otp,
-                    tx,
-                    expires: Instant::now() + settings.validity,
-                };
-                if let Err(error) = self.mail.enqueue(job).await {
-                    if let MailError::Unavailable { reason } = error {
-                        return Err(StoreError::Unavailable { reason }.into());
-                    }
-                    tracing::error!(user = %name, %error, "cannot queue the e-mail; rejecting");
-                    self.challenges.cancel(&name, &tx).await?;
-                    return Ok(Decision {
-                        reply_message: Some(QUEUE_FULL.to_owned()),
-                        ..Decision::reject(Reason::MailQueueFull)
-                    });
-                }
-                (tx, prompt, Reason::ChallengeSent)
+        let (message, reason) = match self.challenges.open(&user.name, tx, &otp).await? {
+            Opened::AlreadySent(open) => {
+                let message = format!("{ALREADY_SUBMITTED} (transaction {open})");
+                return Ok(prompt(req.challenge_mode, open, message, Reason::AlreadySent));
             }
+            Opened::New => match self.send_new(req, user, tx, otp, &settings).await? {
+                Ok(message) => (message, Reason::ChallengeSent),
+                Err(refusal) => return Ok(refusal),
+            },
         };
-        Ok(match req.challenge_mode {
-            ChallengeMode::AccessChallenge => Decision {
-                code: Code::AccessChallenge,
-                state: Some(tx),
-                reply_message: Some(message),
-                reason,
-            },
-            ChallengeMode::Reject => Decision {
-                reply_message: Some(message),
-                ..Decision::reject(reason)
-            },
-        })
+        Ok(prompt(req.challenge_mode, tx, message, reason))
+    }
+
+    /// Throttles, makes a link challenge of `tx` if links are delivered, and
+    /// queues the mail. Returns the prompt, or the refusal after closing `tx`.
+    async fn send_new(
+        &self,
+        req: &Request<'_>,
+        user: User,
+        tx: Transaction,
+        otp: Otp,
+        settings: &AuthSettings,
+    ) -> Result<Result<String, Decision>, Unavailable> {
+        let refuse = |reply: &str, reason| Decision {
+            reply_message: Some(reply.to_owned()),
+            ..Decision::reject(reason)
+        };
+        if let Err(limit) = self.limits.count_mail(&user.name, req.client_ip).await? {
+            tracing::info!(user = %user.name, limit = limit.as_str(), "e-mail throttled");
+            self.challenges.cancel(&user.name, &tx).await?;
+            return Ok(Err(refuse(THROTTLED, Reason::Throttled)));
+        }
+        let mailbox = mask(user.email.email.as_ref());
+        let (link, prompt) = match &settings.link_base {
+            Some(base) => {
+                let token = LinkToken::random();
+                self.challenges.attach_link(&user.name, &tx, &token).await?;
+                let link = Zeroizing::new(format!("{base}/l/{}", token.to_path()));
+                (
+                    Some(link),
+                    format!("Open the link in the e-mail sent to {mailbox}, then press Enter"),
+                )
+            }
+            None => (None, format!("Enter the one-time password sent to {mailbox}")),
+        };
+        let name = user.name.clone();
+        let job = MailJob {
+            to: user.email,
+            user: user.name,
+            otp,
+            link,
+            tx,
+            expires: Instant::now() + settings.validity,
+        };
+        if let Err(error) = self.mail.enqueue(job).await {
+            if let MailError::Unavailable { reason } = error {
+                return Err(StoreError::Unavailable { reason }.into());
+            }
+            tracing::error!(user = %name, %error, "cannot queue the e-mail; rejecting");
+            self.challenges.cancel(&name, &tx).await?;
+            return Ok(Err(refuse(QUEUE_FULL, Reason::MailQueueFull)));
+        }
+        Ok(Ok(prompt))
+    }
+}
+
+/// The answer that asks for the code (or the link): Access-Challenge with
+/// State, or in reject mode Access-Reject with the prompt.
+fn prompt(mode: ChallengeMode, tx: Transaction, message: String, reason: Reason) -> Decision {
+    match mode {
+        ChallengeMode::AccessChallenge => Decision {
+            code: Code::AccessChallenge,
+            state: Some(tx),
+            reply_message: Some(message),
+            reason,
+        },
+        ChallengeMode::Reject => Decision {
+            reply_message: Some(message),
+            ..Decision::reject(reason)
+        },
     }
 }
 

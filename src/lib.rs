@@ -15,6 +15,7 @@
 //! - [`mail`] — the delivery queue, templates and providers (SMTP, file).
 //! - [`config`] — the configuration file, strictly parsed and checked.
 //! - [`health`] — whether backends are up (Status-Server goes silent when not).
+//! - [`link`] — the confirmation page server for link delivery.
 //! - [`metrics`] — counters.
 //! - [`app`] — wires a configuration into a running server; signals.
 //! - [`cli`] — the `mailotp` commands; `main.rs` only calls into it.
@@ -29,6 +30,7 @@ pub mod config;
 pub mod expiry;
 pub mod health;
 pub mod limits;
+pub mod link;
 pub mod mail;
 pub mod metrics;
 pub mod otp;

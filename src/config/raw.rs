@@ -17,6 +17,20 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub log: RawLog,
     pub state: Option<super::state::RawState>,
+    pub link: Option<RawLink>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLink {
+    pub listen: String,
+    pub base_url: String,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_max_connections() -> usize {
+    256
 }
 
 #[derive(Debug, Deserialize)]

@@ -63,6 +63,7 @@ struct Plain {
     to: String,
     user: String,
     otp: String,
+    link: Option<String>,
     tx: String,
     expires_unix_ms: u64,
 }
@@ -124,6 +125,7 @@ impl RedisMail {
             to: job.to.to_string(),
             user: job.user.clone(),
             otp: job.otp.expose().to_owned(),
+            link: job.link.as_deref().cloned(),
             tx: job.tx.to_string(),
             expires_unix_ms: now_unix_ms() + millis(left),
         };
@@ -162,6 +164,7 @@ impl RedisMail {
             to: plain.to.parse().ok()?,
             user: plain.user.clone(),
             otp: Otp::fixed(&plain.otp),
+            link: plain.link.clone().map(Zeroizing::new),
             tx: Transaction::from_state(plain.tx.as_bytes())?,
             expires: Instant::now() + left,
         })
@@ -171,6 +174,9 @@ impl RedisMail {
 impl Drop for Plain {
     fn drop(&mut self) {
         self.otp.zeroize();
+        if let Some(link) = &mut self.link {
+            link.zeroize();
+        }
     }
 }
 
@@ -425,6 +431,7 @@ mod tests {
             to: "alice@example.test".parse().unwrap(),
             user: "alice".to_owned(),
             otp: Otp::from_value(493817, 6),
+            link: Some(Zeroizing::new("https://otp.example.test/l/0123".to_owned())),
             tx: Transaction::random(),
             expires: Instant::now() + Duration::from_secs(600),
         }
@@ -439,6 +446,10 @@ mod tests {
         assert!(!sealed.windows(5).any(|w| w == b"alice"), "no user in clear");
         let opened = other.open(&sealed).expect("another instance of the pool opens it");
         assert_eq!(opened.otp.expose(), "493817");
+        assert_eq!(
+            opened.link.as_deref().map(String::as_str),
+            Some("https://otp.example.test/l/0123")
+        );
         assert_eq!((opened.tx, opened.user.as_str()), (job.tx, "alice"));
         assert_eq!(opened.to.email.to_string(), "alice@example.test");
         assert!(opened.expires > Instant::now() + Duration::from_secs(590));

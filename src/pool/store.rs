@@ -157,20 +157,33 @@ impl RedisStore {
         found
     }
 
-    async fn consume_pair(&self, user: &str, state: &Transaction, matched: &Transaction) -> Result<bool, StoreError> {
-        let script = &self.consume;
-        let done: i64 = self
-            .redis
-            .run("consume challenge", |mut c| async move {
+    /// Runs `script` on one of `user`'s challenges: KEYS the user's list,
+    /// ARGV prefix, user, `state`, then `last`.
+    async fn on_challenge(
+        &self,
+        what: &'static str,
+        script: &Script,
+        user: &str,
+        state: &Transaction,
+        last: impl redis::ToRedisArgs + Send + Sync,
+    ) -> Result<i64, StoreError> {
+        self.redis
+            .run(what, |mut c| async move {
                 script
                     .key(challenges_of(user))
                     .arg(KEY_PREFIX)
                     .arg(user)
                     .arg(state.to_string())
-                    .arg(matched.to_string())
+                    .arg(last)
                     .invoke_async(&mut c)
                     .await
             })
+            .await
+    }
+
+    async fn consume_pair(&self, user: &str, state: &Transaction, matched: &Transaction) -> Result<bool, StoreError> {
+        let done = self
+            .on_challenge("consume challenge", &self.consume, user, state, matched.to_string())
             .await?;
         Ok(done == 1)
     }
@@ -218,19 +231,8 @@ impl ChallengeStore for RedisStore {
             });
         }
         let max_attempts = self.settings.load().max_attempts;
-        let script = &self.wrong;
-        let verdict: i64 = self
-            .redis
-            .run("count attempt", |mut c| async move {
-                script
-                    .key(challenges_of(user))
-                    .arg(KEY_PREFIX)
-                    .arg(user)
-                    .arg(state.to_string())
-                    .arg(max_attempts)
-                    .invoke_async(&mut c)
-                    .await
-            })
+        let verdict = self
+            .on_challenge("count attempt", &self.wrong, user, state, max_attempts)
             .await?;
         Ok(match verdict {
             0 => Answer::Wrong { void: false },

@@ -229,18 +229,11 @@ fn unknown_sources_and_wrong_secrets_get_no_answer() {
 
 #[test]
 fn a_bad_configuration_is_refused_at_start_with_file_key_and_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut text = Setup::new(25).config_text();
-    text = text.replace("address = \"127.0.0.1\"", "address = \"127.0.0.300\"");
+    let mut setup = Setup::new(25);
+    setup.clients[0] = setup.clients[0].replace("address = \"127.0.0.1\"", "address = \"127.0.0.300\"");
+    let dir = setup.write();
     let path = dir.path().join("mailotp.toml");
-    std::fs::write(&path, text).unwrap();
-    std::fs::write(dir.path().join("users.toml"), users_toml()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mailotp"))
-        .arg("serve")
-        .arg("-c")
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run_mailotp("serve", dir.path());
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let want = format!(

@@ -298,15 +298,13 @@ fn templates_give_a_multipart_mail_with_text_and_html() {
     setup
         .provider
         .push_str("email_from = \"VPN <otp@corp.test>\"\nemail_subject = \"Your VPN code\"\n");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = setup.write();
     std::fs::write(dir.path().join("mail.txt"), "Hi {user}, code {otp}, {minutes} min.\n").unwrap();
     std::fs::write(
         dir.path().join("mail.html"),
         "<p style=\"x { y }\">Hi {user}: <b>{otp}</b></p>\n",
     )
     .unwrap();
-    std::fs::write(dir.path().join("mailotp.toml"), setup.config_text()).unwrap();
-    std::fs::write(dir.path().join("users.toml"), users_toml()).unwrap();
     let server = Server::start_in(dir, &[], 1);
     send_pin(&server, "alice", pin("alice")).unwrap();
     let mail = &smtp.wait_for_mails(1)[0];
@@ -333,17 +331,11 @@ fn templates_give_a_multipart_mail_with_text_and_html() {
 
 #[test]
 fn a_template_with_an_unknown_placeholder_is_refused_at_start() {
-    let dir = tempfile::tempdir().unwrap();
     let mut setup = Setup::new(25);
     setup.email = "body_file = \"mail.txt\"\n".to_owned();
+    let dir = setup.write();
     std::fs::write(dir.path().join("mail.txt"), "Your code: {code}\n").unwrap();
-    std::fs::write(dir.path().join("mailotp.toml"), setup.config_text()).unwrap();
-    std::fs::write(dir.path().join("users.toml"), users_toml()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailotp"))
-        .args(["check", "-c"])
-        .arg(dir.path().join("mailotp.toml"))
-        .output()
-        .unwrap();
+    let out = run_mailotp("check", dir.path());
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -367,14 +359,8 @@ fn a_fixed_test_code_needs_test_mode_and_each_use_is_logged() {
         "Access-Accept"
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("mailotp.toml"), setup.config_text()).unwrap();
-    std::fs::write(dir.path().join("users.toml"), users_toml()).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailotp"))
-        .args(["serve", "-c"])
-        .arg(dir.path().join("mailotp.toml"))
-        .output()
-        .unwrap();
+    let dir = setup.write();
+    let out = run_mailotp("serve", dir.path());
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("start with `serve --test-mode`"));
 }

@@ -4,6 +4,7 @@
 mod certs;
 mod core_flow;
 mod harness;
+mod link;
 mod mail_and_abuse;
 mod pool_support;
 mod redis;
