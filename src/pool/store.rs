@@ -6,7 +6,10 @@
 //!   hands out no codes), blocking-until in Redis server milliseconds (`b`) and
 //!   wrong attempts (`a`); it expires with the challenge;
 //! - `mailotp:u:{user}`: the user's challenges, oldest first, for "PIN again
-//!   within blocking_timeout" and "a code of any of the user's challenges".
+//!   within blocking_timeout" and "a code of any of the user's challenges";
+//! - `mailotp:k:{digest of a link token}` (link delivery): the State, user and
+//!   opening time; the challenge's `k` says whether its link is pending (`p`)
+//!   or confirmed (`c`); kept an hour past the challenge, for "410 Gone".
 //!
 //! Codes are compared here, in constant time, against the digests a script
 //! returns; the changes (open, consume, a wrong attempt) are Lua scripts, so
@@ -15,13 +18,17 @@
 //! instances' clocks need not agree.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use redis::Script;
 
 use super::{millis, Redis, KEY_PREFIX};
-use crate::challenge::{Answer, ChallengeSettings, ChallengeStore, Opened, StoreError, Transaction, MAX_OPEN_PER_USER};
+use crate::challenge::{
+    Answer, ChallengeSettings, ChallengeStore, LinkStatus, LinkToken, Opened, StoreError, Transaction,
+    MAX_OPEN_PER_USER,
+};
 use crate::otp::{CodeDigest, CodeSealer, Otp, DIGEST_LEN};
 
 /// KEYS[1] user list; ARGV prefix, state, user, digest, validity ms, blocking ms, max open.
@@ -53,16 +60,54 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return false
 ";
 
-/// KEYS[1] user list; ARGV prefix. Returns State, digest, State, digest, …
-/// of the user's open challenges.
+/// KEYS[1] user list; ARGV prefix. Returns State, digest, link mark (`p`
+/// pending, `c` confirmed, empty: no link), … of the user's open challenges.
 const DIGESTS: &str = r"
 local out = {}
 for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local d = redis.call('HGET', ARGV[1] .. 'c:' .. tx, 'd')
-  if d then out[#out + 1] = tx; out[#out + 1] = d end
+  local c = ARGV[1] .. 'c:' .. tx
+  local d = redis.call('HGET', c, 'd')
+  if d then
+    out[#out + 1] = tx; out[#out + 1] = d; out[#out + 1] = redis.call('HGET', c, 'k') or ''
+  end
 end
 return out
 ";
+
+/// KEYS[1] link; ARGV prefix, State, user, opened (Unix s), memory ms. Marks
+/// the challenge as waiting for its link; the link outlives it by `memory`.
+const ATTACH_LINK: &str = r"
+local c = ARGV[1] .. 'c:' .. ARGV[2]
+local ttl = redis.call('PTTL', c)
+if ttl <= 0 then return 0 end
+redis.call('HSET', c, 'k', 'p')
+redis.call('HSET', KEYS[1], 't', ARGV[2], 'u', ARGV[3], 'o', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ttl + tonumber(ARGV[5]))
+return 1
+";
+
+/// KEYS[1] link; ARGV prefix, confirm (1/0). {0}: unknown; {1}: gone;
+/// {2, user, opened}: pending (and now confirmed, with confirm).
+const LINK: &str = r"
+local e = redis.call('HMGET', KEYS[1], 't', 'u', 'o')
+if not e[1] then return {0, '', '0'} end
+local c = ARGV[1] .. 'c:' .. e[1]
+if redis.call('HGET', c, 'k') ~= 'p' then return {1, '', '0'} end
+if ARGV[2] == '1' then redis.call('HSET', c, 'k', 'c') end
+return {2, e[2], e[3]}
+";
+
+/// How long a used or expired link is remembered after its challenge, so
+/// that it gets "410 Gone" rather than "404 Not Found" (as in memory).
+const LINK_MEMORY: Duration = Duration::from_secs(3600);
+
+/// One of a user's open challenges, as `answer` and `find` need it.
+struct OpenChallenge {
+    tx: Transaction,
+    digest: CodeDigest,
+    /// `b'p'`: waiting for its link; `b'c'`: link confirmed; 0: no link.
+    link: u8,
+}
 
 /// KEYS[1] user list; ARGV prefix, user, state, matched. Closes all of the
 /// user's challenges if both are still open and the user's; 1 when it did.
@@ -97,6 +142,8 @@ pub struct RedisStore {
     digests: Script,
     consume: Script,
     wrong: Script,
+    attach_link: Script,
+    link: Script,
 }
 
 fn challenges_of(user: &str) -> String {
@@ -114,6 +161,8 @@ impl RedisStore {
             digests: Script::new(DIGESTS),
             consume: Script::new(CONSUME),
             wrong: Script::new(WRONG),
+            attach_link: Script::new(ATTACH_LINK),
+            link: Script::new(LINK),
         })
     }
 
@@ -123,7 +172,7 @@ impl RedisStore {
     }
 
     /// The user's open challenges with their digests, as one atomic read.
-    async fn digests(&self, user: &str) -> Result<Vec<(Transaction, CodeDigest)>, StoreError> {
+    async fn digests(&self, user: &str) -> Result<Vec<OpenChallenge>, StoreError> {
         let script = &self.digests;
         let flat: Vec<Vec<u8>> = self
             .redis
@@ -136,25 +185,53 @@ impl RedisStore {
             })
             .await?;
         Ok(flat
-            .chunks_exact(2)
-            .filter_map(|pair| {
-                let tx = Transaction::from_state(&pair[0])?;
-                let digest: CodeDigest = pair[1].as_slice().try_into().ok()?;
-                Some((tx, digest))
+            .chunks_exact(3)
+            .filter_map(|triple| {
+                Some(OpenChallenge {
+                    tx: Transaction::from_state(&triple[0])?,
+                    digest: triple[1].as_slice().try_into().ok()?,
+                    link: triple[2].first().copied().unwrap_or(0),
+                })
             })
             .collect())
     }
 
     /// The State among `open` whose code is `code`; every digest is checked,
     /// in constant time, so the time taken does not tell which matched.
-    fn matching(&self, open: &[(Transaction, CodeDigest)], code: &[u8]) -> Option<Transaction> {
+    fn matching(&self, open: &[OpenChallenge], code: &[u8]) -> Option<Transaction> {
         let mut found = None;
-        for (tx, digest) in open {
-            if self.sealer.matches(tx, code, digest) && found.is_none() {
-                found = Some(*tx);
+        for o in open {
+            if self.sealer.matches(&o.tx, code, &o.digest) && found.is_none() {
+                found = Some(o.tx);
             }
         }
         found
+    }
+
+    /// The key of a link: a digest of the token, so Redis holds no usable link.
+    fn link_key(&self, token: &LinkToken) -> String {
+        let digest = self.sealer.seal_link(token.to_path().as_bytes());
+        format!("{KEY_PREFIX}k:{}", hex::encode(digest))
+    }
+
+    async fn link(&self, token: &LinkToken, confirm: bool) -> Result<LinkStatus, StoreError> {
+        let (script, key) = (&self.link, self.link_key(token));
+        let (kind, user, opened_unix): (i64, String, u64) = self
+            .redis
+            .run("read link", |mut c| async move {
+                script
+                    .key(key)
+                    .arg(KEY_PREFIX)
+                    .arg(if confirm { "1" } else { "0" })
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(match kind {
+            2 => LinkStatus::Pending { user, opened_unix },
+            1 => LinkStatus::Gone,
+            _ => LinkStatus::Unknown,
+        })
     }
 
     /// Runs `script` on one of `user`'s challenges: KEYS the user's list,
@@ -220,8 +297,16 @@ impl ChallengeStore for RedisStore {
 
     async fn answer(&self, state: &Transaction, user: &str, code: &[u8]) -> Result<Answer, StoreError> {
         let open = self.digests(user).await?;
-        if !open.iter().any(|(tx, _)| tx == state) {
+        let Some(this) = open.iter().find(|o| o.tx == *state) else {
             return Ok(Answer::Unknown);
+        };
+        match this.link {
+            b'p' => return Ok(Answer::LinkPending),
+            b'c' => {
+                let consumed = self.consume_pair(user, state, state).await?;
+                return Ok(if consumed { Answer::Accepted } else { Answer::Unknown });
+            }
+            _ => {}
         }
         if let Some(matched) = self.matching(&open, code) {
             return Ok(if self.consume_pair(user, state, &matched).await? {
@@ -269,5 +354,34 @@ impl ChallengeStore for RedisStore {
     /// Not known here: the challenges are the whole pool's, in Redis.
     fn open_count(&self) -> usize {
         0
+    }
+
+    async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), StoreError> {
+        let (script, key) = (&self.attach_link, self.link_key(token));
+        let opened_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.redis
+            .run("attach link", |mut c| async move {
+                script
+                    .key(key)
+                    .arg(KEY_PREFIX)
+                    .arg(tx.to_string())
+                    .arg(user)
+                    .arg(opened_unix)
+                    .arg(millis(LINK_MEMORY))
+                    .invoke_async::<i64>(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, StoreError> {
+        self.link(token, false).await
+    }
+
+    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, StoreError> {
+        self.link(token, true).await
     }
 }

@@ -86,8 +86,24 @@ pub fn start_pool(
     let mut setup = Setup::new(smtp_port);
     setup.email = email.to_owned();
     setup.users = users.to_owned();
-    setup.extra = redis.state_section(key);
+    start_pool_with(n, setup, redis, key)
+}
+
+/// `n` instances of `setup` sharing `redis` (its `[state]` goes before `extra`).
+pub fn start_pool_with(n: usize, mut setup: Setup, redis: &RedisServer, key: &PoolKey) -> Vec<Server> {
+    setup.extra = format!("{}\n{}", redis.state_section(key), setup.extra);
     (0..n).map(|_| Server::start(&setup)).collect()
+}
+
+/// The HTTP status curl gets for `method` (GET or POST, as a browser's form) on `url`.
+pub fn http_status(method: &str, url: &str) -> u16 {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"]);
+    if method == "POST" {
+        cmd.args(["-X", "POST", "-H", "Origin: null", "-d", ""]);
+    }
+    let out = cmd.arg(url).output().expect("curl is installed");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
 }
 
 /// Decodes radclient's `0x…` State into the bytes we sent (ASCII hex).

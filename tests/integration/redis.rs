@@ -238,3 +238,63 @@ fn behind_a_freeradius_fail_over_pool_a_login_survives_the_death_of_its_instance
     pool[1].wait_for_log("reason=\"otp-accepted\"");
     assert_eq!(smtp.mails().len(), 1, "one mail for the whole login");
 }
+
+#[test]
+fn a_link_confirmed_on_one_instance_logs_in_once_on_another() {
+    const BASE_URL: &str = "https://otp.example.test";
+    let redis = RedisServer::start();
+    let key = PoolKey::new();
+    let smtp = SmtpSink::start();
+    let mut setup = Setup::new(smtp.port);
+    setup.email = "delivery = \"link\"\n".to_owned();
+    setup.extra = format!("[link]\nlisten = \"127.0.0.1:0\"\nbase_url = \"{BASE_URL}/\"\n");
+    let pool = start_pool_with(2, setup, &redis, &key);
+    let pages: Vec<String> = pool
+        .iter()
+        .map(|s| {
+            let line = s.wait_for_log("link page server on ");
+            line.rsplit("link page server on ").next().unwrap().trim().to_owned()
+        })
+        .collect();
+
+    let challenge = send_pin(&pool[0], "alice", pin("alice")).unwrap();
+    assert_eq!(challenge.code, "Access-Challenge");
+    let body = smtp.wait_for_mails(1)[0].body();
+    let link = body
+        .split_whitespace()
+        .find(|w| w.starts_with(BASE_URL))
+        .expect("a link in the mail");
+    let path = link.trim_start_matches(BASE_URL);
+
+    assert_eq!(
+        http_status("GET", &format!("{}{path}", pages[1])),
+        200,
+        "B shows A's link"
+    );
+    let waiting = send_otp(&pool[1], "alice", "", &challenge.state()).unwrap();
+    assert_eq!(waiting.code, "Access-Challenge", "not confirmed yet, on B either");
+    assert_eq!(
+        http_status("POST", &format!("{}{path}", pages[1])),
+        200,
+        "confirmed on B"
+    );
+    assert_eq!(
+        http_status("POST", &format!("{}{path}", pages[0])),
+        410,
+        "used, on A too"
+    );
+
+    assert_eq!(
+        send_otp(&pool[0], "alice", "anything", &challenge.state())
+            .unwrap()
+            .code,
+        "Access-Accept"
+    );
+    assert_eq!(
+        send_otp(&pool[1], "alice", "anything", &challenge.state())
+            .unwrap()
+            .code,
+        "Access-Reject",
+        "single use across instances"
+    );
+}
