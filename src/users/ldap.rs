@@ -1,0 +1,234 @@
+//! users::ldap: users in an LDAP directory (OpenLDAP, Active Directory). The
+//! PIN is the user's directory password; the e-mail address is an attribute.
+//!
+//! A login is: a search with the service account for exactly one entry
+//! matching `user_filter` (the name escaped per RFC 4515), a bind as that
+//! entry's DN with the PIN on a connection of its own, and, with
+//! `active_filter`, a base search of the DN with it. Unknown users get the
+//! same three steps against a DN that does not exist, so time does not tell
+//! them apart. A directory that cannot answer is `Unavailable`, and is
+//! reported down to `health` (so Status-Server goes silent) until an
+//! operation or a service bind works again. Nothing
+//! here logs a PIN or the service password.
+
+mod conn;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ldap3::{ldap_escape, Scope, SearchEntry, SearchOptions};
+use lettre::message::Mailbox;
+
+use self::conn::{timed, Connector, ServicePool};
+use super::{DirectoryError, PinCheck, User, UserDirectory};
+use crate::config::{ConfigError, LdapConfig, USER_PLACEHOLDER};
+use crate::health::{Backend, Health};
+
+/// LDAP result codes (RFC 4511 appendix A) that are answers, not failures.
+const SUCCESS: u32 = 0;
+const SIZE_LIMIT_EXCEEDED: u32 = 4;
+const NO_SUCH_OBJECT: u32 = 32;
+/// How often a directory marked down is tried again without traffic.
+const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Users from an LDAP directory.
+pub struct LdapUsers {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Box<LdapConfig>,
+    connector: Arc<Connector>,
+    service: ServicePool,
+    /// Bound as for unknown users, so that they cost a bind too.
+    absent_dn: String,
+    /// Where up and down are reported.
+    health: Arc<Health>,
+}
+
+/// The one entry a user name matched.
+struct Found {
+    dn: String,
+    email: Option<Mailbox>,
+}
+
+impl LdapUsers {
+    /// Sets up TLS and the pool; connects on first use, so a directory that
+    /// is down at start delays nothing.
+    pub fn new(config: Box<LdapConfig>, health: Arc<Health>) -> Result<LdapUsers, ConfigError> {
+        let connector = Arc::new(Connector::new(&config)?);
+        let service = ServicePool::new(
+            Arc::clone(&connector),
+            config.bind_dn.clone(),
+            config.bind_password.clone(),
+        );
+        let absent_dn = format!(
+            "cn=mailotp-absent-{},{}",
+            hex::encode(rand::random::<[u8; 8]>()),
+            config.base_dn
+        );
+        Ok(LdapUsers {
+            inner: Arc::new(Inner {
+                config,
+                connector,
+                service,
+                absent_dn,
+                health,
+            }),
+        })
+    }
+
+    /// Binds as the service account on a new connection, for `check --connect`.
+    pub async fn check_connection(&self) -> Result<(), DirectoryError> {
+        self.inner.note(self.inner.service.probe().await)
+    }
+}
+
+impl Inner {
+    async fn check(self: &Arc<Self>, name: &str, password: &str) -> Result<PinCheck, DirectoryError> {
+        let found = self.note(self.find(name).await)?;
+        let dn = found.as_ref().map_or(self.absent_dn.as_str(), |f| f.dn.as_str());
+        let bound = self.note(self.user_bind(dn, password).await)?;
+        let active = self.note(self.is_active(dn).await)?;
+        Ok(match found {
+            None => PinCheck::UnknownUser,
+            Some(_) if !bound => PinCheck::WrongPin,
+            Some(_) if !active => PinCheck::Inactive,
+            Some(Found { email: Some(email), .. }) => PinCheck::Valid(User {
+                name: name.to_owned(),
+                email,
+            }),
+            Some(Found { dn, email: None }) => {
+                // Answered like an inactive user, but the admin needs to know why.
+                tracing::warn!(%dn, attribute = %self.config.email_attribute, "user has no usable e-mail address in the directory");
+                PinCheck::Inactive
+            }
+        })
+    }
+
+    /// The entry `name` matches; `None` for none or several.
+    async fn find(&self, name: &str) -> Result<Option<Found>, DirectoryError> {
+        let config = &self.config;
+        let filter = config.user_filter.replace(USER_PLACEHOLDER, &ldap_escape(name));
+        let (base, filter, attribute) = (
+            config.base_dn.as_str(),
+            filter.as_str(),
+            config.email_attribute.as_str(),
+        );
+        let result = self
+            .service
+            .run("user search", |mut ldap| async move {
+                ldap.with_search_options(SearchOptions::new().sizelimit(2))
+                    .search(base, Scope::Subtree, filter, vec![attribute])
+                    .await
+            })
+            .await?;
+        let (entries, outcome) = (result.0, result.1);
+        match outcome.rc {
+            SUCCESS if entries.len() == 1 => {}
+            SUCCESS | SIZE_LIMIT_EXCEEDED => return Ok(None),
+            rc => {
+                return Err(conn::unavailable(
+                    "user search",
+                    format_args!("result code {rc} {} (base_dn `{base}`)", outcome.text),
+                ))
+            }
+        }
+        let entry = SearchEntry::construct(entries.into_iter().next().expect("one entry"));
+        let email = entry
+            .attrs
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(attribute))
+            .and_then(|(_, values)| values.first())
+            .and_then(|value| value.parse::<Mailbox>().ok());
+        Ok(Some(Found { dn: entry.dn, email }))
+    }
+
+    /// Whether `password` binds as `dn`, on a connection of its own (a bind
+    /// changes who a connection is, so service connections never do it).
+    async fn user_bind(&self, dn: &str, password: &str) -> Result<bool, DirectoryError> {
+        let mut ldap = self.connector.open().await?;
+        let limit = self.connector.timeout;
+        let result = timed("user bind", limit, ldap.simple_bind(dn, password)).await?;
+        let _ = tokio::time::timeout(limit, ldap.unbind()).await;
+        // Any refusal (wrong password, locked, expired) is the directory's answer.
+        Ok(result.rc == SUCCESS)
+    }
+
+    /// Whether `dn` is inside `active_filter` (always, without one).
+    async fn is_active(&self, dn: &str) -> Result<bool, DirectoryError> {
+        let Some(filter) = self.config.active_filter.as_deref() else {
+            return Ok(true);
+        };
+        let result = self
+            .service
+            .run("active_filter search", |mut ldap| async move {
+                ldap.search(dn, Scope::Base, filter, vec!["1.1"]).await
+            })
+            .await?;
+        match result.1.rc {
+            SUCCESS => Ok(result.0.len() == 1),
+            NO_SUCH_OBJECT => Ok(false),
+            rc => Err(conn::unavailable(
+                "active_filter search",
+                format_args!("result code {rc} {}", result.1.text),
+            )),
+        }
+    }
+
+    /// Reports what the directory just did to `health`.
+    fn note<T>(self: &Arc<Self>, outcome: Result<T, DirectoryError>) -> Result<T, DirectoryError> {
+        match &outcome {
+            Ok(_) => self.mark_up(),
+            Err(e) => {
+                if self.health.down(Backend::Directory) {
+                    tracing::error!(error = %e, "LDAP directory unavailable: no answers (Status-Server included) until it is back");
+                    tokio::spawn(recover(Arc::downgrade(self)));
+                }
+            }
+        }
+        outcome
+    }
+
+    fn mark_up(&self) {
+        if self.health.up(Backend::Directory) {
+            tracing::info!("LDAP directory reachable again: answering");
+        }
+    }
+}
+
+/// Tries a service bind every second until one works (a login that worked
+/// meanwhile makes the next try work too), so that Status-Server answers
+/// resume even when no login comes; ends early when the directory is dropped
+/// (reload, shutdown).
+async fn recover(inner: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(RECOVERY_INTERVAL).await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.service.probe().await.is_ok() {
+            inner.mark_up();
+            return;
+        }
+    }
+}
+
+#[async_trait]
+impl UserDirectory for LdapUsers {
+    async fn check_pin(&self, name: &str, pin: &[u8]) -> Result<PinCheck, DirectoryError> {
+        // An empty password makes a simple bind unauthenticated, which many
+        // servers let "succeed" (RFC 4513 §5.1.2): refuse before binding.
+        let Ok(password) = std::str::from_utf8(pin) else {
+            return Ok(PinCheck::WrongPin);
+        };
+        if password.is_empty() {
+            return Ok(PinCheck::WrongPin);
+        }
+        self.inner.check(name, password).await
+    }
+
+    /// The directory is not counted; 0.
+    fn len(&self) -> usize {
+        0
+    }
+}
