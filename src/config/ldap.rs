@@ -168,3 +168,168 @@ impl Validator<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{Config, LoadOptions, Source, UsersSource};
+
+    const BASE: &str = r#"
+[server]
+listen = ["127.0.0.1:0"]
+
+[[clients]]
+name = "vpn"
+address = "10.1.2.0/24"
+secret = "s3cret"
+
+[email.provider]
+kind = "file"
+
+[users]
+backend = "ldap"
+"#;
+
+    const GOOD: &str = r#"ldap_url = "ldap://ldap.example.com:389"
+bind_dn = "cn=svc,dc=example,dc=com"
+bind_password = "pw"
+base_dn = "dc=example,dc=com"
+user_filter = "(uid={user})"
+"#;
+
+    fn load(users: &str) -> Result<Config, ConfigError> {
+        let source = Source::File(PathBuf::from("/etc/mailotp/mailotp.toml"));
+        Config::from_text(&format!("{BASE}{users}"), source, LoadOptions::default())
+    }
+
+    fn ldap(users: &str) -> LdapConfig {
+        match load(users).unwrap().users.source {
+            UsersSource::Ldap(config) => *config,
+            other => panic!("not LDAP: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shipped_ldap_examples_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+        for (file, attribute) in [
+            ("ldap-openldap.toml", "uid={user}"),
+            ("ldap-active-directory.toml", "sAMAccountName={user}"),
+        ] {
+            let config = Config::load(&dir.join(file), LoadOptions::default()).unwrap();
+            let UsersSource::Ldap(ldap) = config.users.source else {
+                panic!("{file} is not an LDAP configuration");
+            };
+            assert_eq!(ldap.tls, LdapTls::Ldaps, "{file}");
+            assert!(ldap.user_filter.contains(attribute), "{file}");
+            assert_eq!(ldap.email_attribute, "mail");
+            assert!(ldap.active_filter.is_some());
+        }
+    }
+
+    #[test]
+    fn defaults_and_tls_modes() {
+        let c = ldap(GOOD);
+        assert_eq!(
+            (c.tls, c.email_attribute.as_str(), c.timeout),
+            (LdapTls::None, "mail", Duration::from_secs(5))
+        );
+        assert_eq!(c.active_filter, None);
+        let c = ldap(&format!("{GOOD}ldap_starttls = true\n"));
+        assert_eq!(c.tls, LdapTls::StartTls);
+        let c = ldap(&GOOD.replace("ldap://ldap.example.com:389", "ldaps://ldap.example.com"));
+        assert_eq!(c.tls, LdapTls::Ldaps);
+    }
+
+    #[test]
+    fn mistakes_name_file_key_and_reason() {
+        let without = |key: &str| {
+            GOOD.lines()
+                .filter(|l| !l.starts_with(key))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let cases = [
+            (without("ldap_url"), "users.ldap_url", "required"),
+            (without("bind_dn"), "users.bind_dn", "required"),
+            (without("bind_password"), "users.bind_password", "is required"),
+            (without("base_dn"), "users.base_dn", "required"),
+            (
+                GOOD.replace("ldap://", "http://"),
+                "users.ldap_url",
+                "not an ldap:// or ldaps:// URL",
+            ),
+            (
+                GOOD.replace(":389", ":389/dc=x"),
+                "users.ldap_url",
+                "only a host and port",
+            ),
+            (
+                format!("{}ldap_starttls = true\n", GOOD.replace("ldap://", "ldaps://")),
+                "users.ldap_starttls",
+                "TLS already",
+            ),
+            (
+                format!("{GOOD}ldap_ca_file = \"ca.pem\"\n"),
+                "users.ldap_ca_file",
+                "no TLS",
+            ),
+            (
+                GOOD.replace("(uid={user})", "(uid=fixed)"),
+                "users.user_filter",
+                "must contain {user}",
+            ),
+            (
+                GOOD.replace("(uid={user})", "(uid={user}"),
+                "users.user_filter",
+                "`(uid={user}` is not an LDAP filter",
+            ),
+            (
+                format!("{GOOD}active_filter = \"enabled\"\n"),
+                "users.active_filter",
+                "not an LDAP filter",
+            ),
+            (
+                format!("{GOOD}email_attribute = \"e mail\"\n"),
+                "users.email_attribute",
+                "not an attribute name",
+            ),
+            (format!("{GOOD}timeout = 0\n"), "users.timeout", "at least 1 second"),
+            (
+                format!("{GOOD}file = \"users.toml\"\n"),
+                "users.file",
+                "only for backend = \"file\"",
+            ),
+            (
+                format!("{GOOD}bind_password_file = \"x\"\n"),
+                "users.bind_password",
+                "not both",
+            ),
+        ];
+        for (users, key, reason) in cases {
+            let err = load(&users).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("/etc/mailotp/mailotp.toml: key `{key}`: ")),
+                "{err}"
+            );
+            assert!(err.contains(reason), "{err}");
+        }
+    }
+
+    #[test]
+    fn ldap_keys_are_refused_with_the_users_file() {
+        let text = BASE.replace("backend = \"ldap\"", "file = \"users.toml\"\nbind_dn = \"cn=x\"");
+        let source = Source::File(PathBuf::from("/etc/mailotp/mailotp.toml"));
+        let err = Config::from_text(&text, source, LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("key `users.bind_dn`: only for backend = \"ldap\""),
+            "{err}"
+        );
+        let err = load("").unwrap_err().to_string();
+        assert!(err.contains("key `users.ldap_url`"), "{err}");
+    }
+}

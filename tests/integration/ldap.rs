@@ -22,9 +22,16 @@ fn start_mailotp(smtp: &SmtpSink, users: &str) -> Server {
     let mut setup = Setup::new(smtp.port);
     setup.users = users.to_owned();
     let text = setup.config_text();
-    assert!(text.contains("file = \"users.toml\"\n"), "the harness writes a users file line");
+    assert!(
+        text.contains("file = \"users.toml\"\n"),
+        "the harness writes a users file line"
+    );
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("mailotp.toml"), text.replace("file = \"users.toml\"\n", "")).unwrap();
+    std::fs::write(
+        dir.path().join("mailotp.toml"),
+        text.replace("file = \"users.toml\"\n", ""),
+    )
+    .unwrap();
     let mut server = Server::start_in(dir, &setup.args, 1);
     server.forbid_in_log(SERVICE_PASSWORD);
     for (_, password) in LDAP_USERS {
@@ -82,7 +89,11 @@ fn wrong_unknown_inactive_mailless_ambiguous_and_empty_get_the_same_bare_reject(
     ];
     for (user, password) in cases {
         let reply = send_pin(&server, user, password).unwrap_or_else(|| panic!("no answer for {user}"));
-        assert_eq!(shape(&reply), shape(&wrong), "{user} gets the same reject as a wrong password");
+        assert_eq!(
+            shape(&reply),
+            shape(&wrong),
+            "{user} gets the same reject as a wrong password"
+        );
     }
     for reason in ["wrong-pin", "unknown-user", "inactive-user"] {
         server.wait_for_log(&format!("reason=\"{reason}\""));
@@ -110,7 +121,11 @@ fn filter_metacharacters_in_the_user_name_match_nothing() {
     }
     assert_eq!(server.process.count_lines("reason=\"unknown-user\""), 6);
     send_pin(&server, "alice", ldap_password("alice")).unwrap();
-    assert_eq!(smtp.wait_for_mails(1).len(), 1, "no mail for any of the metacharacter names");
+    assert_eq!(
+        smtp.wait_for_mails(1).len(),
+        1,
+        "no mail for any of the metacharacter names"
+    );
 }
 
 #[test]
@@ -118,14 +133,20 @@ fn directory_down_means_no_answer_at_all_and_service_resumes_by_itself() {
     let mut slapd = Slapd::start();
     let smtp = SmtpSink::start();
     let mut server = start_mailotp(&smtp, &users_section(&slapd.url(), ""));
-    assert_eq!(status(&server).expect("Status-Server is answered").code, "Access-Accept");
+    assert_eq!(
+        status(&server).expect("Status-Server is answered").code,
+        "Access-Accept"
+    );
     let challenge = send_pin(&server, "alice", ldap_password("alice")).unwrap();
     assert_eq!(challenge.code, "Access-Challenge");
     let otp = smtp.wait_for_mails(1)[0].otp();
     server.forbid_in_log(&otp);
 
     slapd.stop();
-    assert!(send_pin(&server, "alice", ldap_password("alice")).is_none(), "no answer to a PIN");
+    assert!(
+        send_pin(&server, "alice", ldap_password("alice")).is_none(),
+        "no answer to a PIN"
+    );
     server.wait_for_log("no answer: backend unavailable");
     server.wait_for_log("LDAP directory unavailable");
     assert!(status(&server).is_none(), "no answer to Status-Server either");
@@ -155,7 +176,10 @@ fn ldaps_and_starttls_with_a_private_ca() {
     smtp.wait_for_mails(1);
     drop(ldaps);
 
-    let starttls = start_mailotp(&smtp, &users_section(&slapd.url(), &format!("ldap_starttls = true\n{ca}")));
+    let starttls = start_mailotp(
+        &smtp,
+        &users_section(&slapd.url(), &format!("ldap_starttls = true\n{ca}")),
+    );
     let reply = send_pin(&starttls, "alice", ldap_password("alice")).expect("an answer over STARTTLS");
     assert_eq!(reply.code, "Access-Challenge");
     smtp.wait_for_mails(2);

@@ -65,7 +65,11 @@ impl Slapd {
             .current_dir(dir.path())
             .output()
             .expect("slapadd is installed (apt slapd)");
-        assert!(out.status.success(), "slapadd: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "slapadd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut slapd = Slapd {
             process: None,
             dir,
@@ -94,7 +98,8 @@ impl Slapd {
         let mut cmd = Command::new("/usr/sbin/slapd");
         // -d keeps it in the foreground (so its PID is ours); no -u/-g: it
         // runs as whoever runs the tests, on files that user owns.
-        cmd.args(["-d", "0", "-h", &urls, "-f"]).arg(self.dir.path().join("slapd.conf"));
+        cmd.args(["-d", "0", "-h", &urls, "-f"])
+            .arg(self.dir.path().join("slapd.conf"));
         self.process = Some(Process::spawn("slapd", cmd));
         let port = self.port;
         poll("slapd to accept connections", DEADLINE, || {
@@ -168,7 +173,11 @@ fn entries() -> String {
         )
     };
     ldif.push_str(&person("alice", "people", "mail: alice@example.test\n"));
-    ldif.push_str(&person("dave", "people", "mail: dave@example.test\nemployeeType: disabled\n"));
+    ldif.push_str(&person(
+        "dave",
+        "people",
+        "mail: dave@example.test\nemployeeType: disabled\n",
+    ));
     ldif.push_str(&person("erin", "people", ""));
     ldif.push_str(&person("twin", "people", "mail: twin1@example.test\n"));
     ldif.push_str(&person("twin", "staff", "mail: twin2@example.test\n"));
