@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use ldap3::{ldap_escape, Scope, SearchEntry, SearchOptions};
 use lettre::message::Mailbox;
 
-use self::conn::{timed, Connector, ServicePool};
+use self::conn::{Connector, ServicePool};
 use super::{DirectoryError, PinCheck, User, UserDirectory};
 use crate::config::{ConfigError, LdapConfig, USER_PLACEHOLDER};
 use crate::health::{Backend, Health};
@@ -78,18 +78,13 @@ impl LdapUsers {
             }),
         })
     }
-
-    /// Binds as the service account on a new connection, for `check --connect`.
-    pub async fn check_connection(&self) -> Result<(), DirectoryError> {
-        self.inner.note(self.inner.service.probe().await)
-    }
 }
 
 impl Inner {
     async fn check(self: &Arc<Self>, name: &str, password: &str) -> Result<PinCheck, DirectoryError> {
         let found = self.note(self.find(name).await)?;
         let dn = found.as_ref().map_or(self.absent_dn.as_str(), |f| f.dn.as_str());
-        let bound = self.note(self.user_bind(dn, password).await)?;
+        let bound = self.note(self.connector.bind_as(dn, password).await)?;
         let active = self.note(self.is_active(dn).await)?;
         Ok(match found {
             None => PinCheck::UnknownUser,
@@ -143,17 +138,6 @@ impl Inner {
             .and_then(|(_, values)| values.first())
             .and_then(|value| value.parse::<Mailbox>().ok());
         Ok(Some(Found { dn: entry.dn, email }))
-    }
-
-    /// Whether `password` binds as `dn`, on a connection of its own (a bind
-    /// changes who a connection is, so service connections never do it).
-    async fn user_bind(&self, dn: &str, password: &str) -> Result<bool, DirectoryError> {
-        let mut ldap = self.connector.open().await?;
-        let limit = self.connector.timeout;
-        let result = timed("user bind", limit, ldap.simple_bind(dn, password)).await?;
-        let _ = tokio::time::timeout(limit, ldap.unbind()).await;
-        // Any refusal (wrong password, locked, expired) is the directory's answer.
-        Ok(result.rc == SUCCESS)
     }
 
     /// Whether `dn` is inside `active_filter` (always, without one).
@@ -230,5 +214,51 @@ impl UserDirectory for LdapUsers {
     /// The directory is not counted; 0.
     fn len(&self) -> usize {
         0
+    }
+
+    /// Binds as the service account on a new connection.
+    async fn check_connection(&self) -> Result<(), DirectoryError> {
+        self.inner.note(self.inner.service.probe().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LdapTls, Secret};
+
+    /// A directory on a port where nothing listens.
+    fn nowhere() -> (LdapUsers, Arc<Health>) {
+        let config = LdapConfig {
+            url: "ldap://127.0.0.1:1".to_owned(),
+            tls: LdapTls::None,
+            ca_file: None,
+            bind_dn: "cn=svc,dc=example,dc=test".to_owned(),
+            bind_password: Secret::new(b"svc".to_vec()),
+            base_dn: "dc=example,dc=test".to_owned(),
+            user_filter: "(uid={user})".to_owned(),
+            email_attribute: "mail".to_owned(),
+            active_filter: None,
+            timeout: Duration::from_secs(2),
+        };
+        let health = Arc::new(Health::default());
+        (LdapUsers::new(Box::new(config), Arc::clone(&health)).unwrap(), health)
+    }
+
+    #[tokio::test]
+    async fn empty_and_non_utf8_pins_are_refused_before_any_connection() {
+        let (users, health) = nowhere();
+        assert_eq!(users.check_pin("alice", b"").await.unwrap(), PinCheck::WrongPin);
+        assert_eq!(users.check_pin("alice", b"\xff\xfe").await.unwrap(), PinCheck::WrongPin);
+        assert!(health.all_up(), "nothing was tried, so nothing failed");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_directory_is_unavailable_and_reported_down() {
+        let (users, health) = nowhere();
+        let err = users.check_pin("alice", b"pw").await.unwrap_err().to_string();
+        assert!(err.contains("LDAP"), "{err}");
+        assert!(!health.all_up());
+        assert!(users.check_connection().await.is_err());
     }
 }

@@ -77,6 +77,12 @@ pub trait UserDirectory: Send + Sync + 'static {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// For `check --connect`: whether the backend's server can be used (for
+    /// LDAP, a service bind on a new connection). The users file has none.
+    async fn check_connection(&self) -> Result<(), DirectoryError> {
+        Ok(())
+    }
 }
 
 /// Runs argon2 checks on tokio's blocking threads, `workers` at a time.

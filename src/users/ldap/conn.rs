@@ -47,10 +47,15 @@ pub(super) async fn timed<T>(
     }
 }
 
+/// User binds at once at most; each is a connection (and with TLS a
+/// handshake) of its own, so a login storm must not open hundreds.
+const USER_CONNECTIONS: usize = 32;
+
 /// Opens connections to the directory.
 pub(super) struct Connector {
     url: String,
     settings: LdapConnSettings,
+    user_permits: Semaphore,
     /// The per-operation limit.
     pub(super) timeout: Duration,
 }
@@ -67,8 +72,30 @@ impl Connector {
         Ok(Connector {
             url: config.url.clone(),
             settings,
+            user_permits: Semaphore::new(USER_CONNECTIONS),
             timeout: config.timeout,
         })
+    }
+
+    /// Whether `password` binds as `dn`, on a new connection closed after it
+    /// (a bind changes who a connection is, so service connections never do
+    /// it). Any refusal (wrong password, locked, expired) is the answer; only
+    /// a directory that cannot answer is an error.
+    pub(super) async fn bind_as(&self, dn: &str, password: &str) -> Result<bool, DirectoryError> {
+        let limit = self.timeout;
+        let _permit = tokio::time::timeout(limit, self.user_permits.acquire())
+            .await
+            .map_err(|_| {
+                unavailable(
+                    "user bind",
+                    format_args!("all {USER_CONNECTIONS} connections busy for {} s", limit.as_secs()),
+                )
+            })?
+            .map_err(|e| unavailable("user bind", e))?;
+        let mut ldap = self.open().await?;
+        let result = timed("user bind", limit, ldap.simple_bind(dn, password)).await?;
+        let _ = tokio::time::timeout(limit, ldap.unbind()).await;
+        Ok(result.rc == 0)
     }
 
     /// A new connection (TLS set up, not bound yet).
@@ -133,8 +160,9 @@ impl ServicePool {
     }
 
     /// Runs `op` on a bound service connection. A pooled connection that
-    /// fails is dropped and `op` runs once more on a fresh one, so a directory
-    /// restart costs no request; a fresh connection failing is `Unavailable`.
+    /// fails (not one that times out) is dropped and `op` runs once more on a
+    /// fresh one, so a directory restart costs no request; a fresh connection
+    /// failing is `Unavailable`.
     pub(super) async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T, DirectoryError>
     where
         F: Fn(Ldap) -> Fut,
@@ -151,9 +179,20 @@ impl ServicePool {
             })?
             .map_err(|e| unavailable(what, e))?;
         if let Some(ldap) = self.take_idle() {
-            if let Ok(value) = timed(what, limit, op(ldap.clone())).await {
-                self.put_back(ldap);
-                return Ok(value);
+            match tokio::time::timeout(limit, op(ldap.clone())).await {
+                Ok(Ok(value)) => {
+                    self.put_back(ldap);
+                    return Ok(value);
+                }
+                // Closed under us (a directory restart): a fresh connection decides.
+                Ok(Err(_)) => {}
+                // Slow, not gone: trying again would only double the wait.
+                Err(_) => {
+                    return Err(unavailable(
+                        what,
+                        format_args!("no answer within {} s", limit.as_secs()),
+                    ))
+                }
             }
         }
         let ldap = self.connect().await?;
