@@ -17,22 +17,28 @@ fn users_section(url: &str, extra: &str) -> String {
     )
 }
 
+fn ldap_setup(smtp_port: u16, users: &str) -> Setup {
+    let mut setup = Setup::new(smtp_port);
+    setup.users = users.to_owned();
+    setup
+}
+
+/// The harness's configuration directory, minus the `file` line that LDAP
+/// users do not take.
+fn write_without_users_file(setup: &Setup) -> tempfile::TempDir {
+    let dir = setup.write();
+    let path = dir.path().join("mailotp.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let line = "file = \"users.toml\"\n";
+    assert!(text.contains(line), "the harness writes a users file line");
+    std::fs::write(&path, text.replace(line, "")).unwrap();
+    dir
+}
+
 /// mailotp on the LDAP `[users]` lines, mail to `smtp`.
 fn start_mailotp(smtp: &SmtpSink, users: &str) -> Server {
-    let mut setup = Setup::new(smtp.port);
-    setup.users = users.to_owned();
-    let text = setup.config_text();
-    assert!(
-        text.contains("file = \"users.toml\"\n"),
-        "the harness writes a users file line"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("mailotp.toml"),
-        text.replace("file = \"users.toml\"\n", ""),
-    )
-    .unwrap();
-    let mut server = Server::start_in(dir, &setup.args, 1);
+    let setup = ldap_setup(smtp.port, users);
+    let mut server = Server::start_in(write_without_users_file(&setup), &setup.args, 1);
     server.forbid_in_log(SERVICE_PASSWORD);
     for (_, password) in LDAP_USERS {
         server.forbid_in_log(password);
@@ -193,4 +199,25 @@ fn ldaps_and_starttls_with_a_private_ca() {
     let untrusted = start_mailotp(&smtp, &users_section(&slapd.ldaps_url(), ""));
     assert!(send_pin(&untrusted, "alice", ldap_password("alice")).is_none());
     untrusted.wait_for_log("no answer: backend unavailable");
+}
+
+#[test]
+fn check_accepts_ldap_settings_and_names_the_key_of_a_mistake() {
+    let good = ldap_setup(25, &users_section("ldap://127.0.0.1:1", ""));
+    let out = run_mailotp("check", write_without_users_file(&good).path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let bad = ldap_setup(
+        25,
+        &users_section("ldap://127.0.0.1:1", "").replace("(uid={user})", "(uid=fixed)"),
+    );
+    let dir = write_without_users_file(&bad);
+    let out = run_mailotp("check", dir.path());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "{}: key `users.user_filter`: must contain {{user}}",
+        dir.path().join("mailotp.toml").display()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
 }
