@@ -174,23 +174,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::config::{Config, LoadOptions, Source, UsersSource};
-
-    const BASE: &str = r#"
-[server]
-listen = ["127.0.0.1:0"]
-
-[[clients]]
-name = "vpn"
-address = "10.1.2.0/24"
-secret = "s3cret"
-
-[email.provider]
-kind = "file"
-
-[users]
-backend = "ldap"
-"#;
+    use crate::config::{self, Config, LoadOptions, UsersSource};
 
     const GOOD: &str = r#"ldap_url = "ldap://ldap.example.com:389"
 bind_dn = "cn=svc,dc=example,dc=com"
@@ -199,9 +183,10 @@ base_dn = "dc=example,dc=com"
 user_filter = "(uid={user})"
 "#;
 
+    /// The minimal configuration with `users` as its `[users]` lines.
     fn load(users: &str) -> Result<Config, ConfigError> {
-        let source = Source::File(PathBuf::from("/etc/mailotp/mailotp.toml"));
-        Config::from_text(&format!("{BASE}{users}"), source, LoadOptions::default())
+        let users = format!("backend = \"ldap\"\n{users}");
+        config::tests::load(&config::tests::MINIMAL.replace("file = \"users.toml\"\n", &users))
     }
 
     fn ldap(users: &str) -> LdapConfig {
@@ -320,11 +305,9 @@ user_filter = "(uid={user})"
 
     #[test]
     fn ldap_keys_are_refused_with_the_users_file() {
-        let text = BASE.replace("backend = \"ldap\"", "file = \"users.toml\"\nbind_dn = \"cn=x\"");
-        let source = Source::File(PathBuf::from("/etc/mailotp/mailotp.toml"));
-        let err = Config::from_text(&text, source, LoadOptions::default())
-            .unwrap_err()
-            .to_string();
+        let text =
+            config::tests::MINIMAL.replace("file = \"users.toml\"\n", "file = \"users.toml\"\nbind_dn = \"cn=x\"\n");
+        let err = config::tests::load(&text).unwrap_err().to_string();
         assert!(
             err.ends_with("key `users.bind_dn`: only for backend = \"ldap\""),
             "{err}"

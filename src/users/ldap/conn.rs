@@ -14,7 +14,7 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::config::{read_text, ConfigError, LdapConfig, LdapTls, Secret};
 use crate::users::DirectoryError;
@@ -43,6 +43,24 @@ pub(super) async fn timed<T>(
         Err(_) => Err(unavailable(
             what,
             format_args!("no answer within {} s", limit.as_secs()),
+        )),
+    }
+}
+
+/// A permit of `permits` (`size` in all) within `limit`: a directory so slow
+/// that every connection is still busy counts as unavailable.
+async fn acquire<'a>(
+    permits: &'a Semaphore,
+    size: usize,
+    what: &str,
+    limit: Duration,
+) -> Result<SemaphorePermit<'a>, DirectoryError> {
+    match tokio::time::timeout(limit, permits.acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(closed)) => Err(unavailable(what, closed)),
+        Err(_) => Err(unavailable(
+            what,
+            format_args!("all {size} connections busy for {} s", limit.as_secs()),
         )),
     }
 }
@@ -83,15 +101,7 @@ impl Connector {
     /// a directory that cannot answer is an error.
     pub(super) async fn bind_as(&self, dn: &str, password: &str) -> Result<bool, DirectoryError> {
         let limit = self.timeout;
-        let _permit = tokio::time::timeout(limit, self.user_permits.acquire())
-            .await
-            .map_err(|_| {
-                unavailable(
-                    "user bind",
-                    format_args!("all {USER_CONNECTIONS} connections busy for {} s", limit.as_secs()),
-                )
-            })?
-            .map_err(|e| unavailable("user bind", e))?;
+        let _permit = acquire(&self.user_permits, USER_CONNECTIONS, "user bind", limit).await?;
         let mut ldap = self.open().await?;
         let result = timed("user bind", limit, ldap.simple_bind(dn, password)).await?;
         let _ = tokio::time::timeout(limit, ldap.unbind()).await;
@@ -169,15 +179,7 @@ impl ServicePool {
         Fut: Future<Output = ldap3::result::Result<T>>,
     {
         let limit = self.connector.timeout;
-        let _permit = tokio::time::timeout(limit, self.permits.acquire())
-            .await
-            .map_err(|_| {
-                unavailable(
-                    what,
-                    format_args!("all {SERVICE_CONNECTIONS} connections busy for {} s", limit.as_secs()),
-                )
-            })?
-            .map_err(|e| unavailable(what, e))?;
+        let _permit = acquire(&self.permits, SERVICE_CONNECTIONS, what, limit).await?;
         if let Some(ldap) = self.take_idle() {
             match tokio::time::timeout(limit, op(ldap.clone())).await {
                 Ok(Ok(value)) => {
