@@ -169,6 +169,30 @@ fn directory_down_means_no_answer_at_all_and_service_resumes_by_itself() {
 }
 
 #[test]
+fn a_directory_slower_than_the_timeout_means_no_answer_until_it_answers_again() {
+    let slapd = Slapd::start();
+    let smtp = SmtpSink::start();
+    let server = start_mailotp(
+        &smtp,
+        &users_section(&slapd.url(), "").replace("timeout = 2", "timeout = 1"),
+    );
+    let first = send_pin(&server, "alice", ldap_password("alice")).unwrap();
+    assert_eq!(first.code, "Access-Challenge");
+
+    slapd.pause();
+    assert!(send_pin(&server, "alice", ldap_password("alice")).is_none());
+    let line = server.wait_for_log("no answer: backend unavailable");
+    assert!(line.contains("no answer within 1 s"), "{line}");
+    assert!(status(&server).is_none(), "no answer to Status-Server either");
+
+    slapd.resume();
+    let back = poll("Status-Server answers again", DEADLINE, || status(&server));
+    assert_eq!(back.code, "Access-Accept");
+    let again = send_pin(&server, "alice", ldap_password("alice")).expect("PINs are answered again");
+    assert_eq!(again.code, "Access-Challenge");
+}
+
+#[test]
 fn ldaps_and_starttls_with_a_private_ca() {
     let pki_dir = tempfile::tempdir().unwrap();
     let pki = make_pki(pki_dir.path());

@@ -114,6 +114,17 @@ impl Slapd {
         assert!(process.wait_exit(DEADLINE).is_some(), "slapd did not stop");
     }
 
+    /// Freezes slapd (SIGSTOP): the kernel still accepts connections, but
+    /// nothing answers, like a directory that hangs.
+    pub fn pause(&self) {
+        self.process.as_ref().expect("slapd is running").signal("STOP");
+    }
+
+    /// Lets a paused slapd run on (SIGCONT).
+    pub fn resume(&self) {
+        self.process.as_ref().expect("slapd is running").signal("CONT");
+    }
+
     /// Starts it again on the same ports with the same data.
     pub fn restart(&mut self) {
         assert!(self.process.is_none(), "slapd is still running");
