@@ -8,8 +8,8 @@
 //! same three steps against a DN that does not exist, so time does not tell
 //! them apart. A directory that cannot answer is `Unavailable`, and is
 //! reported down to `health` (so Status-Server goes silent) until an
-//! operation or a service bind works again. Nothing
-//! here logs a PIN or the service password.
+//! operation or a service bind works again. Nothing here logs a PIN or the
+//! service password.
 
 mod conn;
 
@@ -200,11 +200,12 @@ async fn recover(inner: Weak<Inner>) {
 #[async_trait]
 impl UserDirectory for LdapUsers {
     async fn check_pin(&self, name: &str, pin: &[u8]) -> Result<PinCheck, DirectoryError> {
-        // An empty password makes a simple bind unauthenticated, which many
-        // servers let "succeed" (RFC 4513 §5.1.2): refuse before binding.
+        // ldap3 binds with text; a PIN that is not UTF-8 cannot be anyone's.
         let Ok(password) = std::str::from_utf8(pin) else {
             return Ok(PinCheck::WrongPin);
         };
+        // An empty password makes a simple bind unauthenticated, which many
+        // servers let "succeed" (RFC 4513 §5.1.2): refuse before binding.
         if password.is_empty() {
             return Ok(PinCheck::WrongPin);
         }
@@ -218,7 +219,7 @@ impl UserDirectory for LdapUsers {
 
     /// Binds as the service account on a new connection.
     async fn check_connection(&self) -> Result<(), DirectoryError> {
-        self.inner.note(self.inner.service.probe().await)
+        self.inner.service.probe().await
     }
 }
 

@@ -22,7 +22,7 @@ use crate::users::DirectoryError;
 /// Service-account connections open at once at most. Searches are short, so a
 /// few connections carry thousands of logins; more would only load the
 /// directory.
-pub(super) const SERVICE_CONNECTIONS: usize = 4;
+const SERVICE_CONNECTIONS: usize = 4;
 
 /// `DirectoryError::Unavailable` for `what` failing with `error`.
 pub(super) fn unavailable(what: &str, error: impl std::fmt::Display) -> DirectoryError {
@@ -32,7 +32,7 @@ pub(super) fn unavailable(what: &str, error: impl std::fmt::Display) -> Director
 }
 
 /// Runs `step` under `limit`; a timeout or a transport error is `Unavailable`.
-pub(super) async fn timed<T>(
+async fn timed<T>(
     what: &str,
     limit: Duration,
     step: impl Future<Output = ldap3::result::Result<T>>,
