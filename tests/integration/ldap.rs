@@ -17,6 +17,7 @@ fn users_section(url: &str, extra: &str) -> String {
     )
 }
 
+/// The harness's set-up with LDAP `[users]` lines, mail to `smtp_port`.
 fn ldap_setup(smtp_port: u16, users: &str) -> Setup {
     let mut setup = Setup::new(smtp_port);
     setup.users = users.to_owned();
@@ -86,6 +87,7 @@ fn wrong_unknown_inactive_mailless_ambiguous_and_empty_get_the_same_bare_reject(
 
     let wrong = send_pin(&server, "alice", "not-alices-password").expect("an answer");
     assert_eq!(wrong.code, "Access-Reject");
+    assert_eq!(wrong.attr("Reply-Message"), None, "a bare reject");
     let cases = [
         ("nobody", "whatever-pw-1"),
         ("dave", ldap_password("dave")),
