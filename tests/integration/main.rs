@@ -4,5 +4,7 @@
 mod certs;
 mod core_flow;
 mod harness;
+mod ldap;
 mod link;
 mod mail_and_abuse;
+mod slapd;
