@@ -247,3 +247,22 @@ fn check_accepts_ldap_settings_and_names_the_key_of_a_mistake() {
     );
     assert!(stderr.contains(&want), "{stderr}");
 }
+
+#[test]
+fn lockout_counts_every_spelling_of_a_name_as_one_user() {
+    let slapd = Slapd::start();
+    let smtp = SmtpSink::start();
+    let extra = "lockout_after = 3\nlockout_time = 600\n";
+    let server = start_mailotp(&smtp, &users_section(&slapd.url(), extra));
+    // The directory matches uid without regard to case: these are all alice.
+    for user in ["alice", "ALICE", "Alice"] {
+        assert_eq!(
+            send_pin(&server, user, "not-alices-password").unwrap().code,
+            "Access-Reject"
+        );
+    }
+    let locked = send_pin(&server, "alice", ldap_password("alice")).unwrap();
+    assert_eq!(locked.code, "Access-Reject");
+    assert_eq!(locked.attr("Reply-Message"), None);
+    server.wait_for_log("reason=\"locked\"");
+}
