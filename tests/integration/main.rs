@@ -4,7 +4,9 @@
 mod certs;
 mod core_flow;
 mod harness;
+mod ldap;
 mod link;
 mod mail_and_abuse;
 mod pool_support;
 mod redis;
+mod slapd;
