@@ -2,4 +2,6 @@
 //! and a real SMTP server. See `harness` for how processes are started.
 
 mod core_flow;
+mod hardening;
 mod harness;
+mod packets;
