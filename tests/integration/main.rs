@@ -2,6 +2,7 @@
 //! and a real SMTP server. See `harness` for how processes are started.
 
 mod core_flow;
+mod freeradius;
 mod hardening;
 mod harness;
 mod packets;
