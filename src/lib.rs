@@ -13,6 +13,7 @@
 //! - [`mail`] — the delivery queue, templates and providers (SMTP, file).
 //! - [`config`] — the configuration file, strictly parsed and checked.
 //! - [`metrics`] — counters.
+//! - [`invariants`] — properties of any input, for fuzzing and property tests.
 //! - [`app`] — wires a configuration into a running server; signals.
 //! - [`cli`] — the `mailotp` commands; `main.rs` only calls into it.
 
@@ -24,6 +25,7 @@ pub mod challenge;
 pub mod cli;
 pub mod config;
 pub mod expiry;
+pub mod invariants;
 pub mod mail;
 pub mod metrics;
 pub mod otp;
