@@ -7,14 +7,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthSettings, Authenticator};
+use crate::challenge::ChallengeStore;
 use crate::challenge::{ChallengeSettings, MemoryStore};
 use crate::cli::CliError;
-use crate::config::{Config, Source};
+use crate::config::{Config, Delivery, Source};
+use crate::health::Health;
+use crate::limits::MemoryLimiter;
 use crate::server::{Clients, Context};
 use crate::users::HashPool;
 
@@ -40,6 +43,8 @@ pub async fn run(config: Config) -> Result<(), CliError> {
     if config.source == Source::Embedded {
         tracing::warn!("running on the embedded default configuration: client 127.0.0.1 (secret testing123) does not need Message-Authenticator, users are the demo users, mail goes to ./outbox/");
     }
+    // Backends report here; `server` consults it before answering Status-Server.
+    let health = Arc::new(Health::default());
     let pool = HashPool::new(config.server.hash_workers);
     let users = crate::users::open(&config.users, pool)?;
     let email = &config.email;
@@ -53,13 +58,29 @@ pub async fn run(config: Config) -> Result<(), CliError> {
         shutdown.clone(),
     );
     let mail = crate::mail::start(email, config.server.shutdown_grace, &tasks, shutdown.clone())?;
+    let limits = MemoryLimiter::start(email.throttling, config.users.lockout, &tasks, shutdown.clone());
+    if let Delivery::Link(link) = &email.delivery {
+        let listener = TcpListener::bind(link.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {} for link pages: {e}", link.listen))?;
+        tracing::info!("link page server on http://{}", listener.local_addr()?);
+        let store: Arc<dyn ChallengeStore> = challenges.clone();
+        let pages = crate::link::serve(listener, store, link.max_connections, tasks.clone(), shutdown.clone());
+        tasks.spawn(pages);
+    }
     let auth = Authenticator {
         users: ArcSwap::from_pointee(users),
         challenges,
+        limits,
         mail,
         settings: ArcSwap::from_pointee(AuthSettings::from(email)),
     };
-    let mut ctx = Context::new(Clients::new(config.clients.clone()), auth, config.server.max_in_flight);
+    let mut ctx = Context::new(
+        Clients::new(config.clients.clone()),
+        auth,
+        config.server.max_in_flight,
+        health,
+    );
     ctx.drop_log_interval = config.server.drop_log_interval;
     let ctx = Arc::new(ctx);
     let mut sockets = Vec::new();

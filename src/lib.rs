@@ -9,9 +9,12 @@
 //! - [`auth`] — the Access-Request decision, in one function.
 //! - [`challenge`] — open challenges (the in-memory store) behind a trait.
 //! - [`otp`] — HOTP codes and the digest the store keeps instead of them.
+//! - [`limits`] — e-mail throttling and user lockout, behind a trait.
 //! - [`users`] — the users file and PIN hashes, behind a trait.
 //! - [`mail`] — the delivery queue, templates and providers (SMTP, file).
 //! - [`config`] — the configuration file, strictly parsed and checked.
+//! - [`health`] — whether backends are up (Status-Server goes silent when not).
+//! - [`link`] — the confirmation page server for link delivery.
 //! - [`metrics`] — counters.
 //! - [`invariants`] — properties of any input, for fuzzing and property tests.
 //! - [`app`] — wires a configuration into a running server; signals.
@@ -25,7 +28,10 @@ pub mod challenge;
 pub mod cli;
 pub mod config;
 pub mod expiry;
+pub mod health;
 pub mod invariants;
+pub mod limits;
+pub mod link;
 pub mod mail;
 pub mod metrics;
 pub mod otp;

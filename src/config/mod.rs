@@ -19,6 +19,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+use crate::limits::{Lockout, Throttling};
 use crate::mail::template::Templates;
 use raw::{ProviderKind, RawClient, RawConfig, RawEmail, RawProvider};
 
@@ -203,10 +204,8 @@ pub struct ServerConfig {
 pub struct UsersConfig {
     /// The users file.
     pub source: UsersSource,
-    /// Failed PINs or OTPs in a row before the user is locked.
-    pub lockout_after: u32,
-    /// How long a lock lasts.
-    pub lockout_time: Duration,
+    /// Failed PINs or OTPs in a row before the user is locked, and for how long.
+    pub lockout: Lockout,
 }
 
 /// Where the users come from.
@@ -268,8 +267,32 @@ pub struct EmailConfig {
     pub subject: String,
     /// Text and HTML bodies.
     pub templates: Templates,
+    /// `[email.throttling]`; all `None` when the section is absent.
+    pub throttling: Throttling,
+    /// A code or a confirmation link.
+    pub delivery: Delivery,
     /// Delivery.
     pub provider: Provider,
+}
+
+/// How the second factor reaches the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// A code in the e-mail, typed into the VPN client.
+    Otp,
+    /// A single-use link in the e-mail, confirmed on a page with a POST.
+    Link(LinkConfig),
+}
+
+/// `[link]`: the confirmation page server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkConfig {
+    /// Where the page server listens (plain HTTP; TLS is the reverse proxy's job).
+    pub listen: SocketAddr,
+    /// What the e-mail links to, without a trailing slash.
+    pub base_url: String,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
 }
 
 /// `[log]`.
@@ -382,10 +405,13 @@ impl Validator<'_> {
                 Source::Embedded => UsersSource::Embedded,
                 Source::File(_) => UsersSource::File(self.path(&raw.users.file)),
             },
-            lockout_after: raw.users.lockout_after,
-            lockout_time: Duration::from_secs(raw.users.lockout_time),
+            lockout: Lockout {
+                after: raw.users.lockout_after,
+                duration: Duration::from_secs(raw.users.lockout_time),
+            },
         };
-        let email = self.email(raw.email, options)?;
+        let delivery = self.delivery(&raw.email.delivery, raw.link, &clients)?;
+        let email = self.email(raw.email, delivery, options)?;
         Ok(Config {
             source: self.source.clone(),
             server,
@@ -476,7 +502,51 @@ impl Validator<'_> {
         Ok(Secret::new(bytes))
     }
 
-    fn email(&self, raw: RawEmail, options: LoadOptions) -> Result<EmailConfig, ConfigError> {
+    fn delivery(&self, name: &str, link: Option<raw::RawLink>, clients: &[Client]) -> Result<Delivery, ConfigError> {
+        match name {
+            "otp" => return Ok(Delivery::Otp),
+            "link" => {}
+            other => {
+                return Err(self.err(
+                    "email.delivery",
+                    format!("`{other}` is not supported (\"otp\" or \"link\")"),
+                ));
+            }
+        }
+        let Some(link) = link else {
+            return Err(self.err(
+                "link",
+                "delivery = \"link\" needs a [link] section with listen and base_url",
+            ));
+        };
+        if let Some(i) = clients.iter().position(|c| c.challenge_mode == ChallengeMode::Reject) {
+            return Err(self.err(
+                format!("clients[{i}].challenge_mode"),
+                "link delivery needs Access-Challenge (the user presses Enter after confirming); \"reject\" cannot do that",
+            ));
+        }
+        let listen = link
+            .listen
+            .parse()
+            .map_err(|_| self.err("link.listen", format!("`{}` is not an address with port", link.listen)))?;
+        let base_url = link.base_url.trim_end_matches('/').to_owned();
+        if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+            return Err(self.err(
+                "link.base_url",
+                format!("`{}` is not an http:// or https:// URL", link.base_url),
+            ));
+        }
+        if link.max_connections == 0 {
+            return Err(self.err("link.max_connections", "must be at least 1"));
+        }
+        Ok(Delivery::Link(LinkConfig {
+            listen,
+            base_url,
+            max_connections: link.max_connections,
+        }))
+    }
+
+    fn email(&self, raw: RawEmail, delivery: Delivery, options: LoadOptions) -> Result<EmailConfig, ConfigError> {
         if !(6..=8).contains(&raw.otp_length) {
             return Err(self.err("email.otp_length", format!("{} is outside 6..=8", raw.otp_length)));
         }
@@ -485,12 +555,6 @@ impl Validator<'_> {
         }
         if raw.max_attempts == 0 {
             return Err(self.err("email.max_attempts", "must be at least 1"));
-        }
-        if raw.delivery != "otp" {
-            return Err(self.err(
-                "email.delivery",
-                format!("`{}` is not supported (supported: \"otp\")", raw.delivery),
-            ));
         }
         if raw.queue_limit == 0 {
             return Err(self.err("email.queue_limit", "must be at least 1"));
@@ -512,6 +576,7 @@ impl Validator<'_> {
         let templates = Templates::load(
             raw.body_file.map(|p| self.path(&p)).as_deref(),
             raw.html_body_file.map(|p| self.path(&p)).as_deref(),
+            matches!(delivery, Delivery::Link(_)),
         )?;
         let from = raw.provider.email_from.parse::<Mailbox>().map_err(|e| {
             self.err(
@@ -521,6 +586,7 @@ impl Validator<'_> {
         })?;
         let subject = raw.provider.email_subject.clone();
         let provider = self.provider(raw.provider)?;
+        let throttling = self.throttling(raw.throttling)?;
         Ok(EmailConfig {
             challenge_validity: Duration::from_secs(raw.challenge_validity),
             blocking_timeout: Duration::from_secs(raw.blocking_timeout),
@@ -532,6 +598,35 @@ impl Validator<'_> {
             subject,
             templates,
             provider,
+            throttling,
+            delivery,
+        })
+    }
+
+    fn throttling(&self, raw: Option<raw::RawThrottling>) -> Result<Throttling, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Throttling::default());
+        };
+        let limits = [
+            ("max_emails_per_hour", raw.max_emails_per_hour),
+            ("max_emails_in_five_minutes", raw.max_emails_in_five_minutes),
+            (
+                "max_emails_per_client_ip_per_hour",
+                raw.max_emails_per_client_ip_per_hour,
+            ),
+        ];
+        for (key, value) in limits {
+            if value == Some(0) {
+                return Err(self.err(
+                    format!("email.throttling.{key}"),
+                    "0 would refuse every e-mail; leave the key out for no limit",
+                ));
+            }
+        }
+        Ok(Throttling {
+            per_user_per_hour: raw.max_emails_per_hour,
+            per_user_in_five_minutes: raw.max_emails_in_five_minutes,
+            per_client_ip_per_hour: raw.max_emails_per_client_ip_per_hour,
         })
     }
 

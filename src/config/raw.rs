@@ -16,6 +16,20 @@ pub(super) struct RawConfig {
     pub email: RawEmail,
     #[serde(default)]
     pub log: RawLog,
+    pub link: Option<RawLink>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLink {
+    pub listen: String,
+    pub base_url: String,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_max_connections() -> usize {
+    256
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +118,15 @@ pub(super) struct RawEmail {
     #[serde(default = "default_queue_limit")]
     pub queue_limit: usize,
     pub provider: RawProvider,
+    pub throttling: Option<RawThrottling>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawThrottling {
+    pub max_emails_per_hour: Option<u32>,
+    pub max_emails_in_five_minutes: Option<u32>,
+    pub max_emails_per_client_ip_per_hour: Option<u32>,
 }
 
 fn default_validity() -> u64 {

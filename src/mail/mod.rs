@@ -77,6 +77,8 @@ pub struct MailJob {
     pub user: String,
     /// The code.
     pub otp: Otp,
+    /// The confirmation link (link delivery).
+    pub link: Option<zeroize::Zeroizing<String>>,
     /// The challenge it belongs to, for the log.
     pub tx: Transaction,
     /// When the challenge expires; a mail still undelivered then is dropped.
@@ -143,7 +145,7 @@ impl Renderer {
             otp: job.otp.expose(),
             user: &job.user,
             minutes: self.minutes,
-            link: "",
+            link: job.link.as_deref().map_or("", String::as_str),
         };
         let (text, html) = self.templates.render(&values);
         let builder = Message::builder()

@@ -26,8 +26,9 @@ use tokio_util::task::TaskTracker;
 pub use check::check_request;
 pub use dedup::{DuplicateCache, RequestKey, Seen, TTL as DUPLICATE_TTL};
 
-use crate::auth::{Authenticator, Decision, Reason, Request};
+use crate::auth::{Authenticator, Decision, Reason, Request, Unavailable};
 use crate::config::Client;
+use crate::health::Health;
 use crate::metrics::{DropReason, Metrics};
 use crate::wire::{self, attr, Code, Packet, ResponseBuilder};
 
@@ -75,6 +76,8 @@ pub struct Context {
     pub duplicates: DuplicateCache,
     /// Bounds the requests worked on at once (`max_in_flight`).
     pub in_flight: Arc<Semaphore>,
+    /// Backend health, shared with the backends that report to it.
+    pub health: Arc<Health>,
     /// How often drops are summed up in the log (`drop_log_interval`).
     pub drop_log_interval: Duration,
     missing_ma_logged: DashMap<String, Instant>,
@@ -82,13 +85,14 @@ pub struct Context {
 
 impl Context {
     /// A context around an authenticator.
-    pub fn new(clients: Clients, auth: Authenticator, max_in_flight: usize) -> Context {
+    pub fn new(clients: Clients, auth: Authenticator, max_in_flight: usize, health: Arc<Health>) -> Context {
         Context {
             clients: ArcSwap::from_pointee(clients),
             auth,
             metrics: Metrics::default(),
             duplicates: DuplicateCache::new(DUPLICATE_CACHE_CAPACITY),
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            health,
             drop_log_interval: DEFAULT_DROP_LOG_INTERVAL,
             missing_ma_logged: DashMap::new(),
         }
@@ -256,7 +260,10 @@ async fn respond(ctx: &Context, socket: &UdpSocket, client: &Client, key: Reques
         .first(attr::USER_NAME)
         .map(String::from_utf8_lossy)
         .unwrap_or_default();
-    let decision = if packet.code() == Code::StatusServer {
+    let decision = if packet.code() == Code::StatusServer && !ctx.health.all_up() {
+        // A backend is down: stay silent so the proxy in front fails over.
+        Err(Unavailable::Backend)
+    } else if packet.code() == Code::StatusServer {
         Ok(Decision {
             code: Code::AccessAccept,
             state: None,
@@ -268,11 +275,13 @@ async fn respond(ctx: &Context, socket: &UdpSocket, client: &Client, key: Reques
             .first(attr::USER_PASSWORD)
             .and_then(|hidden| wire::unhide_password(hidden, secret, packet.authenticator()))
             .unwrap_or_default();
+        let client_ip = packet.first(attr::CALLING_STATION_ID).map(String::from_utf8_lossy);
         let request = Request {
             user: &user,
             password: &password,
             state: packet.first(attr::STATE),
             challenge_mode: client.challenge_mode,
+            client_ip: client_ip.as_deref(),
         };
         ctx.auth.decide(&request).await
     };

@@ -192,6 +192,14 @@ impl Setup {
         }
     }
 
+    /// Writes `mailotp.toml` and `users.toml` into a new temporary directory.
+    pub fn write(&self) -> TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("mailotp.toml"), self.config_text()).unwrap();
+        std::fs::write(dir.path().join("users.toml"), &self.users_file).unwrap();
+        dir
+    }
+
     /// The configuration file's text.
     pub fn config_text(&self) -> String {
         let listen: Vec<String> = self.listen.iter().map(|a| format!("{a:?}")).collect();
@@ -221,6 +229,17 @@ pub fn smtp_plain(port: u16) -> String {
     format!("kind = \"smtp\"\nsmtp_server = \"127.0.0.1\"\nsmtp_port = {port}\nsmtp_tls = \"none\"\nsmtp_timeout = 5\n")
 }
 
+/// Runs `mailotp COMMAND -c DIR/mailotp.toml` to completion (check, or a
+/// serve that is expected to refuse its configuration).
+pub fn run_mailotp(command: &str, dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mailotp"))
+        .arg(command)
+        .arg("-c")
+        .arg(dir.join("mailotp.toml"))
+        .output()
+        .unwrap()
+}
+
 /// A running mailotp.
 pub struct Server {
     /// The process.
@@ -236,10 +255,7 @@ pub struct Server {
 impl Server {
     /// Writes the configuration and starts `mailotp serve` on it.
     pub fn start(setup: &Setup) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("mailotp.toml"), setup.config_text()).unwrap();
-        std::fs::write(dir.path().join("users.toml"), &setup.users_file).unwrap();
-        Server::start_in(dir, &setup.args, setup.listen.len())
+        Server::start_in(setup.write(), &setup.args, setup.listen.len())
     }
 
     /// Starts `mailotp serve -c DIR/mailotp.toml` and waits for its sockets.

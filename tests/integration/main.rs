@@ -1,8 +1,11 @@
 //! Black-box tests: the real `mailotp` binary over real UDP, with radclient
 //! and a real SMTP server. See `harness` for how processes are started.
 
+mod certs;
 mod core_flow;
 mod freeradius;
 mod hardening;
 mod harness;
+mod link;
+mod mail_and_abuse;
 mod packets;

@@ -135,12 +135,11 @@ pub fn udp_from(local_ip: &str, server: SocketAddr) -> UdpSocket {
 /// Starts a server on `setup` that sums up drops every second, so that tests
 /// can see them in the log.
 pub fn start_with_drop_log(setup: &Setup) -> Server {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = setup.write();
     let text = setup
         .config_text()
         .replacen("[server]\n", "[server]\ndrop_log_interval = 1\n", 1);
     std::fs::write(dir.path().join("mailotp.toml"), text).unwrap();
-    std::fs::write(dir.path().join("users.toml"), &setup.users_file).unwrap();
     Server::start_in(dir, &setup.args, setup.listen.len())
 }
 
