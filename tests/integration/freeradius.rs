@@ -9,6 +9,7 @@ use std::process::Command;
 use tempfile::TempDir;
 
 use crate::harness::*;
+use crate::packets::assert_answered;
 
 /// The secret between radclient (the NAS) and the proxy.
 const NAS_SECRET: &str = "nas-secret-for-tests-41c";
@@ -167,6 +168,7 @@ fn a_challenge_login_through_a_freeradius_proxy() {
     let accept = radclient_via(&proxy, &second);
     assert_eq!(accept.code, "Access-Accept", "{accept:?}");
 
+    assert_answered(&server, 2);
     let log = server.log();
     assert_eq!(log.matches("client=freeradius").count(), 2, "{log}");
     assert!(
@@ -175,11 +177,15 @@ fn a_challenge_login_through_a_freeradius_proxy() {
     );
     // FreeRADIUS's debug output shows mailotp's answers as they arrived, with
     // our Message-Authenticator and its own Proxy-State copied back.
-    let debug = proxy.process.output();
+    let home = format!("from 127.0.0.1:{}", server.addr().port());
+    let debug = poll("FreeRADIUS to log both answers from mailotp", DEADLINE, || {
+        let debug = proxy.process.output();
+        (debug.matches(&home).count() >= 2).then_some(debug)
+    });
     let from_home: Vec<&str> = debug
         .split("Received Access-")
         .skip(1)
-        .filter(|block| block.contains(&format!("from 127.0.0.1:{}", server.addr().port())))
+        .filter(|block| block.lines().next().is_some_and(|l| l.contains(&home)))
         .collect();
     assert_eq!(from_home.len(), 2, "two answers from mailotp:\n{debug}");
     for block in from_home {

@@ -5,7 +5,6 @@
 //! Authenticator right). Also reads the server's "datagrams dropped" log lines.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::time::Duration;
 
 use mailotp::wire::{self, attr, MaCheck, Packet};
 
@@ -124,10 +123,12 @@ pub fn assert_signed<'a>(response: &'a [u8], request: &Request, secret: &str) ->
 }
 
 /// A UDP socket bound to `local_ip` (any address of 127/8 works on Linux),
-/// connected to the server, with a receive timeout.
+/// connected to the server. Its receive timeout is the tests' deadline: no
+/// test here waits for a timeout (drops are seen in the log), so only a
+/// missing answer ever runs into it.
 pub fn udp_from(local_ip: &str, server: SocketAddr) -> UdpSocket {
     let socket = UdpSocket::bind((local_ip, 0)).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    socket.set_read_timeout(Some(DEADLINE)).unwrap();
     socket.connect(server).unwrap();
     socket
 }
@@ -173,4 +174,19 @@ pub fn send_recv(socket: &UdpSocket, datagram: &[u8]) -> Option<Vec<u8>> {
 pub fn recv(socket: &UdpSocket) -> Option<Vec<u8>> {
     let mut buf = [0u8; 4096];
     socket.recv(&mut buf).ok().map(|n| buf[..n].to_vec())
+}
+
+/// Waits until the server has logged `n` "request answered" lines and checks
+/// that there are exactly `n` (its log is read by a thread, so a line can
+/// trail the answer it describes).
+pub fn assert_answered(server: &Server, n: usize) {
+    poll(&format!("{n} answers logged"), DEADLINE, || {
+        (server.process.count_lines("request answered") >= n).then_some(())
+    });
+    assert_eq!(
+        server.process.count_lines("request answered"),
+        n,
+        "answered exactly {n}:\n{}",
+        server.log()
+    );
 }
