@@ -46,7 +46,7 @@ pub async fn run(config: Config) -> Result<(), CliError> {
     // Backends report here; `server` consults it before answering Status-Server.
     let health = Arc::new(Health::default());
     let pool = HashPool::new(config.server.hash_workers);
-    let users = crate::users::open(&config.users, pool)?;
+    let users = crate::users::open_reporting(&config.users, pool, Arc::clone(&health))?;
     let email = &config.email;
     let challenges = MemoryStore::start(
         ChallengeSettings {

@@ -219,7 +219,7 @@ impl Authenticator {
         let Some(tx) = Transaction::from_state(state) else {
             return Ok(Decision::reject(Reason::UnknownState));
         };
-        if self.limits.is_locked(req.user).await? {
+        if self.limits.is_locked(&limit_key(req.user)).await? {
             return Ok(Decision::reject(Reason::Locked));
         }
         let reason = match self.challenges.answer(&tx, req.user, req.password).await? {
@@ -263,7 +263,7 @@ impl Authenticator {
     /// The PIN check's verdict, with the lockout applied: a locked user gets
     /// the answer of a wrong PIN whatever the PIN was.
     async fn first_factor(&self, name: &str, check: PinCheck) -> Result<Result<User, Decision>, Unavailable> {
-        let locked = !matches!(check, PinCheck::UnknownUser) && self.limits.is_locked(name).await?;
+        let locked = !matches!(check, PinCheck::UnknownUser) && self.limits.is_locked(&limit_key(name)).await?;
         Ok(match check {
             _ if locked => Err(Decision::reject(Reason::Locked)),
             PinCheck::Valid(user) => Ok(user),
@@ -274,14 +274,14 @@ impl Authenticator {
 
     /// A wrong PIN or code from a user that exists: counted toward lockout.
     async fn failure(&self, name: &str, reason: Reason) -> Result<Decision, Unavailable> {
-        if self.limits.failed(name).await? {
+        if self.limits.failed(&limit_key(name)).await? {
             tracing::warn!(user = %name, "user locked after too many failures in a row");
         }
         Ok(Decision::reject(reason))
     }
 
     async fn accept(&self, name: &str, reason: Reason) -> Result<Decision, Unavailable> {
-        self.limits.succeeded(name).await?;
+        self.limits.succeeded(&limit_key(name)).await?;
         Ok(Decision::accept(reason))
     }
 
@@ -324,7 +324,7 @@ impl Authenticator {
             reply_message: Some(reply.to_owned()),
             ..Decision::reject(reason)
         };
-        if let Err(limit) = self.limits.count_mail(&user.name, req.client_ip).await? {
+        if let Err(limit) = self.limits.count_mail(&limit_key(&user.name), req.client_ip).await? {
             tracing::info!(user = %user.name, limit = limit.as_str(), "e-mail throttled");
             self.challenges.cancel(&user.name, &tx).await?;
             return Ok(Err(refuse(THROTTLED, Reason::Throttled)));
@@ -375,6 +375,13 @@ fn prompt(mode: ChallengeMode, tx: Transaction, message: String, reason: Reason)
             ..Decision::reject(reason)
         },
     }
+}
+
+/// The name lockout and throttles count under. Directories match names
+/// without regard to case (LDAP does), so "ALICE" must not get ten more tries
+/// than "alice".
+fn limit_key(name: &str) -> String {
+    name.to_lowercase()
 }
 
 fn reason_for(check: &PinCheck) -> Reason {

@@ -6,6 +6,7 @@
 //! file the same way. Relative paths are relative to the configuration file.
 //! This module reads files but opens no sockets and starts nothing.
 
+mod ldap;
 mod raw;
 
 use std::fmt;
@@ -18,6 +19,8 @@ use lettre::message::Mailbox;
 use serde::Deserialize;
 use thiserror::Error;
 use zeroize::Zeroizing;
+
+pub use ldap::{LdapConfig, LdapTls, USER_PLACEHOLDER};
 
 use crate::limits::{Lockout, Throttling};
 use crate::mail::template::Templates;
@@ -202,7 +205,7 @@ pub struct ServerConfig {
 /// `[users]`.
 #[derive(Debug, Clone)]
 pub struct UsersConfig {
-    /// The users file.
+    /// Where users come from.
     pub source: UsersSource,
     /// Failed PINs or OTPs in a row before the user is locked, and for how long.
     pub lockout: Lockout,
@@ -215,6 +218,8 @@ pub enum UsersSource {
     File(PathBuf),
     /// The demo users compiled into the binary.
     Embedded,
+    /// An LDAP directory (OpenLDAP, Active Directory).
+    Ldap(Box<LdapConfig>),
 }
 
 /// `[email.provider]`: how mail leaves.
@@ -391,23 +396,12 @@ impl Validator<'_> {
                 ));
             }
         }
-        if raw.users.backend != "file" {
-            return Err(self.err(
-                "users.backend",
-                format!(
-                    "`{}` is not a supported backend (supported: \"file\")",
-                    raw.users.backend
-                ),
-            ));
-        }
+        let (lockout_after, lockout_time) = (raw.users.lockout_after, raw.users.lockout_time);
         let users = UsersConfig {
-            source: match self.source {
-                Source::Embedded => UsersSource::Embedded,
-                Source::File(_) => UsersSource::File(self.path(&raw.users.file)),
-            },
+            source: self.users_source(raw.users)?,
             lockout: Lockout {
-                after: raw.users.lockout_after,
-                duration: Duration::from_secs(raw.users.lockout_time),
+                after: lockout_after,
+                duration: Duration::from_secs(lockout_time),
             },
         };
         let delivery = self.delivery(&raw.email.delivery, raw.link, &clients)?;
@@ -420,6 +414,26 @@ impl Validator<'_> {
             email,
             log: LogConfig { format: raw.log.format },
         })
+    }
+
+    fn users_source(&self, raw: raw::RawUsers) -> Result<UsersSource, ConfigError> {
+        match raw.backend.as_str() {
+            "ldap" => Ok(UsersSource::Ldap(Box::new(self.ldap(raw)?))),
+            "file" => {
+                self.no_ldap_keys(&raw)?;
+                let file = raw
+                    .file
+                    .ok_or_else(|| self.err("users.file", "required with backend = \"file\""))?;
+                Ok(match self.source {
+                    Source::Embedded => UsersSource::Embedded,
+                    Source::File(_) => UsersSource::File(self.path(&file)),
+                })
+            }
+            other => Err(self.err(
+                "users.backend",
+                format!("`{other}` is not a supported backend (supported: \"file\", \"ldap\")"),
+            )),
+        }
     }
 
     fn server(&self, raw: raw::RawServer) -> Result<ServerConfig, ConfigError> {

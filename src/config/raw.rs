@@ -80,11 +80,23 @@ fn default_true() -> bool {
 pub(super) struct RawUsers {
     #[serde(default = "default_backend")]
     pub backend: String,
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
     #[serde(default = "default_lockout_after")]
     pub lockout_after: u32,
     #[serde(default = "default_lockout_time")]
     pub lockout_time: u64,
+    // backend = "ldap" only: checked in `config::ldap`, refused with "file".
+    pub ldap_url: Option<String>,
+    pub ldap_starttls: Option<bool>,
+    pub ldap_ca_file: Option<PathBuf>,
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<String>,
+    pub bind_password_file: Option<PathBuf>,
+    pub base_dn: Option<String>,
+    pub user_filter: Option<String>,
+    pub email_attribute: Option<String>,
+    pub active_filter: Option<String>,
+    pub timeout: Option<u64>,
 }
 
 fn default_backend() -> String {

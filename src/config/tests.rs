@@ -3,7 +3,8 @@
 
 use super::*;
 
-const MINIMAL: &str = r#"
+/// A minimal valid configuration (users file, file mail provider).
+pub(super) const MINIMAL: &str = r#"
 [server]
 listen = ["127.0.0.1:0"]
 
@@ -19,7 +20,8 @@ file = "users.toml"
 kind = "file"
 "#;
 
-fn load(text: &str) -> Result<Config, ConfigError> {
+/// Loads `text` as `/etc/mailotp/mailotp.toml`.
+pub(super) fn load(text: &str) -> Result<Config, ConfigError> {
     Config::from_text(
         text,
         Source::File(PathBuf::from("/etc/mailotp/mailotp.toml")),

@@ -56,6 +56,11 @@ impl FileUsers {
         match source {
             UsersSource::File(path) => FileUsers::parse(&read_text(path)?, &path.display(), pool),
             UsersSource::Embedded => FileUsers::parse(EMBEDDED_USERS, &"<embedded demo users>", pool),
+            UsersSource::Ldap(_) => Err(ConfigError::invalid(
+                "[users]",
+                "backend",
+                "\"ldap\" has no users file to read",
+            )),
         }
     }
 

@@ -2,11 +2,13 @@
 //!
 //! [`UserDirectory`] is the seam `auth` talks to; [`open`] picks the backend
 //! `[users] backend` names. [`FileUsers`] reads the users file of argon2 PIN
-//! hashes. PIN hashes run on a bounded blocking pool ([`HashPool`]), never
-//! on the UDP loop. An unknown user costs one hash of a dummy PIN, so time does
+//! hashes; [`LdapUsers`] asks an LDAP directory and reports to `health`.
+//! PIN hashes run on a bounded blocking pool ([`HashPool`]), never on the UDP
+//! loop. An unknown user costs one hash of a dummy PIN, so time does
 //! not tell known and unknown users apart. Nothing here logs a PIN.
 
 mod file;
+mod ldap;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +22,11 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use crate::config::{ConfigError, UsersConfig};
+use crate::config::{ConfigError, UsersConfig, UsersSource};
+use crate::health::Health;
 
 pub use file::{load_file, FileUsers};
+pub use ldap::LdapUsers;
 
 /// A user whose PIN was right.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +55,8 @@ pub enum PinCheck {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum DirectoryError {
-    /// The hash pool is gone (the server is stopping).
+    /// The hash pool is gone (the server is stopping), or the directory is
+    /// unreachable, too slow, or refuses the service account.
     #[error("PIN check could not run: {reason}")]
     Unavailable {
         /// Why.
@@ -71,6 +76,12 @@ pub trait UserDirectory: Send + Sync + 'static {
     /// Whether there are no users.
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// For `check --connect`: whether the backend's server can be used (for
+    /// LDAP, a service bind on a new connection). The users file has none.
+    async fn check_connection(&self) -> Result<(), DirectoryError> {
+        Ok(())
     }
 }
 
@@ -119,7 +130,21 @@ pub fn hash_pin(pin: &[u8]) -> String {
         .to_string()
 }
 
-/// The directory `[users]` asks for.
+/// The directory `[users]` asks for, for `check`: an LDAP directory reports
+/// its health to a flag nobody reads.
 pub fn open(config: &UsersConfig, pool: HashPool) -> Result<Box<dyn UserDirectory>, ConfigError> {
-    Ok(Box::new(FileUsers::load(&config.source, pool)?))
+    open_reporting(config, pool, Arc::default())
+}
+
+/// The directory `[users]` asks for; an LDAP directory reports up and down to
+/// `health`, which `server` reads for Status-Server.
+pub fn open_reporting(
+    config: &UsersConfig,
+    pool: HashPool,
+    health: Arc<Health>,
+) -> Result<Box<dyn UserDirectory>, ConfigError> {
+    Ok(match &config.source {
+        UsersSource::Ldap(ldap) => Box::new(LdapUsers::new(ldap.clone(), health)?),
+        source => Box::new(FileUsers::load(source, pool)?),
+    })
 }

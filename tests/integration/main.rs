@@ -6,6 +6,8 @@ mod core_flow;
 mod freeradius;
 mod hardening;
 mod harness;
+mod ldap;
 mod link;
 mod mail_and_abuse;
 mod packets;
+mod slapd;
