@@ -17,6 +17,7 @@
 //! - [`health`] — whether backends are up (Status-Server goes silent when not).
 //! - [`link`] — the confirmation page server for link delivery.
 //! - [`metrics`] — counters.
+//! - [`invariants`] — properties of any input, for fuzzing and property tests.
 //! - [`app`] — wires a configuration into a running server; signals.
 //! - [`cli`] — the `mailotp` commands; `main.rs` only calls into it.
 
@@ -30,6 +31,7 @@ pub mod config;
 pub mod dictionary;
 pub mod expiry;
 pub mod health;
+pub mod invariants;
 pub mod limits;
 pub mod link;
 pub mod mail;

@@ -202,6 +202,9 @@ pub struct ServerConfig {
     pub receive_buffer: Option<usize>,
     /// How long SIGTERM waits for requests in progress.
     pub shutdown_grace: Duration,
+    /// How often dropped datagrams are summed up in the log (one line per
+    /// reason that had drops in the period, so a flood cannot flood the log).
+    pub drop_log_interval: Duration,
 }
 
 /// `[users]`.
@@ -463,12 +466,16 @@ impl Validator<'_> {
         if hash_workers == 0 {
             return Err(self.err("server.hash_workers", "must be at least 1"));
         }
+        if raw.drop_log_interval == 0 {
+            return Err(self.err("server.drop_log_interval", "must be at least 1 second"));
+        }
         Ok(ServerConfig {
             listen,
             max_in_flight: raw.max_in_flight,
             hash_workers,
             receive_buffer: raw.receive_buffer,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace),
+            drop_log_interval: Duration::from_secs(raw.drop_log_interval),
         })
     }
 

@@ -3,8 +3,11 @@
 
 mod certs;
 mod core_flow;
+mod freeradius;
+mod hardening;
 mod harness;
 mod ldap;
 mod link;
 mod mail_and_abuse;
+mod packets;
 mod slapd;
