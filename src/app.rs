@@ -89,12 +89,14 @@ pub async fn run(config: Config) -> Result<(), CliError> {
         mail,
         settings: ArcSwap::from_pointee(AuthSettings::from(email)),
     };
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         Clients::new(config.clients.clone()),
         auth,
         config.server.max_in_flight,
         health,
-    ));
+    );
+    ctx.drop_log_interval = config.server.drop_log_interval;
+    let ctx = Arc::new(ctx);
     let mut sockets = Vec::new();
     for addr in &config.server.listen {
         let socket = bind(*addr, config.server.receive_buffer).map_err(|e| format!("cannot listen on {addr}: {e}"))?;

@@ -13,10 +13,12 @@
 //! - [`limits`] — e-mail throttling and user lockout, behind a trait.
 //! - [`users`] — the users file and PIN hashes, behind a trait.
 //! - [`mail`] — the delivery queue, templates and providers (SMTP, file).
+//! - [`dictionary`] — attribute names ↔ wire types (FreeRADIUS format files).
 //! - [`config`] — the configuration file, strictly parsed and checked.
 //! - [`health`] — whether backends are up (Status-Server goes silent when not).
 //! - [`link`] — the confirmation page server for link delivery.
 //! - [`metrics`] — counters.
+//! - [`invariants`] — properties of any input, for fuzzing and property tests.
 //! - [`app`] — wires a configuration into a running server; signals.
 //! - [`cli`] — the `mailotp` commands; `main.rs` only calls into it.
 
@@ -27,8 +29,10 @@ pub mod auth;
 pub mod challenge;
 pub mod cli;
 pub mod config;
+pub mod dictionary;
 pub mod expiry;
 pub mod health;
+pub mod invariants;
 pub mod limits;
 pub mod link;
 pub mod mail;

@@ -23,6 +23,7 @@ use zeroize::Zeroizing;
 
 pub use ldap::{LdapConfig, LdapTls, USER_PLACEHOLDER};
 
+use crate::dictionary::{AttrDef, Dictionary, Kind};
 use crate::limits::{Lockout, Throttling};
 use crate::mail::template::Templates;
 use raw::{ProviderKind, RawClient, RawConfig, RawEmail, RawProvider};
@@ -184,6 +185,10 @@ pub struct Client {
     pub require_message_authenticator: bool,
     /// How it is asked for the OTP.
     pub challenge_mode: ChallengeMode,
+    /// The attribute (e.g. `Mailotp-Email`) whose value replaces the user's
+    /// e-mail address, when this client (a front proxy that already looked
+    /// the user up) sends it.
+    pub trusted_email: Option<AttrDef>,
 }
 
 /// `[server]`: sockets and limits.
@@ -199,6 +204,9 @@ pub struct ServerConfig {
     pub receive_buffer: Option<usize>,
     /// How long SIGTERM waits for requests in progress.
     pub shutdown_grace: Duration,
+    /// How often dropped datagrams are summed up in the log (one line per
+    /// reason that had drops in the period, so a flood cannot flood the log).
+    pub drop_log_interval: Duration,
 }
 
 /// `[users]`.
@@ -472,12 +480,16 @@ impl Validator<'_> {
         if hash_workers == 0 {
             return Err(self.err("server.hash_workers", "must be at least 1"));
         }
+        if raw.drop_log_interval == 0 {
+            return Err(self.err("server.drop_log_interval", "must be at least 1 second"));
+        }
         Ok(ServerConfig {
             listen,
             max_in_flight: raw.max_in_flight,
             hash_workers,
             receive_buffer: raw.receive_buffer,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace),
+            drop_log_interval: Duration::from_secs(raw.drop_log_interval),
         })
     }
 
@@ -493,12 +505,30 @@ impl Validator<'_> {
             })?,
         };
         let secret = self.secret(raw.secret, raw.secret_file, &key("secret"))?;
+        let trusted_email = match raw.trusted_email_attribute {
+            None => None,
+            Some(name) => match Dictionary::builtin().attribute(&name) {
+                Some(def) if def.kind == Kind::String => Some(def.clone()),
+                Some(def) => {
+                    let reason = format!(
+                        "`{}` is not a string attribute, so it cannot carry an address",
+                        def.name
+                    );
+                    return Err(self.err(key("trusted_email_attribute"), reason));
+                }
+                None => {
+                    let reason = format!("`{name}` is not an attribute of the dictionary (see dictionary/)");
+                    return Err(self.err(key("trusted_email_attribute"), reason));
+                }
+            },
+        };
         Ok(Client {
             name: raw.name,
             network: network.trunc(),
             secret,
             require_message_authenticator: raw.require_message_authenticator,
             challenge_mode: raw.challenge_mode,
+            trusted_email,
         })
     }
 

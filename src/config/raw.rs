@@ -43,6 +43,8 @@ pub(super) struct RawServer {
     pub receive_buffer: Option<usize>,
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: u64,
+    #[serde(default = "default_drop_log_interval")]
+    pub drop_log_interval: u64,
 }
 
 fn default_max_in_flight() -> usize {
@@ -51,6 +53,10 @@ fn default_max_in_flight() -> usize {
 
 fn default_shutdown_grace() -> u64 {
     5
+}
+
+fn default_drop_log_interval() -> u64 {
+    10
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +70,7 @@ pub(super) struct RawClient {
     pub require_message_authenticator: bool,
     #[serde(default)]
     pub challenge_mode: super::ChallengeMode,
+    pub trusted_email_attribute: Option<String>,
 }
 
 fn default_true() -> bool {

@@ -147,6 +147,16 @@ fn secrets_come_from_files_without_the_trailing_newline() {
     assert_eq!(format!("{:?}", c.clients[0].secret), "Secret(***)");
 }
 
+#[test]
+fn drop_log_interval_defaults_to_ten_seconds_and_refuses_zero() {
+    assert_eq!(load(MINIMAL).unwrap().server.drop_log_interval, Duration::from_secs(10));
+    let text = MINIMAL.replace("[server]\n", "[server]\ndrop_log_interval = 0\n");
+    assert_eq!(
+        error_of(&text),
+        "/etc/mailotp/mailotp.toml: key `server.drop_log_interval`: must be at least 1 second"
+    );
+}
+
 fn with_state(state: &str) -> String {
     format!("{MINIMAL}\n[state]\n{state}\n")
 }

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
+use crate::freeradius::radiusd_conf;
 use crate::harness::*;
 
 /// A redis-server started by the test, without persistence; stopped by PID.
@@ -152,8 +153,8 @@ pub const ACCESS_REJECT: u8 = 3;
 pub const NAS_SECRET: &str = "nas-secret-for-pool-tests-7d1";
 
 /// FreeRADIUS 3.2 (`freeradius -X -f -d DIR`) proxying to a fail-over pool,
-/// configured with the shipped `conf/pool/freeradius-proxy.conf` (only
-/// addresses, ports, secrets and timers replaced).
+/// configured with the shipped `conf/freeradius/proxy-pool.conf` (only
+/// addresses, ports and secrets replaced) and `conf/freeradius/authorize.conf`.
 pub struct FreeRadius {
     /// The process.
     pub process: Process,
@@ -168,7 +169,7 @@ impl FreeRadius {
         let dir = tempfile::tempdir().unwrap();
         let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let shipped = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/pool/freeradius-proxy.conf"),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/freeradius/proxy-pool.conf"),
         )
         .unwrap();
         let proxy = shipped
@@ -187,6 +188,8 @@ impl FreeRadius {
         );
         std::fs::write(dir.path().join("proxy.conf"), proxy).unwrap();
         std::fs::write(dir.path().join("clients.conf"), clients).unwrap();
+        let authorize = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/freeradius/authorize.conf");
+        std::fs::copy(authorize, dir.path().join("authorize.conf")).unwrap();
         std::fs::write(dir.path().join("radiusd.conf"), radiusd_conf(dir.path(), port)).unwrap();
         // FreeRADIUS refuses a configuration that others may write.
         let status = Command::new("chmod")
@@ -209,61 +212,4 @@ impl FreeRadius {
             _dir: dir,
         }
     }
-}
-
-/// The smallest radiusd.conf that proxies every request to realm `mailotp`.
-fn radiusd_conf(dir: &std::path::Path, port: u16) -> String {
-    let dir = dir.display();
-    format!(
-        r#"prefix = /usr
-exec_prefix = /usr
-sysconfdir = /etc
-localstatedir = /var
-sbindir = /usr/sbin
-logdir = {dir}
-raddbdir = {dir}
-radacctdir = {dir}
-name = freeradius
-confdir = {dir}
-run_dir = {dir}
-db_dir = {dir}
-libdir = /usr/lib/freeradius
-pidfile = {dir}/radiusd.pid
-max_request_time = 30
-cleanup_delay = 5
-max_requests = 1024
-hostname_lookups = no
-log {{
-	destination = stdout
-}}
-security {{
-	allow_core_dumps = no
-	max_attributes = 200
-	reject_delay = 0
-	status_server = yes
-}}
-proxy_requests = yes
-proxy server {{
-	default_fallback = no
-}}
-$INCLUDE proxy.conf
-$INCLUDE clients.conf
-modules {{
-}}
-server default {{
-	listen {{
-		type = auth
-		ipaddr = 127.0.0.1
-		port = {port}
-	}}
-	authorize {{
-		update control {{
-			&Proxy-To-Realm := "mailotp"
-		}}
-	}}
-	authenticate {{
-	}}
-}}
-"#
-    )
 }
