@@ -8,7 +8,7 @@ use std::process::Command;
 
 use tempfile::TempDir;
 
-use crate::freeradius::radiusd_conf;
+use crate::freeradius::{shipped, FreeRadius};
 use crate::harness::*;
 
 /// A redis-server started by the test, without persistence; stopped by PID.
@@ -149,67 +149,20 @@ pub const ACCESS_ACCEPT: u8 = 2;
 /// Access-Reject.
 pub const ACCESS_REJECT: u8 = 3;
 
-/// The secret between radclient (the NAS) and the FreeRADIUS proxy.
-pub const NAS_SECRET: &str = "nas-secret-for-pool-tests-7d1";
-
-/// FreeRADIUS 3.2 (`freeradius -X -f -d DIR`) proxying to a fail-over pool,
-/// configured with the shipped `conf/freeradius/proxy-pool.conf` (only
-/// addresses, ports and secrets replaced) and `conf/freeradius/authorize.conf`.
-pub struct FreeRadius {
-    /// The process.
-    pub process: Process,
-    /// Where the NAS sends.
-    pub addr: SocketAddr,
-    _dir: TempDir,
-}
-
-impl FreeRadius {
-    /// A proxy whose pool is `a`, then `b` (shared secret [`SECRET`]).
-    pub fn start_fail_over(a: SocketAddr, b: SocketAddr) -> FreeRadius {
-        let dir = tempfile::tempdir().unwrap();
-        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let shipped = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/freeradius/proxy-pool.conf"),
+/// FreeRADIUS 3.2 proxying to a fail-over pool of `a`, then `b`, configured
+/// with the shipped `conf/freeradius/proxy-pool.conf` (only addresses, ports
+/// and secrets replaced).
+pub fn start_fail_over_proxy(a: SocketAddr, b: SocketAddr) -> FreeRadius {
+    let proxy = shipped("proxy-pool.conf")
+        .replace(
+            "ipaddr = 10.0.0.11\n\tport = 1812",
+            &format!("ipaddr = {}\n\tport = {}", a.ip(), a.port()),
         )
-        .unwrap();
-        let proxy = shipped
-            .replace(
-                "ipaddr = 10.0.0.11\n\tport = 1812",
-                &format!("ipaddr = {}\n\tport = {}", a.ip(), a.port()),
-            )
-            .replace(
-                "ipaddr = 10.0.0.12\n\tport = 1812",
-                &format!("ipaddr = {}\n\tport = {}", b.ip(), b.port()),
-            )
-            .replace("change-me-to-the-secret-of-the-proxy-client", SECRET);
-        assert!(!proxy.contains("10.0.0.1"), "every address replaced:\n{proxy}");
-        let clients = format!(
-            "client nas {{\n\tipaddr = 127.0.0.1\n\tsecret = {NAS_SECRET}\n\trequire_message_authenticator = no\n}}\n"
-        );
-        std::fs::write(dir.path().join("proxy.conf"), proxy).unwrap();
-        std::fs::write(dir.path().join("clients.conf"), clients).unwrap();
-        let authorize = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/freeradius/authorize.conf");
-        std::fs::copy(authorize, dir.path().join("authorize.conf")).unwrap();
-        std::fs::write(dir.path().join("radiusd.conf"), radiusd_conf(dir.path(), port)).unwrap();
-        // FreeRADIUS refuses a configuration that others may write.
-        let status = Command::new("chmod")
-            .arg("-R")
-            .arg("go-w")
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let mut cmd = Command::new("freeradius");
-        cmd.arg("-X").arg("-f").arg("-d").arg(dir.path());
-        let process = Process::spawn("freeradius", cmd);
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        poll("freeradius to answer Status-Server", DEADLINE, || {
-            radclient_code(addr, NAS_SECRET, "status", "Message-Authenticator = 0x00")
-        });
-        FreeRadius {
-            process,
-            addr,
-            _dir: dir,
-        }
-    }
+        .replace(
+            "ipaddr = 10.0.0.12\n\tport = 1812",
+            &format!("ipaddr = {}\n\tport = {}", b.ip(), b.port()),
+        )
+        .replace("change-me-to-the-secret-of-the-proxy-client", SECRET);
+    assert!(!proxy.contains("10.0.0.1"), "every address replaced:\n{proxy}");
+    FreeRadius::start_with(&proxy)
 }

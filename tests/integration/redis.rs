@@ -1,6 +1,7 @@
 //! Issue 11: several instances as one through Redis. A real redis-server on a
 //! free port, two mailotp processes sharing it, aiosmtpd and radclient.
 
+use crate::freeradius::NAS_SECRET;
 use crate::harness::*;
 use crate::pool_support::*;
 
@@ -205,7 +206,7 @@ fn behind_a_freeradius_fail_over_pool_a_login_survives_the_death_of_its_instance
     let key = PoolKey::new();
     let smtp = SmtpSink::start();
     let mut pool = start_pool(2, smtp.port, &redis, &key, "", "");
-    let proxy = FreeRadius::start_fail_over(pool[0].addr(), pool[1].addr());
+    let proxy = start_fail_over_proxy(pool[0].addr(), pool[1].addr());
 
     let pin_attrs = format!("User-Name = \"alice\", User-Password = \"{}\"", pin("alice"));
     let challenge = radclient(proxy.addr, NAS_SECRET, &pin_attrs).expect("an answer through the proxy");
