@@ -56,7 +56,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             let config = load(config, test_mode)?;
             init_logging(config.log.format);
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(crate::app::run(config))?;
+            runtime.block_on(crate::app::run(config, LoadOptions { test_mode }))?;
         }
         Command::Check { config, test_mode } => check(load(config, test_mode)?)?,
         Command::HashPin => hash_pin()?,
