@@ -138,3 +138,46 @@ fn the_systemd_unit_verifies_and_its_sandbox_rates_ok() {
     // systemd rates up to 2.0 "OK"; README states the current figure.
     assert!(score <= 2.0, "exposure {overall}");
 }
+
+#[test]
+fn check_summarises_and_connect_tries_the_smtp_server() {
+    let smtp = SmtpSink::start_with(SinkOptions {
+        auth: Some("relay-user:relay-pass-5512".to_owned()),
+        ..SinkOptions::default()
+    });
+    let mut setup = Setup::new(smtp.port);
+    setup
+        .provider
+        .push_str("smtp_user = \"relay-user\"\nsmtp_password = \"relay-pass-5512\"\n");
+    let dir = setup.write();
+    let out = run_mailotp("check", dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("is valid") && stdout.contains("users: 3"), "{stdout}");
+    assert!(!stdout.contains("relay-pass-5512"));
+
+    let connect = |dir: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mailotp"))
+            .args(["check", "--connect", "-c"])
+            .arg(dir.join("mailotp.toml"))
+            .output()
+            .unwrap()
+    };
+    let out = connect(dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("SMTP server 127.0.0.1:{}: ok", smtp.port)),
+        "{stdout}"
+    );
+
+    let dead = free_tcp_port();
+    let down = Setup::new(dead).write();
+    let out = connect(down.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a failed probe fails the check: {stdout}");
+    assert!(
+        stdout.contains(&format!("SMTP server 127.0.0.1:{dead}: FAILED")),
+        "{stdout}"
+    );
+}
