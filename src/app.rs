@@ -52,6 +52,18 @@ pub async fn run(config: Config, options: LoadOptions) -> Result<(), CliError> {
         tracing::info!(address = %socket.local_addr()?, "listening on {}", socket.local_addr()?);
         sockets.push(socket);
     }
+    if let Some(addr) = config.metrics {
+        let listener = crate::exporter::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
+        let exporter = crate::exporter::serve(
+            listener,
+            Arc::clone(&running.ctx),
+            running.pool.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(exporter);
+    }
     let ctx = Arc::clone(&running.ctx);
     let server = tokio::spawn(crate::server::serve(sockets, ctx, tasks.clone(), shutdown.clone()));
     systemd(&[NotifyState::Ready]);

@@ -181,3 +181,68 @@ fn check_summarises_and_connect_tries_the_smtp_server() {
         "{stdout}"
     );
 }
+
+/// GET `/metrics` over a plain TCP connection; the body.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+#[test]
+fn metrics_count_known_traffic() {
+    let smtp = SmtpSink::start();
+    let mut setup = Setup::new(smtp.port);
+    setup.extra = "[metrics]\nlisten = \"127.0.0.1:0\"\n".to_owned();
+    let server = Server::start(&setup);
+    let line = server.wait_for_log("metrics on http://");
+    let addr = line
+        .split("metrics on http://")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches("/metrics")
+        .trim()
+        .to_owned();
+
+    let challenge = send_pin(&server, "alice", pin("alice")).unwrap();
+    let otp = smtp.wait_for_mails(1)[0].otp();
+    let wrong = if otp == "000000" { "111111" } else { "000000" };
+    assert_eq!(
+        send_otp(&server, "alice", wrong, &challenge.state()).unwrap().code,
+        "Access-Reject"
+    );
+    assert_eq!(
+        send_otp(&server, "alice", &otp, &challenge.state()).unwrap().code,
+        "Access-Accept"
+    );
+    let forged = "User-Name = alice, User-Password = x, Message-Authenticator = 0x00";
+    assert!(radclient(server.addr(), "not-the-secret", forged).is_none());
+
+    let expected = [
+        "mailotp_answers_total{code=\"Access-Challenge\"} 1",
+        "mailotp_answers_total{code=\"Access-Accept\"} 1",
+        "mailotp_answers_total{code=\"Access-Reject\"} 1",
+        "mailotp_drops_total{reason=\"bad-message-authenticator\"} 1",
+        "mailotp_drops_total{reason=\"unknown-client\"} 0",
+        "mailotp_mails_sent_total 1",
+        "mailotp_mails_queued 0",
+        "mailotp_open_challenges 0",
+        "mailotp_pin_hashes_total 1",
+    ];
+    // The mail's "sent" is counted when the SMTP server's 250 arrives.
+    let body = poll("the counters to settle", DEADLINE, || {
+        let body = scrape(&addr);
+        expected
+            .iter()
+            .all(|line| body.lines().any(|l| l == *line))
+            .then_some(body)
+    });
+    assert!(body.contains("# TYPE mailotp_answers counter"), "{body}");
+}
