@@ -338,6 +338,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[state]`: one instance in memory, or a pool through Redis.
     pub state: StateConfig,
+    /// `[metrics] listen`: where Prometheus scrapes `/metrics`; `None` is off.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Config {
@@ -432,6 +434,14 @@ impl Validator<'_> {
             email,
             log: LogConfig { format: raw.log.format },
             state,
+            metrics: match raw.metrics {
+                None => None,
+                Some(m) => {
+                    Some(m.listen.parse().map_err(|_| {
+                        self.err("metrics.listen", format!("`{}` is not an address with port", m.listen))
+                    })?)
+                }
+            },
         })
     }
 

@@ -18,6 +18,13 @@ pub(super) struct RawConfig {
     pub log: RawLog,
     pub state: Option<super::state::RawState>,
     pub link: Option<RawLink>,
+    pub metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub listen: String,
 }
 
 #[derive(Debug, Deserialize)]

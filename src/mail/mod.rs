@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
@@ -114,13 +115,14 @@ pub struct MailStats {
 }
 
 /// The request path's handle on the queue.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MailQueue {
     shared: Option<Arc<dyn SharedQueue>>,
     sender: mpsc::UnboundedSender<MailJob>,
     pending: Arc<AtomicUsize>,
     limit: usize,
     stats: Arc<MailStats>,
+    renderer: Arc<ArcSwap<Renderer>>,
 }
 
 impl MailQueue {
@@ -157,6 +159,21 @@ impl MailQueue {
     pub fn stats(&self) -> &MailStats {
         &self.stats
     }
+
+    /// Takes sender, subject and templates from a reloaded configuration;
+    /// mails already queued are rendered with the new ones.
+    pub fn update_messages(&self, config: &EmailConfig) {
+        self.renderer.store(Arc::new(Renderer::new(config)));
+    }
+}
+
+impl std::fmt::Debug for MailQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailQueue")
+            .field("pending", &self.pending())
+            .field("limit", &self.limit)
+            .finish()
+    }
 }
 
 /// Renders jobs into messages.
@@ -168,6 +185,15 @@ struct Renderer {
 }
 
 impl Renderer {
+    fn new(config: &EmailConfig) -> Renderer {
+        Renderer {
+            from: config.from.clone(),
+            subject: config.subject.clone(),
+            templates: config.templates.clone(),
+            minutes: config.challenge_validity.as_secs().div_ceil(60),
+        }
+    }
+
     fn render(&self, job: &MailJob) -> Result<Message, MailError> {
         let values = Values {
             otp: job.otp.expose(),
@@ -236,16 +262,11 @@ fn start_delivery(
         pending: Arc::new(AtomicUsize::new(0)),
         limit: config.queue_limit,
         stats: Arc::new(MailStats::default()),
-    };
-    let renderer = Renderer {
-        from: config.from.clone(),
-        subject: config.subject.clone(),
-        templates: config.templates.clone(),
-        minutes: config.challenge_validity.as_secs().div_ceil(60),
+        renderer: Arc::new(ArcSwap::from_pointee(Renderer::new(config))),
     };
     let worker = Delivery {
         provider,
-        renderer: Arc::new(renderer),
+        renderer: Arc::clone(&queue.renderer),
         pending: Arc::clone(&queue.pending),
         stats: Arc::clone(&queue.stats),
         finished,
@@ -256,7 +277,7 @@ fn start_delivery(
 
 struct Delivery {
     provider: Arc<dyn MailProvider>,
-    renderer: Arc<Renderer>,
+    renderer: Arc<ArcSwap<Renderer>>,
     pending: Arc<AtomicUsize>,
     stats: Arc<MailStats>,
     finished: Option<mpsc::UnboundedSender<Transaction>>,
@@ -304,7 +325,7 @@ impl Delivery {
 
     fn spawn_send(&self, sending: &mut JoinSet<(Attempt, Result<(), MailError>)>, mut attempt: Attempt) {
         let provider = Arc::clone(&self.provider);
-        let renderer = Arc::clone(&self.renderer);
+        let renderer = self.renderer.load_full();
         attempt.tries += 1;
         sending.spawn(async move {
             let result = match renderer.render(&attempt.job) {

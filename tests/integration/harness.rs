@@ -260,12 +260,18 @@ impl Server {
 
     /// Starts `mailotp serve -c DIR/mailotp.toml` and waits for its sockets.
     pub fn start_in(dir: TempDir, args: &[String], sockets: usize) -> Server {
+        Server::start_with_env(dir, args, sockets, &[])
+    }
+
+    /// As [`Server::start_in`], with more environment variables.
+    pub fn start_with_env(dir: TempDir, args: &[String], sockets: usize, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailotp"));
         cmd.arg("serve")
             .arg("-c")
             .arg(dir.path().join("mailotp.toml"))
             .args(args);
         cmd.current_dir(dir.path()).env("RUST_LOG", "info");
+        cmd.envs(env.iter().copied());
         let process = Process::spawn("mailotp", cmd);
         let addrs = poll("mailotp to listen", DEADLINE, || {
             let out = process.output();

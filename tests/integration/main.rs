@@ -13,4 +13,5 @@ mod mail_and_abuse;
 mod packets;
 mod pool_support;
 mod redis;
+mod service;
 mod slapd;
