@@ -3,9 +3,11 @@
 //! prints them.
 
 mod check;
+mod login;
 
 use std::error::Error;
 use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -51,6 +53,17 @@ pub enum Command {
     },
     /// Read a PIN (no echo on a terminal, or from stdin) and print its hash for the users file.
     HashPin,
+    /// Log in interactively as a VPN would: PIN, then the code from the e-mail.
+    Login {
+        /// The user name.
+        user: String,
+        /// The RADIUS server.
+        #[arg(long, default_value = "127.0.0.1:1812")]
+        server: SocketAddr,
+        /// The shared secret (default: the embedded default's).
+        #[arg(long, default_value = "testing123")]
+        secret: String,
+    },
 }
 
 /// Runs a command.
@@ -68,6 +81,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             connect,
         } => return check::run(load(config, test_mode)?, connect),
         Command::HashPin => hash_pin()?,
+        Command::Login { user, server, secret } => return login::run(&user, server, &secret),
     }
     Ok(ExitCode::SUCCESS)
 }

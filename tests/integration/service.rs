@@ -246,3 +246,63 @@ fn metrics_count_known_traffic() {
     });
     assert!(body.contains("# TYPE mailotp_answers counter"), "{body}");
 }
+
+#[test]
+fn login_on_a_terminal_asks_pin_and_code_without_echo() {
+    let smtp = SmtpSink::start();
+    let mut setup = Setup::new(smtp.port);
+    setup.clients = vec![client("local", "127.0.0.1", SECRET, true, "access-challenge")];
+    let mut server = Server::start(&setup);
+    let relay = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/pty_relay.py");
+    let mut cmd = std::process::Command::new("/usr/bin/python3");
+    cmd.arg(relay)
+        .arg(env!("CARGO_BIN_EXE_mailotp"))
+        .args(["login", "alice", "--server"]);
+    cmd.arg(server.addr().to_string()).args(["--secret", SECRET]);
+    let mut terminal = Process::spawn_with_stdin("login on a pty", cmd);
+
+    terminal.wait_for_line("PIN for alice:");
+    terminal.type_line(pin("alice"));
+    terminal.wait_for_line("Enter the one-time password sent to a***@example.test");
+    terminal.wait_for_line("Code (or Enter after confirming a link):");
+    let otp = smtp.wait_for_mails(1)[0].otp();
+    server.forbid_in_log(&otp);
+    terminal.type_line(&otp);
+    terminal.wait_for_line("Access-Accept");
+    let status = terminal.wait_exit(DEADLINE).expect("login exits");
+    assert!(status.success());
+    let shown = terminal.output();
+    assert!(
+        !shown.contains(pin("alice")) && !shown.contains(&otp),
+        "nothing typed is echoed:\n{shown}"
+    );
+}
+
+#[test]
+fn json_logs_give_one_object_per_line_with_the_request_fields() {
+    let smtp = SmtpSink::start();
+    let mut setup = Setup::new(smtp.port);
+    setup.extra = "[log]\nformat = \"json\"\n".to_owned();
+    let mut server = Server::start(&setup);
+    let challenge = send_pin(&server, "alice", pin("alice")).unwrap();
+    let otp = smtp.wait_for_mails(1)[0].otp();
+    server.forbid_in_log(&otp);
+    assert_eq!(
+        send_otp(&server, "alice", &otp, &challenge.state()).unwrap().code,
+        "Access-Accept"
+    );
+    server.wait_for_log("otp-accepted");
+    let mut answered = Vec::new();
+    for line in server.log().lines() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(value["timestamp"].is_string() && value["level"].is_string(), "{line}");
+        if value["fields"]["message"] == "request answered" {
+            answered.push(value["fields"].clone());
+        }
+    }
+    assert_eq!(answered.len(), 2);
+    assert_eq!(answered[0]["user"], "alice");
+    assert_eq!(answered[0]["answer"], "Access-Challenge");
+    assert_eq!(answered[1]["reason"], "otp-accepted");
+    assert_eq!(answered[1]["client"], "local");
+}
