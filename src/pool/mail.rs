@@ -8,7 +8,8 @@
 //! goes idle and is taken over by another (`XAUTOCLAIM`, idle over
 //! [`TAKEOVER_IDLE`], looked for every [`KEEP_INTERVAL`]: within 15 s). A job
 //! is acknowledged and deleted once delivered or given up, so a death between
-//! the SMTP server's "250" and that can send it twice; nothing else can. The
+//! the SMTP server's "250" and that can send it twice, and so can a holder cut
+//! off from Redis for longer than [`TAKEOVER_IDLE`]; nothing else can. The
 //! stream expires a while after the last job was queued. Reading and claiming
 //! do not report to health: the request path and the watcher do.
 
