@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use super::CliError;
-use crate::config::{Config, Delivery, Provider};
+use crate::config::{Config, Delivery, Provider, StateConfig};
 use crate::users::{HashPool, UserDirectory};
 
 /// Checks `config` (already loaded, so the configuration itself is valid).
@@ -43,6 +43,10 @@ fn summary(config: &Config, users: &dyn UserDirectory) {
         crate::config::UsersSource::Ldap(_) => println!("  users: LDAP directory"),
         _ => println!("  users: {}", users.len()),
     }
+    match &config.state {
+        StateConfig::Memory => println!("  state: in this process"),
+        StateConfig::Redis(_) => println!("  state: shared through Redis (key from secret_file)"),
+    }
     let email = &config.email;
     let delivery = match &email.delivery {
         Delivery::Otp => format!("{}-digit codes", email.otp_length),
@@ -78,6 +82,11 @@ async fn probes(config: &Config, users: &dyn UserDirectory) -> usize {
     if let crate::config::UsersSource::Ldap(ldap) = &config.users.source {
         let result = users.check_connection().await.map_err(|e| e.to_string());
         report(format!("LDAP service bind at {}", ldap.url), result);
+    }
+    if let StateConfig::Redis(redis) = &config.state {
+        // Not the URL: it may carry the Redis password.
+        let result = crate::pool::check_connection(redis).await.map_err(|e| e.to_string());
+        report("Redis (shared state)".to_owned(), result);
     }
     failed
 }

@@ -303,3 +303,32 @@ fn a_link_confirmed_on_one_instance_logs_in_once_on_another() {
         "single use across instances"
     );
 }
+
+#[test]
+fn check_connect_tries_redis_without_printing_its_url() {
+    let mut redis = RedisServer::start();
+    let key = PoolKey::new();
+    let smtp = SmtpSink::start();
+    let mut setup = Setup::new(smtp.port);
+    setup.extra = redis.state_section(&key);
+    let dir = setup.write();
+    let connect = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailotp"))
+            .args(["check", "--connect", "-c"])
+            .arg(dir.path().join("mailotp.toml"))
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, stdout) = connect();
+    assert!(ok, "{stdout}");
+    assert!(
+        stdout.contains("state: shared through Redis") && stdout.contains("Redis (shared state): ok"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("redis://"), "{stdout}");
+    redis.stop();
+    let (ok, stdout) = connect();
+    assert!(!ok, "{stdout}");
+    assert!(stdout.contains("Redis (shared state): FAILED"), "{stdout}");
+}
