@@ -9,11 +9,13 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use lettre::message::Mailbox;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::challenge::{Answer, ChallengeStore, LinkToken, Opened, StoreError, Transaction};
 use crate::config::{ChallengeMode, Delivery, EmailConfig};
+use crate::dictionary::WireAttribute;
 use crate::limits::Limiter;
 use crate::mail::{MailJob, MailQueue};
 use crate::otp::Otp;
@@ -104,6 +106,8 @@ pub struct Request<'a> {
     pub challenge_mode: ChallengeMode,
     /// Calling-Station-Id (the user's address, as VPNs send it), for throttling.
     pub client_ip: Option<&'a str>,
+    /// The e-mail address a trusted front proxy sent (`trusted_email_attribute`).
+    pub trusted_email: Option<&'a str>,
 }
 
 /// What to answer.
@@ -115,25 +119,31 @@ pub struct Decision {
     pub state: Option<Transaction>,
     /// The Reply-Message to send.
     pub reply_message: Option<String>,
+    /// More attributes (the user's `reply` on Access-Accept).
+    pub attributes: Vec<WireAttribute>,
     /// Why, for the log.
     pub reason: Reason,
 }
 
 impl Decision {
-    fn accept(reason: Reason) -> Decision {
+    /// An Access-Accept with nothing but the reason.
+    pub fn accept(reason: Reason) -> Decision {
         Decision {
             code: Code::AccessAccept,
             state: None,
             reply_message: None,
+            attributes: Vec::new(),
             reason,
         }
     }
 
-    fn reject(reason: Reason) -> Decision {
+    /// An Access-Reject with nothing but the reason.
+    pub fn reject(reason: Reason) -> Decision {
         Decision {
             code: Code::AccessReject,
             state: None,
             reply_message: None,
+            attributes: Vec::new(),
             reason,
         }
     }
@@ -209,7 +219,10 @@ impl Authenticator {
         }
         let check = self.users.load().check_pin(req.user, req.password).await?;
         match self.first_factor(req.user, check).await? {
-            Ok(user) => self.open_challenge(req, user).await,
+            Ok(user) => {
+                self.open_challenge(req, with_trusted_email(user, req.trusted_email))
+                    .await
+            }
             Err(decision) => Ok(decision),
         }
     }
@@ -282,7 +295,10 @@ impl Authenticator {
 
     async fn accept(&self, name: &str, reason: Reason) -> Result<Decision, Unavailable> {
         self.limits.succeeded(&limit_key(name)).await?;
-        Ok(Decision::accept(reason))
+        Ok(Decision {
+            attributes: self.users.load().reply_attributes(name),
+            ..Decision::accept(reason)
+        })
     }
 
     /// Right PIN: a new challenge and its mail, or the open one within the
@@ -360,6 +376,21 @@ impl Authenticator {
     }
 }
 
+/// The user with the address a trusted front proxy sent, if it sent a valid one.
+fn with_trusted_email(mut user: User, trusted: Option<&str>) -> User {
+    match trusted.map(str::parse::<Mailbox>) {
+        Some(Ok(mailbox)) => {
+            tracing::info!(user = %user.name, to = %mailbox.email, "e-mail address from the trusted client's attribute");
+            user.email = mailbox;
+        }
+        Some(Err(e)) => {
+            tracing::warn!(user = %user.name, error = %e, "trusted e-mail attribute is not an address; using the directory's")
+        }
+        None => {}
+    }
+    user
+}
+
 /// The answer that asks for the code (or the link): Access-Challenge with
 /// State, or in reject mode Access-Reject with the prompt.
 fn prompt(mode: ChallengeMode, tx: Transaction, message: String, reason: Reason) -> Decision {
@@ -368,6 +399,7 @@ fn prompt(mode: ChallengeMode, tx: Transaction, message: String, reason: Reason)
             code: Code::AccessChallenge,
             state: Some(tx),
             reply_message: Some(message),
+            attributes: Vec::new(),
             reason,
         },
         ChallengeMode::Reject => Decision {

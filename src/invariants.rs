@@ -128,6 +128,7 @@ fn parse_and_answer(packet: &Packet<'_>) {
         code: Code::AccessChallenge,
         state: state.or_else(|| Some(Transaction::random())),
         reply_message: Some(format!("answer for {user}")),
+        attributes: Vec::new(),
         reason: Reason::ChallengeSent,
     };
     let bytes = encode_response(packet, &decision, SECRET);

@@ -12,6 +12,7 @@
 //! - [`limits`] — e-mail throttling and user lockout, behind a trait.
 //! - [`users`] — the users file and PIN hashes, behind a trait.
 //! - [`mail`] — the delivery queue, templates and providers (SMTP, file).
+//! - [`dictionary`] — attribute names ↔ wire types (FreeRADIUS format files).
 //! - [`config`] — the configuration file, strictly parsed and checked.
 //! - [`health`] — whether backends are up (Status-Server goes silent when not).
 //! - [`link`] — the confirmation page server for link delivery.
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod challenge;
 pub mod cli;
 pub mod config;
+pub mod dictionary;
 pub mod expiry;
 pub mod health;
 pub mod invariants;

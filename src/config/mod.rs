@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 
 pub use ldap::{LdapConfig, LdapTls, USER_PLACEHOLDER};
 
+use crate::dictionary::{AttrDef, Dictionary, Kind};
 use crate::limits::{Lockout, Throttling};
 use crate::mail::template::Templates;
 use raw::{ProviderKind, RawClient, RawConfig, RawEmail, RawProvider};
@@ -182,6 +183,10 @@ pub struct Client {
     pub require_message_authenticator: bool,
     /// How it is asked for the OTP.
     pub challenge_mode: ChallengeMode,
+    /// The attribute (e.g. `Mailotp-Email`) whose value replaces the user's
+    /// e-mail address, when this client (a front proxy that already looked
+    /// the user up) sends it.
+    pub trusted_email: Option<AttrDef>,
 }
 
 /// `[server]`: sockets and limits.
@@ -486,12 +491,30 @@ impl Validator<'_> {
             })?,
         };
         let secret = self.secret(raw.secret, raw.secret_file, &key("secret"))?;
+        let trusted_email = match raw.trusted_email_attribute {
+            None => None,
+            Some(name) => match Dictionary::builtin().attribute(&name) {
+                Some(def) if def.kind == Kind::String => Some(def.clone()),
+                Some(def) => {
+                    let reason = format!(
+                        "`{}` is not a string attribute, so it cannot carry an address",
+                        def.name
+                    );
+                    return Err(self.err(key("trusted_email_attribute"), reason));
+                }
+                None => {
+                    let reason = format!("`{name}` is not an attribute of the dictionary (see dictionary/)");
+                    return Err(self.err(key("trusted_email_attribute"), reason));
+                }
+            },
+        };
         Ok(Client {
             name: raw.name,
             network: network.trunc(),
             secret,
             require_message_authenticator: raw.require_message_authenticator,
             challenge_mode: raw.challenge_mode,
+            trusted_email,
         })
     }
 

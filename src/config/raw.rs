@@ -69,6 +69,7 @@ pub(super) struct RawClient {
     pub require_message_authenticator: bool,
     #[serde(default)]
     pub challenge_mode: super::ChallengeMode,
+    pub trusted_email_attribute: Option<String>,
 }
 
 fn default_true() -> bool {

@@ -28,6 +28,7 @@ pub use dedup::{DuplicateCache, RequestKey, Seen, TTL as DUPLICATE_TTL};
 
 use crate::auth::{Authenticator, Decision, Reason, Request, Unavailable};
 use crate::config::Client;
+use crate::dictionary::Dictionary;
 use crate::health::Health;
 use crate::metrics::{DropReason, Metrics};
 use crate::wire::{self, attr, Code, Packet, ResponseBuilder};
@@ -264,24 +265,21 @@ async fn respond(ctx: &Context, socket: &UdpSocket, client: &Client, key: Reques
         // A backend is down: stay silent so the proxy in front fails over.
         Err(Unavailable::Backend)
     } else if packet.code() == Code::StatusServer {
-        Ok(Decision {
-            code: Code::AccessAccept,
-            state: None,
-            reply_message: None,
-            reason: Reason::StatusServer,
-        })
+        Ok(Decision::accept(Reason::StatusServer))
     } else {
         let password = packet
             .first(attr::USER_PASSWORD)
             .and_then(|hidden| wire::unhide_password(hidden, secret, packet.authenticator()))
             .unwrap_or_default();
         let client_ip = packet.first(attr::CALLING_STATION_ID).map(String::from_utf8_lossy);
+        let trusted_email = trusted_email(&packet, client);
         let request = Request {
             user: &user,
             password: &password,
             state: packet.first(attr::STATE),
             challenge_mode: client.challenge_mode,
             client_ip: client_ip.as_deref(),
+            trusted_email: trusted_email.as_deref(),
         };
         ctx.auth.decide(&request).await
     };
@@ -319,10 +317,30 @@ pub fn encode_response(request: &Packet<'_>, decision: &Decision, secret: &[u8])
     if let Some(message) = &decision.reply_message {
         response.push(attr::REPLY_MESSAGE, message.as_bytes());
     }
+    for a in &decision.attributes {
+        response.push(a.attr_type, &a.value);
+    }
     for a in request.attributes().filter(|a| a.attr_type == attr::PROXY_STATE) {
         response.push(attr::PROXY_STATE, a.value);
     }
     response.finish(request.authenticator(), secret)
+}
+
+/// The e-mail address in the client's `trusted_email_attribute`. The same
+/// attribute from a client not configured with it is ignored, and logged so
+/// an admin sees a proxy that is not trusted yet (or a forgery).
+fn trusted_email(packet: &Packet<'_>, client: &Client) -> Option<String> {
+    let dictionary = Dictionary::builtin();
+    if let Some(def) = &client.trusted_email {
+        return dictionary
+            .find(packet, def)
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+    }
+    let def = dictionary.attribute("Mailotp-Email")?;
+    if dictionary.find(packet, def).is_some() {
+        tracing::warn!(client = %client.name, "Mailotp-Email ignored: this client has no trusted_email_attribute");
+    }
+    None
 }
 
 fn count(metrics: &Metrics, code: Code) {

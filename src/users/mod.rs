@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::config::{ConfigError, UsersConfig, UsersSource};
+use crate::dictionary::WireAttribute;
 use crate::health::Health;
 
 pub use file::{load_file, FileUsers};
@@ -82,6 +83,12 @@ pub trait UserDirectory: Send + Sync + 'static {
     /// LDAP, a service bind on a new connection). The users file has none.
     async fn check_connection(&self) -> Result<(), DirectoryError> {
         Ok(())
+    }
+
+    /// The attributes an Access-Accept for `name` carries (the users file's
+    /// `reply`). Cheap and local: the State path must not need the directory.
+    fn reply_attributes(&self, _name: &str) -> Vec<WireAttribute> {
+        Vec::new()
     }
 }
 

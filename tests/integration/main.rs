@@ -1,6 +1,7 @@
 //! Black-box tests: the real `mailotp` binary over real UDP, with radclient
 //! and a real SMTP server. See `harness` for how processes are started.
 
+mod attributes;
 mod certs;
 mod core_flow;
 mod freeradius;
