@@ -16,6 +16,7 @@
 //! - [`config`] — the configuration file, strictly parsed and checked.
 //! - [`health`] — whether backends are up (Status-Server goes silent when not).
 //! - [`link`] — the confirmation page server for link delivery.
+//! - [`exporter`] — `/metrics` in Prometheus text format.
 //! - [`metrics`] — counters.
 //! - [`invariants`] — properties of any input, for fuzzing and property tests.
 //! - [`app`] — wires a configuration into a running server; signals.
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod dictionary;
 pub mod expiry;
+pub mod exporter;
 pub mod health;
 pub mod invariants;
 pub mod limits;

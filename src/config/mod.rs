@@ -334,6 +334,8 @@ pub struct Config {
     pub email: EmailConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[metrics] listen`: where Prometheus scrapes `/metrics`; `None` is off.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Config {
@@ -418,6 +420,14 @@ impl Validator<'_> {
             users,
             email,
             log: LogConfig { format: raw.log.format },
+            metrics: match raw.metrics {
+                None => None,
+                Some(m) => {
+                    Some(m.listen.parse().map_err(|_| {
+                        self.err("metrics.listen", format!("`{}` is not an address with port", m.listen))
+                    })?)
+                }
+            },
         })
     }
 

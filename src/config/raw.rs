@@ -17,6 +17,13 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub log: RawLog,
     pub link: Option<RawLink>,
+    pub metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub listen: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 use thiserror::Error;
@@ -97,12 +98,13 @@ pub struct MailStats {
 }
 
 /// The request path's handle on the queue.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MailQueue {
     sender: mpsc::UnboundedSender<MailJob>,
     pending: Arc<AtomicUsize>,
     limit: usize,
     stats: Arc<MailStats>,
+    renderer: Arc<ArcSwap<Renderer>>,
 }
 
 impl MailQueue {
@@ -129,6 +131,21 @@ impl MailQueue {
     pub fn stats(&self) -> &MailStats {
         &self.stats
     }
+
+    /// Takes sender, subject and templates from a reloaded configuration;
+    /// mails already queued are rendered with the new ones.
+    pub fn update_messages(&self, config: &EmailConfig) {
+        self.renderer.store(Arc::new(Renderer::new(config)));
+    }
+}
+
+impl std::fmt::Debug for MailQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailQueue")
+            .field("pending", &self.pending())
+            .field("limit", &self.limit)
+            .finish()
+    }
 }
 
 /// Renders jobs into messages.
@@ -140,6 +157,15 @@ struct Renderer {
 }
 
 impl Renderer {
+    fn new(config: &EmailConfig) -> Renderer {
+        Renderer {
+            from: config.from.clone(),
+            subject: config.subject.clone(),
+            templates: config.templates.clone(),
+            minutes: config.challenge_validity.as_secs().div_ceil(60),
+        }
+    }
+
     fn render(&self, job: &MailJob) -> Result<Message, MailError> {
         let values = Values {
             otp: job.otp.expose(),
@@ -181,16 +207,11 @@ pub fn start(
         pending: Arc::new(AtomicUsize::new(0)),
         limit: config.queue_limit,
         stats: Arc::new(MailStats::default()),
-    };
-    let renderer = Renderer {
-        from: config.from.clone(),
-        subject: config.subject.clone(),
-        templates: config.templates.clone(),
-        minutes: config.challenge_validity.as_secs().div_ceil(60),
+        renderer: Arc::new(ArcSwap::from_pointee(Renderer::new(config))),
     };
     let worker = Delivery {
         provider,
-        renderer: Arc::new(renderer),
+        renderer: Arc::clone(&queue.renderer),
         pending: Arc::clone(&queue.pending),
         stats: Arc::clone(&queue.stats),
     };
@@ -200,7 +221,7 @@ pub fn start(
 
 struct Delivery {
     provider: Arc<dyn MailProvider>,
-    renderer: Arc<Renderer>,
+    renderer: Arc<ArcSwap<Renderer>>,
     pending: Arc<AtomicUsize>,
     stats: Arc<MailStats>,
 }
@@ -247,7 +268,7 @@ impl Delivery {
 
     fn spawn_send(&self, sending: &mut JoinSet<(Attempt, Result<(), MailError>)>, mut attempt: Attempt) {
         let provider = Arc::clone(&self.provider);
-        let renderer = Arc::clone(&self.renderer);
+        let renderer = self.renderer.load_full();
         attempt.tries += 1;
         sending.spawn(async move {
             let result = match renderer.render(&attempt.job) {

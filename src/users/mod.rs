@@ -10,6 +10,7 @@
 mod file;
 mod ldap;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,6 +97,16 @@ pub trait UserDirectory: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct HashPool {
     permits: Arc<Semaphore>,
+    stats: Arc<HashStats>,
+}
+
+/// What the hash pool did, for metrics.
+#[derive(Debug, Default)]
+pub struct HashStats {
+    /// PIN hashes computed.
+    pub hashes: AtomicU64,
+    /// Microseconds requests waited for a free worker, summed.
+    pub wait_micros: AtomicU64,
 }
 
 impl HashPool {
@@ -103,7 +114,13 @@ impl HashPool {
     pub fn new(workers: usize) -> HashPool {
         HashPool {
             permits: Arc::new(Semaphore::new(workers)),
+            stats: Arc::default(),
         }
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> &HashStats {
+        &self.stats
     }
 
     /// Whether `pin` matches the PHC hash string; also how long it waited
@@ -116,6 +133,9 @@ impl HashPool {
             .await
             .map_err(|e| unavailable(&e))?;
         let waited = queued.elapsed();
+        self.stats.hashes.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.stats.wait_micros.fetch_add(micros, Ordering::Relaxed);
         let pin = Zeroizing::new(pin.to_vec());
         let ok = tokio::task::spawn_blocking(move || {
             let _permit = permit;

@@ -270,3 +270,33 @@ fn lockout_counts_every_spelling_of_a_name_as_one_user() {
     assert_eq!(locked.attr("Reply-Message"), None);
     server.wait_for_log("reason=\"locked\"");
 }
+
+#[test]
+fn check_connect_tries_the_service_bind() {
+    let slapd = Slapd::start();
+    let smtp = SmtpSink::start();
+    let connect = |users: &str| {
+        let dir = write_without_users_file(&ldap_setup(smtp.port, users));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailotp"))
+            .args(["check", "--connect", "-c"])
+            .arg(dir.path().join("mailotp.toml"))
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, stdout) = connect(&users_section(&slapd.url(), ""));
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("users: LDAP directory"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("LDAP service bind at {}: ok", slapd.url())),
+        "{stdout}"
+    );
+    let wrong = users_section(&slapd.url(), "").replace(SERVICE_PASSWORD, "not-the-service-password");
+    let (ok, stdout) = connect(&wrong);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stdout.contains(&format!("LDAP service bind at {}: FAILED", slapd.url())),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not-the-service-password"));
+}

@@ -11,4 +11,5 @@ mod ldap;
 mod link;
 mod mail_and_abuse;
 mod packets;
+mod service;
 mod slapd;
