@@ -16,9 +16,11 @@ use crate::auth::{AuthSettings, Authenticator};
 use crate::challenge::ChallengeStore;
 use crate::challenge::{ChallengeSettings, MemoryStore};
 use crate::cli::CliError;
-use crate::config::{Config, Delivery, EmailConfig, LoadOptions, Source};
+use crate::config::{Config, Delivery, EmailConfig, LoadOptions, Source, StateConfig};
 use crate::health::Health;
-use crate::limits::MemoryLimiter;
+use crate::limits::{Limiter, MemoryLimiter};
+use crate::mail::MailQueue;
+use crate::pool::store::RedisStore;
 use crate::server::{Clients, Context};
 use crate::users::HashPool;
 
@@ -97,7 +99,7 @@ fn systemd(states: &[NotifyState<'_>]) {
 /// What a reload swaps, and what it needs to build the new parts.
 struct Running {
     ctx: Arc<Context>,
-    store: Arc<MemoryStore>,
+    store: Store,
     pool: HashPool,
     health: Arc<Health>,
     options: LoadOptions,
@@ -115,18 +117,15 @@ async fn start(
     let pool = HashPool::new(config.server.hash_workers);
     let users = crate::users::open_reporting(&config.users, pool.clone(), Arc::clone(&health))?;
     let email = &config.email;
-    let store = MemoryStore::start(challenge_settings(email), tasks, shutdown.clone());
-    let mail = crate::mail::start(email, config.server.shutdown_grace, tasks, shutdown.clone())?;
-    let limits = MemoryLimiter::start(email.throttling, config.users.lockout, tasks, shutdown.clone());
+    let (store, limits, mail) = start_state(config, &health, tasks, shutdown)?;
     if let Delivery::Link(link) = &email.delivery {
         let listener = TcpListener::bind(link.listen)
             .await
             .map_err(|e| format!("cannot listen on {} for link pages: {e}", link.listen))?;
         tracing::info!("link page server on http://{}", listener.local_addr()?);
-        let challenges: Arc<dyn ChallengeStore> = store.clone();
         let pages = crate::link::serve(
             listener,
-            challenges,
+            store.shared(),
             link.max_connections,
             tasks.clone(),
             shutdown.clone(),
@@ -135,7 +134,7 @@ async fn start(
     }
     let auth = Authenticator {
         users: ArcSwap::from_pointee(users),
-        challenges: store.clone(),
+        challenges: store.shared(),
         limits,
         mail,
         settings: ArcSwap::from_pointee(AuthSettings::from(email)),
@@ -149,6 +148,53 @@ async fn start(
         pool,
         health,
         options,
+    })
+}
+
+/// The challenge store, kept by its kind so a reload can change its settings.
+enum Store {
+    /// This process only.
+    Memory(Arc<MemoryStore>),
+    /// Shared with the pool through Redis.
+    Redis(Arc<RedisStore>),
+}
+
+impl Store {
+    fn shared(&self) -> Arc<dyn ChallengeStore> {
+        match self {
+            Store::Memory(store) => store.clone(),
+            Store::Redis(store) => store.clone(),
+        }
+    }
+
+    fn set_settings(&self, settings: ChallengeSettings) {
+        match self {
+            Store::Memory(store) => store.set_settings(settings),
+            Store::Redis(store) => store.set_settings(settings),
+        }
+    }
+}
+
+/// Challenges, limits and the mail queue: in this process, or in Redis.
+fn start_state(
+    config: &Config,
+    health: &Arc<Health>,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<(Store, Arc<dyn Limiter>, MailQueue), CliError> {
+    let (email, grace, lockout) = (&config.email, config.server.shutdown_grace, config.users.lockout);
+    Ok(match &config.state {
+        StateConfig::Redis(redis) => {
+            let shared = crate::pool::start(redis, email, lockout, grace, health, tasks, shutdown.clone())?;
+            tracing::info!("state in redis: challenges, limits and the mail queue are shared with the pool");
+            (Store::Redis(shared.challenges), shared.limits, shared.mail)
+        }
+        StateConfig::Memory => {
+            let store = MemoryStore::start(challenge_settings(email), tasks, shutdown.clone());
+            let mail = crate::mail::start(email, grace, tasks, shutdown.clone())?;
+            let limits = MemoryLimiter::start(email.throttling, lockout, tasks, shutdown.clone());
+            (Store::Memory(store), limits, mail)
+        }
     })
 }
 

@@ -17,7 +17,7 @@ use crate::challenge::{Answer, ChallengeStore, LinkToken, Opened, StoreError, Tr
 use crate::config::{ChallengeMode, Delivery, EmailConfig};
 use crate::dictionary::WireAttribute;
 use crate::limits::Limiter;
-use crate::mail::{MailJob, MailQueue};
+use crate::mail::{MailError, MailJob, MailQueue};
 use crate::otp::Otp;
 use crate::users::{DirectoryError, PinCheck, User, UserDirectory};
 use crate::wire::Code;
@@ -367,7 +367,10 @@ impl Authenticator {
             tx,
             expires: Instant::now() + settings.validity,
         };
-        if let Err(error) = self.mail.enqueue(job) {
+        if let Err(error) = self.mail.enqueue(job).await {
+            if let MailError::Unavailable { reason } = error {
+                return Err(StoreError::Unavailable { reason }.into());
+            }
             tracing::error!(user = %name, %error, "cannot queue the e-mail; rejecting");
             self.challenges.cancel(&name, &tx).await?;
             return Ok(Err(refuse(QUEUE_FULL, Reason::MailQueueFull)));

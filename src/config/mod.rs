@@ -8,6 +8,7 @@
 
 mod ldap;
 mod raw;
+mod state;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -26,6 +27,7 @@ use crate::dictionary::{AttrDef, Dictionary, Kind};
 use crate::limits::{Lockout, Throttling};
 use crate::mail::template::Templates;
 use raw::{ProviderKind, RawClient, RawConfig, RawEmail, RawProvider};
+pub use state::{PoolKey, RedisConfig, StateConfig, POOL_KEY_LEN};
 
 /// The configuration `mailotp serve` runs on without `-c`.
 pub const EMBEDDED_CONFIG: &str = include_str!("../../conf/embedded.toml");
@@ -334,6 +336,8 @@ pub struct Config {
     pub email: EmailConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[state]`: one instance in memory, or a pool through Redis.
+    pub state: StateConfig,
     /// `[metrics] listen`: where Prometheus scrapes `/metrics`; `None` is off.
     pub metrics: Option<SocketAddr>,
 }
@@ -365,6 +369,14 @@ impl Config {
 /// Reads a whole file, naming it in the error.
 pub fn read_text(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.display().to_string(),
+        source,
+    })
+}
+
+/// Reads a whole binary file (a key), naming it in the error.
+fn read_bytes(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|source| ConfigError::Read {
         file: path.display().to_string(),
         source,
     })
@@ -413,6 +425,7 @@ impl Validator<'_> {
         };
         let delivery = self.delivery(&raw.email.delivery, raw.link, &clients)?;
         let email = self.email(raw.email, delivery, options)?;
+        let state = self.state(raw.state)?;
         Ok(Config {
             source: self.source.clone(),
             server,
@@ -420,6 +433,7 @@ impl Validator<'_> {
             users,
             email,
             log: LogConfig { format: raw.log.format },
+            state,
             metrics: match raw.metrics {
                 None => None,
                 Some(m) => {

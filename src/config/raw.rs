@@ -16,6 +16,7 @@ pub(super) struct RawConfig {
     pub email: RawEmail,
     #[serde(default)]
     pub log: RawLog,
+    pub state: Option<super::state::RawState>,
     pub link: Option<RawLink>,
     pub metrics: Option<RawMetrics>,
 }

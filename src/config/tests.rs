@@ -156,3 +156,60 @@ fn drop_log_interval_defaults_to_ten_seconds_and_refuses_zero() {
         "/etc/mailotp/mailotp.toml: key `server.drop_log_interval`: must be at least 1 second"
     );
 }
+
+fn with_state(state: &str) -> String {
+    format!("{MINIMAL}\n[state]\n{state}\n")
+}
+
+#[test]
+fn state_defaults_to_memory_and_redis_needs_url_and_key() {
+    assert!(matches!(load(MINIMAL).unwrap().state, StateConfig::Memory));
+    let no_url = error_of(&with_state("backend = \"redis\""));
+    assert!(no_url.contains("key `state.redis_url`: required"), "{no_url}");
+    let no_key = error_of(&with_state(
+        "backend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"",
+    ));
+    assert!(no_key.contains("key `state.secret_file`: required"), "{no_key}");
+    let stray = error_of(&with_state("redis_url = \"redis://127.0.0.1:6379\""));
+    assert!(
+        stray.contains("key `state.redis_url`: only used with backend = \"redis\""),
+        "{stray}"
+    );
+    let bad = error_of(&with_state("backend = \"etcd\""));
+    assert!(
+        bad.contains("key `state.backend`: `etcd` is not a supported backend"),
+        "{bad}"
+    );
+}
+
+#[test]
+fn pool_key_must_be_32_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |key: &[u8]| {
+        let path = dir.path().join("pool.key");
+        std::fs::write(&path, key).unwrap();
+        let text = with_state(&format!(
+            "backend = \"redis\"\nredis_url = \"redis://:pw@127.0.0.1:6379\"\nsecret_file = \"{}\"",
+            path.display()
+        ));
+        load(&text)
+    };
+    let short = config(&[7u8; 16]).unwrap_err().to_string();
+    assert!(
+        short.contains("key `state.secret_file`:") && short.contains("holds 16 bytes"),
+        "{short}"
+    );
+    let StateConfig::Redis(raw) = config(&[7u8; 32]).unwrap().state else {
+        panic!("redis backend expected")
+    };
+    assert_eq!(raw.key.expose(), &[7u8; 32]);
+    assert!(
+        !format!("{raw:?}").contains("pw"),
+        "the URL's password stays out of Debug"
+    );
+    let hex_key = format!("{}\n", "07".repeat(32));
+    let StateConfig::Redis(hexed) = config(hex_key.as_bytes()).unwrap().state else {
+        panic!("redis backend expected")
+    };
+    assert_eq!(hexed.key.expose(), &[7u8; 32]);
+}

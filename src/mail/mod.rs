@@ -11,11 +11,13 @@
 pub mod provider;
 pub mod template;
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use async_trait::async_trait;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 use thiserror::Error;
@@ -67,6 +69,21 @@ pub enum MailError {
         /// What was wrong.
         reason: String,
     },
+    /// The shared queue (Redis) cannot be reached: the request gets no answer.
+    #[error("shared mail queue unavailable: {reason}")]
+    Unavailable {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A queue shared by the instances of a pool (Redis): [`MailQueue::enqueue`]
+/// hands jobs to it, and it feeds them back to one instance's
+/// [`MailQueue::deliver`].
+#[async_trait]
+pub trait SharedQueue: Send + Sync + fmt::Debug + 'static {
+    /// Stores a job for whichever instance takes it first.
+    async fn push(&self, job: MailJob) -> Result<(), MailError>;
 }
 
 /// One e-mail to send: a challenge's code for a user.
@@ -100,6 +117,7 @@ pub struct MailStats {
 /// The request path's handle on the queue.
 #[derive(Clone)]
 pub struct MailQueue {
+    shared: Option<Arc<dyn SharedQueue>>,
     sender: mpsc::UnboundedSender<MailJob>,
     pending: Arc<AtomicUsize>,
     limit: usize,
@@ -108,9 +126,19 @@ pub struct MailQueue {
 }
 
 impl MailQueue {
-    /// Queues a mail without waiting; fails when the queue is full or the
-    /// delivery task has stopped.
-    pub fn enqueue(&self, job: MailJob) -> Result<(), MailError> {
+    /// Queues a mail without waiting for delivery: in this process, or in
+    /// the pool's shared queue. Fails when the queue is full, the delivery
+    /// task has stopped, or the shared queue is unreachable.
+    pub async fn enqueue(&self, job: MailJob) -> Result<(), MailError> {
+        match &self.shared {
+            Some(shared) => shared.push(job).await,
+            None => self.deliver(job),
+        }
+    }
+
+    /// Hands a mail to this instance's delivery task (the shared queue's
+    /// reader calls this with the jobs it took).
+    pub fn deliver(&self, job: MailJob) -> Result<(), MailError> {
         let full = MailError::QueueFull { limit: self.limit };
         if self.pending.fetch_add(1, Ordering::AcqRel) >= self.limit {
             self.pending.fetch_sub(1, Ordering::AcqRel);
@@ -200,9 +228,36 @@ pub fn start(
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<MailQueue, ConfigError> {
+    start_delivery(config, grace, tasks, shutdown, None)
+}
+
+/// Like [`start`], for a pool: `enqueue` goes to `shared`, and the
+/// transaction of every job this instance finished with (sent or given up)
+/// comes out of the returned receiver, so the shared queue can drop it.
+pub fn start_shared(
+    config: &EmailConfig,
+    grace: Duration,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+    shared: Arc<dyn SharedQueue>,
+) -> Result<(MailQueue, mpsc::UnboundedReceiver<Transaction>), ConfigError> {
+    let (finished, done) = mpsc::unbounded_channel();
+    let mut queue = start_delivery(config, grace, tasks, shutdown, Some(finished))?;
+    queue.shared = Some(shared);
+    Ok((queue, done))
+}
+
+fn start_delivery(
+    config: &EmailConfig,
+    grace: Duration,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+    finished: Option<mpsc::UnboundedSender<Transaction>>,
+) -> Result<MailQueue, ConfigError> {
     let provider: Arc<dyn MailProvider> = Arc::from(provider::build(&config.provider)?);
     let (sender, receiver) = mpsc::unbounded_channel();
     let queue = MailQueue {
+        shared: None,
         sender,
         pending: Arc::new(AtomicUsize::new(0)),
         limit: config.queue_limit,
@@ -214,6 +269,7 @@ pub fn start(
         renderer: Arc::clone(&queue.renderer),
         pending: Arc::clone(&queue.pending),
         stats: Arc::clone(&queue.stats),
+        finished,
     };
     tasks.spawn(worker.run(receiver, shutdown, grace));
     Ok(queue)
@@ -224,6 +280,7 @@ struct Delivery {
     renderer: Arc<ArcSwap<Renderer>>,
     pending: Arc<AtomicUsize>,
     stats: Arc<MailStats>,
+    finished: Option<mpsc::UnboundedSender<Transaction>>,
 }
 
 /// A job with how often it was tried and how long to wait before the next.
@@ -306,6 +363,9 @@ impl Delivery {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(user = %job.user, to = %job.to.email, tx = %job.tx, error = %e, "mail dropped");
             }
+        }
+        if let Some(finished) = &self.finished {
+            let _ = finished.send(job.tx);
         }
         self.pending.fetch_sub(1, Ordering::AcqRel);
     }

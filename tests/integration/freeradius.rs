@@ -12,30 +12,28 @@ use crate::harness::*;
 use crate::packets::assert_answered;
 
 /// The secret between radclient (the NAS) and the proxy.
-const NAS_SECRET: &str = "nas-secret-for-tests-41c";
+pub(crate) const NAS_SECRET: &str = "nas-secret-for-tests-41c";
 
 /// A UDP port that was free a moment ago.
 fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn shipped(name: &str) -> String {
+pub(crate) fn shipped(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/freeradius").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A running `freeradius -X -f -d DIR` (debug output, foreground).
-struct FreeRadius {
-    process: Process,
-    addr: SocketAddr,
+pub(crate) struct FreeRadius {
+    pub(crate) process: Process,
+    pub(crate) addr: SocketAddr,
     _dir: TempDir,
 }
 
 impl FreeRadius {
     /// Proxies everything to the mailotp at `home` (shared secret [`SECRET`]).
     fn start_proxy_to(home: SocketAddr) -> FreeRadius {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_udp_port();
         let proxy = shipped("proxy.conf")
             .replace("ipaddr = 192.0.2.10", &format!("ipaddr = {}", home.ip()))
             .replace("port = 1812", &format!("port = {}", home.port()))
@@ -43,6 +41,13 @@ impl FreeRadius {
                 "secret = change-me-to-a-long-random-secret",
                 &format!("secret = {SECRET}"),
             );
+        FreeRadius::start_with(&proxy)
+    }
+
+    /// Runs with `proxy` as proxy.conf and the shipped client and authorize snippets.
+    pub(crate) fn start_with(proxy: &str) -> FreeRadius {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_udp_port();
         // The shipped client requires Message-Authenticator; this NAS may
         // leave it out, so the test also sees the proxy append one.
         let clients = shipped("clients.conf")

@@ -11,5 +11,7 @@ mod ldap;
 mod link;
 mod mail_and_abuse;
 mod packets;
+mod pool_support;
+mod redis;
 mod service;
 mod slapd;
