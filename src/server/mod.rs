@@ -308,7 +308,8 @@ async fn respond(ctx: &Context, socket: &UdpSocket, client: &Client, key: Reques
 }
 
 /// The signed answer to `request`: Message-Authenticator first, then State,
-/// Reply-Message, and the request's Proxy-State attributes in their order.
+/// Reply-Message, the decision's reply attributes, and the request's
+/// Proxy-State attributes in their order.
 pub fn encode_response(request: &Packet<'_>, decision: &Decision, secret: &[u8]) -> Vec<u8> {
     let mut response = ResponseBuilder::new(decision.code, request.identifier());
     if let Some(tx) = decision.state {
