@@ -308,21 +308,23 @@ async fn respond(ctx: &Context, socket: &UdpSocket, client: &Client, key: Reques
 }
 
 /// The signed answer to `request`: Message-Authenticator first, then State,
-/// Reply-Message, the decision's reply attributes, and the request's
-/// Proxy-State attributes in their order.
+/// the request's Proxy-State attributes in their order, Reply-Message, and
+/// the decision's reply attributes.
 pub fn encode_response(request: &Packet<'_>, decision: &Decision, secret: &[u8]) -> Vec<u8> {
     let mut response = ResponseBuilder::new(decision.code, request.identifier());
+    // What the NAS and a proxy cannot do without comes first: the builder
+    // stops at 4096 bytes, and then only reply attributes are cut.
     if let Some(tx) = decision.state {
         response.push(attr::STATE, &tx.to_state());
+    }
+    for a in request.attributes().filter(|a| a.attr_type == attr::PROXY_STATE) {
+        response.push(attr::PROXY_STATE, a.value);
     }
     if let Some(message) = &decision.reply_message {
         response.push(attr::REPLY_MESSAGE, message.as_bytes());
     }
     for a in &decision.attributes {
         response.push(a.attr_type, &a.value);
-    }
-    for a in request.attributes().filter(|a| a.attr_type == attr::PROXY_STATE) {
-        response.push(attr::PROXY_STATE, a.value);
     }
     response.finish(request.authenticator(), secret)
 }
@@ -356,5 +358,50 @@ fn count(metrics: &Metrics, code: Code) {
 async fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
     if let Err(e) = socket.send_to(bytes, to).await {
         tracing::warn!(%to, error = %e, "cannot send answer");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dictionary::WireAttribute;
+    use crate::wire::{verify_message_authenticator, MaCheck};
+
+    #[test]
+    fn proxy_state_survives_when_reply_attributes_fill_the_packet() {
+        let mut request = vec![1, 7, 0, 0];
+        request.extend_from_slice(&[3; 16]);
+        for ps in [&b"proxy-1"[..], b"proxy-2"] {
+            request.extend_from_slice(&[attr::PROXY_STATE, ps.len() as u8 + 2]);
+            request.extend_from_slice(ps);
+        }
+        let len = request.len() as u16;
+        request[2..4].copy_from_slice(&len.to_be_bytes());
+        let request = Packet::decode(&request).unwrap();
+        let big = WireAttribute {
+            attr_type: attr::CLASS,
+            value: vec![b'c'; 250],
+        };
+        let decision = Decision {
+            attributes: vec![big; 20],
+            ..Decision::accept(Reason::OtpAccepted)
+        };
+        let bytes = encode_response(&request, &decision, b"s");
+        let response = Packet::decode(&bytes).unwrap();
+        assert!(bytes.len() <= wire::MAX_PACKET_LEN);
+        let proxy: Vec<&[u8]> = response
+            .attributes()
+            .filter(|a| a.attr_type == attr::PROXY_STATE)
+            .map(|a| a.value)
+            .collect();
+        assert_eq!(proxy, [&b"proxy-1"[..], b"proxy-2"]);
+        assert!(
+            response.count(attr::CLASS) < 20,
+            "reply attributes were cut, not Proxy-State"
+        );
+        assert_eq!(
+            verify_message_authenticator(&response, Some(request.authenticator()), b"s"),
+            MaCheck::Valid
+        );
     }
 }
