@@ -151,6 +151,13 @@ pub trait ChallengeStore: Send + Sync + 'static {
 
     /// How many challenges are open, for metrics.
     fn open_count(&self) -> usize;
+
+    /// Whether every call completes at once, without waiting on I/O (a store
+    /// in this process). The server then answers State + code requests on
+    /// its receive loop instead of in a task of their own.
+    fn answers_at_once(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug)]
@@ -345,6 +352,10 @@ impl ChallengeStore for MemoryStore {
 
     fn open_count(&self) -> usize {
         self.challenges.len()
+    }
+
+    fn answers_at_once(&self) -> bool {
+        true
     }
 }
 

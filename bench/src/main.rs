@@ -49,6 +49,10 @@ struct Args {
     /// Open challenges for the memory figure.
     #[arg(long, default_value_t = 1_000_000)]
     memory_challenges: usize,
+    /// Run only these scenarios (comma-separated numbers 1-5); the memory
+    /// figure (6) is skipped unless 6 is listed. Default: all.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<u8>,
     /// Use this mailotp binary instead of building the workspace's in release.
     #[arg(long)]
     mailotp: Option<PathBuf>,
@@ -105,6 +109,7 @@ fn run(args: &Args) -> Result<(), String> {
             storm_hash: mailotp::users::hash_pin(procs::PIN.as_bytes()),
         },
         server_extra: args.server_extra.join("\n"),
+        only: args.only.clone(),
     };
     let mut table = report::Table::default();
     for run in 1..=runs {

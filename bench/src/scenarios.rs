@@ -31,9 +31,15 @@ pub struct Plan {
     pub users: Users,
     /// Lines added to mailotp's `[server]` section.
     pub server_extra: String,
+    /// Scenario numbers to run; empty: all.
+    pub only: Vec<u8>,
 }
 
 impl Plan {
+    fn wants(&self, scenario: u8) -> bool {
+        self.only.is_empty() || self.only.contains(&scenario)
+    }
+
     fn mailotp(&self, cheap: usize, storm: usize) -> Server {
         let users = Users {
             cheap,
@@ -102,25 +108,25 @@ fn preopen(plan: &Plan, server: &Server, n: usize) -> Vec<(usize, Vec<u8>)> {
 
 /// One run of every scenario, added to `table`.
 pub fn run_all(plan: &Plan, table: &mut Table) {
-    {
+    if plan.wants(1) {
         let server = plan.mailotp(1, 0);
         let drive = plan.drive_with(&server, plan.drive.in_flight, Duration::from_secs(1));
         table.add("1. mailotp Status-Server", measure(&server, &drive, &StatusServer));
     }
-    {
+    if plan.wants(2) {
         let server = plan.mailotp(plan.challenges, 0);
         let opened = preopen(plan, &server, plan.challenges);
         let drive = plan.drive_with(&server, plan.drive.in_flight, Duration::from_secs(1));
         let figures = measure(&server, &drive, &Answers::new("cheap", opened));
         table.add("2. mailotp challenge answer (State + OTP → Accept)", figures);
     }
-    {
+    if plan.wants(3) {
         let server = plan.mailotp(0, STORM_USERS);
         let drive = plan.drive_with(&server, PIN_IN_FLIGHT, Duration::from_secs(10));
         let figures = measure(&server, &drive, &Pins::new("storm", STORM_USERS, false));
         table.add("3. mailotp PIN → Access-Challenge (argon2id m=19456 t=2 p=1)", figures);
     }
-    {
+    if plan.wants(4) {
         let server = procs::freeradius(&plan.server_cpus);
         let drive = plan.drive_with(&server, plan.drive.in_flight, Duration::from_secs(1));
         table.add("4. FreeRADIUS 3.2 PAP (cleartext user)", measure(&server, &drive, &Pap));
@@ -129,7 +135,9 @@ pub fn run_all(plan: &Plan, table: &mut Table) {
             measure(&server, &drive, &StatusServer),
         );
     }
-    saturated(plan, table);
+    if plan.wants(5) {
+        saturated(plan, table);
+    }
 }
 
 /// Scenario 5: the PIN path saturates the hash pool while Status-Server and
