@@ -2,4 +2,5 @@
 //! and a real SMTP server. See `harness` for how processes are started.
 
 mod core_flow;
+mod fast_path;
 mod harness;
