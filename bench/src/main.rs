@@ -116,11 +116,13 @@ fn run(args: &Args) -> Result<(), String> {
         eprintln!("run {run} of {runs}…");
         scenarios::run_all(&plan, &mut table);
     }
-    eprintln!(
-        "opening {} challenges in-process for the memory figure…",
-        args.memory_challenges
-    );
-    let (bytes, open) = memory::bytes_per_challenge(args.memory_challenges);
+    let memory = (args.only.is_empty() || args.only.contains(&6)).then(|| {
+        eprintln!(
+            "opening {} challenges in-process for the memory figure…",
+            args.memory_challenges
+        );
+        memory::bytes_per_challenge(args.memory_challenges)
+    });
     println!("{}", machine());
     println!(
         "servers on CPU {}, load on CPU {}, {} in flight over {} sockets, {runs} runs of {seconds} s, {} pre-opened challenges",
@@ -128,10 +130,10 @@ fn run(args: &Args) -> Result<(), String> {
     );
     println!();
     print!("{}", table.render());
-    println!();
-    println!(
-        "6. memory per open challenge: {bytes:.0} bytes ({open} open challenges, in-process MemoryStore, RSS delta)"
-    );
+    if let Some((bytes, open)) = memory {
+        println!();
+        println!("6. memory per open challenge: {bytes:.0} bytes ({open} open challenges, in-process MemoryStore, RSS delta)");
+    }
     Ok(())
 }
 
