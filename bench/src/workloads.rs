@@ -27,19 +27,14 @@ pub struct Pap;
 
 impl Workload for Pap {
     fn next(&self, id: u8, authenticator: &[u8; 16]) -> Option<Outgoing> {
-        let bytes = request(
-            Code::AccessRequest,
+        Some(access_request(
             id,
             authenticator,
-            SECRET.as_bytes(),
             &[user_attr(PAP_USER)],
-            Some(PIN.as_bytes()),
-        );
-        Some(Outgoing {
-            bytes,
-            expect: Code::AccessAccept,
-            item: 0,
-        })
+            PIN,
+            Code::AccessAccept,
+            0,
+        ))
     }
 }
 
@@ -75,19 +70,14 @@ impl Workload for Pins {
         }
         let user = n % self.users;
         let name = format!("{}-{user}", self.prefix);
-        let bytes = request(
-            Code::AccessRequest,
+        Some(access_request(
             id,
             authenticator,
-            SECRET.as_bytes(),
             &[user_attr(&name)],
-            Some(PIN.as_bytes()),
-        );
-        Some(Outgoing {
-            bytes,
-            expect: Code::AccessChallenge,
-            item: user,
-        })
+            PIN,
+            Code::AccessChallenge,
+            user,
+        ))
     }
 
     fn answered(&self, sent: &Outgoing, answer: &Packet<'_>) -> Result<(), &'static str> {
@@ -123,18 +113,37 @@ impl Workload for Answers {
     fn next(&self, id: u8, authenticator: &[u8; 16]) -> Option<Outgoing> {
         let (user, state) = self.challenges.get(self.next.fetch_add(1, Ordering::Relaxed))?;
         let name = format!("{}-{user}", self.prefix);
-        let bytes = request(
+        let attrs = [user_attr(&name), (attr::STATE, state.as_slice())];
+        Some(access_request(
+            id,
+            authenticator,
+            &attrs,
+            FIXED_OTP,
+            Code::AccessAccept,
+            *user,
+        ))
+    }
+}
+
+/// An Access-Request with `attrs` and `password`, expecting `expect`.
+fn access_request(
+    id: u8,
+    authenticator: &[u8; 16],
+    attrs: &[(u8, &[u8])],
+    password: &str,
+    expect: Code,
+    item: usize,
+) -> Outgoing {
+    Outgoing {
+        bytes: request(
             Code::AccessRequest,
             id,
             authenticator,
             SECRET.as_bytes(),
-            &[user_attr(&name), (attr::STATE, state)],
-            Some(FIXED_OTP.as_bytes()),
-        );
-        Some(Outgoing {
-            bytes,
-            expect: Code::AccessAccept,
-            item: *user,
-        })
+            attrs,
+            Some(password.as_bytes()),
+        ),
+        expect,
+        item,
     }
 }
