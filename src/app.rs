@@ -7,14 +7,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tokio::net::UdpSocket;
+use sd_notify::NotifyState;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthSettings, Authenticator};
+use crate::challenge::ChallengeStore;
 use crate::challenge::{ChallengeSettings, MemoryStore};
 use crate::cli::CliError;
-use crate::config::{Config, Source};
+use crate::config::{Config, Delivery, EmailConfig, LoadOptions, Source, StateConfig};
+use crate::health::Health;
+use crate::limits::{Limiter, MemoryLimiter};
+use crate::mail::MailQueue;
+use crate::pool::store::RedisStore;
 use crate::server::{Clients, Context};
 use crate::users::HashPool;
 
@@ -52,37 +58,15 @@ fn udp_socket(addr: SocketAddr, receive_buffer: Option<usize>, reuse_port: bool)
     Ok(socket)
 }
 
-/// Runs the server on `config` until a stop signal.
-pub async fn run(config: Config) -> Result<(), CliError> {
+/// Runs the server on `config` until SIGTERM or SIGINT; SIGHUP reloads it.
+/// `options` are the command line's, kept for reloads.
+pub async fn run(config: Config, options: LoadOptions) -> Result<(), CliError> {
     let tasks = TaskTracker::new();
     let shutdown = CancellationToken::new();
     if config.source == Source::Embedded {
         tracing::warn!("running on the embedded default configuration: client 127.0.0.1 (secret testing123) does not need Message-Authenticator, users are the demo users, mail goes to ./outbox/");
     }
-    let pool = HashPool::new(config.server.hash_workers);
-    let users = crate::users::open(&config.users, pool)?;
-    let email = &config.email;
-    let challenges = MemoryStore::start(
-        ChallengeSettings {
-            validity: email.challenge_validity,
-            blocking: email.blocking_timeout,
-            max_attempts: email.max_attempts,
-        },
-        &tasks,
-        shutdown.clone(),
-    );
-    let mail = crate::mail::start(email, config.server.shutdown_grace, &tasks, shutdown.clone())?;
-    let auth = Authenticator {
-        users: ArcSwap::from_pointee(users),
-        challenges,
-        mail,
-        settings: ArcSwap::from_pointee(AuthSettings::from(email)),
-    };
-    let ctx = Arc::new(Context::new(
-        Clients::new(config.clients.clone()),
-        auth,
-        config.server.max_in_flight,
-    ));
+    let running = start(&config, options, &tasks, &shutdown).await?;
     let per_address = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut sockets = Vec::new();
     for addr in &config.server.listen {
@@ -92,31 +76,220 @@ pub async fn run(config: Config) -> Result<(), CliError> {
         tracing::info!(address = %local, sockets = group.len(), "listening on {local}");
         sockets.extend(group);
     }
+    if let Some(addr) = config.metrics {
+        let listener = crate::exporter::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
+        let exporter = crate::exporter::serve(
+            listener,
+            Arc::clone(&running.ctx),
+            running.pool.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(exporter);
+    }
+    let ctx = Arc::clone(&running.ctx);
     let server = tokio::spawn(crate::server::serve(sockets, ctx, tasks.clone(), shutdown.clone()));
-    wait_for_stop_signal().await?;
+    systemd(&[NotifyState::Ready]);
+    let mut signals = Signals::new()?;
+    while signals.next().await == Signal::Reload {
+        systemd(&[NotifyState::Reloading, NotifyState::monotonic_usec_now()?]);
+        running.reload(&config.source).await;
+        systemd(&[NotifyState::Ready]);
+    }
+    systemd(&[NotifyState::Stopping]);
     tracing::info!("stopping: answering requests in progress");
     shutdown.cancel();
     server.await?;
     tasks.close();
-    if tokio::time::timeout(config.server.shutdown_grace, tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            grace_s = config.server.shutdown_grace.as_secs(),
-            "stopped before all work finished"
-        );
+    let grace = config.server.shutdown_grace;
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!(grace_s = grace.as_secs(), "stopped before all work finished");
     }
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_for_stop_signal() -> Result<(), CliError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        r = tokio::signal::ctrl_c() => r?,
+/// Tells systemd (Type=notify) how the service is doing; without
+/// NOTIFY_SOCKET this does nothing.
+fn systemd(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::warn!(error = %e, "cannot notify systemd");
     }
-    Ok(())
+}
+
+/// What a reload swaps, and what it needs to build the new parts.
+struct Running {
+    ctx: Arc<Context>,
+    store: Store,
+    pool: HashPool,
+    health: Arc<Health>,
+    options: LoadOptions,
+}
+
+/// Builds stores, mail queue, link pages and the decision from `config`.
+async fn start(
+    config: &Config,
+    options: LoadOptions,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<Running, CliError> {
+    // Backends report here; `server` consults it before answering Status-Server.
+    let health = Arc::new(Health::default());
+    let pool = HashPool::new(config.server.hash_workers);
+    let users = crate::users::open_reporting(&config.users, pool.clone(), Arc::clone(&health))?;
+    let email = &config.email;
+    let (store, limits, mail) = start_state(config, &health, tasks, shutdown)?;
+    if let Delivery::Link(link) = &email.delivery {
+        let listener = TcpListener::bind(link.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {} for link pages: {e}", link.listen))?;
+        tracing::info!("link page server on http://{}", listener.local_addr()?);
+        let pages = crate::link::serve(
+            listener,
+            store.shared(),
+            link.max_connections,
+            tasks.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(pages);
+    }
+    let auth = Authenticator {
+        users: ArcSwap::from_pointee(users),
+        challenges: store.shared(),
+        limits,
+        mail,
+        settings: ArcSwap::from_pointee(AuthSettings::from(email)),
+    };
+    let clients = Clients::new(config.clients.clone());
+    let mut ctx = Context::new(clients, auth, config.server.max_in_flight, Arc::clone(&health));
+    ctx.drop_log_interval = config.server.drop_log_interval;
+    Ok(Running {
+        ctx: Arc::new(ctx),
+        store,
+        pool,
+        health,
+        options,
+    })
+}
+
+/// The challenge store, kept by its kind so a reload can change its settings.
+enum Store {
+    /// This process only.
+    Memory(Arc<MemoryStore>),
+    /// Shared with the pool through Redis.
+    Redis(Arc<RedisStore>),
+}
+
+impl Store {
+    fn shared(&self) -> Arc<dyn ChallengeStore> {
+        match self {
+            Store::Memory(store) => store.clone(),
+            Store::Redis(store) => store.clone(),
+        }
+    }
+
+    fn set_settings(&self, settings: ChallengeSettings) {
+        match self {
+            Store::Memory(store) => store.set_settings(settings),
+            Store::Redis(store) => store.set_settings(settings),
+        }
+    }
+}
+
+/// Challenges, limits and the mail queue: in this process, or in Redis.
+fn start_state(
+    config: &Config,
+    health: &Arc<Health>,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<(Store, Arc<dyn Limiter>, MailQueue), CliError> {
+    let (email, grace, lockout) = (&config.email, config.server.shutdown_grace, config.users.lockout);
+    Ok(match &config.state {
+        StateConfig::Redis(redis) => {
+            let shared = crate::pool::start(redis, email, lockout, grace, health, tasks, shutdown.clone())?;
+            tracing::info!("state in redis: challenges, limits and the mail queue are shared with the pool");
+            (Store::Redis(shared.challenges), shared.limits, shared.mail)
+        }
+        StateConfig::Memory => {
+            let store = MemoryStore::start(challenge_settings(email), tasks, shutdown.clone());
+            let mail = crate::mail::start(email, grace, tasks, shutdown.clone())?;
+            let limits = MemoryLimiter::start(email.throttling, lockout, tasks, shutdown.clone());
+            (Store::Memory(store), limits, mail)
+        }
+    })
+}
+
+fn challenge_settings(email: &EmailConfig) -> ChallengeSettings {
+    ChallengeSettings {
+        validity: email.challenge_validity,
+        blocking: email.blocking_timeout,
+        max_attempts: email.max_attempts,
+    }
+}
+
+impl Running {
+    /// SIGHUP: reads the configuration and users again and swaps clients,
+    /// users, code settings and mail templates. Open challenges stay. A bad
+    /// file changes nothing: the error is logged and the old one keeps serving.
+    async fn reload(&self, source: &Source) {
+        let Source::File(path) = source else {
+            tracing::warn!("SIGHUP ignored: the embedded default configuration has nothing to reload");
+            return;
+        };
+        let (path, options) = (path.clone(), self.options);
+        let loaded = tokio::task::spawn_blocking(move || Config::load(&path, options)).await;
+        let result = match loaded {
+            Ok(Ok(config)) => self.swap(&config),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(e.into()),
+        };
+        match result {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(e) => tracing::error!(error = %e, "reload refused; the previous configuration keeps serving"),
+        }
+    }
+
+    fn swap(&self, config: &Config) -> Result<(), CliError> {
+        let users = crate::users::open_reporting(&config.users, self.pool.clone(), Arc::clone(&self.health))?;
+        let auth = &self.ctx.auth;
+        self.ctx.clients.store(Arc::new(Clients::new(config.clients.clone())));
+        auth.users.store(Arc::new(users));
+        auth.settings.store(Arc::new(AuthSettings::from(&config.email)));
+        auth.mail.update_messages(&config.email);
+        self.store.set_settings(challenge_settings(&config.email));
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// SIGTERM and SIGINT stop, SIGHUP reloads.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Reload,
+        }
+    }
 }

@@ -9,11 +9,15 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use lettre::message::Mailbox;
 use tokio::time::Instant;
+use zeroize::Zeroizing;
 
-use crate::challenge::{Answer, ChallengeStore, Opened, StoreError, Transaction};
-use crate::config::{ChallengeMode, EmailConfig};
-use crate::mail::{MailJob, MailQueue};
+use crate::challenge::{Answer, ChallengeStore, LinkToken, Opened, StoreError, Transaction};
+use crate::config::{ChallengeMode, Delivery, EmailConfig};
+use crate::dictionary::WireAttribute;
+use crate::limits::Limiter;
+use crate::mail::{MailError, MailJob, MailQueue};
 use crate::otp::Otp;
 use crate::users::{DirectoryError, PinCheck, User, UserDirectory};
 use crate::wire::Code;
@@ -21,6 +25,12 @@ use crate::wire::Code;
 /// Reply-Message when the same user asks again within the blocking timeout
 /// (LinOTP's wording, which admins search for).
 pub const ALREADY_SUBMITTED: &str = "e-mail with otp already submitted";
+/// Reply-Message when an e-mail throttle is reached.
+pub const THROTTLED: &str = "Too many e-mails were sent to you, please try again later";
+/// Reply-Message when a link challenge is answered before its link was confirmed.
+pub const LINK_PENDING: &str = "Open the link in the e-mail and press Confirm, then press Enter here";
+/// Reply-Message when the mail queue is full.
+pub const QUEUE_FULL: &str = "The e-mail service is busy, please try again later";
 
 /// Why the decision came out as it did, for the one log line per request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +61,12 @@ pub enum Reason {
     MailQueueFull,
     /// The request has no User-Name.
     NoUserName,
+    /// Right PIN, but an e-mail throttle is reached.
+    Throttled,
+    /// The user is locked after too many failures in a row.
+    Locked,
+    /// A link challenge answered before its link was confirmed.
+    LinkPending,
 }
 
 impl Reason {
@@ -70,6 +86,9 @@ impl Reason {
             Reason::UnknownState => "unknown-state",
             Reason::MailQueueFull => "mail-queue-full",
             Reason::NoUserName => "no-user-name",
+            Reason::Throttled => "throttled",
+            Reason::Locked => "locked",
+            Reason::LinkPending => "link-pending",
         }
     }
 }
@@ -85,6 +104,10 @@ pub struct Request<'a> {
     pub state: Option<&'a [u8]>,
     /// How the sending client wants to be asked for the code.
     pub challenge_mode: ChallengeMode,
+    /// Calling-Station-Id (the user's address, as VPNs send it), for throttling.
+    pub client_ip: Option<&'a str>,
+    /// The e-mail address a trusted front proxy sent (`trusted_email_attribute`).
+    pub trusted_email: Option<&'a str>,
 }
 
 /// What to answer.
@@ -96,25 +119,31 @@ pub struct Decision {
     pub state: Option<Transaction>,
     /// The Reply-Message to send.
     pub reply_message: Option<String>,
+    /// More attributes (the user's `reply` on Access-Accept).
+    pub attributes: Vec<WireAttribute>,
     /// Why, for the log.
     pub reason: Reason,
 }
 
 impl Decision {
-    fn accept(reason: Reason) -> Decision {
+    /// An Access-Accept with nothing but the reason.
+    pub fn accept(reason: Reason) -> Decision {
         Decision {
             code: Code::AccessAccept,
             state: None,
             reply_message: None,
+            attributes: Vec::new(),
             reason,
         }
     }
 
-    fn reject(reason: Reason) -> Decision {
+    /// An Access-Reject with nothing but the reason.
+    pub fn reject(reason: Reason) -> Decision {
         Decision {
             code: Code::AccessReject,
             state: None,
             reply_message: None,
+            attributes: Vec::new(),
             reason,
         }
     }
@@ -130,6 +159,9 @@ pub enum Unavailable {
     /// The user directory.
     #[error(transparent)]
     Directory(#[from] DirectoryError),
+    /// A backend reported itself down (see `health`).
+    #[error("a backend is down")]
+    Backend,
 }
 
 /// The `[email]` settings the decision uses; replaced on reload.
@@ -141,6 +173,8 @@ pub struct AuthSettings {
     pub fixed_otp: Option<String>,
     /// How long codes are valid, to date the mail job.
     pub validity: std::time::Duration,
+    /// With link delivery: the base URL the e-mailed links start with.
+    pub link_base: Option<String>,
 }
 
 impl From<&EmailConfig> for AuthSettings {
@@ -149,6 +183,10 @@ impl From<&EmailConfig> for AuthSettings {
             otp_length: e.otp_length,
             fixed_otp: e.fixed_otp.clone(),
             validity: e.challenge_validity,
+            link_base: match &e.delivery {
+                Delivery::Link(link) => Some(link.base_url.clone()),
+                Delivery::Otp => None,
+            },
         }
     }
 }
@@ -159,6 +197,8 @@ pub struct Authenticator {
     pub users: ArcSwap<Box<dyn UserDirectory>>,
     /// Open challenges.
     pub challenges: Arc<dyn ChallengeStore>,
+    /// Throttles and lockout.
+    pub limits: Arc<dyn Limiter>,
     /// The mail queue.
     pub mail: MailQueue,
     /// Code settings (swapped on reload).
@@ -177,11 +217,14 @@ impl Authenticator {
         if let Some(decision) = self.pin_and_code(req).await? {
             return Ok(decision);
         }
-        let user = match self.users.load().check_pin(req.user, req.password).await? {
-            PinCheck::Valid(user) => user,
-            other => return Ok(Decision::reject(reason_for(&other))),
-        };
-        self.open_challenge(req, user).await
+        let check = self.users.load().check_pin(req.user, req.password).await?;
+        match self.first_factor(req.user, check).await? {
+            Ok(user) => {
+                self.open_challenge(req, with_trusted_email(user, req.trusted_email))
+                    .await
+            }
+            Err(decision) => Ok(decision),
+        }
     }
 
     /// State + code: the second round of a challenge.
@@ -189,12 +232,20 @@ impl Authenticator {
         let Some(tx) = Transaction::from_state(state) else {
             return Ok(Decision::reject(Reason::UnknownState));
         };
-        Ok(match self.challenges.answer(&tx, req.user, req.password).await? {
-            Answer::Accepted => Decision::accept(Reason::OtpAccepted),
-            Answer::Wrong { void: false } => Decision::reject(Reason::WrongOtp),
-            Answer::Wrong { void: true } => Decision::reject(Reason::ChallengeVoid),
-            Answer::Unknown => Decision::reject(Reason::UnknownState),
-        })
+        if self.limits.is_locked(&limit_key(req.user)).await? {
+            return Ok(Decision::reject(Reason::Locked));
+        }
+        let reason = match self.challenges.answer(&tx, req.user, req.password).await? {
+            Answer::Accepted => return self.accept(req.user, Reason::OtpAccepted).await,
+            Answer::Wrong { void: false } => Reason::WrongOtp,
+            Answer::Wrong { void: true } => Reason::ChallengeVoid,
+            Answer::Unknown => return Ok(Decision::reject(Reason::UnknownState)),
+            Answer::LinkPending => {
+                let message = LINK_PENDING.to_owned();
+                return Ok(prompt(req.challenge_mode, tx, message, Reason::LinkPending));
+            }
+        };
+        self.failure(req.user, reason).await
     }
 
     /// PIN followed by the code in one password, without State (reject mode,
@@ -212,14 +263,42 @@ impl Authenticator {
             return Ok(None);
         };
         let check = self.users.load().check_pin(req.user, pin).await?;
-        if !matches!(check, PinCheck::Valid(_)) {
-            return Ok(Some(Decision::reject(reason_for(&check))));
+        if let Err(decision) = self.first_factor(req.user, check).await? {
+            return Ok(Some(decision));
         }
         Ok(Some(if self.challenges.consume(req.user, &tx).await? {
-            Decision::accept(Reason::PinOtpAccepted)
+            self.accept(req.user, Reason::PinOtpAccepted).await?
         } else {
             Decision::reject(Reason::UnknownState)
         }))
+    }
+
+    /// The PIN check's verdict, with the lockout applied: a locked user gets
+    /// the answer of a wrong PIN whatever the PIN was.
+    async fn first_factor(&self, name: &str, check: PinCheck) -> Result<Result<User, Decision>, Unavailable> {
+        let locked = !matches!(check, PinCheck::UnknownUser) && self.limits.is_locked(&limit_key(name)).await?;
+        Ok(match check {
+            _ if locked => Err(Decision::reject(Reason::Locked)),
+            PinCheck::Valid(user) => Ok(user),
+            PinCheck::WrongPin => Err(self.failure(name, Reason::WrongPin).await?),
+            other => Err(Decision::reject(reason_for(&other))),
+        })
+    }
+
+    /// A wrong PIN or code from a user that exists: counted toward lockout.
+    async fn failure(&self, name: &str, reason: Reason) -> Result<Decision, Unavailable> {
+        if self.limits.failed(&limit_key(name)).await? {
+            tracing::warn!(user = %name, "user locked after too many failures in a row");
+        }
+        Ok(Decision::reject(reason))
+    }
+
+    async fn accept(&self, name: &str, reason: Reason) -> Result<Decision, Unavailable> {
+        self.limits.succeeded(&limit_key(name)).await?;
+        Ok(Decision {
+            attributes: self.users.load().reply_attributes(name),
+            ..Decision::accept(reason)
+        })
     }
 
     /// Right PIN: a new challenge and its mail, or the open one within the
@@ -234,49 +313,110 @@ impl Authenticator {
             None => Otp::generate(settings.otp_length),
         };
         let tx = Transaction::random();
-        let (tx, message, reason) = match self.challenges.open(&user.name, tx, &otp).await? {
-            Opened::AlreadySent(open) => (
-                open,
-                format!("{ALREADY_SUBMITTED} (transaction {open})"),
-                Reason::AlreadySent,
-            ),
-            Opened::New => {
-                let prompt = format!(
-                    "Enter the one-time password sent to {}",
-                    mask(user.email.email.as_ref())
-                );
-                let name = user.name.clone();
-                let job = MailJob {
-                    to: user.email,
-                    user: user.name,
-                    otp,
-                    tx,
-                    expires: Instant::now() + settings.validity,
-                };
-                if let Err(error) = self.mail.enqueue(job) {
-                    tracing::error!(user = %name, %error, "cannot queue the e-mail; rejecting");
-                    self.challenges.cancel(&name, &tx).await?;
-                    return Ok(Decision {
-                        reply_message: Some("The e-mail service is busy, please try again later".to_owned()),
-                        ..Decision::reject(Reason::MailQueueFull)
-                    });
-                }
-                (tx, prompt, Reason::ChallengeSent)
+        let (message, reason) = match self.challenges.open(&user.name, tx, &otp).await? {
+            Opened::AlreadySent(open) => {
+                let message = format!("{ALREADY_SUBMITTED} (transaction {open})");
+                return Ok(prompt(req.challenge_mode, open, message, Reason::AlreadySent));
             }
+            Opened::New => match self.send_new(req, user, tx, otp, &settings).await? {
+                Ok(message) => (message, Reason::ChallengeSent),
+                Err(refusal) => return Ok(refusal),
+            },
         };
-        Ok(match req.challenge_mode {
-            ChallengeMode::AccessChallenge => Decision {
-                code: Code::AccessChallenge,
-                state: Some(tx),
-                reply_message: Some(message),
-                reason,
-            },
-            ChallengeMode::Reject => Decision {
-                reply_message: Some(message),
-                ..Decision::reject(reason)
-            },
-        })
+        Ok(prompt(req.challenge_mode, tx, message, reason))
     }
+
+    /// Throttles, makes a link challenge of `tx` if links are delivered, and
+    /// queues the mail. Returns the prompt, or the refusal after closing `tx`.
+    async fn send_new(
+        &self,
+        req: &Request<'_>,
+        user: User,
+        tx: Transaction,
+        otp: Otp,
+        settings: &AuthSettings,
+    ) -> Result<Result<String, Decision>, Unavailable> {
+        let refuse = |reply: &str, reason| Decision {
+            reply_message: Some(reply.to_owned()),
+            ..Decision::reject(reason)
+        };
+        if let Err(limit) = self.limits.count_mail(&limit_key(&user.name), req.client_ip).await? {
+            tracing::info!(user = %user.name, limit = limit.as_str(), "e-mail throttled");
+            self.challenges.cancel(&user.name, &tx).await?;
+            return Ok(Err(refuse(THROTTLED, Reason::Throttled)));
+        }
+        let mailbox = mask(user.email.email.as_ref());
+        let (link, prompt) = match &settings.link_base {
+            Some(base) => {
+                let token = LinkToken::random();
+                self.challenges.attach_link(&user.name, &tx, &token).await?;
+                let link = Zeroizing::new(format!("{base}/l/{}", token.to_path()));
+                (
+                    Some(link),
+                    format!("Open the link in the e-mail sent to {mailbox}, then press Enter"),
+                )
+            }
+            None => (None, format!("Enter the one-time password sent to {mailbox}")),
+        };
+        let name = user.name.clone();
+        let job = MailJob {
+            to: user.email,
+            user: user.name,
+            otp,
+            link,
+            tx,
+            expires: Instant::now() + settings.validity,
+        };
+        if let Err(error) = self.mail.enqueue(job).await {
+            if let MailError::Unavailable { reason } = error {
+                return Err(StoreError::Unavailable { reason }.into());
+            }
+            tracing::error!(user = %name, %error, "cannot queue the e-mail; rejecting");
+            self.challenges.cancel(&name, &tx).await?;
+            return Ok(Err(refuse(QUEUE_FULL, Reason::MailQueueFull)));
+        }
+        Ok(Ok(prompt))
+    }
+}
+
+/// The user with the address a trusted front proxy sent, if it sent a valid one.
+fn with_trusted_email(mut user: User, trusted: Option<&str>) -> User {
+    match trusted.map(str::parse::<Mailbox>) {
+        Some(Ok(mailbox)) => {
+            tracing::info!(user = %user.name, to = %mailbox.email, "e-mail address from the trusted client's attribute");
+            user.email = mailbox;
+        }
+        Some(Err(e)) => {
+            tracing::warn!(user = %user.name, error = %e, "trusted e-mail attribute is not an address; using the directory's")
+        }
+        None => {}
+    }
+    user
+}
+
+/// The answer that asks for the code (or the link): Access-Challenge with
+/// State, or in reject mode Access-Reject with the prompt.
+fn prompt(mode: ChallengeMode, tx: Transaction, message: String, reason: Reason) -> Decision {
+    match mode {
+        ChallengeMode::AccessChallenge => Decision {
+            code: Code::AccessChallenge,
+            state: Some(tx),
+            reply_message: Some(message),
+            attributes: Vec::new(),
+            reason,
+        },
+        ChallengeMode::Reject => Decision {
+            reply_message: Some(message),
+            ..Decision::reject(reason)
+        },
+    }
+}
+
+/// The name lockout and throttles count under. Directories match names
+/// without regard to case (LDAP does), so "ALICE" must not get ten more tries
+/// than "alice".
+fn limit_key(name: &str) -> String {
+    name.to_lowercase()
 }
 
 fn reason_for(check: &PinCheck) -> Reason {

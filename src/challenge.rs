@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::expiry::ExpiryQueue;
-use crate::otp::{CodeDigest, CodeSealer, Otp};
+use crate::otp::{CodeDigest, CodeSealer, Otp, DIGEST_LEN};
 
 /// How many challenges one user may have open at once; opening another closes
 /// the oldest. With the LinOTP defaults (600 s validity, 120 s blocking) a
@@ -76,6 +76,53 @@ impl fmt::Debug for Transaction {
     }
 }
 
+/// A confirmation link's secret part: 128 random bits, 32 hex characters in
+/// the URL. The store keeps only a keyed digest of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LinkToken([u8; 16]);
+
+impl LinkToken {
+    /// A fresh, unguessable token.
+    pub fn random() -> LinkToken {
+        let mut t = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut t);
+        LinkToken(t)
+    }
+
+    /// Reads the token from a URL path segment; `None` when it cannot be one.
+    pub fn from_path(segment: &str) -> Option<LinkToken> {
+        Transaction::from_state(segment.as_bytes()).map(|tx| LinkToken(tx.0))
+    }
+
+    /// The token as it goes into the URL.
+    pub fn to_path(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for LinkToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LinkToken(***)")
+    }
+}
+
+/// What a confirmation link stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkStatus {
+    /// A challenge waiting for confirmation (from `confirm_link`: it was
+    /// waiting, and this call confirmed it).
+    Pending {
+        /// Whose login it is.
+        user: String,
+        /// When the PIN request came, in seconds since the Unix epoch.
+        opened_unix: u64,
+    },
+    /// A link that was ours but is used up: confirmed, consumed or expired.
+    Gone,
+    /// Never ours, or forgotten long ago.
+    Unknown,
+}
+
 /// Timing and attempt limits, from `[email]`; a reload applies them to
 /// challenges opened afterwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +159,9 @@ pub enum Answer {
     /// No open challenge of this user under that State (expired, used, never
     /// ours, or another user's).
     Unknown,
+    /// A link challenge whose link was not confirmed yet: ask again, count
+    /// no attempt (nothing was guessed).
+    LinkPending,
 }
 
 /// Why a store could not answer; with the in-memory store this never happens.
@@ -158,6 +208,41 @@ pub trait ChallengeStore: Send + Sync + 'static {
     fn answers_at_once(&self) -> bool {
         false
     }
+    /// Makes `tx` a link challenge: answered only after `token` is confirmed.
+    async fn attach_link(&self, _user: &str, _tx: &Transaction, _token: &LinkToken) -> Result<(), StoreError> {
+        Err(link_unsupported())
+    }
+
+    /// What `token` stands for, changing nothing (the page a GET shows).
+    async fn link_status(&self, _token: &LinkToken) -> Result<LinkStatus, StoreError> {
+        Err(link_unsupported())
+    }
+
+    /// Confirms the challenge of `token` once; `Pending` when this call did.
+    async fn confirm_link(&self, _token: &LinkToken) -> Result<LinkStatus, StoreError> {
+        Err(link_unsupported())
+    }
+}
+
+fn link_unsupported() -> StoreError {
+    StoreError::Unavailable {
+        reason: "this challenge store does not support link delivery".to_owned(),
+    }
+}
+
+/// How long a used or expired link is remembered, so that it gets "410 Gone"
+/// rather than "404 Not Found".
+const LINK_MEMORY: Duration = Duration::from_secs(3600);
+
+/// A link challenge's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    /// A code challenge.
+    None,
+    /// The link was not confirmed yet.
+    Pending,
+    /// The link was confirmed; the next answer to the State is accepted.
+    Confirmed,
 }
 
 /// A moment as nanoseconds since the store started: 8 bytes where an
@@ -173,6 +258,15 @@ struct Record {
     blocking_until: Stamp,
     expires: Stamp,
     attempts: u8,
+    link: LinkState,
+}
+
+/// The link index: a token's digest → its challenge.
+#[derive(Debug)]
+struct LinkEntry {
+    tx: Transaction,
+    user: Arc<str>,
+    opened_unix: u64,
 }
 
 /// Challenges in this process's memory.
@@ -182,6 +276,8 @@ pub struct MemoryStore {
     // while a `challenges` guard is held.
     by_user: DashMap<Arc<str>, Vec<Transaction>>,
     expiry: Mutex<ExpiryQueue<Transaction>>,
+    links: DashMap<[u8; DIGEST_LEN], LinkEntry>,
+    link_expiry: Mutex<ExpiryQueue<[u8; DIGEST_LEN]>>,
     wake_sweeper: Notify,
     settings: ArcSwap<ChallengeSettings>,
     sealer: CodeSealer,
@@ -195,6 +291,8 @@ impl MemoryStore {
             challenges: DashMap::new(),
             by_user: DashMap::new(),
             expiry: Mutex::new(ExpiryQueue::default()),
+            links: DashMap::new(),
+            link_expiry: Mutex::new(ExpiryQueue::default()),
             wake_sweeper: Notify::new(),
             settings: ArcSwap::from_pointee(settings),
             sealer: CodeSealer::random(),
@@ -251,7 +349,23 @@ impl MemoryStore {
             }
             self.by_user.remove_if(&user, |_, list| list.is_empty());
         }
-        self.expiry.lock().expect("expiry lock poisoned").next_deadline()
+        let forgotten: Vec<_> = {
+            let mut queue = self.link_expiry.lock().expect("link expiry lock poisoned");
+            queue.pop_expired(now).collect()
+        };
+        for digest in forgotten {
+            self.links.remove(&digest);
+        }
+        let next_link = self
+            .link_expiry
+            .lock()
+            .expect("link expiry lock poisoned")
+            .next_deadline();
+        let next = self.expiry.lock().expect("expiry lock poisoned").next_deadline();
+        match (next, next_link) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -300,6 +414,7 @@ impl ChallengeStore for MemoryStore {
             blocking_until: self.stamp(now + settings.blocking),
             expires: self.stamp(expires),
             attempts: 0,
+            link: LinkState::None,
         };
         self.challenges.insert(tx, record);
         list.push(tx);
@@ -327,6 +442,14 @@ impl ChallengeStore for MemoryStore {
         };
         if !list.contains(state) {
             return Ok(Answer::Unknown);
+        }
+        match self.challenges.get(state).map(|r| r.link) {
+            Some(LinkState::Pending) => return Ok(Answer::LinkPending),
+            Some(LinkState::Confirmed) => {
+                self.close_all(&mut list);
+                return Ok(Answer::Accepted);
+            }
+            _ => {}
         }
         if self.matching(&list, code, now).is_some() {
             self.close_all(&mut list);
@@ -378,6 +501,63 @@ impl ChallengeStore for MemoryStore {
 
     fn answers_at_once(&self) -> bool {
         true
+    }
+
+    async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), StoreError> {
+        let Some(mut record) = self.challenges.get_mut(tx) else {
+            return Ok(());
+        };
+        record.link = LinkState::Pending;
+        let forget_at = self.epoch + Duration::from_nanos(record.expires.0) + LINK_MEMORY;
+        drop(record);
+        let digest = self.sealer.seal_link(&token.0);
+        let opened_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let entry = LinkEntry {
+            tx: *tx,
+            user: Arc::from(user),
+            opened_unix,
+        };
+        self.links.insert(digest, entry);
+        self.link_expiry
+            .lock()
+            .expect("link expiry lock poisoned")
+            .push(forget_at, digest);
+        self.wake_sweeper.notify_one();
+        Ok(())
+    }
+
+    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, StoreError> {
+        self.link(token, false)
+    }
+
+    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, StoreError> {
+        self.link(token, true)
+    }
+}
+
+impl MemoryStore {
+    /// Looks a link up and, with `confirm`, confirms it if it is pending.
+    fn link(&self, token: &LinkToken, confirm: bool) -> Result<LinkStatus, StoreError> {
+        let digest = self.sealer.seal_link(&token.0);
+        let Some(entry) = self.links.get(&digest) else {
+            return Ok(LinkStatus::Unknown);
+        };
+        let now = Instant::now();
+        let Some(mut record) = self.challenges.get_mut(&entry.tx) else {
+            return Ok(LinkStatus::Gone);
+        };
+        if record.expires <= self.stamp(now) || record.link != LinkState::Pending {
+            return Ok(LinkStatus::Gone);
+        }
+        if confirm {
+            record.link = LinkState::Confirmed;
+        }
+        Ok(LinkStatus::Pending {
+            user: entry.user.to_string(),
+            opened_unix: entry.opened_unix,
+        })
     }
 }
 

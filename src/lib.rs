@@ -9,10 +9,17 @@
 //! - [`auth`] — the Access-Request decision, in one function.
 //! - [`challenge`] — open challenges (the in-memory store) behind a trait.
 //! - [`otp`] — HOTP codes and the digest the store keeps instead of them.
+//! - [`pool`] — several instances as one through Redis (`[state] backend = "redis"`).
+//! - [`limits`] — e-mail throttling and user lockout, behind a trait.
 //! - [`users`] — the users file and PIN hashes, behind a trait.
 //! - [`mail`] — the delivery queue, templates and providers (SMTP, file).
+//! - [`dictionary`] — attribute names ↔ wire types (FreeRADIUS format files).
 //! - [`config`] — the configuration file, strictly parsed and checked.
+//! - [`health`] — whether backends are up (Status-Server goes silent when not).
+//! - [`link`] — the confirmation page server for link delivery.
+//! - [`exporter`] — `/metrics` in Prometheus text format.
 //! - [`metrics`] — counters.
+//! - [`invariants`] — properties of any input, for fuzzing and property tests.
 //! - [`app`] — wires a configuration into a running server; signals.
 //! - [`cli`] — the `mailotp` commands; `main.rs` only calls into it.
 
@@ -23,10 +30,17 @@ pub mod auth;
 pub mod challenge;
 pub mod cli;
 pub mod config;
+pub mod dictionary;
 pub mod expiry;
+pub mod exporter;
+pub mod health;
+pub mod invariants;
+pub mod limits;
+pub mod link;
 pub mod mail;
 pub mod metrics;
 pub mod otp;
+pub mod pool;
 pub mod server;
 pub mod users;
 pub mod wire;

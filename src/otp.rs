@@ -83,11 +83,26 @@ impl CodeSealer {
         CodeSealer { key }
     }
 
+    /// A sealer with a given key: instances of a pool derive the same one
+    /// from their shared key, so any of them can check any challenge.
+    pub fn from_key(key: Zeroizing<[u8; 32]>) -> CodeSealer {
+        CodeSealer { key }
+    }
+
     /// The digest of `code` for one transaction.
     pub fn seal(&self, tx: &Transaction, code: &[u8]) -> CodeDigest {
         let mut mac = HmacSha1::new_from_slice(&self.key[..]).expect("HMAC takes a key of any length");
         mac.update(tx.as_bytes());
         mac.update(code);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The digest of a confirmation link's token (a separate domain from
+    /// codes, so one can never stand for the other).
+    pub fn seal_link(&self, token: &[u8]) -> CodeDigest {
+        let mut mac = HmacSha1::new_from_slice(&self.key[..]).expect("HMAC takes a key of any length");
+        mac.update(b"link:");
+        mac.update(token);
         mac.finalize().into_bytes().into()
     }
 
@@ -146,5 +161,15 @@ mod tests {
         assert!(!sealer.matches(&tx, b"123457", &digest));
         assert!(!sealer.matches(&Transaction::random(), b"123456", &digest));
         assert!(!CodeSealer::random().matches(&tx, b"123456", &digest));
+    }
+
+    #[test]
+    fn sealers_from_the_same_key_agree() {
+        let tx = Transaction::random();
+        let one = CodeSealer::from_key(Zeroizing::new([9u8; 32]));
+        let other = CodeSealer::from_key(Zeroizing::new([9u8; 32]));
+        assert!(other.matches(&tx, b"123456", &one.seal(&tx, b"123456")));
+        let stranger = CodeSealer::from_key(Zeroizing::new([8u8; 32]));
+        assert!(!stranger.matches(&tx, b"123456", &one.seal(&tx, b"123456")));
     }
 }

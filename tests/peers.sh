@@ -11,6 +11,9 @@ command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || missing="$missing 
 command -v ldapadd >/dev/null 2>&1 || missing="$missing ldap-utils"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
+/usr/bin/python3 -c 'import websocket' >/dev/null 2>&1 || missing="$missing python3-websocket"
 [ -z "$missing" ] && exit 0
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"

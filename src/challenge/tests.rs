@@ -139,3 +139,55 @@ async fn open_challenges_per_user_are_bounded() {
         Answer::Accepted
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_link_challenge_waits_for_one_confirmation() {
+    let store = store();
+    let (tx, _) = open(&store, "alice", 123456).await;
+    let token = LinkToken::random();
+    store.attach_link("alice", &tx, &token).await.unwrap();
+    assert!(matches!(store.link_status(&token).await.unwrap(), LinkStatus::Pending { user, .. } if user == "alice"));
+    for _ in 0..5 {
+        assert_eq!(
+            store.answer(&tx, "alice", b"").await.unwrap(),
+            Answer::LinkPending,
+            "no attempt used"
+        );
+    }
+    assert!(matches!(
+        store.confirm_link(&token).await.unwrap(),
+        LinkStatus::Pending { .. }
+    ));
+    assert_eq!(
+        store.confirm_link(&token).await.unwrap(),
+        LinkStatus::Gone,
+        "confirms once"
+    );
+    assert_eq!(
+        store.answer(&tx, "bob", b"").await.unwrap(),
+        Answer::Unknown,
+        "another user's State"
+    );
+    assert_eq!(store.answer(&tx, "alice", b"").await.unwrap(), Answer::Accepted);
+    assert_eq!(store.answer(&tx, "alice", b"").await.unwrap(), Answer::Unknown);
+    assert_eq!(store.link_status(&token).await.unwrap(), LinkStatus::Gone);
+    assert_eq!(
+        store.link_status(&LinkToken::random()).await.unwrap(),
+        LinkStatus::Unknown
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_link_is_gone_then_forgotten() {
+    let store = store();
+    let (tx, _) = open(&store, "alice", 123456).await;
+    let token = LinkToken::random();
+    store.attach_link("alice", &tx, &token).await.unwrap();
+    tokio::time::advance(Duration::from_secs(601)).await;
+    assert_eq!(store.confirm_link(&token).await.unwrap(), LinkStatus::Gone);
+    tokio::time::advance(LINK_MEMORY).await;
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(store.link_status(&token).await.unwrap(), LinkStatus::Unknown);
+    assert!(store.links.is_empty());
+}

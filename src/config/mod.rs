@@ -6,7 +6,9 @@
 //! file the same way. Relative paths are relative to the configuration file.
 //! This module reads files but opens no sockets and starts nothing.
 
+mod ldap;
 mod raw;
+mod state;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -19,8 +21,13 @@ use serde::Deserialize;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+pub use ldap::{LdapConfig, LdapTls, USER_PLACEHOLDER};
+
+use crate::dictionary::{AttrDef, Dictionary, Kind};
+use crate::limits::{Lockout, Throttling};
 use crate::mail::template::Templates;
 use raw::{ProviderKind, RawClient, RawConfig, RawEmail, RawProvider};
+pub use state::{PoolKey, RedisConfig, StateConfig, POOL_KEY_LEN};
 
 /// The configuration `mailotp serve` runs on without `-c`.
 pub const EMBEDDED_CONFIG: &str = include_str!("../../conf/embedded.toml");
@@ -178,6 +185,10 @@ pub struct Client {
     pub require_message_authenticator: bool,
     /// How it is asked for the OTP.
     pub challenge_mode: ChallengeMode,
+    /// The attribute (e.g. `Mailotp-Email`) whose value replaces the user's
+    /// e-mail address, when this client (a front proxy that already looked
+    /// the user up) sends it.
+    pub trusted_email: Option<AttrDef>,
 }
 
 /// `[server]`: sockets and limits.
@@ -193,17 +204,18 @@ pub struct ServerConfig {
     pub receive_buffer: Option<usize>,
     /// How long SIGTERM waits for requests in progress.
     pub shutdown_grace: Duration,
+    /// How often dropped datagrams are summed up in the log (one line per
+    /// reason that had drops in the period, so a flood cannot flood the log).
+    pub drop_log_interval: Duration,
 }
 
 /// `[users]`.
 #[derive(Debug, Clone)]
 pub struct UsersConfig {
-    /// The users file.
+    /// Where users come from.
     pub source: UsersSource,
-    /// Failed PINs or OTPs in a row before the user is locked.
-    pub lockout_after: u32,
-    /// How long a lock lasts.
-    pub lockout_time: Duration,
+    /// Failed PINs or OTPs in a row before the user is locked, and for how long.
+    pub lockout: Lockout,
 }
 
 /// Where the users come from.
@@ -213,6 +225,8 @@ pub enum UsersSource {
     File(PathBuf),
     /// The demo users compiled into the binary.
     Embedded,
+    /// An LDAP directory (OpenLDAP, Active Directory).
+    Ldap(Box<LdapConfig>),
 }
 
 /// `[email.provider]`: how mail leaves.
@@ -265,8 +279,32 @@ pub struct EmailConfig {
     pub subject: String,
     /// Text and HTML bodies.
     pub templates: Templates,
+    /// `[email.throttling]`; all `None` when the section is absent.
+    pub throttling: Throttling,
+    /// A code or a confirmation link.
+    pub delivery: Delivery,
     /// Delivery.
     pub provider: Provider,
+}
+
+/// How the second factor reaches the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// A code in the e-mail, typed into the VPN client.
+    Otp,
+    /// A single-use link in the e-mail, confirmed on a page with a POST.
+    Link(LinkConfig),
+}
+
+/// `[link]`: the confirmation page server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkConfig {
+    /// Where the page server listens (plain HTTP; TLS is the reverse proxy's job).
+    pub listen: SocketAddr,
+    /// What the e-mail links to, without a trailing slash.
+    pub base_url: String,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
 }
 
 /// `[log]`.
@@ -298,6 +336,10 @@ pub struct Config {
     pub email: EmailConfig,
     /// `[log]`.
     pub log: LogConfig,
+    /// `[state]`: one instance in memory, or a pool through Redis.
+    pub state: StateConfig,
+    /// `[metrics] listen`: where Prometheus scrapes `/metrics`; `None` is off.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Config {
@@ -327,6 +369,14 @@ impl Config {
 /// Reads a whole file, naming it in the error.
 pub fn read_text(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.display().to_string(),
+        source,
+    })
+}
+
+/// Reads a whole binary file (a key), naming it in the error.
+fn read_bytes(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|source| ConfigError::Read {
         file: path.display().to_string(),
         source,
     })
@@ -365,24 +415,17 @@ impl Validator<'_> {
                 ));
             }
         }
-        if raw.users.backend != "file" {
-            return Err(self.err(
-                "users.backend",
-                format!(
-                    "`{}` is not a supported backend (supported: \"file\")",
-                    raw.users.backend
-                ),
-            ));
-        }
+        let (lockout_after, lockout_time) = (raw.users.lockout_after, raw.users.lockout_time);
         let users = UsersConfig {
-            source: match self.source {
-                Source::Embedded => UsersSource::Embedded,
-                Source::File(_) => UsersSource::File(self.path(&raw.users.file)),
+            source: self.users_source(raw.users)?,
+            lockout: Lockout {
+                after: lockout_after,
+                duration: Duration::from_secs(lockout_time),
             },
-            lockout_after: raw.users.lockout_after,
-            lockout_time: Duration::from_secs(raw.users.lockout_time),
         };
-        let email = self.email(raw.email, options)?;
+        let delivery = self.delivery(&raw.email.delivery, raw.link, &clients)?;
+        let email = self.email(raw.email, delivery, options)?;
+        let state = self.state(raw.state)?;
         Ok(Config {
             source: self.source.clone(),
             server,
@@ -390,7 +433,36 @@ impl Validator<'_> {
             users,
             email,
             log: LogConfig { format: raw.log.format },
+            state,
+            metrics: match raw.metrics {
+                None => None,
+                Some(m) => {
+                    Some(m.listen.parse().map_err(|_| {
+                        self.err("metrics.listen", format!("`{}` is not an address with port", m.listen))
+                    })?)
+                }
+            },
         })
+    }
+
+    fn users_source(&self, raw: raw::RawUsers) -> Result<UsersSource, ConfigError> {
+        match raw.backend.as_str() {
+            "ldap" => Ok(UsersSource::Ldap(Box::new(self.ldap(raw)?))),
+            "file" => {
+                self.no_ldap_keys(&raw)?;
+                let file = raw
+                    .file
+                    .ok_or_else(|| self.err("users.file", "required with backend = \"file\""))?;
+                Ok(match self.source {
+                    Source::Embedded => UsersSource::Embedded,
+                    Source::File(_) => UsersSource::File(self.path(&file)),
+                })
+            }
+            other => Err(self.err(
+                "users.backend",
+                format!("`{other}` is not a supported backend (supported: \"file\", \"ldap\")"),
+            )),
+        }
     }
 
     fn server(&self, raw: raw::RawServer) -> Result<ServerConfig, ConfigError> {
@@ -418,12 +490,16 @@ impl Validator<'_> {
         if hash_workers == 0 {
             return Err(self.err("server.hash_workers", "must be at least 1"));
         }
+        if raw.drop_log_interval == 0 {
+            return Err(self.err("server.drop_log_interval", "must be at least 1 second"));
+        }
         Ok(ServerConfig {
             listen,
             max_in_flight: raw.max_in_flight,
             hash_workers,
             receive_buffer: raw.receive_buffer,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace),
+            drop_log_interval: Duration::from_secs(raw.drop_log_interval),
         })
     }
 
@@ -439,12 +515,30 @@ impl Validator<'_> {
             })?,
         };
         let secret = self.secret(raw.secret, raw.secret_file, &key("secret"))?;
+        let trusted_email = match raw.trusted_email_attribute {
+            None => None,
+            Some(name) => match Dictionary::builtin().attribute(&name) {
+                Some(def) if def.kind == Kind::String => Some(def.clone()),
+                Some(def) => {
+                    let reason = format!(
+                        "`{}` is not a string attribute, so it cannot carry an address",
+                        def.name
+                    );
+                    return Err(self.err(key("trusted_email_attribute"), reason));
+                }
+                None => {
+                    let reason = format!("`{name}` is not an attribute of the dictionary (see dictionary/)");
+                    return Err(self.err(key("trusted_email_attribute"), reason));
+                }
+            },
+        };
         Ok(Client {
             name: raw.name,
             network: network.trunc(),
             secret,
             require_message_authenticator: raw.require_message_authenticator,
             challenge_mode: raw.challenge_mode,
+            trusted_email,
         })
     }
 
@@ -469,7 +563,51 @@ impl Validator<'_> {
         Ok(Secret::new(bytes))
     }
 
-    fn email(&self, raw: RawEmail, options: LoadOptions) -> Result<EmailConfig, ConfigError> {
+    fn delivery(&self, name: &str, link: Option<raw::RawLink>, clients: &[Client]) -> Result<Delivery, ConfigError> {
+        match name {
+            "otp" => return Ok(Delivery::Otp),
+            "link" => {}
+            other => {
+                return Err(self.err(
+                    "email.delivery",
+                    format!("`{other}` is not supported (\"otp\" or \"link\")"),
+                ));
+            }
+        }
+        let Some(link) = link else {
+            return Err(self.err(
+                "link",
+                "delivery = \"link\" needs a [link] section with listen and base_url",
+            ));
+        };
+        if let Some(i) = clients.iter().position(|c| c.challenge_mode == ChallengeMode::Reject) {
+            return Err(self.err(
+                format!("clients[{i}].challenge_mode"),
+                "link delivery needs Access-Challenge (the user presses Enter after confirming); \"reject\" cannot do that",
+            ));
+        }
+        let listen = link
+            .listen
+            .parse()
+            .map_err(|_| self.err("link.listen", format!("`{}` is not an address with port", link.listen)))?;
+        let base_url = link.base_url.trim_end_matches('/').to_owned();
+        if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+            return Err(self.err(
+                "link.base_url",
+                format!("`{}` is not an http:// or https:// URL", link.base_url),
+            ));
+        }
+        if link.max_connections == 0 {
+            return Err(self.err("link.max_connections", "must be at least 1"));
+        }
+        Ok(Delivery::Link(LinkConfig {
+            listen,
+            base_url,
+            max_connections: link.max_connections,
+        }))
+    }
+
+    fn email(&self, raw: RawEmail, delivery: Delivery, options: LoadOptions) -> Result<EmailConfig, ConfigError> {
         if !(6..=8).contains(&raw.otp_length) {
             return Err(self.err("email.otp_length", format!("{} is outside 6..=8", raw.otp_length)));
         }
@@ -478,12 +616,6 @@ impl Validator<'_> {
         }
         if raw.max_attempts == 0 {
             return Err(self.err("email.max_attempts", "must be at least 1"));
-        }
-        if raw.delivery != "otp" {
-            return Err(self.err(
-                "email.delivery",
-                format!("`{}` is not supported (supported: \"otp\")", raw.delivery),
-            ));
         }
         if raw.queue_limit == 0 {
             return Err(self.err("email.queue_limit", "must be at least 1"));
@@ -505,6 +637,7 @@ impl Validator<'_> {
         let templates = Templates::load(
             raw.body_file.map(|p| self.path(&p)).as_deref(),
             raw.html_body_file.map(|p| self.path(&p)).as_deref(),
+            matches!(delivery, Delivery::Link(_)),
         )?;
         let from = raw.provider.email_from.parse::<Mailbox>().map_err(|e| {
             self.err(
@@ -514,6 +647,7 @@ impl Validator<'_> {
         })?;
         let subject = raw.provider.email_subject.clone();
         let provider = self.provider(raw.provider)?;
+        let throttling = self.throttling(raw.throttling)?;
         Ok(EmailConfig {
             challenge_validity: Duration::from_secs(raw.challenge_validity),
             blocking_timeout: Duration::from_secs(raw.blocking_timeout),
@@ -525,6 +659,35 @@ impl Validator<'_> {
             subject,
             templates,
             provider,
+            throttling,
+            delivery,
+        })
+    }
+
+    fn throttling(&self, raw: Option<raw::RawThrottling>) -> Result<Throttling, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Throttling::default());
+        };
+        let limits = [
+            ("max_emails_per_hour", raw.max_emails_per_hour),
+            ("max_emails_in_five_minutes", raw.max_emails_in_five_minutes),
+            (
+                "max_emails_per_client_ip_per_hour",
+                raw.max_emails_per_client_ip_per_hour,
+            ),
+        ];
+        for (key, value) in limits {
+            if value == Some(0) {
+                return Err(self.err(
+                    format!("email.throttling.{key}"),
+                    "0 would refuse every e-mail; leave the key out for no limit",
+                ));
+            }
+        }
+        Ok(Throttling {
+            per_user_per_hour: raw.max_emails_per_hour,
+            per_user_in_five_minutes: raw.max_emails_in_five_minutes,
+            per_client_ip_per_hour: raw.max_emails_per_client_ip_per_hour,
         })
     }
 

@@ -16,6 +16,28 @@ pub(super) struct RawConfig {
     pub email: RawEmail,
     #[serde(default)]
     pub log: RawLog,
+    pub state: Option<super::state::RawState>,
+    pub link: Option<RawLink>,
+    pub metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLink {
+    pub listen: String,
+    pub base_url: String,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_max_connections() -> usize {
+    256
 }
 
 #[derive(Debug, Deserialize)]
@@ -28,6 +50,8 @@ pub(super) struct RawServer {
     pub receive_buffer: Option<usize>,
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: u64,
+    #[serde(default = "default_drop_log_interval")]
+    pub drop_log_interval: u64,
 }
 
 fn default_max_in_flight() -> usize {
@@ -36,6 +60,10 @@ fn default_max_in_flight() -> usize {
 
 fn default_shutdown_grace() -> u64 {
     5
+}
+
+fn default_drop_log_interval() -> u64 {
+    10
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +77,7 @@ pub(super) struct RawClient {
     pub require_message_authenticator: bool,
     #[serde(default)]
     pub challenge_mode: super::ChallengeMode,
+    pub trusted_email_attribute: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -60,11 +89,23 @@ fn default_true() -> bool {
 pub(super) struct RawUsers {
     #[serde(default = "default_backend")]
     pub backend: String,
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
     #[serde(default = "default_lockout_after")]
     pub lockout_after: u32,
     #[serde(default = "default_lockout_time")]
     pub lockout_time: u64,
+    // backend = "ldap" only: checked in `config::ldap`, refused with "file".
+    pub ldap_url: Option<String>,
+    pub ldap_starttls: Option<bool>,
+    pub ldap_ca_file: Option<PathBuf>,
+    pub bind_dn: Option<String>,
+    pub bind_password: Option<String>,
+    pub bind_password_file: Option<PathBuf>,
+    pub base_dn: Option<String>,
+    pub user_filter: Option<String>,
+    pub email_attribute: Option<String>,
+    pub active_filter: Option<String>,
+    pub timeout: Option<u64>,
 }
 
 fn default_backend() -> String {
@@ -98,6 +139,15 @@ pub(super) struct RawEmail {
     #[serde(default = "default_queue_limit")]
     pub queue_limit: usize,
     pub provider: RawProvider,
+    pub throttling: Option<RawThrottling>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawThrottling {
+    pub max_emails_per_hour: Option<u32>,
+    pub max_emails_in_five_minutes: Option<u32>,
+    pub max_emails_per_client_ip_per_hour: Option<u32>,
 }
 
 fn default_validity() -> u64 {

@@ -3,7 +3,8 @@
 
 use super::*;
 
-const MINIMAL: &str = r#"
+/// A minimal valid configuration (users file, file mail provider).
+pub(super) const MINIMAL: &str = r#"
 [server]
 listen = ["127.0.0.1:0"]
 
@@ -19,7 +20,8 @@ file = "users.toml"
 kind = "file"
 "#;
 
-fn load(text: &str) -> Result<Config, ConfigError> {
+/// Loads `text` as `/etc/mailotp/mailotp.toml`.
+pub(super) fn load(text: &str) -> Result<Config, ConfigError> {
     Config::from_text(
         text,
         Source::File(PathBuf::from("/etc/mailotp/mailotp.toml")),
@@ -143,4 +145,71 @@ fn secrets_come_from_files_without_the_trailing_newline() {
     let c = Config::load(&path, LoadOptions::default()).unwrap();
     assert_eq!(c.clients[0].secret.expose(), b"from-file");
     assert_eq!(format!("{:?}", c.clients[0].secret), "Secret(***)");
+}
+
+#[test]
+fn drop_log_interval_defaults_to_ten_seconds_and_refuses_zero() {
+    assert_eq!(load(MINIMAL).unwrap().server.drop_log_interval, Duration::from_secs(10));
+    let text = MINIMAL.replace("[server]\n", "[server]\ndrop_log_interval = 0\n");
+    assert_eq!(
+        error_of(&text),
+        "/etc/mailotp/mailotp.toml: key `server.drop_log_interval`: must be at least 1 second"
+    );
+}
+
+fn with_state(state: &str) -> String {
+    format!("{MINIMAL}\n[state]\n{state}\n")
+}
+
+#[test]
+fn state_defaults_to_memory_and_redis_needs_url_and_key() {
+    assert!(matches!(load(MINIMAL).unwrap().state, StateConfig::Memory));
+    let no_url = error_of(&with_state("backend = \"redis\""));
+    assert!(no_url.contains("key `state.redis_url`: required"), "{no_url}");
+    let no_key = error_of(&with_state(
+        "backend = \"redis\"\nredis_url = \"redis://127.0.0.1:6379\"",
+    ));
+    assert!(no_key.contains("key `state.secret_file`: required"), "{no_key}");
+    let stray = error_of(&with_state("redis_url = \"redis://127.0.0.1:6379\""));
+    assert!(
+        stray.contains("key `state.redis_url`: only used with backend = \"redis\""),
+        "{stray}"
+    );
+    let bad = error_of(&with_state("backend = \"etcd\""));
+    assert!(
+        bad.contains("key `state.backend`: `etcd` is not a supported backend"),
+        "{bad}"
+    );
+}
+
+#[test]
+fn pool_key_must_be_32_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |key: &[u8]| {
+        let path = dir.path().join("pool.key");
+        std::fs::write(&path, key).unwrap();
+        let text = with_state(&format!(
+            "backend = \"redis\"\nredis_url = \"redis://:pw@127.0.0.1:6379\"\nsecret_file = \"{}\"",
+            path.display()
+        ));
+        load(&text)
+    };
+    let short = config(&[7u8; 16]).unwrap_err().to_string();
+    assert!(
+        short.contains("key `state.secret_file`:") && short.contains("holds 16 bytes"),
+        "{short}"
+    );
+    let StateConfig::Redis(raw) = config(&[7u8; 32]).unwrap().state else {
+        panic!("redis backend expected")
+    };
+    assert_eq!(raw.key.expose(), &[7u8; 32]);
+    assert!(
+        !format!("{raw:?}").contains("pw"),
+        "the URL's password stays out of Debug"
+    );
+    let hex_key = format!("{}\n", "07".repeat(32));
+    let StateConfig::Redis(hexed) = config(hex_key.as_bytes()).unwrap().state else {
+        panic!("redis backend expected")
+    };
+    assert_eq!(hexed.key.expose(), &[7u8; 32]);
 }

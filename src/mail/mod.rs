@@ -11,10 +11,13 @@
 pub mod provider;
 pub mod template;
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 use thiserror::Error;
@@ -66,6 +69,21 @@ pub enum MailError {
         /// What was wrong.
         reason: String,
     },
+    /// The shared queue (Redis) cannot be reached: the request gets no answer.
+    #[error("shared mail queue unavailable: {reason}")]
+    Unavailable {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A queue shared by the instances of a pool (Redis): [`MailQueue::enqueue`]
+/// hands jobs to it, and it feeds them back to one instance's
+/// [`MailQueue::deliver`].
+#[async_trait]
+pub trait SharedQueue: Send + Sync + fmt::Debug + 'static {
+    /// Stores a job for whichever instance takes it first.
+    async fn push(&self, job: MailJob) -> Result<(), MailError>;
 }
 
 /// One e-mail to send: a challenge's code for a user.
@@ -77,6 +95,8 @@ pub struct MailJob {
     pub user: String,
     /// The code.
     pub otp: Otp,
+    /// The confirmation link (link delivery).
+    pub link: Option<zeroize::Zeroizing<String>>,
     /// The challenge it belongs to, for the log.
     pub tx: Transaction,
     /// When the challenge expires; a mail still undelivered then is dropped.
@@ -95,18 +115,30 @@ pub struct MailStats {
 }
 
 /// The request path's handle on the queue.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MailQueue {
+    shared: Option<Arc<dyn SharedQueue>>,
     sender: mpsc::UnboundedSender<MailJob>,
     pending: Arc<AtomicUsize>,
     limit: usize,
     stats: Arc<MailStats>,
+    renderer: Arc<ArcSwap<Renderer>>,
 }
 
 impl MailQueue {
-    /// Queues a mail without waiting; fails when the queue is full or the
-    /// delivery task has stopped.
-    pub fn enqueue(&self, job: MailJob) -> Result<(), MailError> {
+    /// Queues a mail without waiting for delivery: in this process, or in
+    /// the pool's shared queue. Fails when the queue is full, the delivery
+    /// task has stopped, or the shared queue is unreachable.
+    pub async fn enqueue(&self, job: MailJob) -> Result<(), MailError> {
+        match &self.shared {
+            Some(shared) => shared.push(job).await,
+            None => self.deliver(job),
+        }
+    }
+
+    /// Hands a mail to this instance's delivery task (the shared queue's
+    /// reader calls this with the jobs it took).
+    pub fn deliver(&self, job: MailJob) -> Result<(), MailError> {
         let full = MailError::QueueFull { limit: self.limit };
         if self.pending.fetch_add(1, Ordering::AcqRel) >= self.limit {
             self.pending.fetch_sub(1, Ordering::AcqRel);
@@ -127,6 +159,21 @@ impl MailQueue {
     pub fn stats(&self) -> &MailStats {
         &self.stats
     }
+
+    /// Takes sender, subject and templates from a reloaded configuration;
+    /// mails already queued are rendered with the new ones.
+    pub fn update_messages(&self, config: &EmailConfig) {
+        self.renderer.store(Arc::new(Renderer::new(config)));
+    }
+}
+
+impl std::fmt::Debug for MailQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailQueue")
+            .field("pending", &self.pending())
+            .field("limit", &self.limit)
+            .finish()
+    }
 }
 
 /// Renders jobs into messages.
@@ -138,12 +185,21 @@ struct Renderer {
 }
 
 impl Renderer {
+    fn new(config: &EmailConfig) -> Renderer {
+        Renderer {
+            from: config.from.clone(),
+            subject: config.subject.clone(),
+            templates: config.templates.clone(),
+            minutes: config.challenge_validity.as_secs().div_ceil(60),
+        }
+    }
+
     fn render(&self, job: &MailJob) -> Result<Message, MailError> {
         let values = Values {
             otp: job.otp.expose(),
             user: &job.user,
             minutes: self.minutes,
-            link: "",
+            link: job.link.as_deref().map_or("", String::as_str),
         };
         let (text, html) = self.templates.render(&values);
         let builder = Message::builder()
@@ -172,25 +228,48 @@ pub fn start(
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<MailQueue, ConfigError> {
+    start_delivery(config, grace, tasks, shutdown, None)
+}
+
+/// Like [`start`], for a pool: `enqueue` goes to `shared`, and the
+/// transaction of every job this instance finished with (sent or given up)
+/// comes out of the returned receiver, so the shared queue can drop it.
+pub fn start_shared(
+    config: &EmailConfig,
+    grace: Duration,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+    shared: Arc<dyn SharedQueue>,
+) -> Result<(MailQueue, mpsc::UnboundedReceiver<Transaction>), ConfigError> {
+    let (finished, done) = mpsc::unbounded_channel();
+    let mut queue = start_delivery(config, grace, tasks, shutdown, Some(finished))?;
+    queue.shared = Some(shared);
+    Ok((queue, done))
+}
+
+fn start_delivery(
+    config: &EmailConfig,
+    grace: Duration,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+    finished: Option<mpsc::UnboundedSender<Transaction>>,
+) -> Result<MailQueue, ConfigError> {
     let provider: Arc<dyn MailProvider> = Arc::from(provider::build(&config.provider)?);
     let (sender, receiver) = mpsc::unbounded_channel();
     let queue = MailQueue {
+        shared: None,
         sender,
         pending: Arc::new(AtomicUsize::new(0)),
         limit: config.queue_limit,
         stats: Arc::new(MailStats::default()),
-    };
-    let renderer = Renderer {
-        from: config.from.clone(),
-        subject: config.subject.clone(),
-        templates: config.templates.clone(),
-        minutes: config.challenge_validity.as_secs().div_ceil(60),
+        renderer: Arc::new(ArcSwap::from_pointee(Renderer::new(config))),
     };
     let worker = Delivery {
         provider,
-        renderer: Arc::new(renderer),
+        renderer: Arc::clone(&queue.renderer),
         pending: Arc::clone(&queue.pending),
         stats: Arc::clone(&queue.stats),
+        finished,
     };
     tasks.spawn(worker.run(receiver, shutdown, grace));
     Ok(queue)
@@ -198,9 +277,10 @@ pub fn start(
 
 struct Delivery {
     provider: Arc<dyn MailProvider>,
-    renderer: Arc<Renderer>,
+    renderer: Arc<ArcSwap<Renderer>>,
     pending: Arc<AtomicUsize>,
     stats: Arc<MailStats>,
+    finished: Option<mpsc::UnboundedSender<Transaction>>,
 }
 
 /// A job with how often it was tried and how long to wait before the next.
@@ -245,7 +325,7 @@ impl Delivery {
 
     fn spawn_send(&self, sending: &mut JoinSet<(Attempt, Result<(), MailError>)>, mut attempt: Attempt) {
         let provider = Arc::clone(&self.provider);
-        let renderer = Arc::clone(&self.renderer);
+        let renderer = self.renderer.load_full();
         attempt.tries += 1;
         sending.spawn(async move {
             let result = match renderer.render(&attempt.job) {
@@ -283,6 +363,9 @@ impl Delivery {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(user = %job.user, to = %job.to.email, tx = %job.tx, error = %e, "mail dropped");
             }
+        }
+        if let Some(finished) = &self.finished {
+            let _ = finished.send(job.tx);
         }
         self.pending.fetch_sub(1, Ordering::AcqRel);
     }

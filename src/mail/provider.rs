@@ -17,6 +17,9 @@ use crate::config::{read_text, ConfigError, Provider, SmtpConfig, SmtpTls};
 pub trait MailProvider: Send + Sync + 'static {
     /// Delivers `message` to the next hop.
     async fn send(&self, message: Message) -> Result<(), MailError>;
+
+    /// Tries the next hop without sending (`mailotp check --connect`).
+    async fn check_connection(&self) -> Result<(), MailError>;
 }
 
 /// Builds the provider `[email.provider]` asks for.
@@ -46,6 +49,14 @@ impl MailProvider for FileProvider {
             .map(|_| ())
             .map_err(|e| MailError::Transient {
                 reason: format!("cannot write to {}: {e}", self.outbox.display()),
+            })
+    }
+
+    async fn check_connection(&self) -> Result<(), MailError> {
+        tokio::fs::create_dir_all(&self.outbox)
+            .await
+            .map_err(|e| MailError::Transient {
+                reason: format!("cannot create {}: {e}", self.outbox.display()),
             })
     }
 }
@@ -95,6 +106,17 @@ impl MailProvider for SmtpProvider {
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_permanent() => Err(MailError::Permanent { reason: e.to_string() }),
+            Err(e) => Err(MailError::Transient { reason: e.to_string() }),
+        }
+    }
+
+    async fn check_connection(&self) -> Result<(), MailError> {
+        // Connects, greets (STARTTLS and AUTH as configured) and says NOOP.
+        match self.transport.test_connection().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(MailError::Transient {
+                reason: "the server did not accept NOOP".to_owned(),
+            }),
             Err(e) => Err(MailError::Transient { reason: e.to_string() }),
         }
     }

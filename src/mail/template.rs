@@ -16,6 +16,17 @@ It is valid for {minutes} minutes. If you did not just try to log in,
 please tell your IT team.
 ";
 
+const BUILT_IN_LINK_TEXT: &str = "Hello {user},
+
+to finish logging in, open this link and press Confirm:
+
+{link}
+
+The link works once, for {minutes} minutes. Then go back to your VPN
+client and press Enter. If you did not just try to log in, do not open
+the link, and please tell your IT team.
+";
+
 /// What a template can say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Placeholder {
@@ -127,13 +138,15 @@ pub struct Templates {
 }
 
 impl Templates {
-    /// Loads `body_file` (or the built-in text) and `html_body_file`.
-    pub fn load(body_file: Option<&Path>, html_body_file: Option<&Path>) -> Result<Templates, ConfigError> {
+    /// Loads `body_file` (or the built-in text for codes or, with `link`, for
+    /// links) and `html_body_file`.
+    pub fn load(body_file: Option<&Path>, html_body_file: Option<&Path>, link: bool) -> Result<Templates, ConfigError> {
         let load = |path: &Path, key: &str| -> Result<Template, ConfigError> {
             Template::parse(&read_text(path)?).map_err(|reason| ConfigError::invalid(path.display(), key, reason))
         };
         let text = match body_file {
             Some(p) => load(p, "email.body_file")?,
+            None if link => Template::parse(BUILT_IN_LINK_TEXT).expect("built-in template parses"),
             None => Template::parse(BUILT_IN_TEXT).expect("built-in template parses"),
         };
         let html = html_body_file.map(|p| load(p, "email.html_body_file")).transpose()?;
@@ -198,7 +211,7 @@ mod tests {
 
     #[test]
     fn built_in_body_carries_the_code() {
-        let t = Templates::load(None, None).unwrap();
+        let t = Templates::load(None, None, false).unwrap();
         let (text, html) = t.render(&VALUES);
         assert!(text.contains("123456") && text.contains("10 minutes"));
         assert_eq!(html, None);

@@ -8,6 +8,7 @@
 //! answered. The decision itself lives in `auth`; this module never looks at
 //! users, codes or mail.
 
+mod check;
 mod dedup;
 
 use std::net::{IpAddr, SocketAddr};
@@ -22,12 +23,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use check::check_request;
 pub use dedup::{DuplicateCache, RequestKey, Seen, TTL as DUPLICATE_TTL};
 
-use crate::auth::{Authenticator, Decision, Reason, Request};
+use crate::auth::{Authenticator, Decision, Reason, Request, Unavailable};
 use crate::config::Client;
+use crate::dictionary::Dictionary;
+use crate::health::Health;
 use crate::metrics::{DropReason, Metrics};
-use crate::wire::{self, attr, Code, MaCheck, Packet, ResponseBuilder};
+use crate::wire::{self, attr, Code, Packet, ResponseBuilder};
 
 /// Largest datagram read; longer ones are cut, and RFC 2865 §3 says octets past
 /// the length field are padding anyway.
@@ -36,6 +40,8 @@ const RECEIVE_BUFFER: usize = wire::MAX_PACKET_LEN + 1;
 const DUPLICATE_CACHE_CAPACITY: usize = 100_000;
 /// How often a client missing Message-Authenticator is logged.
 const MISSING_MA_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// `drop_log_interval` when the caller sets none.
+const DEFAULT_DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The configured clients, most specific network first.
 #[derive(Debug, Default)]
@@ -71,18 +77,24 @@ pub struct Context {
     pub duplicates: DuplicateCache,
     /// Bounds the requests worked on at once (`max_in_flight`).
     pub in_flight: Arc<Semaphore>,
+    /// Backend health, shared with the backends that report to it.
+    pub health: Arc<Health>,
+    /// How often drops are summed up in the log (`drop_log_interval`).
+    pub drop_log_interval: Duration,
     missing_ma_logged: DashMap<String, Instant>,
 }
 
 impl Context {
     /// A context around an authenticator.
-    pub fn new(clients: Clients, auth: Authenticator, max_in_flight: usize) -> Context {
+    pub fn new(clients: Clients, auth: Authenticator, max_in_flight: usize, health: Arc<Health>) -> Context {
         Context {
             clients: ArcSwap::from_pointee(clients),
             auth,
             metrics: Metrics::default(),
             duplicates: DuplicateCache::new(DUPLICATE_CACHE_CAPACITY),
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            health,
+            drop_log_interval: DEFAULT_DROP_LOG_INTERVAL,
             missing_ma_logged: DashMap::new(),
         }
     }
@@ -101,6 +113,7 @@ pub async fn serve(sockets: Vec<UdpSocket>, ctx: Arc<Context>, tasks: TaskTracke
         ));
     }
     loops.spawn(sweep_duplicates(Arc::clone(&ctx), shutdown.clone()));
+    loops.spawn(log_drops(Arc::clone(&ctx), shutdown.clone()));
     while loops.join_next().await.is_some() {}
 }
 
@@ -110,6 +123,35 @@ async fn sweep_duplicates(ctx: Arc<Context>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => ctx.duplicates.sweep(Instant::now()),
+        }
+    }
+}
+
+/// Drops are logged as a sum per reason and period rather than one line per
+/// datagram: a configured client's address is easy to spoof, and a flood of
+/// junk must not become a flood of log lines. The per-datagram line (with the
+/// source) stays at debug level.
+async fn log_drops(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let mut reported = [0u64; DropReason::ALL.len()];
+    let mut tick = tokio::time::interval(ctx.drop_log_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for (reason, seen) in DropReason::ALL.iter().zip(reported.iter_mut()) {
+            let total = ctx.metrics.drops(*reason);
+            if total > *seen {
+                tracing::info!(
+                    reason = reason.as_str(),
+                    dropped = total - *seen,
+                    total,
+                    period_s = ctx.drop_log_interval.as_secs(),
+                    "datagrams dropped"
+                );
+                *seen = total;
+            }
         }
     }
 }
@@ -182,29 +224,15 @@ fn screen(ctx: &Context, datagram: &[u8], source: SocketAddr) -> Screened {
     let Some(client) = clients.find(source.ip()) else {
         return Screened::Drop(DropReason::UnknownClient);
     };
-    let Ok(packet) = Packet::decode(datagram) else {
-        return Screened::Drop(DropReason::Malformed);
-    };
-    let code = packet.code();
-    if !matches!(code, Code::AccessRequest | Code::StatusServer) {
-        return Screened::Drop(DropReason::UnsupportedCode);
-    }
-    match wire::verify_message_authenticator(&packet, None, client.secret.expose()) {
-        MaCheck::Valid => {}
-        MaCheck::Invalid => return Screened::Drop(DropReason::BadMessageAuthenticator),
-        MaCheck::Absent => {
-            // RFC 5997 §3: Status-Server always carries one.
-            if code == Code::StatusServer || client.require_message_authenticator {
+    let packet = match check_request(datagram, client.secret.expose(), client.require_message_authenticator) {
+        Ok(packet) => packet,
+        Err(reason) => {
+            if reason == DropReason::MissingMessageAuthenticator {
                 log_missing_ma(ctx, client);
-                return Screened::Drop(DropReason::MissingMessageAuthenticator);
             }
+            return Screened::Drop(reason);
         }
-    }
-    if let Some(hidden) = packet.first(attr::USER_PASSWORD) {
-        if hidden.is_empty() || hidden.len() > 128 || hidden.len() % 16 != 0 {
-            return Screened::Drop(DropReason::BadPassword);
-        }
-    }
+    };
     let key = RequestKey {
         source,
         identifier: packet.identifier(),
@@ -224,7 +252,7 @@ fn screen(ctx: &Context, datagram: &[u8], source: SocketAddr) -> Screened {
         client: Arc::clone(client),
         key,
         permit,
-        at_once: code == Code::StatusServer
+        at_once: packet.code() == Code::StatusServer
             || (packet.first(attr::STATE).is_some() && ctx.auth.challenges.answers_at_once()),
     }
 }
@@ -250,23 +278,25 @@ async fn respond(ctx: &Context, socket: &UdpSocket, client: &Client, key: Reques
         .first(attr::USER_NAME)
         .map(String::from_utf8_lossy)
         .unwrap_or_default();
-    let decision = if packet.code() == Code::StatusServer {
-        Ok(Decision {
-            code: Code::AccessAccept,
-            state: None,
-            reply_message: None,
-            reason: Reason::StatusServer,
-        })
+    let decision = if packet.code() == Code::StatusServer && !ctx.health.all_up() {
+        // A backend is down: stay silent so the proxy in front fails over.
+        Err(Unavailable::Backend)
+    } else if packet.code() == Code::StatusServer {
+        Ok(Decision::accept(Reason::StatusServer))
     } else {
         let password = packet
             .first(attr::USER_PASSWORD)
             .and_then(|hidden| wire::unhide_password(hidden, secret, packet.authenticator()))
             .unwrap_or_default();
+        let client_ip = packet.first(attr::CALLING_STATION_ID).map(String::from_utf8_lossy);
+        let trusted_email = trusted_email(&packet, client);
         let request = Request {
             user: &user,
             password: &password,
             state: packet.first(attr::STATE),
             challenge_mode: client.challenge_mode,
+            client_ip: client_ip.as_deref(),
+            trusted_email: trusted_email.as_deref(),
         };
         ctx.auth.decide(&request).await
     };
@@ -279,7 +309,7 @@ async fn respond(ctx: &Context, socket: &UdpSocket, client: &Client, key: Reques
             return;
         }
     };
-    let bytes: Arc<[u8]> = Arc::from(encode(&packet, &decision, secret));
+    let bytes: Arc<[u8]> = Arc::from(encode_response(&packet, &decision, secret));
     ctx.duplicates.answered(key, Arc::clone(&bytes));
     count(&ctx.metrics, decision.code);
     tracing::info!(
@@ -294,7 +324,9 @@ async fn respond(ctx: &Context, socket: &UdpSocket, client: &Client, key: Reques
     send(socket, &bytes, key.source).await;
 }
 
-fn encode(request: &Packet<'_>, decision: &Decision, secret: &[u8]) -> Vec<u8> {
+/// The signed answer to `request`: Message-Authenticator first, then State,
+/// Reply-Message, and the request's Proxy-State attributes in their order.
+pub fn encode_response(request: &Packet<'_>, decision: &Decision, secret: &[u8]) -> Vec<u8> {
     let mut response = ResponseBuilder::new(decision.code, request.identifier());
     if let Some(tx) = decision.state {
         response.push(attr::STATE, &tx.to_state());
@@ -302,10 +334,30 @@ fn encode(request: &Packet<'_>, decision: &Decision, secret: &[u8]) -> Vec<u8> {
     if let Some(message) = &decision.reply_message {
         response.push(attr::REPLY_MESSAGE, message.as_bytes());
     }
+    for a in &decision.attributes {
+        response.push(a.attr_type, &a.value);
+    }
     for a in request.attributes().filter(|a| a.attr_type == attr::PROXY_STATE) {
         response.push(attr::PROXY_STATE, a.value);
     }
     response.finish(request.authenticator(), secret)
+}
+
+/// The e-mail address in the client's `trusted_email_attribute`. The same
+/// attribute from a client not configured with it is ignored, and logged so
+/// an admin sees a proxy that is not trusted yet (or a forgery).
+fn trusted_email(packet: &Packet<'_>, client: &Client) -> Option<String> {
+    let dictionary = Dictionary::builtin();
+    if let Some(def) = &client.trusted_email {
+        return dictionary
+            .find(packet, def)
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+    }
+    let def = dictionary.attribute("Mailotp-Email")?;
+    if dictionary.find(packet, def).is_some() {
+        tracing::warn!(client = %client.name, "Mailotp-Email ignored: this client has no trusted_email_attribute");
+    }
+    None
 }
 
 fn count(metrics: &Metrics, code: Code) {

@@ -1,7 +1,7 @@
 //! The users file: `[[users]]` entries with name, e-mail, argon2 PIN hash and
 //! `active`. Read whole at start (and on reload); lookups never touch disk.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,6 +10,8 @@ use argon2::Argon2;
 use async_trait::async_trait;
 use lettre::message::Mailbox;
 use serde::Deserialize;
+
+use crate::dictionary::{Dictionary, WireAttribute};
 
 use super::{DirectoryError, HashPool, PinCheck, User, UserDirectory};
 use crate::config::{parse_toml, read_text, ConfigError, UsersSource, EMBEDDED_USERS};
@@ -29,6 +31,8 @@ struct RawUser {
     pin: String,
     #[serde(default = "default_active")]
     active: bool,
+    #[serde(default)]
+    reply: BTreeMap<String, toml::Value>,
 }
 
 fn default_active() -> bool {
@@ -40,6 +44,7 @@ struct Entry {
     user: User,
     pin_hash: Arc<str>,
     active: bool,
+    reply: Vec<WireAttribute>,
 }
 
 /// Users from a users file.
@@ -56,6 +61,11 @@ impl FileUsers {
         match source {
             UsersSource::File(path) => FileUsers::parse(&read_text(path)?, &path.display(), pool),
             UsersSource::Embedded => FileUsers::parse(EMBEDDED_USERS, &"<embedded demo users>", pool),
+            UsersSource::Ldap(_) => Err(ConfigError::invalid(
+                "[users]",
+                "backend",
+                "\"ldap\" has no users file to read",
+            )),
         }
     }
 
@@ -82,6 +92,7 @@ impl FileUsers {
                 ));
             }
             dummy_params.get_or_insert_with(|| argon2::Params::try_from(&parsed).ok());
+            let reply = reply_attributes(&u.reply).map_err(|(key, reason)| err(&format!("reply.{key}"), reason))?;
             let entry = Entry {
                 user: User {
                     name: u.name.clone(),
@@ -89,6 +100,7 @@ impl FileUsers {
                 },
                 pin_hash: Arc::from(u.pin.as_str()),
                 active: u.active,
+                reply,
             };
             if users.insert(u.name.clone(), entry).is_some() {
                 return Err(err("name", format!("user `{}` is listed twice", u.name)));
@@ -132,6 +144,27 @@ impl UserDirectory for FileUsers {
     fn len(&self) -> usize {
         self.users.len()
     }
+
+    fn reply_attributes(&self, name: &str) -> Vec<WireAttribute> {
+        self.users.get(name).map(|e| e.reply.clone()).unwrap_or_default()
+    }
+}
+
+/// A user's `reply = { Name = value, … }`, encoded by the dictionary; an
+/// error names the attribute and says why.
+fn reply_attributes(reply: &BTreeMap<String, toml::Value>) -> Result<Vec<WireAttribute>, (String, String)> {
+    let dictionary = Dictionary::builtin();
+    reply
+        .iter()
+        .map(|(name, value)| {
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                _ => return Err((name.clone(), "a reply value is a string or a number".to_owned())),
+            };
+            dictionary.encode(name, &text).map_err(|reason| (name.clone(), reason))
+        })
+        .collect()
 }
 
 /// Reads users from a path, for tests and `check`.
@@ -183,6 +216,30 @@ mod tests {
             let err = users(text).unwrap_err().to_string();
             assert!(err.starts_with(want), "{err}");
         }
+    }
+
+    #[test]
+    fn reply_attributes_are_encoded_and_unknown_names_refused() {
+        let hash = hash_pin(b"4321");
+        let text = format!(
+            "[[users]]\nname = \"alice\"\nemail = \"a@b.c\"\npin = \"{hash}\"\n\
+             reply = {{ Class = \"vpn-staff\", Session-Timeout = 3600 }}\n"
+        );
+        let alice = users(&text).unwrap();
+        let reply = alice.reply_attributes("alice");
+        assert_eq!(reply.len(), 2);
+        assert_eq!((reply[0].attr_type, reply[0].value.as_slice()), (25, &b"vpn-staff"[..]));
+        assert_eq!(
+            (reply[1].attr_type, reply[1].value.as_slice()),
+            (27, &[0, 0, 0x0e, 0x10][..])
+        );
+        assert!(alice.reply_attributes("nobody").is_empty());
+        let bad = text.replace("Class", "Colour");
+        let err = users(&bad).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "users.toml: key `users[0].reply.Colour`: `Colour` is not an attribute of the dictionary"
+        );
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //!
 //! [`UserDirectory`] is the seam `auth` talks to; [`open`] picks the backend
 //! `[users] backend` names. [`FileUsers`] reads the users file of argon2 PIN
-//! hashes. PIN hashes run on a bounded blocking pool ([`HashPool`]), never
-//! on the UDP loop. An unknown user costs one hash of a dummy PIN, so time does
+//! hashes; [`LdapUsers`] asks an LDAP directory and reports to `health`.
+//! PIN hashes run on a bounded blocking pool ([`HashPool`]), never on the UDP
+//! loop. An unknown user costs one hash of a dummy PIN, so time does
 //! not tell known and unknown users apart. Nothing here logs a PIN.
 
 mod file;
+mod ldap;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +23,12 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use crate::config::{ConfigError, UsersConfig};
+use crate::config::{ConfigError, UsersConfig, UsersSource};
+use crate::dictionary::WireAttribute;
+use crate::health::Health;
 
 pub use file::{load_file, FileUsers};
+pub use ldap::LdapUsers;
 
 /// A user whose PIN was right.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +57,8 @@ pub enum PinCheck {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum DirectoryError {
-    /// The hash pool is gone (the server is stopping).
+    /// The hash pool is gone (the server is stopping), or the directory is
+    /// unreachable, too slow, or refuses the service account.
     #[error("PIN check could not run: {reason}")]
     Unavailable {
         /// Why.
@@ -72,12 +79,34 @@ pub trait UserDirectory: Send + Sync + 'static {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// For `check --connect`: whether the backend's server can be used (for
+    /// LDAP, a service bind on a new connection). The users file has none.
+    async fn check_connection(&self) -> Result<(), DirectoryError> {
+        Ok(())
+    }
+
+    /// The attributes an Access-Accept for `name` carries (the users file's
+    /// `reply`). Cheap and local: the State path must not need the directory.
+    fn reply_attributes(&self, _name: &str) -> Vec<WireAttribute> {
+        Vec::new()
+    }
 }
 
 /// Runs argon2 checks on tokio's blocking threads, `workers` at a time.
 #[derive(Debug, Clone)]
 pub struct HashPool {
     permits: Arc<Semaphore>,
+    stats: Arc<HashStats>,
+}
+
+/// What the hash pool did, for metrics.
+#[derive(Debug, Default)]
+pub struct HashStats {
+    /// PIN hashes computed.
+    pub hashes: AtomicU64,
+    /// Microseconds requests waited for a free worker, summed.
+    pub wait_micros: AtomicU64,
 }
 
 impl HashPool {
@@ -85,7 +114,13 @@ impl HashPool {
     pub fn new(workers: usize) -> HashPool {
         HashPool {
             permits: Arc::new(Semaphore::new(workers)),
+            stats: Arc::default(),
         }
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> &HashStats {
+        &self.stats
     }
 
     /// Whether `pin` matches the PHC hash string; also how long it waited
@@ -98,6 +133,9 @@ impl HashPool {
             .await
             .map_err(|e| unavailable(&e))?;
         let waited = queued.elapsed();
+        self.stats.hashes.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.stats.wait_micros.fetch_add(micros, Ordering::Relaxed);
         let pin = Zeroizing::new(pin.to_vec());
         let ok = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -119,7 +157,21 @@ pub fn hash_pin(pin: &[u8]) -> String {
         .to_string()
 }
 
-/// The directory `[users]` asks for.
+/// The directory `[users]` asks for, for `check`: an LDAP directory reports
+/// its health to a flag nobody reads.
 pub fn open(config: &UsersConfig, pool: HashPool) -> Result<Box<dyn UserDirectory>, ConfigError> {
-    Ok(Box::new(FileUsers::load(&config.source, pool)?))
+    open_reporting(config, pool, Arc::default())
+}
+
+/// The directory `[users]` asks for; an LDAP directory reports up and down to
+/// `health`, which `server` reads for Status-Server.
+pub fn open_reporting(
+    config: &UsersConfig,
+    pool: HashPool,
+    health: Arc<Health>,
+) -> Result<Box<dyn UserDirectory>, ConfigError> {
+    Ok(match &config.source {
+        UsersSource::Ldap(ldap) => Box::new(LdapUsers::new(ldap.clone(), health)?),
+        source => Box::new(FileUsers::load(source, pool)?),
+    })
 }

@@ -261,6 +261,10 @@ impl<'a> Iterator for Attributes<'a> {
 #[derive(Debug, Clone)]
 pub struct ResponseBuilder {
     buf: Vec<u8>,
+    /// Once an attribute did not fit, later ones are left out too, so that
+    /// what is sent is always a prefix of what was pushed (Proxy-States stay
+    /// in order, never with a gap).
+    full: bool,
 }
 
 impl ResponseBuilder {
@@ -272,12 +276,13 @@ impl ResponseBuilder {
         buf.extend_from_slice(&[0; 16]);
         buf.extend_from_slice(&[attr::MESSAGE_AUTHENTICATOR, 18]);
         buf.extend_from_slice(&[0; 16]);
-        ResponseBuilder { buf }
+        ResponseBuilder { buf, full: false }
     }
 
     /// Appends one attribute; values longer than 253 bytes are split over
     /// several attributes of the same type (as RFC 2865 allows for
-    /// Reply-Message), and the packet never grows past 4096 bytes.
+    /// Reply-Message), and the packet never grows past 4096 bytes: from the
+    /// first attribute that does not fit on, nothing more is added.
     pub fn push(&mut self, attr_type: u8, value: &[u8]) -> &mut Self {
         let chunks: Vec<&[u8]> = if value.is_empty() {
             vec![value]
@@ -285,7 +290,8 @@ impl ResponseBuilder {
             value.chunks(MAX_ATTR_VALUE_LEN).collect()
         };
         for chunk in chunks {
-            if self.buf.len() + chunk.len() + 2 > MAX_PACKET_LEN {
+            if self.full || self.buf.len() + chunk.len() + 2 > MAX_PACKET_LEN {
+                self.full = true;
                 break;
             }
             self.buf.push(attr_type);

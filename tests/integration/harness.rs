@@ -56,7 +56,25 @@ pub struct Process {
 impl Process {
     /// Starts `cmd`, collecting stdout and stderr.
     pub fn spawn(name: &str, mut cmd: Command) -> Process {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        cmd.stdin(Stdio::null());
+        Process::spawn_collecting(name, cmd)
+    }
+
+    /// Starts `cmd` with a pipe to its stdin, for [`Process::type_line`].
+    pub fn spawn_with_stdin(name: &str, mut cmd: Command) -> Process {
+        cmd.stdin(Stdio::piped());
+        Process::spawn_collecting(name, cmd)
+    }
+
+    /// Writes one line to its stdin.
+    pub fn type_line(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().expect("started with spawn_with_stdin");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn spawn_collecting(name: &str, mut cmd: Command) -> Process {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let lines = Arc::new(Mutex::new(Vec::new()));
         let out: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
@@ -192,6 +210,14 @@ impl Setup {
         }
     }
 
+    /// Writes `mailotp.toml` and `users.toml` into a new temporary directory.
+    pub fn write(&self) -> TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("mailotp.toml"), self.config_text()).unwrap();
+        std::fs::write(dir.path().join("users.toml"), &self.users_file).unwrap();
+        dir
+    }
+
     /// The configuration file's text.
     pub fn config_text(&self) -> String {
         let listen: Vec<String> = self.listen.iter().map(|a| format!("{a:?}")).collect();
@@ -221,6 +247,17 @@ pub fn smtp_plain(port: u16) -> String {
     format!("kind = \"smtp\"\nsmtp_server = \"127.0.0.1\"\nsmtp_port = {port}\nsmtp_tls = \"none\"\nsmtp_timeout = 5\n")
 }
 
+/// Runs `mailotp COMMAND -c DIR/mailotp.toml` to completion (check, or a
+/// serve that is expected to refuse its configuration).
+pub fn run_mailotp(command: &str, dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mailotp"))
+        .arg(command)
+        .arg("-c")
+        .arg(dir.join("mailotp.toml"))
+        .output()
+        .unwrap()
+}
+
 /// A running mailotp.
 pub struct Server {
     /// The process.
@@ -236,27 +273,30 @@ pub struct Server {
 impl Server {
     /// Writes the configuration and starts `mailotp serve` on it.
     pub fn start(setup: &Setup) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("mailotp.toml"), setup.config_text()).unwrap();
-        std::fs::write(dir.path().join("users.toml"), &setup.users_file).unwrap();
-        Server::start_in(dir, &setup.args, setup.listen.len())
+        Server::start_in(setup.write(), &setup.args, setup.listen.len())
     }
 
     /// Starts `mailotp serve -c DIR/mailotp.toml` and waits for its sockets.
     pub fn start_in(dir: TempDir, args: &[String], sockets: usize) -> Server {
+        Server::start_with_env(dir, args, sockets, &[])
+    }
+
+    /// As [`Server::start_in`], with more environment variables.
+    pub fn start_with_env(dir: TempDir, args: &[String], sockets: usize, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailotp"));
         cmd.arg("serve")
             .arg("-c")
             .arg(dir.path().join("mailotp.toml"))
             .args(args);
         cmd.current_dir(dir.path()).env("RUST_LOG", "info");
+        cmd.envs(env.iter().copied());
         let process = Process::spawn("mailotp", cmd);
         let addrs = poll("mailotp to listen", DEADLINE, || {
             let out = process.output();
             let addrs: Vec<SocketAddr> = out
                 .lines()
                 .filter_map(|l| l.split("listening on ").nth(1))
-                .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+                .filter_map(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next()?.parse().ok())
                 .collect();
             (addrs.len() >= sockets).then_some(addrs)
         });

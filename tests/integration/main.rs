@@ -1,6 +1,18 @@
 //! Black-box tests: the real `mailotp` binary over real UDP, with radclient
 //! and a real SMTP server. See `harness` for how processes are started.
 
+mod attributes;
+mod certs;
 mod core_flow;
 mod fast_path;
+mod freeradius;
+mod hardening;
 mod harness;
+mod ldap;
+mod link;
+mod mail_and_abuse;
+mod packets;
+mod pool_support;
+mod redis;
+mod service;
+mod slapd;

@@ -33,7 +33,8 @@ class Handler:
             f.write(("X-Envelope-From: %s\r\n" % envelope.mail_from).encode())
             f.write(("X-Envelope-To: %s\r\n" % ",".join(envelope.rcpt_tos)).encode())
             f.write(("X-Authenticated: %s\r\n" % (session.authenticated and "yes" or "no")).encode())
-            f.write(("X-TLS: %s\r\n" % (session.ssl is not None and "yes" or "no")).encode())
+            tls = session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None
+            f.write(("X-TLS: %s\r\n" % (tls and "yes" or "no")).encode())
             f.write(envelope.original_content)
         os.rename(tmp, os.path.join(self.directory, name + ".eml"))
         return "250 Message accepted for delivery"

@@ -1,5 +1,9 @@
-//! cli: the `mailotp` commands (serve, check, hash-pin). Each builds what it
-//! needs from the library and reports errors as values; `main` prints them.
+//! cli: the `mailotp` commands (serve, check, hash-pin, login). Each builds
+//! what it needs from the library and reports errors as values; `main`
+//! prints them.
+
+mod check;
+mod login;
 
 use std::error::Error;
 use std::io::{BufRead, IsTerminal};
@@ -10,7 +14,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, LoadOptions, LogFormat};
-use crate::users::HashPool;
 
 /// Errors at the binary's edge.
 pub type CliError = Box<dyn Error + Send + Sync>;
@@ -44,9 +47,23 @@ pub enum Command {
         /// Accept `fixed_otp_for_testing` as `serve --test-mode` would.
         #[arg(long)]
         test_mode: bool,
+        /// Also try the SMTP server and the LDAP service bind; fail if one fails.
+        #[arg(long)]
+        connect: bool,
     },
     /// Read a PIN (no echo on a terminal, or from stdin) and print its hash for the users file.
     HashPin,
+    /// Log in interactively as a VPN would: PIN, then the code from the e-mail.
+    Login {
+        /// The user name.
+        user: String,
+        /// The RADIUS server.
+        #[arg(long, default_value = "127.0.0.1:1812")]
+        server: SocketAddr,
+        /// The shared secret (default: the embedded default's).
+        #[arg(long, default_value = "testing123")]
+        secret: String,
+    },
 }
 
 /// Runs a command.
@@ -56,10 +73,15 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             let config = load(config, test_mode)?;
             init_logging(config.log.format);
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(crate::app::run(config))?;
+            runtime.block_on(crate::app::run(config, LoadOptions { test_mode }))?;
         }
-        Command::Check { config, test_mode } => check(load(config, test_mode)?)?,
+        Command::Check {
+            config,
+            test_mode,
+            connect,
+        } => return check::run(load(config, test_mode)?, connect),
         Command::HashPin => hash_pin()?,
+        Command::Login { user, server, secret } => return login::run(&user, server, &secret),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -82,38 +104,6 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-}
-
-fn check(config: Config) -> Result<(), CliError> {
-    let users = crate::users::open(&config.users, HashPool::new(1))?;
-    println!("configuration {} is valid", config.source);
-    println!("  listen: {}", join(&config.server.listen));
-    for c in &config.clients {
-        println!(
-            "  client {}: {} (Message-Authenticator {}, {:?})",
-            c.name,
-            c.network,
-            if c.require_message_authenticator {
-                "required"
-            } else {
-                "optional"
-            },
-            c.challenge_mode
-        );
-    }
-    println!("  users: {}", users.len());
-    println!(
-        "  e-mail: {}-digit codes valid {} s, blocking {} s, from {}",
-        config.email.otp_length,
-        config.email.challenge_validity.as_secs(),
-        config.email.blocking_timeout.as_secs(),
-        config.email.from
-    );
-    Ok(())
-}
-
-fn join(addrs: &[SocketAddr]) -> String {
-    addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 fn hash_pin() -> Result<(), CliError> {

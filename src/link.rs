@@ -1,0 +1,193 @@
+//! link: the confirmation page server for link delivery (`[email] delivery =
+//! "link"`).
+//!
+//! `GET /l/{token}` shows who is logging in and a Confirm button; only the
+//! `POST` that button sends confirms, once, so mail scanners that follow links
+//! confirm nothing. A used or expired link gets 410, an unknown one 404. Every
+//! answer carries `Cache-Control: no-store`, `Referrer-Policy: no-referrer`,
+//! `X-Frame-Options: DENY` and a Content-Security-Policy that allows nothing
+//! but the form posting to itself. Requests over 16 KiB get 413 and
+//! connections are bounded. The token is the protection: no Origin check
+//! (browsers send `Origin: null` under no-referrer). It shares the challenge
+//! store with `auth`, never blocks the RADIUS side, and never logs a token.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::challenge::{ChallengeStore, LinkStatus, LinkToken};
+
+/// Largest request accepted (SPEC: 16 KiB, then 413).
+const MAX_REQUEST: usize = 16 * 1024;
+/// A client that has not sent its headers by then is dropped (slowloris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const CSP: &str = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+type Store = Arc<dyn ChallengeStore>;
+
+/// Serves the pages on `listener` until `shutdown`, at most `max_connections`
+/// at once; connections run on `tasks`.
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    max_connections: usize,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let app = router(store);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            permit = Arc::clone(&slots).acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "link page server: accept failed");
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_REQUEST)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                r = connection.as_mut() => r,
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "link page connection ended with an error");
+            }
+        });
+    }
+}
+
+fn router(store: Store) -> Router {
+    Router::new()
+        .route("/l/{token}", get(show).post(confirm))
+        .fallback(|| async { page(StatusCode::NOT_FOUND, NOT_FOUND) })
+        .layer(DefaultBodyLimit::max(MAX_REQUEST))
+        .layer(middleware::from_fn(guard))
+        .with_state(store)
+}
+
+/// Refuses oversized requests before routing and sets the security headers
+/// on every answer, errors included.
+async fn guard(request: Request, next: Next) -> Response {
+    let too_big = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|len| len > MAX_REQUEST);
+    let mut response = if too_big {
+        page(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE)
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+async fn show(State(store): State<Store>, Path(token): Path<String>) -> Response {
+    let Some(token) = LinkToken::from_path(&token) else {
+        return page(StatusCode::NOT_FOUND, NOT_FOUND);
+    };
+    match store.link_status(&token).await {
+        Ok(LinkStatus::Pending { user, opened_unix }) => {
+            let when = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(opened_unix));
+            let body = format!(
+                "<h1>Confirm your login</h1>\n<p>A login as <strong>{}</strong> was started at {when}.</p>\n\
+                 <form method=\"post\"><button type=\"submit\">Confirm</button></form>\n\
+                 <p>If you did not just try to log in, close this page and tell your IT team.</p>",
+                escape(&user)
+            );
+            page(StatusCode::OK, &body)
+        }
+        other => status_page(other),
+    }
+}
+
+async fn confirm(State(store): State<Store>, Path(token): Path<String>, _body: Bytes) -> Response {
+    let Some(token) = LinkToken::from_path(&token) else {
+        return page(StatusCode::NOT_FOUND, NOT_FOUND);
+    };
+    match store.confirm_link(&token).await {
+        Ok(LinkStatus::Pending { user, .. }) => {
+            tracing::info!(%user, "login confirmed by link");
+            let body = "<h1>Confirmed</h1>\n<p>You can go back to your VPN client and press Enter.</p>";
+            page(StatusCode::OK, body)
+        }
+        other => status_page(other),
+    }
+}
+
+fn status_page(status: Result<LinkStatus, crate::challenge::StoreError>) -> Response {
+    match status {
+        Ok(LinkStatus::Gone) => page(StatusCode::GONE, GONE),
+        Ok(LinkStatus::Unknown | LinkStatus::Pending { .. }) => page(StatusCode::NOT_FOUND, NOT_FOUND),
+        Err(e) => {
+            tracing::error!(error = %e, "link page: challenge store unavailable");
+            page(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
+        }
+    }
+}
+
+const NOT_FOUND: &str = "<h1>Link not found</h1>\n<p>This link is not valid. Use the link from your newest e-mail.</p>";
+const GONE: &str = "<h1>Link already used or expired</h1>\n\
+    <p>This link works once and for a limited time. Log in again to get a new one.</p>";
+const TOO_LARGE: &str = "<h1>Request too large</h1>";
+const UNAVAILABLE: &str = "<h1>Try again in a moment</h1>\n<p>The service is briefly unavailable.</p>";
+
+/// A complete page: plain HTML, no scripts, no styles, nothing third-party.
+fn page(status: StatusCode, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\"><title>Login confirmation</title></head>\n\
+         <body>\n{body}\n</body></html>\n"
+    );
+    (status, Html(html)).into_response()
+}
+
+fn escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '&' => "&amp;".to_owned(),
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}

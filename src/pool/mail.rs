@@ -1,0 +1,463 @@
+//! The mail queue in Redis: a stream (`mailotp:mail`) with one consumer group,
+//! so every instance delivers and each job goes to one of them.
+//!
+//! A job is encrypted (XChaCha20-Poly1305 under a key derived from the pool
+//! key) before it leaves the process: a read of Redis hands out no codes. The
+//! instance that read a job keeps it claimed (`XCLAIM … JUSTID` every few
+//! seconds) while it delivers or waits to retry; a job whose instance died
+//! goes idle and is taken over by another (`XAUTOCLAIM`, idle over
+//! [`TAKEOVER_IDLE`], looked for every [`KEEP_INTERVAL`]: within 15 s). A job
+//! is acknowledged and deleted once delivered or given up, so a death between
+//! the SMTP server's "250" and that can send it twice, and so can a holder cut
+//! off from Redis for longer than [`TAKEOVER_IDLE`]; nothing else can. The
+//! stream expires a while after the last job was queued. Reading and claiming
+//! do not report to health: the request path and the watcher do.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::{RedisError, Script, Value};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::{millis, PoolError, Redis, KEY_PREFIX};
+use crate::challenge::Transaction;
+use crate::config::RedisConfig;
+use crate::mail::{MailError, MailJob, MailQueue, SharedQueue};
+use crate::otp::Otp;
+
+/// A job idle this long belongs to an instance presumed dead.
+pub const TAKEOVER_IDLE: Duration = Duration::from_secs(10);
+/// How often held jobs are re-claimed and idle ones looked for.
+pub const KEEP_INTERVAL: Duration = Duration::from_secs(3);
+/// How long one read waits for new jobs.
+const READ_BLOCK: Duration = Duration::from_secs(1);
+/// Jobs taken at once.
+const BATCH: usize = 16;
+const GROUP: &str = "delivery";
+/// Associated data of every sealed job: a ciphertext of something else under
+/// the same key does not open as a job.
+const AAD: &[u8] = b"mailotp queued mail v1";
+
+/// KEYS stream; ARGV limit, ttl ms, sealed job. 0 when the queue is full.
+const PUSH: &str = r"
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[1], '*', 'job', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+/// What is encrypted into the stream.
+#[derive(Serialize, Deserialize)]
+struct Plain {
+    to: String,
+    user: String,
+    otp: String,
+    link: Option<String>,
+    tx: String,
+    expires_unix_ms: u64,
+}
+
+/// The pool's mail queue.
+pub struct RedisMail {
+    redis: Redis,
+    reader: Redis,
+    cipher: XChaCha20Poly1305,
+    stream: String,
+    consumer: String,
+    limit: usize,
+    stream_ttl: Duration,
+    push: Script,
+    /// Jobs this instance delivers, by transaction: their stream ids.
+    held: Mutex<HashMap<Transaction, String>>,
+}
+
+impl std::fmt::Debug for RedisMail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisMail").field("consumer", &self.consumer).finish()
+    }
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl RedisMail {
+    /// A queue on `redis` that seals jobs with `key`; `validity` bounds how
+    /// long the stream outlives its last job, `limit` how many jobs wait.
+    pub fn new(
+        redis: Redis,
+        config: &RedisConfig,
+        key: &Zeroizing<[u8; 32]>,
+        validity: Duration,
+        limit: usize,
+    ) -> Result<Arc<RedisMail>, PoolError> {
+        let mut id = [0u8; 6];
+        rand::thread_rng().fill_bytes(&mut id);
+        Ok(Arc::new(RedisMail {
+            reader: redis.blocking_twin(config, READ_BLOCK)?,
+            redis,
+            cipher: XChaCha20Poly1305::new(key[..].into()),
+            stream: format!("{KEY_PREFIX}mail"),
+            consumer: format!("{}-{}", std::process::id(), hex::encode(id)),
+            limit,
+            stream_ttl: validity + Duration::from_secs(60),
+            push: Script::new(PUSH),
+            held: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    fn seal(&self, job: &MailJob) -> Result<Vec<u8>, MailError> {
+        let left = job.expires.saturating_duration_since(Instant::now());
+        let plain = Plain {
+            to: job.to.to_string(),
+            user: job.user.clone(),
+            otp: job.otp.expose().to_owned(),
+            link: job.link.as_deref().cloned(),
+            tx: job.tx.to_string(),
+            expires_unix_ms: now_unix_ms() + millis(left),
+        };
+        let text = Zeroizing::new(toml::to_string(&plain).map_err(|e| MailError::Build { reason: e.to_string() })?);
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: text.as_bytes(),
+                    aad: AAD,
+                },
+            )
+            .map_err(|_| MailError::Build {
+                reason: "cannot encrypt the job".to_owned(),
+            })?;
+        Ok([nonce.as_slice(), &sealed].concat())
+    }
+
+    /// The job in a stream entry; `None` (logged) when it does not open
+    /// under our key or does not parse.
+    fn open(&self, sealed: &[u8]) -> Option<MailJob> {
+        if sealed.len() < 24 {
+            return None;
+        }
+        let (nonce, body) = sealed.split_at(24);
+        let text = self
+            .cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: AAD })
+            .ok()
+            .map(Zeroizing::new)?;
+        let plain: Plain = toml::from_str(std::str::from_utf8(&text).ok()?).ok()?;
+        let left = Duration::from_millis(plain.expires_unix_ms.saturating_sub(now_unix_ms()));
+        Some(MailJob {
+            to: plain.to.parse().ok()?,
+            user: plain.user.clone(),
+            otp: Otp::fixed(&plain.otp),
+            link: plain.link.clone().map(Zeroizing::new),
+            tx: Transaction::from_state(plain.tx.as_bytes())?,
+            expires: Instant::now() + left,
+        })
+    }
+}
+
+impl Drop for Plain {
+    fn drop(&mut self) {
+        self.otp.zeroize();
+        if let Some(link) = &mut self.link {
+            link.zeroize();
+        }
+    }
+}
+
+#[async_trait]
+impl SharedQueue for RedisMail {
+    async fn push(&self, job: MailJob) -> Result<(), MailError> {
+        let sealed = self.seal(&job)?;
+        let (script, stream, limit, ttl) = (&self.push, &self.stream, self.limit, millis(self.stream_ttl));
+        let queued: i64 = self
+            .redis
+            .run("queue mail", |mut c| async move {
+                script
+                    .key(stream)
+                    .arg(limit)
+                    .arg(ttl)
+                    .arg(sealed)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await
+            .map_err(|e| MailError::Unavailable { reason: e.to_string() })?;
+        if queued == 1 {
+            Ok(())
+        } else {
+            Err(MailError::QueueFull { limit })
+        }
+    }
+}
+
+impl RedisMail {
+    /// Starts reading jobs into `queue` (this instance's delivery) and
+    /// keeping, taking over and acknowledging them, until `shutdown`.
+    pub fn start(
+        self: &Arc<RedisMail>,
+        queue: MailQueue,
+        finished: mpsc::UnboundedReceiver<Transaction>,
+        tasks: &TaskTracker,
+        shutdown: CancellationToken,
+    ) {
+        tasks.spawn(Arc::clone(self).read(queue.clone(), shutdown.clone()));
+        tasks.spawn(Arc::clone(self).keep(queue, finished, shutdown));
+    }
+
+    async fn ensure_group(&self, conn: &mut ConnectionManager) -> Result<(), RedisError> {
+        let created: Result<(), RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(conn)
+            .await;
+        match created {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(e),
+            _ => {
+                // MKSTREAM made a key without TTL; give it one.
+                redis::cmd("PEXPIRE")
+                    .arg(&self.stream)
+                    .arg(millis(self.stream_ttl))
+                    .arg("NX")
+                    .query_async(conn)
+                    .await
+            }
+        }
+    }
+
+    /// New jobs, as they are queued by any instance.
+    async fn read(self: Arc<RedisMail>, queue: MailQueue, shutdown: CancellationToken) {
+        let mut conn = self.reader.conn.clone();
+        let mut ready = false;
+        while !shutdown.is_cancelled() {
+            let room = self.limit.saturating_sub(queue.pending()).min(BATCH);
+            if room == 0 || !ready {
+                ready = self.ensure_group(&mut conn).await.is_ok();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(if ready { 0 } else { 1000 })) => {}
+                }
+                continue;
+            }
+            let mut read = redis::cmd("XREADGROUP");
+            read.arg("GROUP").arg(GROUP).arg(&self.consumer).arg("COUNT").arg(room);
+            read.arg("BLOCK")
+                .arg(millis(READ_BLOCK))
+                .arg("STREAMS")
+                .arg(&self.stream)
+                .arg(">");
+            let reply: Result<Option<StreamReadReply>, RedisError> = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = read.query_async(&mut conn) => r,
+            };
+            match reply {
+                Ok(Some(reply)) => {
+                    for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
+                        self.take(&entry, &queue).await;
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "reading the shared mail queue failed");
+                    ready = false;
+                }
+            }
+        }
+    }
+
+    /// Hands one entry to delivery, or drops it when it cannot be opened or
+    /// its challenge has expired.
+    async fn take(&self, entry: &StreamId, queue: &MailQueue) {
+        let sealed = match entry.map.get("job") {
+            Some(Value::BulkString(bytes)) => bytes.as_slice(),
+            _ => &[][..],
+        };
+        let Some(job) = self.open(sealed) else {
+            tracing::error!(entry = %entry.id, "dropping a queued mail that does not open under this instance's key (is state.secret_file the same on every instance?)");
+            self.done(&entry.id).await;
+            return;
+        };
+        if job.expires <= Instant::now() {
+            tracing::warn!(user = %job.user, tx = %job.tx, "mail dropped: its challenge expired while queued");
+            self.done(&entry.id).await;
+            return;
+        }
+        let tx = job.tx;
+        let known = self
+            .held
+            .lock()
+            .expect("held lock poisoned")
+            .insert(tx, entry.id.clone());
+        if known.is_some() {
+            // Our own job, gone idle while Redis was unreachable: still ours.
+            return;
+        }
+        if let Err(error) = queue.deliver(job) {
+            // Left pending: another instance (or this one) takes it over later.
+            self.held.lock().expect("held lock poisoned").remove(&tx);
+            tracing::warn!(%tx, %error, "cannot take a queued mail now");
+        }
+    }
+
+    /// Acknowledges and deletes a job; a failure leaves it to be taken over.
+    async fn done(&self, id: &str) {
+        let (stream, id) = (&self.stream, id.to_owned());
+        let _ = self
+            .redis
+            .run("acknowledge mail", |mut c| async move {
+                redis::pipe()
+                    .atomic()
+                    .cmd("XACK")
+                    .arg(stream)
+                    .arg(GROUP)
+                    .arg(&id)
+                    .ignore()
+                    .cmd("XDEL")
+                    .arg(stream)
+                    .arg(&id)
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await;
+    }
+
+    /// Acknowledges finished jobs; every [`KEEP_INTERVAL`] re-claims the held
+    /// ones and takes over those of dead instances.
+    async fn keep(
+        self: Arc<RedisMail>,
+        queue: MailQueue,
+        mut finished: mpsc::UnboundedReceiver<Transaction>,
+        shutdown: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(KEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                Some(tx) = finished.recv() => {
+                    let id = self.held.lock().expect("held lock poisoned").remove(&tx);
+                    if let Some(id) = id {
+                        self.done(&id).await;
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Err(error) = self.refresh_and_take_over(&queue).await {
+                        tracing::debug!(%error, "keeping the shared mail queue failed");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn refresh_and_take_over(&self, queue: &MailQueue) -> Result<(), RedisError> {
+        let mut conn = self.redis.conn.clone();
+        let held: Vec<String> = self
+            .held
+            .lock()
+            .expect("held lock poisoned")
+            .values()
+            .cloned()
+            .collect();
+        if !held.is_empty() {
+            redis::cmd("XCLAIM")
+                .arg(&self.stream)
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg(0)
+                .arg(&held)
+                .arg("JUSTID")
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        let room = self.limit.saturating_sub(queue.pending()).min(BATCH);
+        if room == 0 {
+            return Ok(());
+        }
+        let claimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(millis(TAKEOVER_IDLE))
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(room)
+            .query_async(&mut conn)
+            .await?;
+        for entry in &claimed.claimed {
+            tracing::info!(entry = %entry.id, "taking over a queued mail of an instance that stopped");
+            self.take(entry, queue).await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PoolKey;
+    use crate::health::Health;
+    use crate::pool::PoolKeys;
+
+    fn queue(key: [u8; 32]) -> Arc<RedisMail> {
+        let config = RedisConfig {
+            url: "redis://127.0.0.1:1/0".to_owned(),
+            key: PoolKey::new(key),
+        };
+        let redis = Redis::connect(&config, Arc::new(Health::default())).unwrap();
+        let keys = PoolKeys::derive(&config.key);
+        RedisMail::new(redis, &config, &keys.mail, Duration::from_secs(600), 10).unwrap()
+    }
+
+    fn job() -> MailJob {
+        MailJob {
+            to: "alice@example.test".parse().unwrap(),
+            user: "alice".to_owned(),
+            otp: Otp::from_value(493817, 6),
+            link: Some(Zeroizing::new("https://otp.example.test/l/0123".to_owned())),
+            tx: Transaction::random(),
+            expires: Instant::now() + Duration::from_secs(600),
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_mails_are_sealed_and_open_only_under_the_pool_key() {
+        let (one, other, stranger) = (queue([5; 32]), queue([5; 32]), queue([6; 32]));
+        let job = job();
+        let sealed = one.seal(&job).unwrap();
+        assert!(!sealed.windows(6).any(|w| w == b"493817"), "no code in clear");
+        assert!(!sealed.windows(5).any(|w| w == b"alice"), "no user in clear");
+        let opened = other.open(&sealed).expect("another instance of the pool opens it");
+        assert_eq!(opened.otp.expose(), "493817");
+        assert_eq!(
+            opened.link.as_deref().map(String::as_str),
+            Some("https://otp.example.test/l/0123")
+        );
+        assert_eq!((opened.tx, opened.user.as_str()), (job.tx, "alice"));
+        assert_eq!(opened.to.email.to_string(), "alice@example.test");
+        assert!(opened.expires > Instant::now() + Duration::from_secs(590));
+        assert!(stranger.open(&sealed).is_none(), "another key does not open it");
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(one.open(&tampered).is_none(), "a changed job does not open");
+        assert!(one.open(&sealed[..10]).is_none());
+    }
+}

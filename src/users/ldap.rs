@@ -1,0 +1,265 @@
+//! users::ldap: users in an LDAP directory (OpenLDAP, Active Directory). The
+//! PIN is the user's directory password; the e-mail address is an attribute.
+//!
+//! A login is: a search with the service account for exactly one entry
+//! matching `user_filter` (the name escaped per RFC 4515), a bind as that
+//! entry's DN with the PIN on a connection of its own, and, with
+//! `active_filter`, a base search of the DN with it. Unknown users get the
+//! same three steps against a DN that does not exist, so time does not tell
+//! them apart. A directory that cannot answer is `Unavailable`, and is
+//! reported down to `health` (so Status-Server goes silent) until an
+//! operation or a service bind works again. Nothing here logs a PIN or the
+//! service password.
+
+mod conn;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ldap3::{ldap_escape, Scope, SearchEntry, SearchOptions};
+use lettre::message::Mailbox;
+
+use self::conn::{Connector, ServicePool};
+use super::{DirectoryError, PinCheck, User, UserDirectory};
+use crate::config::{ConfigError, LdapConfig, USER_PLACEHOLDER};
+use crate::health::{Backend, Health};
+
+/// LDAP result codes (RFC 4511 appendix A) that are answers, not failures.
+const SUCCESS: u32 = 0;
+const SIZE_LIMIT_EXCEEDED: u32 = 4;
+const NO_SUCH_OBJECT: u32 = 32;
+/// How often a directory marked down is tried again without traffic.
+const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Users from an LDAP directory.
+pub struct LdapUsers {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Box<LdapConfig>,
+    connector: Arc<Connector>,
+    service: ServicePool,
+    /// Bound as for unknown users, so that they cost a bind too.
+    absent_dn: String,
+    /// Where up and down are reported.
+    health: Arc<Health>,
+}
+
+/// The one entry a user name matched.
+struct Found {
+    dn: String,
+    email: Option<Mailbox>,
+}
+
+impl LdapUsers {
+    /// Sets up TLS and the pool; connects on first use, so a directory that
+    /// is down at start delays nothing.
+    pub fn new(config: Box<LdapConfig>, health: Arc<Health>) -> Result<LdapUsers, ConfigError> {
+        let connector = Arc::new(Connector::new(&config)?);
+        let service = ServicePool::new(
+            Arc::clone(&connector),
+            config.bind_dn.clone(),
+            config.bind_password.clone(),
+        );
+        let absent_dn = format!(
+            "cn=mailotp-absent-{},{}",
+            hex::encode(rand::random::<[u8; 8]>()),
+            config.base_dn
+        );
+        Ok(LdapUsers {
+            inner: Arc::new(Inner {
+                config,
+                connector,
+                service,
+                absent_dn,
+                health,
+            }),
+        })
+    }
+}
+
+impl Inner {
+    async fn check(self: &Arc<Self>, name: &str, password: &str) -> Result<PinCheck, DirectoryError> {
+        let found = self.note(self.find(name).await)?;
+        let dn = found.as_ref().map_or(self.absent_dn.as_str(), |f| f.dn.as_str());
+        let bound = self.note(self.connector.bind_as(dn, password).await)?;
+        let active = self.note(self.is_active(dn).await)?;
+        Ok(match found {
+            None => PinCheck::UnknownUser,
+            Some(_) if !bound => PinCheck::WrongPin,
+            Some(_) if !active => PinCheck::Inactive,
+            Some(Found { email: Some(email), .. }) => PinCheck::Valid(User {
+                name: name.to_owned(),
+                email,
+            }),
+            Some(Found { dn, email: None }) => {
+                // Answered like an inactive user, but the admin needs to know why.
+                tracing::warn!(%dn, attribute = %self.config.email_attribute, "user has no usable e-mail address in the directory");
+                PinCheck::Inactive
+            }
+        })
+    }
+
+    /// The entry `name` matches; `None` for none or several.
+    async fn find(&self, name: &str) -> Result<Option<Found>, DirectoryError> {
+        let config = &self.config;
+        let filter = config.user_filter.replace(USER_PLACEHOLDER, &ldap_escape(name));
+        let (base, filter, attribute) = (
+            config.base_dn.as_str(),
+            filter.as_str(),
+            config.email_attribute.as_str(),
+        );
+        let result = self
+            .service
+            .run("user search", |mut ldap| async move {
+                ldap.with_search_options(SearchOptions::new().sizelimit(2))
+                    .search(base, Scope::Subtree, filter, vec![attribute])
+                    .await
+            })
+            .await?;
+        let (entries, outcome) = (result.0, result.1);
+        match outcome.rc {
+            SUCCESS if entries.len() == 1 => {}
+            SUCCESS | SIZE_LIMIT_EXCEEDED => return Ok(None),
+            rc => {
+                return Err(conn::unavailable(
+                    "user search",
+                    format_args!("result code {rc} {} (base_dn `{base}`)", outcome.text),
+                ))
+            }
+        }
+        let entry = SearchEntry::construct(entries.into_iter().next().expect("one entry"));
+        let email = entry
+            .attrs
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(attribute))
+            .and_then(|(_, values)| values.first())
+            .and_then(|value| value.parse::<Mailbox>().ok());
+        Ok(Some(Found { dn: entry.dn, email }))
+    }
+
+    /// Whether `dn` is inside `active_filter` (always, without one).
+    async fn is_active(&self, dn: &str) -> Result<bool, DirectoryError> {
+        let Some(filter) = self.config.active_filter.as_deref() else {
+            return Ok(true);
+        };
+        let result = self
+            .service
+            .run("active_filter search", |mut ldap| async move {
+                ldap.search(dn, Scope::Base, filter, vec!["1.1"]).await
+            })
+            .await?;
+        match result.1.rc {
+            SUCCESS => Ok(result.0.len() == 1),
+            NO_SUCH_OBJECT => Ok(false),
+            rc => Err(conn::unavailable(
+                "active_filter search",
+                format_args!("result code {rc} {}", result.1.text),
+            )),
+        }
+    }
+
+    /// Reports what the directory just did to `health`.
+    fn note<T>(self: &Arc<Self>, outcome: Result<T, DirectoryError>) -> Result<T, DirectoryError> {
+        match &outcome {
+            Ok(_) => self.mark_up(),
+            Err(e) => {
+                if self.health.down(Backend::Directory) {
+                    tracing::error!(error = %e, "LDAP directory unavailable: no answers (Status-Server included) until it is back");
+                    tokio::spawn(recover(Arc::downgrade(self)));
+                }
+            }
+        }
+        outcome
+    }
+
+    fn mark_up(&self) {
+        if self.health.up(Backend::Directory) {
+            tracing::info!("LDAP directory reachable again: answering");
+        }
+    }
+}
+
+/// Tries a service bind every second until one works (a login that worked
+/// meanwhile makes the next try work too), so that Status-Server answers
+/// resume even when no login comes; ends early when the directory is dropped
+/// (reload, shutdown).
+async fn recover(inner: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(RECOVERY_INTERVAL).await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.service.probe().await.is_ok() {
+            inner.mark_up();
+            return;
+        }
+    }
+}
+
+#[async_trait]
+impl UserDirectory for LdapUsers {
+    async fn check_pin(&self, name: &str, pin: &[u8]) -> Result<PinCheck, DirectoryError> {
+        // ldap3 binds with text; a PIN that is not UTF-8 cannot be anyone's.
+        let Ok(password) = std::str::from_utf8(pin) else {
+            return Ok(PinCheck::WrongPin);
+        };
+        // An empty password makes a simple bind unauthenticated, which many
+        // servers let "succeed" (RFC 4513 §5.1.2): refuse before binding.
+        if password.is_empty() {
+            return Ok(PinCheck::WrongPin);
+        }
+        self.inner.check(name, password).await
+    }
+
+    /// The directory is not counted; 0.
+    fn len(&self) -> usize {
+        0
+    }
+
+    /// Binds as the service account on a new connection.
+    async fn check_connection(&self) -> Result<(), DirectoryError> {
+        self.inner.service.probe().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LdapTls, Secret};
+
+    /// A directory on a port where nothing listens.
+    fn nowhere() -> (LdapUsers, Arc<Health>) {
+        let config = LdapConfig {
+            url: "ldap://127.0.0.1:1".to_owned(),
+            tls: LdapTls::None,
+            ca_file: None,
+            bind_dn: "cn=svc,dc=example,dc=test".to_owned(),
+            bind_password: Secret::new(b"svc".to_vec()),
+            base_dn: "dc=example,dc=test".to_owned(),
+            user_filter: "(uid={user})".to_owned(),
+            email_attribute: "mail".to_owned(),
+            active_filter: None,
+            timeout: Duration::from_secs(2),
+        };
+        let health = Arc::new(Health::default());
+        (LdapUsers::new(Box::new(config), Arc::clone(&health)).unwrap(), health)
+    }
+
+    #[tokio::test]
+    async fn empty_and_non_utf8_pins_are_refused_before_any_connection() {
+        let (users, health) = nowhere();
+        assert_eq!(users.check_pin("alice", b"").await.unwrap(), PinCheck::WrongPin);
+        assert_eq!(users.check_pin("alice", b"\xff\xfe").await.unwrap(), PinCheck::WrongPin);
+        assert!(health.all_up(), "nothing was tried, so nothing failed");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_directory_is_unavailable_and_reported_down() {
+        let (users, health) = nowhere();
+        let err = users.check_pin("alice", b"pw").await.unwrap_err().to_string();
+        assert!(err.contains("LDAP"), "{err}");
+        assert!(!health.all_up());
+        assert!(users.check_connection().await.is_err());
+    }
+}
