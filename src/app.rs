@@ -24,8 +24,26 @@ use crate::pool::store::RedisStore;
 use crate::server::{Clients, Context};
 use crate::users::HashPool;
 
-/// Binds a UDP socket; `[::]` is IPv6-only so `0.0.0.0` can share the port.
-fn bind(addr: SocketAddr, receive_buffer: Option<usize>) -> std::io::Result<UdpSocket> {
+/// Binds `count` UDP sockets to `addr` with SO_REUSEPORT, so that the kernel
+/// spreads requests over them and each gets a receive loop of its own (one
+/// per core: cheap requests are answered on the loop that received them).
+/// `[::]` is IPv6-only so `0.0.0.0` can share the port.
+fn bind(addr: SocketAddr, receive_buffer: Option<usize>, count: usize) -> std::io::Result<Vec<UdpSocket>> {
+    // SO_REUSEPORT would also let a second server started on the same port
+    // share it silently; a plain socket is refused by one that holds it, so
+    // probe with one first (this also resolves port 0 once for the group).
+    let probe = udp_socket(addr, None, false)?;
+    let addr = probe.local_addr()?.as_socket().unwrap_or(addr);
+    drop(probe);
+    (0..count.max(1))
+        .map(|_| {
+            let socket = udp_socket(addr, receive_buffer, true)?;
+            UdpSocket::from_std(socket.into())
+        })
+        .collect()
+}
+
+fn udp_socket(addr: SocketAddr, receive_buffer: Option<usize>, reuse_port: bool) -> std::io::Result<socket2::Socket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
@@ -34,9 +52,10 @@ fn bind(addr: SocketAddr, receive_buffer: Option<usize>) -> std::io::Result<UdpS
     if let Some(bytes) = receive_buffer {
         socket.set_recv_buffer_size(bytes)?;
     }
+    socket.set_reuse_port(reuse_port)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket)
 }
 
 /// Runs the server on `config` until SIGTERM or SIGINT; SIGHUP reloads it.
@@ -48,11 +67,14 @@ pub async fn run(config: Config, options: LoadOptions) -> Result<(), CliError> {
         tracing::warn!("running on the embedded default configuration: client 127.0.0.1 (secret testing123) does not need Message-Authenticator, users are the demo users, mail goes to ./outbox/");
     }
     let running = start(&config, options, &tasks, &shutdown).await?;
+    let per_address = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut sockets = Vec::new();
     for addr in &config.server.listen {
-        let socket = bind(*addr, config.server.receive_buffer).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        tracing::info!(address = %socket.local_addr()?, "listening on {}", socket.local_addr()?);
-        sockets.push(socket);
+        let group = bind(*addr, config.server.receive_buffer, per_address)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let local = group[0].local_addr()?;
+        tracing::info!(address = %local, sockets = group.len(), "listening on {local}");
+        sockets.extend(group);
     }
     if let Some(addr) = config.metrics {
         let listener = crate::exporter::bind(addr)

@@ -202,6 +202,12 @@ pub trait ChallengeStore: Send + Sync + 'static {
     /// How many challenges are open, for metrics.
     fn open_count(&self) -> usize;
 
+    /// Whether every call completes at once, without waiting on I/O (a store
+    /// in this process). The server then answers State + code requests on
+    /// its receive loop instead of in a task of their own.
+    fn answers_at_once(&self) -> bool {
+        false
+    }
     /// Makes `tx` a link challenge: answered only after `token` is confirmed.
     async fn attach_link(&self, _user: &str, _tx: &Transaction, _token: &LinkToken) -> Result<(), StoreError> {
         Err(link_unsupported())
@@ -239,12 +245,18 @@ enum LinkState {
     Confirmed,
 }
 
+/// A moment as nanoseconds since the store started: 8 bytes where an
+/// `Instant` takes 16. With two per record that keeps an open challenge
+/// within its memory budget at a million of them (see BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Stamp(u64);
+
 #[derive(Debug)]
 struct Record {
     user: Arc<str>,
     digest: CodeDigest,
-    blocking_until: Instant,
-    expires: Instant,
+    blocking_until: Stamp,
+    expires: Stamp,
     attempts: u8,
     link: LinkState,
 }
@@ -269,6 +281,7 @@ pub struct MemoryStore {
     wake_sweeper: Notify,
     settings: ArcSwap<ChallengeSettings>,
     sealer: CodeSealer,
+    epoch: Instant,
 }
 
 impl MemoryStore {
@@ -283,6 +296,7 @@ impl MemoryStore {
             wake_sweeper: Notify::new(),
             settings: ArcSwap::from_pointee(settings),
             sealer: CodeSealer::random(),
+            epoch: Instant::now(),
         });
         tasks.spawn(sweep(Arc::clone(&store), shutdown));
         store
@@ -293,11 +307,17 @@ impl MemoryStore {
         self.settings.store(Arc::new(settings));
     }
 
+    fn stamp(&self, at: Instant) -> Stamp {
+        Stamp(u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX))
+    }
+
     fn is_open(&self, tx: &Transaction, now: Instant) -> bool {
+        let now = self.stamp(now);
         self.challenges.get(tx).is_some_and(|r| r.expires > now)
     }
 
     fn matching(&self, txs: &[Transaction], code: &[u8], now: Instant) -> Option<Transaction> {
+        let now = self.stamp(now);
         txs.iter().copied().find(|tx| {
             self.challenges
                 .get(tx)
@@ -317,12 +337,13 @@ impl MemoryStore {
             let mut queue = self.expiry.lock().expect("expiry lock poisoned");
             queue.pop_expired(now).collect()
         };
+        let now_stamp = self.stamp(now);
         for tx in due {
             let Some(user) = self.challenges.get(&tx).map(|r| r.user.clone()) else {
                 continue;
             };
             if let Some(mut list) = self.by_user.get_mut(&user) {
-                if self.challenges.remove_if(&tx, |_, r| r.expires <= now).is_some() {
+                if self.challenges.remove_if(&tx, |_, r| r.expires <= now_stamp).is_some() {
                     list.retain(|t| *t != tx);
                 }
             }
@@ -367,10 +388,17 @@ impl ChallengeStore for MemoryStore {
     async fn open(&self, user: &str, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
         let now = Instant::now();
         let settings = **self.settings.load();
-        let mut list = self.by_user.entry(Arc::from(user)).or_default();
+        // Never more than MAX_OPEN_PER_USER: no room to spare per user.
+        let mut list = self
+            .by_user
+            .entry(Arc::from(user))
+            .or_insert_with(|| Vec::with_capacity(MAX_OPEN_PER_USER));
         list.retain(|t| self.is_open(t, now));
         if let Some(newest) = list.last() {
-            let blocking = self.challenges.get(newest).is_some_and(|r| r.blocking_until > now);
+            let blocking = self
+                .challenges
+                .get(newest)
+                .is_some_and(|r| r.blocking_until > self.stamp(now));
             if blocking {
                 return Ok(Opened::AlreadySent(*newest));
             }
@@ -383,8 +411,8 @@ impl ChallengeStore for MemoryStore {
         let record = Record {
             user: list.key().clone(),
             digest: self.sealer.seal(&tx, code.expose().as_bytes()),
-            blocking_until: now + settings.blocking,
-            expires,
+            blocking_until: self.stamp(now + settings.blocking),
+            expires: self.stamp(expires),
             attempts: 0,
             link: LinkState::None,
         };
@@ -406,7 +434,7 @@ impl ChallengeStore for MemoryStore {
     async fn answer(&self, state: &Transaction, user: &str, code: &[u8]) -> Result<Answer, StoreError> {
         let now = Instant::now();
         let owner = match self.challenges.get(state) {
-            Some(r) if r.expires > now && &*r.user == user => r.user.clone(),
+            Some(r) if r.expires > self.stamp(now) && &*r.user == user => r.user.clone(),
             _ => return Ok(Answer::Unknown),
         };
         let Some(mut list) = self.by_user.get_mut(&owner) else {
@@ -471,12 +499,16 @@ impl ChallengeStore for MemoryStore {
         self.challenges.len()
     }
 
+    fn answers_at_once(&self) -> bool {
+        true
+    }
+
     async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), StoreError> {
         let Some(mut record) = self.challenges.get_mut(tx) else {
             return Ok(());
         };
         record.link = LinkState::Pending;
-        let forget_at = record.expires + LINK_MEMORY;
+        let forget_at = self.epoch + Duration::from_nanos(record.expires.0) + LINK_MEMORY;
         drop(record);
         let digest = self.sealer.seal_link(&token.0);
         let opened_unix = std::time::SystemTime::now()
@@ -516,7 +548,7 @@ impl MemoryStore {
         let Some(mut record) = self.challenges.get_mut(&entry.tx) else {
             return Ok(LinkStatus::Gone);
         };
-        if record.expires <= now || record.link != LinkState::Pending {
+        if record.expires <= self.stamp(now) || record.link != LinkState::Pending {
             return Ok(LinkStatus::Gone);
         }
         if confirm {

@@ -41,6 +41,16 @@ impl<K> ExpiryQueue<K> {
         })
     }
 
+    /// The key with the earliest deadline.
+    pub fn front(&self) -> Option<&K> {
+        self.entries.front().map(|(_, k)| k)
+    }
+
+    /// Takes the key with the earliest deadline, due or not.
+    pub fn pop_front(&mut self) -> Option<K> {
+        self.entries.pop_front().map(|(_, k)| k)
+    }
+
     /// The earliest deadline still queued.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.entries.front().map(|(d, _)| *d)

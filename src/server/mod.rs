@@ -181,7 +181,20 @@ async fn receive_loop(socket: Arc<UdpSocket>, ctx: Arc<Context>, tasks: TaskTrac
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 send(&socket, &bytes, source).await;
             }
-            Screened::Work { client, key, permit } => {
+            Screened::Work {
+                client,
+                key,
+                permit,
+                at_once: true,
+            } => {
+                // Nothing here waits, so a task would only add a copy of the
+                // datagram, an allocation and a wake-up per request.
+                respond(&ctx, &socket, &client, key, &buf[..len]).await;
+                drop(permit);
+            }
+            Screened::Work {
+                client, key, permit, ..
+            } => {
                 let datagram = buf[..len].to_vec();
                 let (socket, ctx) = (Arc::clone(&socket), Arc::clone(&ctx));
                 tasks.spawn(async move {
@@ -201,6 +214,8 @@ enum Screened {
         client: Arc<Client>,
         key: RequestKey,
         permit: tokio::sync::OwnedSemaphorePermit,
+        /// Decided without waiting (no PIN hash, no remote store).
+        at_once: bool,
     },
 }
 
@@ -237,6 +252,8 @@ fn screen(ctx: &Context, datagram: &[u8], source: SocketAddr) -> Screened {
         client: Arc::clone(client),
         key,
         permit,
+        at_once: packet.code() == Code::StatusServer
+            || (packet.first(attr::STATE).is_some() && ctx.auth.challenges.answers_at_once()),
     }
 }
 

@@ -4,6 +4,7 @@
 mod attributes;
 mod certs;
 mod core_flow;
+mod fast_path;
 mod freeradius;
 mod hardening;
 mod harness;

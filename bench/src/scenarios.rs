@@ -1,0 +1,177 @@
+//! scenarios: one run of each measured situation, each on a fresh server so
+//! that its peak RSS is its own. CPU is the server's /proc time during the
+//! measured phase only (not start-up, not pre-opening challenges).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::load::{self, Drive, Outcome, Workload};
+use crate::procs::{self, Server, Users};
+use crate::report::{Figures, Table};
+use crate::workloads::{Answers, Pap, Pins, StatusServer};
+
+/// Requests in flight on the PIN path: enough to keep every hash worker busy.
+const PIN_IN_FLIGHT: usize = 16;
+/// Requests in flight on each cheap path while the PIN path is saturated.
+const PROBE_IN_FLIGHT: usize = 4;
+/// How many `storm-N` users (production-cost hashes) the PIN path cycles over.
+const STORM_USERS: usize = 64;
+
+/// Everything a run needs.
+pub struct Plan {
+    /// The release mailotp binary.
+    pub binary: PathBuf,
+    /// CPUs both servers are pinned to (`taskset -c`).
+    pub server_cpus: String,
+    /// The load shape for the cheap paths.
+    pub drive: Drive,
+    /// Challenges opened before the answer runs.
+    pub challenges: usize,
+    /// The hashes of the bench users.
+    pub users: Users,
+    /// Lines added to mailotp's `[server]` section.
+    pub server_extra: String,
+    /// Scenario numbers to run; empty: all.
+    pub only: Vec<u8>,
+}
+
+impl Plan {
+    fn wants(&self, scenario: u8) -> bool {
+        self.only.is_empty() || self.only.contains(&scenario)
+    }
+
+    fn mailotp(&self, cheap: usize, storm: usize) -> Server {
+        let users = Users {
+            cheap,
+            storm,
+            cheap_hash: self.users.cheap_hash.clone(),
+            storm_hash: self.users.storm_hash.clone(),
+        };
+        procs::mailotp(&self.binary, &self.server_cpus, &users, &self.server_extra)
+    }
+
+    fn drive_with(&self, server: &Server, in_flight: usize, timeout: Duration) -> Drive {
+        Drive {
+            target: server.addr,
+            in_flight,
+            timeout,
+            ..self.drive.clone()
+        }
+    }
+}
+
+/// Runs `workload` and turns what the load and /proc saw into figures.
+fn measure(server: &Server, drive: &Drive, workload: &dyn Workload) -> Figures {
+    let before = server.usage();
+    let mut out = load::run(drive, workload);
+    let after = server.usage();
+    figures(&mut out, Some((before, after)))
+}
+
+fn figures(out: &mut Outcome, usage: Option<(procs::Usage, procs::Usage)>) -> Figures {
+    if let Some(why) = out.first_wrong {
+        eprintln!("  warning: {} wrong answers, first: {why}", out.wrong);
+    }
+    let (cpu_us, rss_mib) = match usage {
+        Some((before, after)) => (
+            after.cpu.saturating_sub(before.cpu).as_secs_f64() * 1e6 / out.ok.max(1) as f64,
+            after.hwm_kib as f64 / 1024.0,
+        ),
+        None => (f64::NAN, f64::NAN),
+    };
+    Figures {
+        rate: out.rate(),
+        p50_ms: out.quantile_ms(0.5),
+        p99_ms: out.quantile_ms(0.99),
+        cpu_us,
+        rss_mib,
+        failed: out.lost + out.wrong,
+    }
+}
+
+/// Opens one challenge for each of `cheap-0 .. cheap-(n-1)` and returns them.
+fn preopen(plan: &Plan, server: &Server, n: usize) -> Vec<(usize, Vec<u8>)> {
+    let pins = Pins::new("cheap", n, true);
+    let drive = Drive {
+        duration: Duration::from_secs(600),
+        ..plan.drive_with(server, plan.drive.in_flight, Duration::from_secs(5))
+    };
+    let out = load::run(&drive, &pins);
+    if out.lost + out.wrong > 0 {
+        eprintln!(
+            "  warning: pre-opening lost {} and got {} wrong answers",
+            out.lost, out.wrong
+        );
+    }
+    pins.opened.into_inner().expect("not poisoned")
+}
+
+/// One run of every scenario, added to `table`.
+pub fn run_all(plan: &Plan, table: &mut Table) {
+    if plan.wants(1) {
+        let server = plan.mailotp(1, 0);
+        let drive = plan.drive_with(&server, plan.drive.in_flight, Duration::from_secs(1));
+        table.add("1. mailotp Status-Server", measure(&server, &drive, &StatusServer));
+    }
+    if plan.wants(2) {
+        let server = plan.mailotp(plan.challenges, 0);
+        let opened = preopen(plan, &server, plan.challenges);
+        let drive = plan.drive_with(&server, plan.drive.in_flight, Duration::from_secs(1));
+        let figures = measure(&server, &drive, &Answers::new("cheap", opened));
+        table.add("2. mailotp challenge answer (State + OTP → Accept)", figures);
+    }
+    if plan.wants(3) {
+        let server = plan.mailotp(0, STORM_USERS);
+        let drive = plan.drive_with(&server, PIN_IN_FLIGHT, Duration::from_secs(10));
+        let figures = measure(&server, &drive, &Pins::new("storm", STORM_USERS, false));
+        table.add("3. mailotp PIN → Access-Challenge (argon2id m=19456 t=2 p=1)", figures);
+    }
+    if plan.wants(4) {
+        let server = procs::freeradius(&plan.server_cpus);
+        let drive = plan.drive_with(&server, plan.drive.in_flight, Duration::from_secs(1));
+        table.add("4. FreeRADIUS 3.2 PAP (cleartext user)", measure(&server, &drive, &Pap));
+        table.add(
+            "4b. FreeRADIUS 3.2 Status-Server",
+            measure(&server, &drive, &StatusServer),
+        );
+    }
+    if plan.wants(5) {
+        saturated(plan, table);
+    }
+}
+
+/// Scenario 5: the PIN path saturates the hash pool while Status-Server and
+/// challenge answers run beside it, each from its own load threads.
+fn saturated(plan: &Plan, table: &mut Table) {
+    let server = plan.mailotp(plan.challenges, STORM_USERS);
+    let opened = preopen(plan, &server, plan.challenges);
+    let one_thread = |in_flight, timeout| Drive {
+        threads: 1,
+        ..plan.drive_with(&server, in_flight, timeout)
+    };
+    let pins = Pins::new("storm", STORM_USERS, false);
+    let answers = Answers::new("cheap", opened);
+    let (pin_drive, probe) = (
+        one_thread(PIN_IN_FLIGHT, Duration::from_secs(10)),
+        one_thread(PROBE_IN_FLIGHT, Duration::from_secs(1)),
+    );
+    let (mut p, mut s, mut a) = std::thread::scope(|scope| {
+        let p = scope.spawn(|| load::run(&pin_drive, &pins));
+        let s = scope.spawn(|| load::run(&probe, &StatusServer));
+        let a = scope.spawn(|| load::run(&probe, &answers));
+        (
+            p.join().expect("load"),
+            s.join().expect("load"),
+            a.join().expect("load"),
+        )
+    });
+    table.add("5a. PIN path while saturated (16 in flight)", figures(&mut p, None));
+    table.add(
+        "5b. Status-Server while PIN path saturated (4 in flight)",
+        figures(&mut s, None),
+    );
+    table.add(
+        "5c. challenge answers while PIN path saturated (4 in flight)",
+        figures(&mut a, None),
+    );
+}

@@ -1,0 +1,45 @@
+//! The fast path's sockets: one per core on each listen address
+//! (SO_REUSEPORT), every one of them answering, and no silent sharing of a
+//! port with another server.
+
+use std::process::Command;
+
+use crate::harness::*;
+
+#[test]
+fn status_server_from_many_source_ports_is_always_answered() {
+    let smtp = SmtpSink::start();
+    let server = Server::start(&Setup::new(smtp.port));
+    // The kernel spreads source ports over the sockets; each radclient run
+    // comes from a new port, so every socket's loop gets some of them.
+    for _ in 0..12 {
+        let reply = radclient_code(server.addr(), SECRET, "status", "Message-Authenticator = 0x00")
+            .expect("an answer to Status-Server");
+        assert_eq!(reply.code, "Access-Accept");
+    }
+    server.assert_log_clean();
+}
+
+#[test]
+fn a_second_server_on_a_port_in_use_is_refused() {
+    let smtp = SmtpSink::start();
+    let first = Server::start(&Setup::new(smtp.port));
+    let mut setup = Setup::new(smtp.port);
+    setup.listen = vec![first.addr().to_string()];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mailotp.toml"), setup.config_text()).unwrap();
+    std::fs::write(dir.path().join("users.toml"), &setup.users_file).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailotp"));
+    cmd.arg("serve").arg("-c").arg(dir.path().join("mailotp.toml"));
+    let mut second = Process::spawn("second mailotp", cmd);
+    let status = second.wait_exit(DEADLINE).expect("the second server exits");
+    assert!(!status.success());
+    let out = second.output();
+    assert!(
+        out.contains(&format!("cannot listen on {}", first.addr())) && out.contains("in use"),
+        "{out}"
+    );
+    // The first one still answers.
+    let reply = radclient_code(first.addr(), SECRET, "status", "Message-Authenticator = 0x00").unwrap();
+    assert_eq!(reply.code, "Access-Accept");
+}
