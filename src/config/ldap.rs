@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::RawUsers;
-use super::{read_text, ConfigError, Secret, Validator};
+use super::validate::Validator;
+use super::{read_text, ConfigError, Secret};
 
 /// What `{user}` in `user_filter` stands for.
 pub const USER_PLACEHOLDER: &str = "{user}";

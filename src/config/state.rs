@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::{read_bytes, ConfigError, Validator};
+use super::validate::Validator;
+use super::{read_bytes, ConfigError};
 
 /// Length of the pool's shared key in bytes.
 pub const POOL_KEY_LEN: usize = 32;
