@@ -1,0 +1,352 @@
+//! The in-process challenge store: dashmap by transaction and by user, a
+//! sweeper that sleeps until the oldest challenge expires, and the link index.
+//! Lock order: a `by_user` entry first, then `challenges`. Nothing here logs.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use dashmap::DashMap;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::*;
+use crate::expiry::ExpiryQueue;
+use crate::otp::{CodeDigest, CodeSealer, DIGEST_LEN};
+
+/// How long a used or expired link is remembered, so that it gets "410 Gone"
+/// rather than "404 Not Found".
+const LINK_MEMORY: Duration = Duration::from_secs(3600);
+
+/// A link challenge's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    /// A code challenge.
+    None,
+    /// The link was not confirmed yet.
+    Pending,
+    /// The link was confirmed; the next answer to the State is accepted.
+    Confirmed,
+}
+
+/// A moment as nanoseconds since the store started: 8 bytes where an
+/// `Instant` takes 16. With two per record that keeps an open challenge
+/// within its memory budget at a million of them (see BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Stamp(u64);
+
+#[derive(Debug)]
+struct Record {
+    user: Arc<str>,
+    digest: CodeDigest,
+    blocking_until: Stamp,
+    expires: Stamp,
+    attempts: u8,
+    link: LinkState,
+}
+
+/// The link index: a token's digest → its challenge.
+#[derive(Debug)]
+struct LinkEntry {
+    tx: Transaction,
+    user: Arc<str>,
+    opened_unix: u64,
+}
+
+/// Challenges in this process's memory.
+pub struct MemoryStore {
+    challenges: DashMap<Transaction, Record>,
+    // Lock order: a `by_user` entry first, then `challenges`; never the reverse
+    // while a `challenges` guard is held.
+    by_user: DashMap<Arc<str>, Vec<Transaction>>,
+    expiry: Mutex<ExpiryQueue<Transaction>>,
+    links: DashMap<[u8; DIGEST_LEN], LinkEntry>,
+    link_expiry: Mutex<ExpiryQueue<[u8; DIGEST_LEN]>>,
+    wake_sweeper: Notify,
+    settings: ArcSwap<ChallengeSettings>,
+    sealer: CodeSealer,
+    epoch: Instant,
+}
+
+impl MemoryStore {
+    /// A store whose sweeper runs on `tasks` until `shutdown`.
+    pub fn start(settings: ChallengeSettings, tasks: &TaskTracker, shutdown: CancellationToken) -> Arc<MemoryStore> {
+        let store = Arc::new(MemoryStore {
+            challenges: DashMap::new(),
+            by_user: DashMap::new(),
+            expiry: Mutex::new(ExpiryQueue::default()),
+            links: DashMap::new(),
+            link_expiry: Mutex::new(ExpiryQueue::default()),
+            wake_sweeper: Notify::new(),
+            settings: ArcSwap::from_pointee(settings),
+            sealer: CodeSealer::random(),
+            epoch: Instant::now(),
+        });
+        tasks.spawn(sweep(Arc::clone(&store), shutdown));
+        store
+    }
+
+    /// Applies new limits to challenges opened from now on.
+    pub fn set_settings(&self, settings: ChallengeSettings) {
+        self.settings.store(Arc::new(settings));
+    }
+
+    fn stamp(&self, at: Instant) -> Stamp {
+        Stamp(u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn is_open(&self, tx: &Transaction, now: Instant) -> bool {
+        let now = self.stamp(now);
+        self.challenges.get(tx).is_some_and(|r| r.expires > now)
+    }
+
+    fn matching(&self, txs: &[Transaction], code: &[u8], now: Instant) -> Option<Transaction> {
+        let now = self.stamp(now);
+        txs.iter().copied().find(|tx| {
+            self.challenges
+                .get(tx)
+                .is_some_and(|r| r.expires > now && self.sealer.matches(tx, code, &r.digest))
+        })
+    }
+
+    fn close_all(&self, txs: &mut Vec<Transaction>) {
+        for tx in txs.drain(..) {
+            self.challenges.remove(&tx);
+        }
+    }
+
+    /// Removes expired challenges; returns the next deadline to wake at.
+    fn sweep_expired(&self, now: Instant) -> Option<Instant> {
+        let due: Vec<Transaction> = {
+            let mut queue = self.expiry.lock().expect("expiry lock poisoned");
+            queue.pop_expired(now).collect()
+        };
+        let now_stamp = self.stamp(now);
+        for tx in due {
+            let Some(user) = self.challenges.get(&tx).map(|r| r.user.clone()) else {
+                continue;
+            };
+            if let Some(mut list) = self.by_user.get_mut(&user) {
+                if self.challenges.remove_if(&tx, |_, r| r.expires <= now_stamp).is_some() {
+                    list.retain(|t| *t != tx);
+                }
+            }
+            self.by_user.remove_if(&user, |_, list| list.is_empty());
+        }
+        let forgotten: Vec<_> = {
+            let mut queue = self.link_expiry.lock().expect("link expiry lock poisoned");
+            queue.pop_expired(now).collect()
+        };
+        for digest in forgotten {
+            self.links.remove(&digest);
+        }
+        let next_link = self
+            .link_expiry
+            .lock()
+            .expect("link expiry lock poisoned")
+            .next_deadline();
+        let next = self.expiry.lock().expect("expiry lock poisoned").next_deadline();
+        match (next, next_link) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// The sweeper: sleeps until the oldest challenge expires, or until `open`
+/// queues the first one. `Notify` keeps a wake-up that comes while it is busy.
+async fn sweep(store: Arc<MemoryStore>, shutdown: CancellationToken) {
+    loop {
+        let next = store.sweep_expired(Instant::now());
+        let deadline = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = store.wake_sweeper.notified() => {}
+        }
+    }
+}
+
+#[async_trait]
+impl ChallengeStore for MemoryStore {
+    async fn open(&self, user: &str, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
+        let now = Instant::now();
+        let settings = **self.settings.load();
+        // Never more than MAX_OPEN_PER_USER: no room to spare per user.
+        let mut list = self
+            .by_user
+            .entry(Arc::from(user))
+            .or_insert_with(|| Vec::with_capacity(MAX_OPEN_PER_USER));
+        list.retain(|t| self.is_open(t, now));
+        if let Some(newest) = list.last() {
+            let blocking = self
+                .challenges
+                .get(newest)
+                .is_some_and(|r| r.blocking_until > self.stamp(now));
+            if blocking {
+                return Ok(Opened::AlreadySent(*newest));
+            }
+        }
+        if list.len() >= MAX_OPEN_PER_USER {
+            let oldest = list.remove(0);
+            self.challenges.remove(&oldest);
+        }
+        let expires = now + settings.validity;
+        let record = Record {
+            user: list.key().clone(),
+            digest: self.sealer.seal(&tx, code.expose().as_bytes()),
+            blocking_until: self.stamp(now + settings.blocking),
+            expires: self.stamp(expires),
+            attempts: 0,
+            link: LinkState::None,
+        };
+        self.challenges.insert(tx, record);
+        list.push(tx);
+        drop(list);
+        let was_empty = {
+            let mut queue = self.expiry.lock().expect("expiry lock poisoned");
+            let was_empty = queue.is_empty();
+            queue.push(expires, tx);
+            was_empty
+        };
+        if was_empty {
+            self.wake_sweeper.notify_one();
+        }
+        Ok(Opened::New)
+    }
+
+    async fn answer(&self, state: &Transaction, user: &str, code: &[u8]) -> Result<Answer, StoreError> {
+        let now = Instant::now();
+        let owner = match self.challenges.get(state) {
+            Some(r) if r.expires > self.stamp(now) && &*r.user == user => r.user.clone(),
+            _ => return Ok(Answer::Unknown),
+        };
+        let Some(mut list) = self.by_user.get_mut(&owner) else {
+            return Ok(Answer::Unknown);
+        };
+        if !list.contains(state) {
+            return Ok(Answer::Unknown);
+        }
+        match self.challenges.get(state).map(|r| r.link) {
+            Some(LinkState::Pending) => return Ok(Answer::LinkPending),
+            Some(LinkState::Confirmed) => {
+                self.close_all(&mut list);
+                return Ok(Answer::Accepted);
+            }
+            _ => {}
+        }
+        if self.matching(&list, code, now).is_some() {
+            self.close_all(&mut list);
+            return Ok(Answer::Accepted);
+        }
+        let max_attempts = self.settings.load().max_attempts;
+        let void = match self.challenges.get_mut(state) {
+            Some(mut r) => {
+                r.attempts = r.attempts.saturating_add(1);
+                r.attempts >= max_attempts
+            }
+            None => return Ok(Answer::Unknown),
+        };
+        if void {
+            self.challenges.remove(state);
+            list.retain(|t| t != state);
+        }
+        Ok(Answer::Wrong { void })
+    }
+
+    async fn find(&self, user: &str, code: &[u8]) -> Result<Option<Transaction>, StoreError> {
+        let now = Instant::now();
+        Ok(self.by_user.get(user).and_then(|list| self.matching(&list, code, now)))
+    }
+
+    async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let Some(mut list) = self.by_user.get_mut(user) else {
+            return Ok(false);
+        };
+        if !list.contains(tx) || !self.is_open(tx, now) {
+            return Ok(false);
+        }
+        self.close_all(&mut list);
+        Ok(true)
+    }
+
+    async fn cancel(&self, user: &str, tx: &Transaction) -> Result<(), StoreError> {
+        if let Some(mut list) = self.by_user.get_mut(user) {
+            list.retain(|t| t != tx);
+            self.challenges.remove(tx);
+        }
+        Ok(())
+    }
+
+    fn open_count(&self) -> usize {
+        self.challenges.len()
+    }
+
+    fn answers_at_once(&self) -> bool {
+        true
+    }
+
+    async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), StoreError> {
+        let Some(mut record) = self.challenges.get_mut(tx) else {
+            return Ok(());
+        };
+        record.link = LinkState::Pending;
+        let forget_at = self.epoch + Duration::from_nanos(record.expires.0) + LINK_MEMORY;
+        drop(record);
+        let digest = self.sealer.seal_link(&token.0);
+        let opened_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let entry = LinkEntry {
+            tx: *tx,
+            user: Arc::from(user),
+            opened_unix,
+        };
+        self.links.insert(digest, entry);
+        self.link_expiry
+            .lock()
+            .expect("link expiry lock poisoned")
+            .push(forget_at, digest);
+        self.wake_sweeper.notify_one();
+        Ok(())
+    }
+
+    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, StoreError> {
+        self.link(token, false)
+    }
+
+    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, StoreError> {
+        self.link(token, true)
+    }
+}
+
+impl MemoryStore {
+    /// Looks a link up and, with `confirm`, confirms it if it is pending.
+    fn link(&self, token: &LinkToken, confirm: bool) -> Result<LinkStatus, StoreError> {
+        let digest = self.sealer.seal_link(&token.0);
+        let Some(entry) = self.links.get(&digest) else {
+            return Ok(LinkStatus::Unknown);
+        };
+        let now = Instant::now();
+        let Some(mut record) = self.challenges.get_mut(&entry.tx) else {
+            return Ok(LinkStatus::Gone);
+        };
+        if record.expires <= self.stamp(now) || record.link != LinkState::Pending {
+            return Ok(LinkStatus::Gone);
+        }
+        if confirm {
+            record.link = LinkState::Confirmed;
+        }
+        Ok(LinkStatus::Pending {
+            user: entry.user.to_string(),
+            opened_unix: entry.opened_unix,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
