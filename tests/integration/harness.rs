@@ -258,6 +258,17 @@ pub fn run_mailotp(command: &str, dir: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs `mailotp check --connect -c DIR/mailotp.toml`: whether it passed, and
+/// what it printed.
+pub fn check_connect(dir: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailotp"))
+        .args(["check", "--connect", "-c"])
+        .arg(dir.join("mailotp.toml"))
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// A running mailotp.
 pub struct Server {
     /// The process.

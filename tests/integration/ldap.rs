@@ -275,15 +275,7 @@ fn lockout_counts_every_spelling_of_a_name_as_one_user() {
 fn check_connect_tries_the_service_bind() {
     let slapd = Slapd::start();
     let smtp = SmtpSink::start();
-    let connect = |users: &str| {
-        let dir = write_without_users_file(&ldap_setup(smtp.port, users));
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailotp"))
-            .args(["check", "--connect", "-c"])
-            .arg(dir.path().join("mailotp.toml"))
-            .output()
-            .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
-    };
+    let connect = |users: &str| check_connect(write_without_users_file(&ldap_setup(smtp.port, users)).path());
     let (ok, stdout) = connect(&users_section(&slapd.url(), ""));
     assert!(ok, "{stdout}");
     assert!(stdout.contains("users: LDAP directory"), "{stdout}");

@@ -312,14 +312,7 @@ fn check_connect_tries_redis_without_printing_its_url() {
     let mut setup = Setup::new(smtp.port);
     setup.extra = redis.state_section(&key);
     let dir = setup.write();
-    let connect = || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailotp"))
-            .args(["check", "--connect", "-c"])
-            .arg(dir.path().join("mailotp.toml"))
-            .output()
-            .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
-    };
+    let connect = || check_connect(dir.path());
     let (ok, stdout) = connect();
     assert!(ok, "{stdout}");
     assert!(

@@ -156,16 +156,8 @@ fn check_summarises_and_connect_tries_the_smtp_server() {
     assert!(stdout.contains("is valid") && stdout.contains("users: 3"), "{stdout}");
     assert!(!stdout.contains("relay-pass-5512"));
 
-    let connect = |dir: &std::path::Path| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_mailotp"))
-            .args(["check", "--connect", "-c"])
-            .arg(dir.join("mailotp.toml"))
-            .output()
-            .unwrap()
-    };
-    let out = connect(dir.path());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let (ok, stdout) = check_connect(dir.path());
+    assert!(ok, "{stdout}");
     assert!(
         stdout.contains(&format!("SMTP server 127.0.0.1:{}: ok", smtp.port)),
         "{stdout}"
@@ -173,9 +165,8 @@ fn check_summarises_and_connect_tries_the_smtp_server() {
 
     let dead = free_tcp_port();
     let down = Setup::new(dead).write();
-    let out = connect(down.path());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "a failed probe fails the check: {stdout}");
+    let (ok, stdout) = check_connect(down.path());
+    assert!(!ok, "a failed probe fails the check: {stdout}");
     assert!(
         stdout.contains(&format!("SMTP server 127.0.0.1:{dead}: FAILED")),
         "{stdout}"
