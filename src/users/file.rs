@@ -12,6 +12,7 @@ use lettre::message::Mailbox;
 use serde::Deserialize;
 
 use crate::dictionary::{Dictionary, WireAttribute};
+use crate::wire::attr;
 
 use super::{DirectoryError, HashPool, PinCheck, User, UserDirectory};
 use crate::config::{parse_toml, read_text, ConfigError, UsersSource, EMBEDDED_USERS};
@@ -150,6 +151,18 @@ impl UserDirectory for FileUsers {
     }
 }
 
+/// Attributes the server writes itself (or that only make sense in a
+/// request): a `reply` carrying one would break the answer.
+const SERVER_OWNED: [u8; 7] = [
+    attr::USER_PASSWORD,
+    attr::REPLY_MESSAGE,
+    attr::STATE,
+    attr::VENDOR_SPECIFIC,
+    attr::PROXY_STATE,
+    attr::EAP_MESSAGE,
+    attr::MESSAGE_AUTHENTICATOR,
+];
+
 /// A user's `reply = { Name = value, … }`, encoded by the dictionary; an
 /// error names the attribute and says why.
 fn reply_attributes(reply: &BTreeMap<String, toml::Value>) -> Result<Vec<WireAttribute>, (String, String)> {
@@ -157,6 +170,12 @@ fn reply_attributes(reply: &BTreeMap<String, toml::Value>) -> Result<Vec<WireAtt
     reply
         .iter()
         .map(|(name, value)| {
+            let owned = dictionary
+                .attribute(name)
+                .is_some_and(|def| def.vendor.is_none() && SERVER_OWNED.contains(&def.code));
+            if owned {
+                return Err((name.clone(), format!("{name} is set by mailotp itself, not per user")));
+            }
             let text = match value {
                 toml::Value::String(s) => s.clone(),
                 toml::Value::Integer(i) => i.to_string(),
