@@ -311,9 +311,26 @@ impl Delivery {
                 }
             }
         }
+        // Stopping: the mails already queued get `grace` to go out too, a few
+        // at a time as usual; retries that fall due later are not waited for.
         let drained = tokio::time::timeout(grace, async {
-            while let Some(Ok((attempt, result))) = sending.join_next().await {
-                self.finish(attempt, result, &mut retries);
+            loop {
+                while sending.len() < PARALLEL_SENDS {
+                    let Ok(job) = receiver.try_recv() else { break };
+                    self.spawn_send(
+                        &mut sending,
+                        Attempt {
+                            job,
+                            tries: 0,
+                            backoff: FIRST_BACKOFF,
+                        },
+                    );
+                }
+                match sending.join_next().await {
+                    Some(Ok((attempt, result))) => self.finish(attempt, result, &mut retries),
+                    Some(Err(_)) => {}
+                    None => break,
+                }
             }
         })
         .await;

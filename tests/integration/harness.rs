@@ -384,6 +384,8 @@ pub struct SinkOptions {
     pub auth: Option<String>,
     /// Recipients refused with 550.
     pub reject: Vec<String>,
+    /// Seconds to wait before accepting each message (a slow relay).
+    pub delay: Option<f32>,
 }
 
 /// A real SMTP server that keeps what it receives.
@@ -417,6 +419,9 @@ impl SmtpSink {
         }
         for r in &options.reject {
             cmd.arg("--reject").arg(r);
+        }
+        if let Some(delay) = options.delay {
+            cmd.arg("--delay").arg(delay.to_string());
         }
         let process = Process::spawn("smtp sink", cmd);
         let line = process.wait_for_line("listening on");

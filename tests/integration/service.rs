@@ -297,3 +297,35 @@ fn json_logs_give_one_object_per_line_with_the_request_fields() {
     assert_eq!(answered[1]["reason"], "otp-accepted");
     assert_eq!(answered[1]["client"], "local");
 }
+
+#[test]
+fn sigterm_gives_queued_mails_the_grace_to_go_out() {
+    // A relay that takes 3 s per message: mailotp sends eight at a time, so at
+    // SIGTERM eight of these twelve mails are in flight and four still queued.
+    let smtp = SmtpSink::start_with(SinkOptions {
+        delay: Some(3.0),
+        ..SinkOptions::default()
+    });
+    let mut setup = Setup::new(smtp.port);
+    let users: Vec<(String, String)> = (0..12)
+        .map(|i| (format!("user{i}"), format!("pin-user{i}-7713")))
+        .collect();
+    setup.users_file = users.iter().map(|(name, pin)| user_entry(name, pin)).collect();
+    let dir = setup.write();
+    let config = dir.path().join("mailotp.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("shutdown_grace = 2", "shutdown_grace = 12")).unwrap();
+    let mut server = Server::start_in(dir, &[], 1);
+    for (name, pin) in &users {
+        server.forbid_in_log(pin);
+        assert_eq!(send_pin(&server, name, pin).unwrap().code, "Access-Challenge");
+    }
+    server.process.signal("TERM");
+    let status = server
+        .process
+        .wait_exit(Duration::from_secs(20))
+        .expect("mailotp exits within its grace");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(smtp.wait_for_mails(12).len(), 12, "no queued mail was dropped");
+    assert_eq!(server.process.count_lines("mails undelivered"), 0);
+}

@@ -16,9 +16,10 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Handler:
-    def __init__(self, directory, reject):
+    def __init__(self, directory, reject, delay):
         self.directory = directory
         self.reject = set(reject)
+        self.delay = delay
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.reject:
@@ -27,6 +28,7 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.delay)
         name = uuid.uuid4().hex
         tmp = os.path.join(self.directory, name + ".tmp")
         with open(tmp, "wb") as f:
@@ -50,6 +52,7 @@ def main():
     p.add_argument("--mode", choices=["plain", "starttls", "tls"], default="plain")
     p.add_argument("--auth", help="user:password required before MAIL")
     p.add_argument("--reject", action="append", default=[], help="recipient answered with 550")
+    p.add_argument("--delay", type=float, default=0, help="seconds to wait before answering DATA")
     args = p.parse_args()
 
     context = None
@@ -71,7 +74,7 @@ def main():
     if args.mode == "starttls":
         kwargs.update(tls_context=context, require_starttls=True)
 
-    handler = Handler(args.dir, args.reject)
+    handler = Handler(args.dir, args.reject, args.delay)
     loop = asyncio.new_event_loop()
     server = loop.run_until_complete(loop.create_server(
         lambda: SMTP(handler, hostname="localhost", **kwargs),
