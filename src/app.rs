@@ -64,7 +64,7 @@ pub async fn run(config: Config, options: LoadOptions) -> Result<(), CliError> {
     let tasks = TaskTracker::new();
     let shutdown = CancellationToken::new();
     if config.source == Source::Embedded {
-        tracing::warn!("running on the embedded default configuration: client 127.0.0.1 (secret testing123) does not need Message-Authenticator, users are the demo users, mail goes to ./outbox/");
+        tracing::warn!("running on the embedded default configuration: client 127.0.0.1 (its secret is in README) does not need Message-Authenticator, users are the demo users, mail goes to ./outbox/");
     }
     let running = start(&config, options, &tasks, &shutdown).await?;
     let per_address = std::thread::available_parallelism().map_or(1, |n| n.get());

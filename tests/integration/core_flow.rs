@@ -270,6 +270,10 @@ fn the_embedded_default_serves_the_demo_users_into_outbox() {
     let process = Process::spawn("mailotp (embedded)", cmd);
     process.wait_for_line("listening on 127.0.0.1:1812");
     assert!(
+        !process.output().contains("testing123"),
+        "the demo secret is not logged either"
+    );
+    assert!(
         process.output().contains("does not need Message-Authenticator"),
         "the start warns about MA"
     );
