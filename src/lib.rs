@@ -19,6 +19,7 @@
 //! - [`link`] — the confirmation page server for link delivery.
 //! - [`exporter`] — `/metrics` in Prometheus text format.
 //! - [`metrics`] — counters.
+//! - [`logging`] — `serve`'s log lines, written to stderr in blocks.
 //! - [`invariants`] — properties of any input, for fuzzing and property tests.
 //! - [`app`] — wires a configuration into a running server; signals.
 //! - [`cli`] — the `mailotp` commands; `main.rs` only calls into it.
@@ -37,6 +38,7 @@ pub mod health;
 pub mod invariants;
 pub mod limits;
 pub mod link;
+pub mod logging;
 pub mod mail;
 pub mod metrics;
 pub mod otp;

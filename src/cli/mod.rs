@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, LoadOptions, LogFormat};
+use crate::config::{Config, LoadOptions};
 
 /// Errors at the binary's edge.
 pub type CliError = Box<dyn Error + Send + Sync>;
@@ -71,7 +71,9 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     match args.command {
         Command::Serve { config, test_mode } => {
             let config = load(config, test_mode)?;
-            init_logging(config.log.format);
+            // Declared before the runtime, so dropped after it: the last
+            // lines are written once everything has stopped.
+            let _log = crate::logging::init(config.log.format);
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(crate::app::run(config, LoadOptions { test_mode }))?;
         }
@@ -91,19 +93,6 @@ fn load(path: Option<PathBuf>, test_mode: bool) -> Result<Config, CliError> {
         Some(path) => Config::load(&path, LoadOptions { test_mode })?,
         None => Config::embedded()?,
     })
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }
 
 fn hash_pin() -> Result<(), CliError> {

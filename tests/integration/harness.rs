@@ -51,6 +51,7 @@ pub struct Process {
     name: String,
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Process {
@@ -79,18 +80,22 @@ impl Process {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let out: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
         let err: Box<dyn Read + Send> = Box::new(child.stderr.take().unwrap());
-        for stream in [out, err] {
-            let lines = Arc::clone(&lines);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
+        let readers = [out, err]
+            .into_iter()
+            .map(|stream| {
+                let lines = Arc::clone(&lines);
+                std::thread::spawn(move || {
+                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                        lines.lock().unwrap().push(line);
+                    }
+                })
+            })
+            .collect();
         Process {
             name: name.to_owned(),
             child,
             lines,
+            readers,
         }
     }
 
@@ -124,6 +129,21 @@ impl Process {
             .status()
             .unwrap();
         assert!(status.success(), "kill -{signal} {}", self.pid());
+    }
+
+    /// Stops it with SIGTERM (SIGKILL after the deadline) and waits until
+    /// everything it printed has been read.
+    pub fn stop(&mut self) {
+        if self.child.try_wait().unwrap().is_none() {
+            self.signal("TERM");
+            if self.wait_exit(DEADLINE).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
     }
 
     /// Waits for the process to exit; `None` if it did not within the deadline.
@@ -354,8 +374,10 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// A clean stop first, so that the check sees every line it wrote.
     fn drop(&mut self) {
         if !std::thread::panicking() {
+            self.process.stop();
             self.assert_log_clean();
         }
     }

@@ -1,0 +1,260 @@
+//! logging: where `serve`'s log lines go. They go to stderr (journald under
+//! systemd) in blocks: a busy server writes one line per request, and a
+//! write(2) per line cost about a third of the CPU of a cheap answer.
+//!
+//! A line waits at most [`FLUSH_DELAY`], or until [`BLOCK`] bytes have
+//! gathered; WARN and ERROR lines go out at once, with what came before them,
+//! so order is kept. This module must not drop a line: the last ones are
+//! written when the [`Flusher`] drops and when the process panics.
+
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tracing::{Level, Metadata};
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::config::LogFormat;
+
+/// How long a line may wait for others to share its write.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(5);
+/// Bytes gathered before they are written without waiting.
+pub const BLOCK: usize = 16 * 1024;
+
+/// Sets up `tracing` for `serve`: the level from `RUST_LOG` (default info),
+/// text or JSON, into stderr in blocks. Keep the guard until the end.
+pub fn init(format: LogFormat) -> Flusher {
+    let (blocks, flusher) = Blocks::start(Box::new(std::io::stderr()));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(blocks.clone())
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        blocks.shared.lock().write_out();
+        previous(info);
+    }));
+    flusher
+}
+
+/// The shared buffer, as a `tracing` writer.
+#[derive(Clone)]
+pub struct Blocks {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+struct Pending {
+    bytes: Vec<u8>,
+    out: Box<dyn Write + Send>,
+    closed: bool,
+}
+
+impl Pending {
+    fn write_out(&mut self) {
+        // Nowhere to report a failed write of the log itself.
+        let _ = self.out.write_all(&self.bytes);
+        self.bytes.clear();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // A panic while holding the lock leaves whole lines behind: keep going.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Writes what is left when dropped, and stops the flushing thread.
+pub struct Flusher {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Blocks {
+    /// The buffer in front of `out`, and the thread that empties it every
+    /// [`FLUSH_DELAY`].
+    pub fn start(out: Box<dyn Write + Send>) -> (Blocks, Flusher) {
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending {
+                bytes: Vec::with_capacity(BLOCK),
+                out,
+                closed: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let flushing = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("log-flush".to_owned())
+            .spawn(move || flush_loop(&flushing))
+            .expect("a thread for the log");
+        let flusher = Flusher {
+            shared: Arc::clone(&shared),
+            thread: Some(thread),
+        };
+        (Blocks { shared }, flusher)
+    }
+}
+
+/// Sleeps while nothing is pending, so an idle server does not wake up.
+fn flush_loop(shared: &Shared) {
+    loop {
+        let mut pending = shared.lock();
+        while pending.bytes.is_empty() && !pending.closed {
+            pending = shared.wake.wait(pending).unwrap_or_else(PoisonError::into_inner);
+        }
+        if pending.closed {
+            pending.write_out();
+            return;
+        }
+        drop(pending);
+        std::thread::sleep(FLUSH_DELAY);
+        shared.lock().write_out();
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One log line on its way into the buffer.
+pub struct Line<'a> {
+    shared: &'a Shared,
+    urgent: bool,
+}
+
+impl Write for Line<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut pending = self.shared.lock();
+        let was_empty = pending.bytes.is_empty();
+        pending.bytes.extend_from_slice(bytes);
+        if self.urgent || pending.closed || pending.bytes.len() >= BLOCK {
+            pending.write_out();
+        } else if was_empty {
+            self.shared.wake.notify_one();
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Blocks {
+    type Writer = Line<'a>;
+
+    fn make_writer(&'a self) -> Line<'a> {
+        Line {
+            shared: &self.shared,
+            urgent: false,
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Line<'a> {
+        Line {
+            shared: &self.shared,
+            // tracing orders levels by verbosity: WARN and ERROR are the least.
+            urgent: *meta.level() <= Level::WARN,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shared byte sink standing in for stderr.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Sink {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    /// A buffer with no flushing thread, so nothing leaves it by timing.
+    fn without_thread(sink: &Sink) -> Blocks {
+        Blocks {
+            shared: Arc::new(Shared {
+                pending: Mutex::new(Pending {
+                    bytes: Vec::new(),
+                    out: Box::new(sink.clone()),
+                    closed: false,
+                }),
+                wake: Condvar::new(),
+            }),
+        }
+    }
+
+    fn write_line(blocks: &Blocks, urgent: bool, line: &str) {
+        let mut writer = Line {
+            shared: &blocks.shared,
+            urgent,
+        };
+        writer.write_all(line.as_bytes()).unwrap();
+    }
+
+    #[test]
+    fn info_lines_wait_and_a_warning_takes_them_out_in_order() {
+        let sink = Sink::default();
+        let blocks = without_thread(&sink);
+        write_line(&blocks, false, "one\n");
+        assert_eq!(sink.text(), "");
+        write_line(&blocks, true, "two\n");
+        assert_eq!(sink.text(), "one\ntwo\n");
+    }
+
+    #[test]
+    fn a_full_block_is_written_at_once() {
+        let sink = Sink::default();
+        let blocks = without_thread(&sink);
+        write_line(&blocks, false, "short\n");
+        assert_eq!(sink.text(), "");
+        write_line(&blocks, false, &"x".repeat(BLOCK));
+        assert_eq!(sink.text().len(), "short\n".len() + BLOCK);
+    }
+
+    #[test]
+    fn the_flushing_thread_writes_waiting_lines_and_the_rest_on_drop() {
+        let sink = Sink::default();
+        let (blocks, flusher) = Blocks::start(Box::new(sink.clone()));
+        write_line(&blocks, false, "soon\n");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while sink.text().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(sink.text(), "soon\n");
+        write_line(&blocks, false, "last\n");
+        drop(flusher);
+        assert_eq!(sink.text(), "soon\nlast\n");
+    }
+}
