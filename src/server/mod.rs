@@ -8,6 +8,7 @@
 //! answered. The decision itself lives in `auth`; this module never looks at
 //! users, codes or mail.
 
+mod batch;
 mod check;
 mod dedup;
 
@@ -23,6 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use batch::{Inbox, Outbox};
 pub use check::check_request;
 pub use dedup::{DuplicateCache, RequestKey, Seen, TTL as DUPLICATE_TTL};
 
@@ -157,51 +159,69 @@ async fn log_drops(ctx: Arc<Context>, shutdown: CancellationToken) {
 }
 
 async fn receive_loop(socket: Arc<UdpSocket>, ctx: Arc<Context>, tasks: TaskTracker, shutdown: CancellationToken) {
-    let mut buf = vec![0u8; RECEIVE_BUFFER];
+    let mut inbox = Inbox::new(RECEIVE_BUFFER);
+    let mut outbox = Outbox::default();
     loop {
-        let (len, source) = tokio::select! {
+        tokio::select! {
             _ = shutdown.cancelled() => return,
-            received = socket.recv_from(&mut buf) => match received {
-                Ok(r) => r,
-                Err(e) => {
-                    // ICMP errors from earlier sends surface here on some systems.
-                    tracing::debug!(error = %e, "receive failed");
-                    continue;
-                }
+            received = inbox.receive(&socket) => if let Err(e) = received {
+                // ICMP errors from earlier sends surface here on some systems.
+                tracing::debug!(error = %e, "receive failed");
+                continue;
             },
-        };
-        match screen(&ctx, &buf[..len], source) {
-            Screened::Drop(reason) => {
-                ctx.metrics.drop(reason);
-                tracing::debug!(%source, reason = reason.as_str(), "dropped");
+        }
+        for (datagram, source) in inbox.datagrams() {
+            handle(&ctx, &socket, &tasks, datagram, source, &mut outbox).await;
+        }
+        outbox.send_all(&socket).await;
+    }
+}
+
+/// One datagram of a batch: dropped, answered into `outbox` when that needs
+/// no waiting, or handed to a task that answers on its own.
+async fn handle(
+    ctx: &Arc<Context>,
+    socket: &Arc<UdpSocket>,
+    tasks: &TaskTracker,
+    datagram: &[u8],
+    source: SocketAddr,
+    outbox: &mut Outbox,
+) {
+    match screen(ctx, datagram, source) {
+        Screened::Drop(reason) => {
+            ctx.metrics.drop(reason);
+            tracing::debug!(%source, reason = reason.as_str(), "dropped");
+        }
+        Screened::Resend(bytes) => {
+            ctx.metrics
+                .duplicates_answered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            outbox.push(bytes, source);
+        }
+        Screened::Work {
+            client,
+            key,
+            permit,
+            at_once: true,
+        } => {
+            // Nothing here waits, so a task would only add a copy of the
+            // datagram, an allocation and a wake-up per request.
+            if let Some(bytes) = respond(ctx, &client, key, datagram).await {
+                outbox.push(bytes, source);
             }
-            Screened::Resend(bytes) => {
-                ctx.metrics
-                    .duplicates_answered
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                send(&socket, &bytes, source).await;
-            }
-            Screened::Work {
-                client,
-                key,
-                permit,
-                at_once: true,
-            } => {
-                // Nothing here waits, so a task would only add a copy of the
-                // datagram, an allocation and a wake-up per request.
-                respond(&ctx, &socket, &client, key, &buf[..len]).await;
-                drop(permit);
-            }
-            Screened::Work {
-                client, key, permit, ..
-            } => {
-                let datagram = buf[..len].to_vec();
-                let (socket, ctx) = (Arc::clone(&socket), Arc::clone(&ctx));
-                tasks.spawn(async move {
-                    let _permit = permit;
-                    respond(&ctx, &socket, &client, key, &datagram).await;
-                });
-            }
+            drop(permit);
+        }
+        Screened::Work {
+            client, key, permit, ..
+        } => {
+            let datagram = datagram.to_vec();
+            let (socket, ctx) = (Arc::clone(socket), Arc::clone(ctx));
+            tasks.spawn(async move {
+                let _permit = permit;
+                if let Some(bytes) = respond(&ctx, &client, key, &datagram).await {
+                    send(&socket, &bytes, source).await;
+                }
+            });
         }
     }
 }
@@ -270,8 +290,9 @@ fn log_missing_ma(ctx: &Context, client: &Client) {
     }
 }
 
-/// Decides a screened request, answers it and writes its log line.
-async fn respond(ctx: &Context, socket: &UdpSocket, client: &Client, key: RequestKey, datagram: &[u8]) {
+/// Decides a screened request and writes its log line; the signed answer,
+/// or `None` when a backend is down and the request gets none.
+async fn respond(ctx: &Context, client: &Client, key: RequestKey, datagram: &[u8]) -> Option<Arc<[u8]>> {
     let packet = Packet::decode(datagram).expect("screened packets decode");
     let secret = client.secret.expose();
     let user = packet
@@ -306,7 +327,7 @@ async fn respond(ctx: &Context, socket: &UdpSocket, client: &Client, key: Reques
             ctx.duplicates.forget(&key);
             ctx.metrics.drop(DropReason::BackendUnavailable);
             tracing::error!(client = %client.name, id = key.identifier, %user, error = %e, "no answer: backend unavailable");
-            return;
+            return None;
         }
     };
     let bytes: Arc<[u8]> = Arc::from(encode_response(&packet, &decision, secret));
@@ -321,7 +342,7 @@ async fn respond(ctx: &Context, socket: &UdpSocket, client: &Client, key: Reques
         reason = decision.reason.as_str(),
         "request answered"
     );
-    send(socket, &bytes, key.source).await;
+    Some(bytes)
 }
 
 /// The signed answer to `request`: Message-Authenticator first, then State,
