@@ -1,8 +1,12 @@
 #!/bin/sh
 # Installs the real peers the black-box tests talk to (Debian packages), only
 # when one is missing: radclient and FreeRADIUS, aiosmtpd, redis-server,
-# slapd with ldap-utils. Needs root (or sudo) the first time.
+# slapd with ldap-utils; and cargo-deb with dpkg-dev for the packaging test.
+# Needs root (or sudo) the first time.
 set -eu
+# cargo-deb is a cargo tool, not an apt package; pinned to a version known to
+# build with the project's rustc.
+cargo deb --version >/dev/null 2>&1 || cargo install --locked cargo-deb --version 3.8.0
 missing=""
 command -v radclient >/dev/null 2>&1 || missing="$missing freeradius-utils"
 command -v freeradius >/dev/null 2>&1 || missing="$missing freeradius"
@@ -14,6 +18,8 @@ command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 /usr/bin/python3 -c 'import websocket' >/dev/null 2>&1 || missing="$missing python3-websocket"
+# cargo-deb computes Depends with dpkg-shlibdeps.
+command -v dpkg-shlibdeps >/dev/null 2>&1 || missing="$missing dpkg-dev"
 [ -z "$missing" ] && exit 0
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"

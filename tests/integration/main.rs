@@ -11,6 +11,7 @@ mod harness;
 mod ldap;
 mod link;
 mod mail_and_abuse;
+mod packaging;
 mod packets;
 mod pool_support;
 mod redis;
