@@ -187,7 +187,7 @@ fn assert_installed_safe_and_checkable() {
 fn assert_installed_binary_logs_in() {
     let smtp = SmtpSink::start();
     let dir = Setup::new(smtp.port).write();
-    let (server, addr) = serve_installed(dir.path());
+    let (mut server, addr) = serve_installed(dir.path());
     let send = |password: &str, state: &str| {
         let attributes = format!("User-Name = alice, User-Password = \"{password}\"{state}");
         radclient(addr, SECRET, &attributes).expect("an answer")
@@ -199,6 +199,8 @@ fn assert_installed_binary_logs_in() {
         send(&otp, &format!(", State = {}", challenge.state())).code,
         "Access-Accept"
     );
+    // Stopped first: its log is written in blocks, the last one at exit.
+    server.stop();
     let log = server.output();
     assert!(
         !contains_word(&log, pin("alice")) && !contains_word(&log, &otp),
