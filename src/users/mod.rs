@@ -3,31 +3,28 @@
 //! [`UserDirectory`] is the seam `auth` talks to; [`open`] picks the backend
 //! `[users] backend` names. [`FileUsers`] reads the users file of argon2 PIN
 //! hashes; [`LdapUsers`] asks an LDAP directory and reports to `health`.
-//! PIN hashes run on a bounded blocking pool ([`HashPool`]), never on the UDP
-//! loop. An unknown user costs one hash of a dummy PIN, so time does
+//! PIN hashes run on threads of their own at the lowest CPU priority
+//! ([`HashPool`]), never on the UDP loop. An unknown user costs one hash of a dummy PIN, so time does
 //! not tell known and unknown users apart. Nothing here logs a PIN.
 
 mod file;
+mod hash;
 mod ldap;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
 use argon2::Argon2;
 use async_trait::async_trait;
 use lettre::message::Mailbox;
 use thiserror::Error;
-use tokio::sync::Semaphore;
-use tokio::time::Instant;
-use zeroize::Zeroizing;
 
 use crate::config::{ConfigError, UsersConfig, UsersSource};
 use crate::dictionary::WireAttribute;
 use crate::health::Health;
 
 pub use file::{load_file, FileUsers};
+pub use hash::{HashPool, HashStats};
 pub use ldap::LdapUsers;
 
 /// A user whose PIN was right.
@@ -90,60 +87,6 @@ pub trait UserDirectory: Send + Sync + 'static {
     /// `reply`). Cheap and local: the State path must not need the directory.
     fn reply_attributes(&self, _name: &str) -> Vec<WireAttribute> {
         Vec::new()
-    }
-}
-
-/// Runs argon2 checks on tokio's blocking threads, `workers` at a time.
-#[derive(Debug, Clone)]
-pub struct HashPool {
-    permits: Arc<Semaphore>,
-    stats: Arc<HashStats>,
-}
-
-/// What the hash pool did, for metrics.
-#[derive(Debug, Default)]
-pub struct HashStats {
-    /// PIN hashes computed.
-    pub hashes: AtomicU64,
-    /// Microseconds requests waited for a free worker, summed.
-    pub wait_micros: AtomicU64,
-}
-
-impl HashPool {
-    /// A pool of `workers` concurrent hashes.
-    pub fn new(workers: usize) -> HashPool {
-        HashPool {
-            permits: Arc::new(Semaphore::new(workers)),
-            stats: Arc::default(),
-        }
-    }
-
-    /// Its counters.
-    pub fn stats(&self) -> &HashStats {
-        &self.stats
-    }
-
-    /// Whether `pin` matches the PHC hash string; also how long it waited
-    /// for a worker, for metrics.
-    pub async fn verify(&self, hash: Arc<str>, pin: &[u8]) -> Result<(bool, Duration), DirectoryError> {
-        let queued = Instant::now();
-        let unavailable = |e: &dyn std::fmt::Display| DirectoryError::Unavailable { reason: e.to_string() };
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let waited = queued.elapsed();
-        self.stats.hashes.fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
-        self.stats.wait_micros.fetch_add(micros, Ordering::Relaxed);
-        let pin = Zeroizing::new(pin.to_vec());
-        let ok = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            PasswordHash::new(&hash).is_ok_and(|parsed| Argon2::default().verify_password(&pin, &parsed).is_ok())
-        })
-        .await
-        .map_err(|e| unavailable(&e))?;
-        Ok((ok, waited))
     }
 }
 
