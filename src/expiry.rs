@@ -2,8 +2,9 @@
 //! live equally long (challenges, the duplicate cache).
 //!
 //! Because every entry of one kind gets the same lifetime, insertion order is
-//! expiry order: a `VecDeque` does what a sorted set would, in 24 bytes plus the
-//! key per entry and O(1) per operation. It only remembers *when* to look; the
+//! expiry order: a `VecDeque` does what a sorted set would, in the size of a
+//! deadline plus the key per entry and O(1) per operation. Deadlines are
+//! `Instant`s unless the owner has a smaller clock of its own. It only remembers *when* to look; the
 //! owner checks the entry itself, since it may be gone or renewed by then.
 
 use std::collections::VecDeque;
@@ -12,11 +13,11 @@ use tokio::time::Instant;
 
 /// Deadlines in the order they were pushed.
 #[derive(Debug)]
-pub struct ExpiryQueue<K> {
-    entries: VecDeque<(Instant, K)>,
+pub struct ExpiryQueue<K, D = Instant> {
+    entries: VecDeque<(D, K)>,
 }
 
-impl<K> Default for ExpiryQueue<K> {
+impl<K, D> Default for ExpiryQueue<K, D> {
     fn default() -> Self {
         ExpiryQueue {
             entries: VecDeque::new(),
@@ -24,14 +25,14 @@ impl<K> Default for ExpiryQueue<K> {
     }
 }
 
-impl<K> ExpiryQueue<K> {
+impl<K, D: Copy + Ord> ExpiryQueue<K, D> {
     /// Remembers that `key` expires at `deadline`.
-    pub fn push(&mut self, deadline: Instant, key: K) {
+    pub fn push(&mut self, deadline: D, key: K) {
         self.entries.push_back((deadline, key));
     }
 
     /// Takes every key whose deadline is at or before `now`, oldest first.
-    pub fn pop_expired(&mut self, now: Instant) -> impl Iterator<Item = K> + '_ {
+    pub fn pop_expired(&mut self, now: D) -> impl Iterator<Item = K> + '_ {
         std::iter::from_fn(move || {
             if self.entries.front()?.0 <= now {
                 self.entries.pop_front().map(|(_, k)| k)
@@ -52,7 +53,7 @@ impl<K> ExpiryQueue<K> {
     }
 
     /// The earliest deadline still queued.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub fn next_deadline(&self) -> Option<D> {
         self.entries.front().map(|(d, _)| *d)
     }
 

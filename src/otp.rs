@@ -62,8 +62,10 @@ impl fmt::Debug for Otp {
     }
 }
 
-/// Length of a [`CodeDigest`].
-pub const DIGEST_LEN: usize = 20;
+/// Length of a [`CodeDigest`]: HMAC-SHA1 cut to 128 bits (RFC 2104 §5
+/// allows down to half its output). What it protects is a 6-8 digit code, so
+/// 128 bits leave nothing to guess, and an open challenge stays small.
+pub const DIGEST_LEN: usize = 16;
 
 /// What the challenge store keeps of a code.
 pub type CodeDigest = [u8; DIGEST_LEN];
@@ -94,7 +96,7 @@ impl CodeSealer {
         let mut mac = HmacSha1::new_from_slice(&self.key[..]).expect("HMAC takes a key of any length");
         mac.update(tx.as_bytes());
         mac.update(code);
-        mac.finalize().into_bytes().into()
+        truncate(&mac.finalize().into_bytes())
     }
 
     /// The digest of a confirmation link's token (a separate domain from
@@ -103,13 +105,19 @@ impl CodeSealer {
         let mut mac = HmacSha1::new_from_slice(&self.key[..]).expect("HMAC takes a key of any length");
         mac.update(b"link:");
         mac.update(token);
-        mac.finalize().into_bytes().into()
+        truncate(&mac.finalize().into_bytes())
     }
 
     /// Whether `code` is the one sealed in `digest`, in constant time.
     pub fn matches(&self, tx: &Transaction, code: &[u8], digest: &CodeDigest) -> bool {
         bool::from(self.seal(tx, code).ct_eq(digest))
     }
+}
+
+fn truncate(mac: &[u8]) -> CodeDigest {
+    let mut digest = [0; DIGEST_LEN];
+    digest.copy_from_slice(&mac[..DIGEST_LEN]);
+    digest
 }
 
 impl fmt::Debug for CodeSealer {

@@ -33,17 +33,23 @@ enum LinkState {
 }
 
 /// A moment as nanoseconds since the store started: 8 bytes where an
-/// `Instant` takes 16. With two per record that keeps an open challenge
-/// within its memory budget at a million of them (see BENCHMARKS.md).
+/// `Instant` takes 16, which keeps an open challenge within its memory
+/// budget at a million of them (see BENCHMARKS.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Stamp(u64);
 
+/// A moment as whole seconds since the store started, rounded down: 4 bytes,
+/// for the blocking timeout, which thus ends up to a second early, never late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Second(u32);
+
+/// 48 bytes: the fields are ordered and sized so that none is padding.
 #[derive(Debug)]
 struct Record {
     user: Arc<str>,
     digest: CodeDigest,
-    blocking_until: Stamp,
     expires: Stamp,
+    blocking_until: Second,
     attempts: u8,
     link: LinkState,
 }
@@ -62,7 +68,7 @@ pub struct MemoryStore {
     // Lock order: a `by_user` entry first, then `challenges`; never the reverse
     // while a `challenges` guard is held.
     by_user: DashMap<Arc<str>, Vec<Transaction>>,
-    expiry: Mutex<ExpiryQueue<Transaction>>,
+    expiry: Mutex<ExpiryQueue<Transaction, Stamp>>,
     links: DashMap<[u8; DIGEST_LEN], LinkEntry>,
     link_expiry: Mutex<ExpiryQueue<[u8; DIGEST_LEN]>>,
     wake_sweeper: Notify,
@@ -98,6 +104,14 @@ impl MemoryStore {
         Stamp(u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX))
     }
 
+    fn instant(&self, stamp: Stamp) -> Instant {
+        self.epoch + Duration::from_nanos(stamp.0)
+    }
+
+    fn second(&self, at: Instant) -> Second {
+        Second(u32::try_from(at.saturating_duration_since(self.epoch).as_secs()).unwrap_or(u32::MAX))
+    }
+
     fn is_open(&self, tx: &Transaction, now: Instant) -> bool {
         let now = self.stamp(now);
         self.challenges.get(tx).is_some_and(|r| r.expires > now)
@@ -120,11 +134,11 @@ impl MemoryStore {
 
     /// Removes expired challenges; returns the next deadline to wake at.
     fn sweep_expired(&self, now: Instant) -> Option<Instant> {
+        let now_stamp = self.stamp(now);
         let due: Vec<Transaction> = {
             let mut queue = self.expiry.lock().expect("expiry lock poisoned");
-            queue.pop_expired(now).collect()
+            queue.pop_expired(now_stamp).collect()
         };
-        let now_stamp = self.stamp(now);
         for tx in due {
             let Some(user) = self.challenges.get(&tx).map(|r| r.user.clone()) else {
                 continue;
@@ -148,7 +162,12 @@ impl MemoryStore {
             .lock()
             .expect("link expiry lock poisoned")
             .next_deadline();
-        let next = self.expiry.lock().expect("expiry lock poisoned").next_deadline();
+        let next = self
+            .expiry
+            .lock()
+            .expect("expiry lock poisoned")
+            .next_deadline()
+            .map(|stamp| self.instant(stamp));
         match (next, next_link) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -185,7 +204,7 @@ impl ChallengeStore for MemoryStore {
             let blocking = self
                 .challenges
                 .get(newest)
-                .is_some_and(|r| r.blocking_until > self.stamp(now));
+                .is_some_and(|r| r.blocking_until > self.second(now));
             if blocking {
                 return Ok(Opened::AlreadySent(*newest));
             }
@@ -194,12 +213,12 @@ impl ChallengeStore for MemoryStore {
             let oldest = list.remove(0);
             self.challenges.remove(&oldest);
         }
-        let expires = now + settings.validity;
+        let expires = self.stamp(now + settings.validity);
         let record = Record {
             user: list.key().clone(),
             digest: self.sealer.seal(&tx, code.expose().as_bytes()),
-            blocking_until: self.stamp(now + settings.blocking),
-            expires: self.stamp(expires),
+            blocking_until: self.second(now + settings.blocking),
+            expires,
             attempts: 0,
             link: LinkState::None,
         };
@@ -295,7 +314,7 @@ impl ChallengeStore for MemoryStore {
             return Ok(());
         };
         record.link = LinkState::Pending;
-        let forget_at = self.epoch + Duration::from_nanos(record.expires.0) + LINK_MEMORY;
+        let forget_at = self.instant(record.expires) + LINK_MEMORY;
         drop(record);
         let digest = self.sealer.seal_link(&token.0);
         let opened_unix = std::time::SystemTime::now()
