@@ -4,8 +4,9 @@
 //! Because every entry of one kind gets the same lifetime, insertion order is
 //! expiry order: a `VecDeque` does what a sorted set would, in the size of a
 //! deadline plus the key per entry and O(1) per operation. Deadlines are
-//! `Instant`s unless the owner has a smaller clock of its own. It only remembers *when* to look; the
-//! owner checks the entry itself, since it may be gone or renewed by then.
+//! `Instant`s unless the owner has a smaller clock of its own. It only
+//! remembers *when* to look; the owner checks the entry itself, since it may
+//! be gone or renewed by then.
 
 use std::collections::VecDeque;
 

@@ -91,18 +91,23 @@ impl DuplicateCache {
     /// so they go first. Without this a steady 3,400 requests/s (capacity /
     /// TTL) would fill the cache and every further request would be dropped.
     /// A request still being worked on is never evicted, so none is decided
-    /// twice; `false` when the oldest entry is one of those.
+    /// twice: it goes to the back of the queue, and the next oldest answer
+    /// makes room instead (a PIN waiting for a hash may be older than the
+    /// last 100,000 cheap answers). `false` when every entry is in progress.
     fn evict_oldest_answered(&self) -> bool {
         let mut expiry = self.expiry.lock().expect("expiry lock poisoned");
-        while let Some(oldest) = expiry.front() {
-            let in_progress = self.slots.get(oldest).is_some_and(|s| matches!(*s, Slot::InProgress));
-            if in_progress {
+        for _ in 0..expiry.len() {
+            let Some(oldest) = expiry.pop_front() else {
                 return false;
-            }
-            let oldest = *oldest;
-            expiry.pop_front();
-            if self.slots.remove(&oldest).is_some() {
-                return true;
+            };
+            match self.slots.get(&oldest).map(|slot| matches!(*slot, Slot::InProgress)) {
+                Some(true) => expiry.push(Instant::now() + TTL, oldest),
+                Some(false) => {
+                    self.slots.remove(&oldest);
+                    return true;
+                }
+                // Forgotten already; only its deadline was left.
+                None => {}
             }
         }
         false
@@ -181,17 +186,23 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_cache_makes_room_by_dropping_the_oldest_answer() {
-        let cache = DuplicateCache::new(2);
+        let cache = DuplicateCache::new(3);
         assert!(matches!(cache.check(key(1)), Seen::New));
         assert!(matches!(cache.check(key(2)), Seen::New));
-        cache.answered(key(2), Arc::from(&b"two"[..]));
-        // key 1 is still in progress and the oldest: nothing may be dropped.
-        assert!(matches!(cache.check(key(3)), Seen::Full));
-        cache.answered(key(1), Arc::from(&b"one"[..]));
         assert!(matches!(cache.check(key(3)), Seen::New));
-        assert_eq!(cache.len(), 2);
-        assert!(matches!(cache.check(key(2)), Seen::Answered(b) if &*b == b"two"));
-        // key 1's answer made room, so a copy of it now counts as new.
-        assert!(matches!(cache.check(key(1)), Seen::New));
+        cache.answered(key(2), Arc::from(&b"two"[..]));
+        cache.answered(key(3), Arc::from(&b"three"[..]));
+        // key 1 is the oldest but still in progress: key 2, the oldest
+        // answer, makes room, and key 1 stays in progress.
+        assert!(matches!(cache.check(key(4)), Seen::New));
+        assert_eq!(cache.len(), 3);
+        assert!(matches!(cache.check(key(1)), Seen::InProgress));
+        assert!(matches!(cache.check(key(3)), Seen::Answered(b) if &*b == b"three"));
+        // key 2's answer was dropped, so a copy of it counts as new; key 3,
+        // the only answer left, makes room for it.
+        assert!(matches!(cache.check(key(2)), Seen::New));
+        assert!(matches!(cache.check(key(1)), Seen::InProgress));
+        // Now all three are in progress: nothing may go.
+        assert!(matches!(cache.check(key(5)), Seen::Full));
     }
 }

@@ -4,8 +4,9 @@
 //! `[users] backend` names. [`FileUsers`] reads the users file of argon2 PIN
 //! hashes; [`LdapUsers`] asks an LDAP directory and reports to `health`.
 //! PIN hashes run on threads of their own at the lowest CPU priority
-//! ([`HashPool`]), never on the UDP loop. An unknown user costs one hash of a dummy PIN, so time does
-//! not tell known and unknown users apart. Nothing here logs a PIN.
+//! ([`HashPool`]), never on the UDP loop. An unknown user costs one hash of a
+//! dummy PIN, so time does not tell known and unknown users apart. Nothing
+//! here logs a PIN.
 
 mod file;
 mod hash;
