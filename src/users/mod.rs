@@ -3,8 +3,8 @@
 //! [`UserDirectory`] is the seam `auth` talks to; [`open`] picks the backend
 //! `[users] backend` names. [`FileUsers`] reads the users file of argon2 PIN
 //! hashes; [`LdapUsers`] asks an LDAP directory and reports to `health`.
-//! PIN hashes run on threads of their own at the lowest CPU priority
-//! ([`HashPool`]), never on the UDP loop. An unknown user costs one hash of a
+//! PIN hashes run on a fixed set of threads of their own ([`HashPool`]),
+//! never on the UDP loop. An unknown user costs one hash of a
 //! dummy PIN, so time does not tell known and unknown users apart. Nothing
 //! here logs a PIN.
 
