@@ -43,3 +43,38 @@ fn a_second_server_on_a_port_in_use_is_refused() {
     let reply = radclient_code(first.addr(), SECRET, "status", "Message-Authenticator = 0x00").unwrap();
     assert_eq!(reply.code, "Access-Accept");
 }
+
+#[test]
+fn pin_hash_threads_run_niced_below_the_answering_threads() {
+    let smtp = SmtpSink::start();
+    let server = Server::start(&Setup::new(smtp.port));
+    // What an admin sees with `ps -L`: the hash threads at nice 5, every
+    // other thread at 0.
+    let threads = || {
+        let out = Command::new("ps")
+            .args(["-L", "-o", "comm=,nice=", "-p", &server.process.pid().to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (comm, nice) = l.trim().rsplit_once(char::is_whitespace)?;
+                Some((comm.trim().to_owned(), nice.parse::<i32>().ok()?))
+            })
+            .collect::<Vec<_>>()
+    };
+    let settled = poll("the hash threads to renice", DEADLINE, || {
+        let t = threads();
+        let hashes: Vec<_> = t.iter().filter(|(c, _)| c.starts_with("pin-hash-")).collect();
+        (!hashes.is_empty() && hashes.iter().all(|(_, n)| *n == 5)).then_some(t)
+    });
+    for (comm, nice) in &settled {
+        if !comm.starts_with("pin-hash-") {
+            assert_eq!(*nice, 0, "{comm} in {settled:?}");
+        }
+    }
+    // And a login still goes through them.
+    let reply = send_pin(&server, "alice", pin("alice")).expect("an answer to the PIN");
+    assert_eq!(reply.code, "Access-Challenge");
+    server.assert_log_clean();
+}
