@@ -333,15 +333,21 @@ async fn respond(ctx: &Context, client: &Client, key: RequestKey, datagram: &[u8
     let bytes: Arc<[u8]> = Arc::from(encode_response(&packet, &decision, secret));
     ctx.duplicates.answered(key, Arc::clone(&bytes));
     count(&ctx.metrics, decision.code);
-    tracing::info!(
-        client = %client.name,
-        source = %key.source,
-        id = key.identifier,
-        user = %user,
-        answer = decision.code.name(),
-        reason = decision.reason.as_str(),
-        "request answered"
-    );
+    if packet.code() == Code::StatusServer {
+        // A proxy asks every few seconds: the metrics count these, and a line
+        // each would bury the logins (FreeRADIUS does not log them either).
+        tracing::debug!(client = %client.name, source = %key.source, id = key.identifier, "Status-Server answered");
+    } else {
+        tracing::info!(
+            client = %client.name,
+            source = %key.source,
+            id = key.identifier,
+            user = %user,
+            answer = decision.code.name(),
+            reason = decision.reason.as_str(),
+            "request answered"
+        );
+    }
     Some(bytes)
 }
 
