@@ -1,7 +1,7 @@
 //! hash: the threads that check PINs against their argon2 hashes.
 //!
-//! A check costs about 30 ms of CPU (m=19456 KiB, t=2), a cheap answer about
-//! 10 µs. A fixed number of threads bounds both the CPU PIN requests can take
+//! A check costs about 15 ms of CPU (m=19456 KiB, t=2), a cheap answer a
+//! few µs. A fixed number of threads bounds both the CPU PIN requests can take
 //! from the cheap answers and the memory argon2 takes (19 MiB each); PIN
 //! requests beyond them queue here.
 //!
