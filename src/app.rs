@@ -76,7 +76,8 @@ pub async fn run(config: Config, options: LoadOptions) -> Result<(), CliError> {
         tracing::info!(address = %local, sockets = group.len(), "listening on {local}");
         sockets.extend(group);
     }
-    if let Some(addr) = config.metrics {
+    if let Some(metrics) = config.metrics {
+        let addr = metrics.listen;
         let listener = crate::exporter::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
@@ -84,6 +85,8 @@ pub async fn run(config: Config, options: LoadOptions) -> Result<(), CliError> {
             listener,
             Arc::clone(&running.ctx),
             running.pool.clone(),
+            metrics.http,
+            tasks.clone(),
             shutdown.clone(),
         );
         tasks.spawn(exporter);
@@ -145,13 +148,7 @@ async fn start(
             .await
             .map_err(|e| format!("cannot listen on {} for link pages: {e}", link.listen))?;
         tracing::info!("link page server on http://{}", listener.local_addr()?);
-        let pages = crate::link::serve(
-            listener,
-            store.shared(),
-            link.max_connections,
-            tasks.clone(),
-            shutdown.clone(),
-        );
+        let pages = crate::link::serve(listener, store.shared(), link.http, tasks.clone(), shutdown.clone());
         tasks.spawn(pages);
     }
     let auth = Authenticator {

@@ -3,7 +3,8 @@
 //! The counters stay plain atomics where they are counted (`metrics`, the
 //! mail queue, the hash pool); this module reads them at scrape time through
 //! a `prometheus-client` collector, so the request path pays nothing for
-//! the exporter. It serves nothing but `/metrics` and logs no request.
+//! the exporter. It serves nothing but `/metrics` and logs no request; its
+//! connections are bounded in number and time like the link pages' (`http`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -20,7 +21,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::config::HttpLimits;
 use crate::metrics::DropReason;
 use crate::server::Context;
 use crate::users::HashPool;
@@ -143,8 +146,16 @@ impl Collector for Counters {
     }
 }
 
-/// Serves `/metrics` on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>, pool: HashPool, shutdown: CancellationToken) {
+/// Serves `/metrics` on `listener` until `shutdown`, within `limits`
+/// (connections, time per request; see [`crate::http`]).
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    pool: HashPool,
+    limits: HttpLimits,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Counters { ctx, pool }));
     let registry = Arc::new(registry);
@@ -161,10 +172,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, pool: HashPool, shu
             }
         }),
     );
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
-    if let Err(e) = server.await {
-        tracing::error!(error = %e, "metrics server stopped");
-    }
+    crate::http::serve("metrics", listener, app, limits, tasks, shutdown).await;
 }
 
 /// Binds `[metrics] listen` and logs where the metrics are.

@@ -18,6 +18,7 @@
 //! - [`health`] — whether backends are up (Status-Server goes silent when not).
 //! - [`link`] — the confirmation page server for link delivery.
 //! - [`exporter`] — `/metrics` in Prometheus text format.
+//! - [`http`] — the accept loop and limits both HTTP listeners share.
 //! - [`metrics`] — counters.
 //! - [`logging`] — `serve`'s log lines, written to stderr in blocks.
 //! - [`invariants`] — properties of any input, for fuzzing and property tests.
@@ -35,6 +36,7 @@ pub mod dictionary;
 pub mod expiry;
 pub mod exporter;
 pub mod health;
+pub mod http;
 pub mod invariants;
 pub mod limits;
 pub mod link;

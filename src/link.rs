@@ -6,8 +6,8 @@
 //! confirm nothing. A used or expired link gets 410, an unknown one 404. Every
 //! answer carries `Cache-Control: no-store`, `Referrer-Policy: no-referrer`,
 //! `X-Frame-Options: DENY` and a Content-Security-Policy that allows nothing
-//! but the form posting to itself. Requests over 16 KiB get 413 and
-//! connections are bounded. The token is the protection: no Origin check
+//! but the form posting to itself. Requests over 16 KiB get 413; the number
+//! of connections and the time a request may take are bounded (`http`). The token is the protection: no Origin check
 //! (browsers send `Origin: null` under no-referrer). It shares the challenge
 //! store with `auth`, never blocks the RADIUS side, and never logs a token.
 
@@ -21,71 +21,30 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::challenge::{ChallengeStore, LinkStatus, LinkToken};
+use crate::config::HttpLimits;
 
 /// Largest request accepted (SPEC: 16 KiB, then 413).
 const MAX_REQUEST: usize = 16 * 1024;
-/// A client that has not sent its headers by then is dropped (slowloris).
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const CSP: &str = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 type Store = Arc<dyn ChallengeStore>;
 
-/// Serves the pages on `listener` until `shutdown`, at most `max_connections`
-/// at once; connections run on `tasks`.
+/// Serves the pages on `listener` until `shutdown`, within `limits`
+/// (connections, time per request; see [`crate::http`]); connections run
+/// on `tasks`.
 pub async fn serve(
     listener: TcpListener,
     store: Store,
-    max_connections: usize,
+    limits: HttpLimits,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let app = router(store);
-    let slots = Arc::new(Semaphore::new(max_connections));
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            permit = Arc::clone(&slots).acquire_owned() => permit.expect("semaphore never closed"),
-        };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "link page server: accept failed");
-                    continue;
-                }
-            },
-        };
-        let service = TowerToHyperService::new(app.clone());
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            let _permit = permit;
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_REQUEST)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                r = connection.as_mut() => r,
-                _ = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "link page connection ended with an error");
-            }
-        });
-    }
+    crate::http::serve("link", listener, router(store), limits, tasks, shutdown).await;
 }
 
 fn router(store: Store) -> Router {

@@ -305,8 +305,28 @@ pub struct LinkConfig {
     pub listen: SocketAddr,
     /// What the e-mail links to, without a trailing slash.
     pub base_url: String,
-    /// Connections served at once; more wait in the kernel's backlog.
+    /// Connections and time per request.
+    pub http: HttpLimits,
+}
+
+/// What an HTTP listener (`[link]`, `[metrics]`) allows each client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// `max_connections`: connections served at once; more wait in the
+    /// kernel's backlog.
     pub max_connections: usize,
+    /// `request_timeout`: how long a request may take to arrive whole
+    /// (headers and body) and be answered; then its connection is closed.
+    pub request_timeout: Duration,
+}
+
+/// `[metrics]`: where Prometheus scrapes `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `listen`.
+    pub listen: SocketAddr,
+    /// Connections and time per request.
+    pub http: HttpLimits,
 }
 
 /// `[log]`.
@@ -340,8 +360,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[state]`: one instance in memory, or a pool through Redis.
     pub state: StateConfig,
-    /// `[metrics] listen`: where Prometheus scrapes `/metrics`; `None` is off.
-    pub metrics: Option<SocketAddr>,
+    /// `[metrics]`: where Prometheus scrapes `/metrics`; `None` is off.
+    pub metrics: Option<MetricsConfig>,
 }
 
 impl Config {

@@ -25,6 +25,18 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMetrics {
     pub listen: String,
+    #[serde(default = "default_metrics_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: u64,
+}
+
+fn default_metrics_connections() -> usize {
+    64
+}
+
+fn default_request_timeout() -> u64 {
+    10
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,6 +46,8 @@ pub(super) struct RawLink {
     pub base_url: String,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: u64,
 }
 
 fn default_max_connections() -> usize {

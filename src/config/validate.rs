@@ -75,14 +75,7 @@ impl<'a> Validator<'a> {
             email,
             log: LogConfig { format: raw.log.format },
             state,
-            metrics: match raw.metrics {
-                None => None,
-                Some(m) => {
-                    Some(m.listen.parse().map_err(|_| {
-                        self.err("metrics.listen", format!("`{}` is not an address with port", m.listen))
-                    })?)
-                }
-            },
+            metrics: raw.metrics.map(|m| self.metrics(m)).transpose()?,
         })
     }
 
@@ -243,14 +236,32 @@ impl<'a> Validator<'a> {
                 format!("`{}` is not an http:// or https:// URL", link.base_url),
             ));
         }
-        if link.max_connections == 0 {
-            return Err(self.err("link.max_connections", "must be at least 1"));
+        let http = self.http_limits("link", link.max_connections, link.request_timeout)?;
+        Ok(Delivery::Link(LinkConfig { listen, base_url, http }))
+    }
+
+    fn metrics(&self, raw: raw::RawMetrics) -> Result<MetricsConfig, ConfigError> {
+        let listen = raw.listen.parse().map_err(|_| {
+            self.err(
+                "metrics.listen",
+                format!("`{}` is not an address with port", raw.listen),
+            )
+        })?;
+        let http = self.http_limits("metrics", raw.max_connections, raw.request_timeout)?;
+        Ok(MetricsConfig { listen, http })
+    }
+
+    fn http_limits(&self, section: &str, max_connections: usize, timeout: u64) -> Result<HttpLimits, ConfigError> {
+        if max_connections == 0 {
+            return Err(self.err(format!("{section}.max_connections"), "must be at least 1"));
         }
-        Ok(Delivery::Link(LinkConfig {
-            listen,
-            base_url,
-            max_connections: link.max_connections,
-        }))
+        if timeout == 0 {
+            return Err(self.err(format!("{section}.request_timeout"), "must be at least 1 second"));
+        }
+        Ok(HttpLimits {
+            max_connections,
+            request_timeout: Duration::from_secs(timeout),
+        })
     }
 
     fn email(&self, raw: RawEmail, delivery: Delivery, options: LoadOptions) -> Result<EmailConfig, ConfigError> {
