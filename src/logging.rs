@@ -8,6 +8,12 @@
 //! written when the [`Flusher`] drops and when the process panics. Nor may a
 //! request wait for a write: lines are added under one short lock, and
 //! written under another.
+//!
+//! Log lines cannot be forged: in the text format every field value has its
+//! control characters escaped ([`fields`]); the JSON format escapes them as
+//! JSON does. One event, one line.
+
+mod fields;
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -35,7 +41,7 @@ pub fn init(format: LogFormat) -> Flusher {
         .with_writer(blocks.clone())
         .with_ansi(std::io::stderr().is_terminal());
     match format {
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder.fmt_fields(fields::EscapedFields).init(),
         LogFormat::Json => builder.json().init(),
     }
     let previous = std::panic::take_hook();
@@ -249,6 +255,61 @@ mod tests {
             urgent,
         };
         writer.write_all(line.as_bytes()).unwrap();
+    }
+
+    /// The lines `emit` logs in `format`, through the real formatters.
+    fn logged(format: LogFormat, emit: impl FnOnce()) -> Vec<String> {
+        let sink = Sink::default();
+        let blocks = without_thread(&sink);
+        let builder = tracing_subscriber::fmt().with_writer(blocks.clone()).with_ansi(false);
+        let subscriber: Box<dyn tracing::Subscriber + Send + Sync> = match format {
+            LogFormat::Text => Box::new(builder.fmt_fields(fields::EscapedFields).finish()),
+            LogFormat::Json => Box::new(builder.json().finish()),
+        };
+        tracing::subscriber::with_default(subscriber, emit);
+        blocks.shared.flush();
+        sink.text().lines().map(str::to_owned).collect()
+    }
+
+    const FORGED: &str = "mallory\n2026-01-01T00:00:00Z  INFO request answered answer=\"Access-Accept\"\u{1b}[2J";
+
+    #[test]
+    fn a_network_value_cannot_start_a_line_in_the_text_format() {
+        let lines = logged(LogFormat::Text, || {
+            tracing::info!(user = %FORGED, answer = "Access-Reject", "request answered");
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert!(line.contains(" INFO ") && !line.contains('\u{1b}'), "{line}");
+        assert!(
+            line.ends_with(
+                "request answered user=\"mallory\\n2026-01-01T00:00:00Z  INFO request answered \
+                 answer=\\\"Access-Accept\\\"\\x1b[2J\" answer=\"Access-Reject\""
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn plain_values_look_as_before() {
+        let lines = logged(LogFormat::Text, || {
+            let error = std::io::Error::other("connection refused");
+            tracing::warn!(client = %"vpn1", id = 7, reason = "locked", %error, "request answered");
+        });
+        assert!(
+            lines[0].ends_with("request answered client=vpn1 id=7 reason=\"locked\" error=\"connection refused\""),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn the_json_format_stays_one_valid_object_per_line() {
+        let lines = logged(LogFormat::Json, || {
+            tracing::info!(user = %FORGED, "request answered");
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let value: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(value["fields"]["user"], FORGED);
     }
 
     #[test]
