@@ -58,7 +58,7 @@ impl Otp {
 
 impl fmt::Debug for Otp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Otp(***)")
+        f.write_str("Otp([redacted])")
     }
 }
 
@@ -122,7 +122,7 @@ fn truncate(mac: &[u8]) -> CodeDigest {
 
 impl fmt::Debug for CodeSealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CodeSealer(***)")
+        f.write_str("CodeSealer([redacted])")
     }
 }
 
@@ -157,7 +157,9 @@ mod tests {
     #[test]
     fn debug_hides_the_code() {
         let otp = Otp::from_value(123456, 6);
-        assert!(!format!("{otp:?}").contains("123456"));
+        assert_eq!(format!("{otp:?}"), "Otp([redacted])");
+        let sealer = CodeSealer::from_key(Zeroizing::new([7u8; 32]));
+        assert_eq!(format!("{sealer:?}"), "CodeSealer([redacted])");
     }
 
     #[test]

@@ -2,9 +2,22 @@
 //! and named defaults. `validate` in the parent module turns them into the
 //! typed [`super::Config`]; nothing outside `config` sees these.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+/// A secret as written in the file (`secret`, `bind_password`,
+/// `smtp_password`); its Debug never shows it.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub(super) struct RawSecret(pub String);
+
+impl fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,7 +98,7 @@ fn default_drop_log_interval() -> u64 {
 pub(super) struct RawClient {
     pub name: String,
     pub address: String,
-    pub secret: Option<String>,
+    pub secret: Option<RawSecret>,
     pub secret_file: Option<PathBuf>,
     #[serde(default = "default_true")]
     pub require_message_authenticator: bool,
@@ -113,7 +126,7 @@ pub(super) struct RawUsers {
     pub ldap_starttls: Option<bool>,
     pub ldap_ca_file: Option<PathBuf>,
     pub bind_dn: Option<String>,
-    pub bind_password: Option<String>,
+    pub bind_password: Option<RawSecret>,
     pub bind_password_file: Option<PathBuf>,
     pub base_dn: Option<String>,
     pub user_filter: Option<String>,
@@ -198,7 +211,7 @@ pub(super) struct RawProvider {
     pub smtp_tls: super::SmtpTls,
     pub smtp_ca_file: Option<PathBuf>,
     pub smtp_user: Option<String>,
-    pub smtp_password: Option<String>,
+    pub smtp_password: Option<RawSecret>,
     pub smtp_password_file: Option<PathBuf>,
     #[serde(default = "default_timeout")]
     pub smtp_timeout: u64,

@@ -62,7 +62,7 @@ pub struct RedisConfig {
 impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The URL may carry the Redis password.
-        f.write_str("RedisConfig { url: ***, key: *** }")
+        f.write_str("RedisConfig { url: [redacted], key: [redacted] }")
     }
 }
 
@@ -84,7 +84,7 @@ impl PoolKey {
 
 impl fmt::Debug for PoolKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PoolKey(***)")
+        f.write_str("PoolKey([redacted])")
     }
 }
 

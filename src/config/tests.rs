@@ -144,7 +144,7 @@ fn secrets_come_from_files_without_the_trailing_newline() {
     std::fs::write(&path, text).unwrap();
     let c = Config::load(&path, LoadOptions::default()).unwrap();
     assert_eq!(c.clients[0].secret.expose(), b"from-file");
-    assert_eq!(format!("{:?}", c.clients[0].secret), "Secret(***)");
+    assert_eq!(format!("{:?}", c.clients[0].secret), "Secret([redacted])");
 }
 
 #[test]
@@ -203,13 +203,41 @@ fn pool_key_must_be_32_bytes() {
         panic!("redis backend expected")
     };
     assert_eq!(raw.key.expose(), &[7u8; 32]);
-    assert!(
-        !format!("{raw:?}").contains("pw"),
-        "the URL's password stays out of Debug"
-    );
+    assert_eq!(format!("{raw:?}"), "RedisConfig { url: [redacted], key: [redacted] }");
+    assert_eq!(format!("{:?}", raw.key), "PoolKey([redacted])");
     let hex_key = format!("{}\n", "07".repeat(32));
     let StateConfig::Redis(hexed) = config(hex_key.as_bytes()).unwrap().state else {
         panic!("redis backend expected")
     };
     assert_eq!(hexed.key.expose(), &[7u8; 32]);
+}
+
+/// Every secret the file can hold, once inline.
+const SECRETS: [&str; 3] = ["client-secret-7731", "smtp-pass-4410", "bind-pass-9902"];
+
+#[test]
+fn debug_of_the_configuration_never_shows_a_secret() {
+    let text = format!(
+        "{}\n",
+        MINIMAL
+            .replace("s3cret", SECRETS[0])
+            .replace("file = \"users.toml\"\n", "backend = \"ldap\"\nldap_url = \"ldaps://ldap.example.com\"\nbind_dn = \"cn=svc\"\nbind_password = \"bind-pass-9902\"\nbase_dn = \"dc=example\"\nuser_filter = \"(uid={user})\"\n")
+            .replace("kind = \"file\"", "kind = \"smtp\"\nsmtp_server = \"mail.example.com\"\nsmtp_user = \"relay\"\nsmtp_password = \"smtp-pass-4410\"")
+    );
+    let raw: RawConfig = parse_toml(&text, &"test").unwrap();
+    let config = load(&text).unwrap();
+    for shown in [format!("{raw:?}"), format!("{config:?}")] {
+        for secret in SECRETS {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("[redacted]"), "{shown}");
+    }
+    let Provider::Smtp(smtp) = &config.email.provider else {
+        panic!("smtp expected")
+    };
+    assert_eq!(smtp.credentials.as_ref().unwrap().1.expose(), SECRETS[1].as_bytes());
+    let UsersSource::Ldap(ldap) = &config.users.source else {
+        panic!("ldap expected")
+    };
+    assert_eq!(format!("{:?}", ldap.bind_password), "Secret([redacted])");
 }

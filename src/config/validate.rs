@@ -179,12 +179,12 @@ impl<'a> Validator<'a> {
     /// A secret given inline or as `<key>_file` (one trailing newline stripped).
     pub(super) fn secret(
         &self,
-        inline: Option<String>,
+        inline: Option<raw::RawSecret>,
         file: Option<PathBuf>,
         key: &str,
     ) -> Result<Secret, ConfigError> {
         let bytes = match (inline, file) {
-            (Some(s), None) => s.into_bytes(),
+            (Some(s), None) => s.0.into_bytes(),
             (None, Some(f)) => {
                 let path = self.path(&f);
                 let mut text = read_text(&path)?;

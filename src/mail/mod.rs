@@ -5,8 +5,8 @@
 //! hands it to the provider, a few at a time, and retries transient failures
 //! with backoff while the challenge is still valid, so an SMTP outage delays
 //! mail but loses none. The queue is bounded: when it is full, `enqueue` says
-//! so and the request is rejected instead of memory growing. Codes are never
-//! logged; recipients and transaction ids are.
+//! so and the request is rejected instead of memory growing. Codes and links
+//! are never logged; recipients are, and transaction ids (a link's shortened).
 
 pub mod provider;
 pub mod template;
@@ -86,8 +86,8 @@ pub trait SharedQueue: Send + Sync + fmt::Debug + 'static {
     async fn push(&self, job: MailJob) -> Result<(), MailError>;
 }
 
-/// One e-mail to send: a challenge's code for a user.
-#[derive(Debug)]
+/// One e-mail to send: a challenge's code for a user. Its Debug shows
+/// neither the code nor the link, and the transaction as logs show it.
 pub struct MailJob {
     /// Recipient.
     pub to: Mailbox,
@@ -101,6 +101,36 @@ pub struct MailJob {
     pub tx: Transaction,
     /// When the challenge expires; a mail still undelivered then is dropped.
     pub expires: Instant,
+}
+
+impl MailJob {
+    /// The transaction as log lines show it: in full for a code's challenge,
+    /// only its first 8 hex digits for a link's, whose State logs the user in
+    /// once the link is confirmed (a bearer credential).
+    pub fn logged_tx(&self) -> String {
+        let mut tx = self.tx.to_string();
+        if self.link.is_some() {
+            tx.truncate(8);
+            tx.push('…');
+        }
+        tx
+    }
+}
+
+impl fmt::Debug for MailJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailJob")
+            .field("to", &self.to.email)
+            .field("user", &self.user)
+            .field("otp", &format_args!("[redacted]"))
+            .field(
+                "link",
+                &format_args!("{}", if self.link.is_some() { "[redacted]" } else { "None" }),
+            )
+            .field("tx", &format_args!("{}", self.logged_tx()))
+            .field("expires", &self.expires)
+            .finish()
+    }
 }
 
 /// Mail counters for metrics.
@@ -355,16 +385,17 @@ impl Delivery {
 
     fn finish(&self, mut attempt: Attempt, result: Result<(), MailError>, retries: &mut DelayQueue<Attempt>) {
         let job = &attempt.job;
+        let tx = job.logged_tx();
         match result {
             Ok(()) => {
                 self.stats.sent.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(user = %job.user, to = %job.to.email, tx = %job.tx, tries = attempt.tries, "mail sent");
+                tracing::info!(user = %job.user, to = %job.to.email, %tx, tries = attempt.tries, "mail sent");
             }
             Err(MailError::Transient { reason }) => {
                 self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
                 let next = Instant::now() + attempt.backoff;
                 if next < job.expires {
-                    tracing::warn!(user = %job.user, to = %job.to.email, tx = %job.tx, tries = attempt.tries,
+                    tracing::warn!(user = %job.user, to = %job.to.email, %tx, tries = attempt.tries,
                         retry_in_s = attempt.backoff.as_secs(), %reason, "mail delivery failed, will retry");
                     let wait = attempt.backoff;
                     attempt.backoff = (attempt.backoff * 2).min(MAX_BACKOFF);
@@ -372,18 +403,61 @@ impl Delivery {
                     return;
                 }
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(user = %job.user, to = %job.to.email, tx = %job.tx, tries = attempt.tries, %reason,
+                tracing::error!(user = %job.user, to = %job.to.email, %tx, tries = attempt.tries, %reason,
                     "mail dropped: its challenge expires before the next try");
             }
             Err(e) => {
                 self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(user = %job.user, to = %job.to.email, tx = %job.tx, error = %e, "mail dropped");
+                tracing::error!(user = %job.user, to = %job.to.email, %tx, error = %e, "mail dropped");
             }
         }
         if let Some(finished) = &self.finished {
             let _ = finished.send(job.tx);
         }
         self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(link: Option<&str>) -> MailJob {
+        MailJob {
+            to: "alice@example.com".parse().unwrap(),
+            user: "alice".to_owned(),
+            otp: Otp::from_value(493_817, 6),
+            link: link.map(|l| zeroize::Zeroizing::new(l.to_owned())),
+            tx: Transaction::random(),
+            expires: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn debug_of_a_job_hides_code_and_link() {
+        let token = "https://otp.example.com/l/0123456789abcdef0123456789abcdef";
+        for job in [job(None), job(Some(token))] {
+            let shown = format!("{job:?}");
+            assert!(
+                shown.contains("otp: [redacted]") && shown.contains("alice@example.com"),
+                "{shown}"
+            );
+            assert!(
+                !shown.contains("493817") && !shown.contains("0123456789abcdef"),
+                "{shown}"
+            );
+        }
+        assert!(format!("{:?}", job(Some(token))).contains("link: [redacted]"));
+    }
+
+    #[test]
+    fn a_link_challenges_transaction_is_logged_shortened() {
+        let code = job(None);
+        assert_eq!(code.logged_tx(), code.tx.to_string());
+        let link = job(Some("https://otp.example.com/l/x"));
+        let full = link.tx.to_string();
+        assert_eq!(link.logged_tx(), format!("{}…", &full[..8]));
+        assert!(!format!("{link:?}").contains(&full));
     }
 }

@@ -297,7 +297,7 @@ impl RedisMail {
             return;
         };
         if job.expires <= Instant::now() {
-            tracing::warn!(user = %job.user, tx = %job.tx, "mail dropped: its challenge expired while queued");
+            tracing::warn!(user = %job.user, tx = %job.logged_tx(), "mail dropped: its challenge expired while queued");
             self.done(&entry.id).await;
             return;
         }
@@ -311,10 +311,11 @@ impl RedisMail {
             // Our own job, gone idle while Redis was unreachable: still ours.
             return;
         }
+        let shown = job.logged_tx();
         if let Err(error) = queue.deliver(job) {
             // Left pending: another instance (or this one) takes it over later.
             self.held.lock().expect("held lock poisoned").remove(&tx);
-            tracing::warn!(%tx, %error, "cannot take a queued mail now");
+            tracing::warn!(tx = %shown, %error, "cannot take a queued mail now");
         }
     }
 
