@@ -63,6 +63,10 @@ fn udp_socket(addr: SocketAddr, receive_buffer: Option<usize>, reuse_port: bool)
 pub async fn run(config: Config, options: LoadOptions) -> Result<(), CliError> {
     let tasks = TaskTracker::new();
     let shutdown = CancellationToken::new();
+    raise_open_files_limit();
+    for warning in config.cleartext_warnings() {
+        tracing::warn!("{warning}");
+    }
     if config.source == Source::Embedded {
         tracing::warn!("running on the embedded default configuration: client 127.0.0.1 (its secret is in README) does not need Message-Authenticator, users are the demo users, mail goes to ./outbox/");
     }
@@ -111,6 +115,24 @@ pub async fn run(config: Config, options: LoadOptions) -> Result<(), CliError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: every connection
+/// and mail costs a descriptor, and the usual soft limit of 1024 is a
+/// fraction of what the hard limit (or the unit's `LimitNOFILE`) allows.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft >= hard {
+        tracing::debug!(open_files = soft, "open files limit already at the hard limit");
+        return;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => tracing::info!(from = soft, to = hard, "open files limit raised to the hard limit"),
+        Err(e) => tracing::warn!(limit = soft, error = %e, "cannot raise the open files limit"),
+    }
 }
 
 /// Tells systemd (Type=notify) how the service is doing; without

@@ -12,6 +12,9 @@ use crate::users::{HashPool, UserDirectory};
 pub(super) fn run(config: Config, connect: bool) -> Result<ExitCode, CliError> {
     let users = crate::users::open(&config.users, HashPool::new(1))?;
     summary(&config, users.as_ref());
+    for warning in config.cleartext_warnings() {
+        println!("warning: {warning}");
+    }
     if !connect {
         return Ok(ExitCode::SUCCESS);
     }

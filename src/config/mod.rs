@@ -10,6 +10,7 @@ mod ldap;
 mod raw;
 mod state;
 mod validate;
+mod warnings;
 
 use std::fmt;
 use std::net::SocketAddr;
