@@ -47,17 +47,23 @@ fn curl(args: &[&str], url: &str) -> Page {
     }
 }
 
-struct LinkSetup {
-    server: Server,
-    smtp: SmtpSink,
-    pages: String,
+pub(crate) struct LinkSetup {
+    pub(crate) server: Server,
+    pub(crate) smtp: SmtpSink,
+    /// `http://ADDR` of the page server.
+    pub(crate) pages: String,
 }
 
 fn start(email: &str) -> LinkSetup {
+    start_with(email, "")
+}
+
+/// Link delivery with `email` lines in `[email]` and `link` lines in `[link]`.
+pub(crate) fn start_with(email: &str, link: &str) -> LinkSetup {
     let smtp = SmtpSink::start();
     let mut setup = Setup::new(smtp.port);
     setup.email = format!("delivery = \"link\"\n{email}");
-    setup.extra = format!("[link]\nlisten = \"127.0.0.1:0\"\nbase_url = \"{BASE_URL}/\"\n");
+    setup.extra = format!("[link]\nlisten = \"127.0.0.1:0\"\nbase_url = \"{BASE_URL}/\"\n{link}");
     let server = Server::start(&setup);
     let line = server.wait_for_log("link page server on ");
     let pages = line.rsplit("link page server on ").next().unwrap().trim().to_owned();
@@ -66,7 +72,7 @@ fn start(email: &str) -> LinkSetup {
 
 impl LinkSetup {
     /// The path of the link in the newest mail, checked to start with base_url.
-    fn link_path(&self, mails: usize) -> String {
+    pub(crate) fn link_path(&self, mails: usize) -> String {
         let mail = self.smtp.wait_for_mails(mails).pop().unwrap();
         let body = mail.body();
         let link = body
