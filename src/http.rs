@@ -27,7 +27,7 @@ use crate::config::HttpLimits;
 
 /// Request head bytes buffered at most (hyper's minimum is 8 KiB); a larger
 /// head ends the connection.
-pub const MAX_HEAD: usize = 16 * 1024;
+const MAX_HEAD: usize = 16 * 1024;
 /// The first pause after a failed accept; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);

@@ -7,9 +7,10 @@
 //! answer carries `Cache-Control: no-store`, `Referrer-Policy: no-referrer`,
 //! `X-Frame-Options: DENY` and a Content-Security-Policy that allows nothing
 //! but the form posting to itself. Requests over 16 KiB get 413; the number
-//! of connections and the time a request may take are bounded (`http`). The token is the protection: no Origin check
-//! (browsers send `Origin: null` under no-referrer). It shares the challenge
-//! store with `auth`, never blocks the RADIUS side, and never logs a token.
+//! of connections and the time a request may take are bounded (`http`).
+//! The token is the protection: no Origin check (browsers send
+//! `Origin: null` under no-referrer). It shares the challenge store with
+//! `auth`, never blocks the RADIUS side, and never logs a token.
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
