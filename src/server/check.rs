@@ -14,7 +14,7 @@ const MAX_HIDDEN_PASSWORD: usize = 128;
 /// says 0-1; RFC 3579 §3.2 for Message-Authenticator). A second copy would let
 /// the server and a proxy in front read different values, so such a request
 /// is malformed.
-const SINGLE_VALUED: [u8; 5] = [
+pub const SINGLE_VALUED: [u8; 5] = [
     attr::USER_NAME,
     attr::USER_PASSWORD,
     attr::STATE,
@@ -90,12 +90,27 @@ mod tests {
         let once = request(&[(attr::USER_NAME, b"alice"), (attr::USER_PASSWORD, password)]);
         assert!(check_request(&once, b"s", false).is_ok());
         for t in SINGLE_VALUED {
-            let value: &[u8] = if t == attr::USER_PASSWORD || t == attr::MESSAGE_AUTHENTICATOR { password } else { b"x" };
+            let value: &[u8] = if t == attr::USER_PASSWORD || t == attr::MESSAGE_AUTHENTICATOR {
+                password
+            } else {
+                b"x"
+            };
             let twice = request(&[(attr::USER_NAME, b"alice"), (t, value), (t, value)]);
-            let twice = if t == attr::USER_NAME { request(&[(t, value), (t, value)]) } else { twice };
-            assert_eq!(check_request(&twice, b"s", false).err(), Some(DropReason::Malformed), "type {t}");
+            let twice = if t == attr::USER_NAME {
+                request(&[(t, value), (t, value)])
+            } else {
+                twice
+            };
+            assert_eq!(
+                check_request(&twice, b"s", false).err(),
+                Some(DropReason::Malformed),
+                "type {t}"
+            );
         }
         let proxy_states = request(&[(attr::PROXY_STATE, b"a"), (attr::PROXY_STATE, b"b")]);
-        assert!(check_request(&proxy_states, b"s", false).is_ok(), "Proxy-State may repeat");
+        assert!(
+            check_request(&proxy_states, b"s", false).is_ok(),
+            "Proxy-State may repeat"
+        );
     }
 }

@@ -136,8 +136,8 @@ impl UserDirectory for FileUsers {
         };
         let (ok, _waited) = self.pool.verify(Arc::clone(&entry.pin_hash), pin).await?;
         Ok(match (ok, entry.active) {
-            (false, _) => PinCheck::WrongPin,
-            (true, false) => PinCheck::Inactive,
+            (false, _) => PinCheck::WrongPin(entry.user.name.clone()),
+            (true, false) => PinCheck::Inactive(entry.user.name.clone()),
             (true, true) => PinCheck::Valid(entry.user.clone()),
         })
     }
@@ -210,9 +210,19 @@ mod tests {
         let users = users(&text).unwrap();
         assert_eq!(users.len(), 2);
         assert!(matches!(users.check_pin("alice", b"4321").await.unwrap(), PinCheck::Valid(u) if u.name == "alice"));
-        assert_eq!(users.check_pin("alice", b"4322").await.unwrap(), PinCheck::WrongPin);
+        assert_eq!(
+            users.check_pin("alice", b"4322").await.unwrap(),
+            PinCheck::WrongPin("alice".into())
+        );
+        // The users file matches names exactly: other spellings are nobody.
+        for variant in ["ALICE", " alice", "alice "] {
+            assert_eq!(users.check_pin(variant, b"4321").await.unwrap(), PinCheck::UnknownUser);
+        }
         assert_eq!(users.check_pin("nobody", b"4321").await.unwrap(), PinCheck::UnknownUser);
-        assert_eq!(users.check_pin("off", b"4321").await.unwrap(), PinCheck::Inactive);
+        assert_eq!(
+            users.check_pin("off", b"4321").await.unwrap(),
+            PinCheck::Inactive("off".into())
+        );
     }
 
     #[test]

@@ -60,8 +60,14 @@ async fn pin_again_within_blocking_timeout_reuses_the_challenge() {
 async fn a_code_is_accepted_once() {
     let store = store();
     let (tx, _) = open(&store, "alice", 123456).await;
-    assert_eq!(store.answer(&tx, "alice", &here(), b"123456").await.unwrap(), Answer::Accepted);
-    assert_eq!(store.answer(&tx, "alice", &here(), b"123456").await.unwrap(), Answer::Unknown);
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
+        Answer::Accepted
+    );
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
+        Answer::Unknown
+    );
     assert_eq!(store.open_count(), 0);
 }
 
@@ -69,8 +75,14 @@ async fn a_code_is_accepted_once() {
 async fn the_state_belongs_to_its_user() {
     let store = store();
     let (tx, _) = open(&store, "alice", 123456).await;
-    assert_eq!(store.answer(&tx, "bob", &here(), b"123456").await.unwrap(), Answer::Unknown);
-    assert_eq!(store.answer(&tx, "alice", &here(), b"123456").await.unwrap(), Answer::Accepted);
+    assert_eq!(
+        store.answer(&tx, "bob", &here(), b"123456").await.unwrap(),
+        Answer::Unknown
+    );
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
+        Answer::Accepted
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -89,7 +101,10 @@ async fn wrong_answers_void_the_challenge_at_max_attempts() {
         store.answer(&tx, "alice", &here(), b"000000").await.unwrap(),
         Answer::Wrong { void: true }
     );
-    assert_eq!(store.answer(&tx, "alice", &here(), b"123456").await.unwrap(), Answer::Unknown);
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
+        Answer::Unknown
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -97,7 +112,10 @@ async fn expired_challenges_are_swept() {
     let store = store();
     let (tx, _) = open(&store, "alice", 123456).await;
     tokio::time::advance(Duration::from_secs(601)).await;
-    assert_eq!(store.answer(&tx, "alice", &here(), b"123456").await.unwrap(), Answer::Unknown);
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
+        Answer::Unknown
+    );
     // Let the sweeper run: its deadline has passed.
     tokio::task::yield_now().await;
     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -123,9 +141,15 @@ async fn an_older_code_is_accepted_under_the_newer_state_and_closes_both() {
 async fn find_then_consume_is_single_use() {
     let store = store();
     let (tx, _) = open(&store, "alice", 123456).await;
-    assert_eq!(store.find("alice", &here(), b"123456").await.unwrap(), CodeMatch::Matched(tx));
+    assert_eq!(
+        store.find("alice", &here(), b"123456").await.unwrap(),
+        CodeMatch::Matched(tx)
+    );
     assert_eq!(store.find("alice", &here(), b"654321").await.unwrap(), CodeMatch::Wrong);
-    assert_eq!(store.find("alice", &elsewhere(), b"123456").await.unwrap(), CodeMatch::NoChallenge);
+    assert_eq!(
+        store.find("alice", &elsewhere(), b"123456").await.unwrap(),
+        CodeMatch::NoChallenge
+    );
     assert!(store.consume("alice", &tx).await.unwrap());
     assert!(!store.consume("alice", &tx).await.unwrap());
 }
@@ -146,11 +170,17 @@ async fn open_challenges_per_user_are_bounded() {
     }
     assert_eq!(store.open_count(), MAX_OPEN_PER_USER);
     // The oldest were closed, the newest still answer.
-    assert_eq!(store.answer(&txs[0], "bob", &here(), b"100000").await.unwrap(), Answer::Unknown);
+    assert_eq!(
+        store.answer(&txs[0], "bob", &here(), b"100000").await.unwrap(),
+        Answer::Unknown
+    );
     let last = txs.len() as u32 - 1;
     let code = format!("{}", 100000 + last);
     assert_eq!(
-        store.answer(&txs[last as usize], "bob", &here(), code.as_bytes()).await.unwrap(),
+        store
+            .answer(&txs[last as usize], "bob", &here(), code.as_bytes())
+            .await
+            .unwrap(),
         Answer::Accepted
     );
 }
@@ -188,7 +218,10 @@ async fn a_link_challenge_waits_for_one_confirmation() {
         Answer::Unknown,
         "the confirmation completes only the origin's login"
     );
-    assert_eq!(store.answer(&tx, "alice", &here(), b"").await.unwrap(), Answer::Accepted);
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"").await.unwrap(),
+        Answer::Accepted
+    );
     assert_eq!(store.answer(&tx, "alice", &here(), b"").await.unwrap(), Answer::Unknown);
     assert_eq!(store.link_status(&token).await.unwrap(), LinkStatus::Gone);
     assert_eq!(
@@ -238,7 +271,10 @@ async fn another_origin_can_neither_use_nor_void_nor_learn_a_state() {
     );
     let (_, same) = open(&store, "alice", 333333).await;
     assert_eq!(same, Opened::AlreadySent(tx), "a retrying NAS gets the same State");
-    assert_eq!(store.answer(&tx, "alice", &here(), b"123456").await.unwrap(), Answer::Accepted);
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
+        Answer::Accepted
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -248,12 +284,21 @@ async fn wrong_codes_in_pin_and_code_void_the_origins_code_challenges() {
     for _ in 0..3 {
         store.wrong_code("alice", &elsewhere()).await.unwrap();
     }
-    assert_eq!(store.find("alice", &here(), b"123456").await.unwrap(), CodeMatch::Matched(tx));
+    assert_eq!(
+        store.find("alice", &here(), b"123456").await.unwrap(),
+        CodeMatch::Matched(tx)
+    );
     for _ in 0..3 {
         store.wrong_code("alice", &here()).await.unwrap();
     }
-    assert_eq!(store.find("alice", &here(), b"123456").await.unwrap(), CodeMatch::NoChallenge);
-    assert_eq!(store.answer(&tx, "alice", &here(), b"123456").await.unwrap(), Answer::Unknown);
+    assert_eq!(
+        store.find("alice", &here(), b"123456").await.unwrap(),
+        CodeMatch::NoChallenge
+    );
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
+        Answer::Unknown
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -261,7 +306,13 @@ async fn a_link_challenge_is_not_found_by_its_code() {
     let store = store();
     let (tx, _) = open(&store, "alice", 123456).await;
     store.attach_link("alice", &tx, &LinkToken::random()).await.unwrap();
-    assert_eq!(store.find("alice", &here(), b"123456").await.unwrap(), CodeMatch::NoChallenge);
+    assert_eq!(
+        store.find("alice", &here(), b"123456").await.unwrap(),
+        CodeMatch::NoChallenge
+    );
     store.wrong_code("alice", &here()).await.unwrap();
-    assert_eq!(store.answer(&tx, "alice", &here(), b"").await.unwrap(), Answer::LinkPending);
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"").await.unwrap(),
+        Answer::LinkPending
+    );
 }
