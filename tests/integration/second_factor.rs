@@ -4,6 +4,7 @@
 //! then the honest login that must still work.
 
 use crate::harness::*;
+use crate::link::{link_path, BASE_URL};
 use crate::packets::*;
 use crate::pool_support::{http_status, PoolKey, RedisServer};
 use mailotp::wire::attr;
@@ -12,8 +13,6 @@ use mailotp::wire::attr;
 const ALICE_AT: &str = "198.51.100.7";
 /// Where the one with her PIN tries from.
 const ATTACKER_AT: &str = "203.0.113.66";
-/// What the link in a mail starts with (a reverse proxy's name).
-const BASE_URL: &str = "https://otp.example.test";
 
 /// One mailotp with its mail sink, on memory state or on a redis-server of
 /// its own.
@@ -60,13 +59,7 @@ impl Site {
     fn confirm_link(&self, mails: usize) {
         let line = self.server.wait_for_log("link page server on ");
         let pages = line.rsplit("link page server on ").next().unwrap().trim().to_owned();
-        let mail = self.smtp.wait_for_mails(mails).pop().unwrap();
-        let body = mail.body();
-        let link = body
-            .split_whitespace()
-            .find(|w| w.starts_with(BASE_URL))
-            .unwrap_or_else(|| panic!("no link in mail:\n{}", mail.raw));
-        let path = link.trim_start_matches(BASE_URL);
+        let path = link_path(&self.smtp.wait_for_mails(mails).pop().unwrap());
         assert_eq!(http_status("POST", &format!("{pages}{path}")), 200, "the link confirms");
     }
 }
