@@ -11,7 +11,7 @@
 //! so that the PIN alone never finishes, voids or reveals a login the user
 //! started elsewhere. Unknown and known users cost the same store round trips.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use lettre::message::Mailbox;
@@ -23,7 +23,7 @@ use crate::config::{ChallengeMode, Delivery, EmailConfig};
 use crate::limits::Limiter;
 use crate::mail::{MailError, MailJob, MailQueue};
 use crate::otp::Otp;
-use crate::users::{DirectoryError, PinCheck, User, UserDirectory};
+use crate::users::{DirectoryError, LockGate, PinCheck, User, UserDirectory};
 use crate::wire::Code;
 
 mod decision;
@@ -111,11 +111,11 @@ impl Authenticator {
             // The password ends in the code of a challenge of this user from
             // here: its start is the PIN (one hash, as on the plain path).
             if let CodeMatch::Matched(_) = self.challenges.find(req.user, &origin, code).await? {
-                let check = self.users.load().check_pin(req.user, pin).await?;
+                let check = self.check_pin(req.user, pin).await?;
                 return self.pin_and_code(req, &origin, check, code).await;
             }
         }
-        let check = self.users.load().check_pin(req.user, req.password).await?;
+        let check = self.check_pin(req.user, req.password).await?;
         if let Some((pin, code)) = split {
             if let Some(decision) = self.maybe_wrong_code(req, &origin, &check, pin, code).await? {
                 return Ok(decision);
@@ -130,6 +130,20 @@ impl Authenticator {
             Err(decision) => decision,
         };
         Ok(decision)
+    }
+
+    /// The directory's verdict on `pin` for `typed`, the lockout asked in
+    /// between (under the canonical name the directory found).
+    async fn check_pin(&self, typed: &str, pin: &[u8]) -> Result<PinCheck, Unavailable> {
+        let gate = Gate {
+            limits: self.limits.as_ref(),
+            error: Mutex::new(None),
+        };
+        let check = self.users.load().check_pin(typed, pin, &gate).await?;
+        match gate.error.into_inner().expect("gate lock poisoned") {
+            Some(error) => Err(error.into()),
+            None => Ok(check),
+        }
     }
 
     /// The password cut into a PIN and a code of `otp_length` characters,
@@ -182,7 +196,7 @@ impl Authenticator {
         if self.challenges.find(name, origin, code).await? == CodeMatch::NoChallenge {
             return Ok(None);
         }
-        let check = self.users.load().check_pin(req.user, pin).await?;
+        let check = self.check_pin(req.user, pin).await?;
         if !matches!(check, PinCheck::Valid(_)) {
             // Neither the whole nor the start is the PIN: one wrong PIN.
             return Ok(None);
@@ -219,19 +233,21 @@ impl Authenticator {
         Ok(named(decision, req.user, name))
     }
 
-    /// The PIN check's verdict, with the lockout applied under the canonical
-    /// name: a locked user gets the answer of a wrong PIN whatever the PIN
-    /// was and however the name was spelled. Names that resolve to nobody are
-    /// read under the name as typed and never written, so they cost the same
-    /// round trips and grow nothing.
+    /// The PIN check's verdict as a user or the answer. The lockout was
+    /// applied by the directory (see [`Gate`]): a locked user gets the answer
+    /// of a wrong PIN whatever the PIN was and however the name was spelled.
+    /// Names that resolve to nobody are read under the name as typed and
+    /// never written, so they cost the same round trips and grow nothing.
     async fn first_factor(&self, typed: &str, check: PinCheck) -> Result<Result<User, Decision>, Unavailable> {
         let canonical = check.canonical().unwrap_or(typed).to_owned();
-        let locked = self.limits.is_locked(&canonical).await?;
         let decision = match check {
-            _ if locked => Decision::reject(Reason::Locked),
             PinCheck::Valid(user) => return Ok(Ok(user)),
             PinCheck::WrongPin(name) => self.failure(&name, Reason::WrongPin).await?,
             other => {
+                if other == PinCheck::Unusable {
+                    // Refused before the gate was asked: its round trip too.
+                    self.limits.is_locked(&canonical).await?;
+                }
                 // In place of counting a failure: the same round trip.
                 self.limits.is_locked(&canonical).await?;
                 Decision::reject(reason_for(&other))
@@ -343,6 +359,27 @@ impl Authenticator {
     }
 }
 
+/// The lockout, asked by the directory before it checks a PIN. A store that
+/// cannot answer counts as locked (nothing is checked), and its error is kept
+/// for [`Authenticator::check_pin`] to report: no answer goes out then.
+struct Gate<'a> {
+    limits: &'a dyn Limiter,
+    error: Mutex<Option<StoreError>>,
+}
+
+#[async_trait::async_trait]
+impl LockGate for Gate<'_> {
+    async fn is_locked(&self, name: &str) -> bool {
+        match self.limits.is_locked(name).await {
+            Ok(locked) => locked,
+            Err(error) => {
+                *self.error.lock().expect("gate lock poisoned") = Some(error);
+                true
+            }
+        }
+    }
+}
+
 /// The user with the address a trusted front proxy sent, if it sent a valid one.
 fn with_trusted_email(mut user: User, trusted: Option<&str>) -> User {
     match trusted.map(str::parse::<Mailbox>) {
@@ -388,6 +425,7 @@ fn reason_for(check: &PinCheck) -> Reason {
     match check {
         PinCheck::Valid(_) => Reason::ChallengeSent,
         PinCheck::WrongPin(_) | PinCheck::Unusable => Reason::WrongPin,
+        PinCheck::Locked(_) => Reason::Locked,
         PinCheck::UnknownUser => Reason::UnknownUser,
         PinCheck::Inactive(_) => Reason::Inactive,
     }

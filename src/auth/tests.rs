@@ -18,8 +18,10 @@ struct Stub;
 
 #[async_trait::async_trait]
 impl UserDirectory for Stub {
-    async fn check_pin(&self, name: &str, pin: &[u8]) -> Result<PinCheck, DirectoryError> {
+    async fn check_pin(&self, name: &str, pin: &[u8], gate: &dyn LockGate) -> Result<PinCheck, DirectoryError> {
+        let locked = gate.is_locked(name).await;
         Ok(match (name, pin) {
+            ("alice", _) if locked => PinCheck::Locked("alice".to_owned()),
             ("alice", b"1234") => PinCheck::Valid(User {
                 name: "alice".to_owned(),
                 email: "alice@example.test".parse().unwrap(),

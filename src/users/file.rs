@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::dictionary::{Dictionary, WireAttribute};
 use crate::wire::attr;
 
-use super::{DirectoryError, HashPool, PinCheck, User, UserDirectory};
+use super::{DirectoryError, HashPool, LockGate, PinCheck, User, UserDirectory};
 use crate::config::{parse_toml, read_text, ConfigError, UsersSource, EMBEDDED_USERS};
 
 #[derive(Debug, Deserialize)]
@@ -129,10 +129,12 @@ fn dummy_hash(params: Option<argon2::Params>) -> Arc<str> {
 
 #[async_trait]
 impl UserDirectory for FileUsers {
-    async fn check_pin(&self, name: &str, pin: &[u8]) -> Result<PinCheck, DirectoryError> {
-        let Some(entry) = self.users.get(name) else {
+    async fn check_pin(&self, name: &str, pin: &[u8], gate: &dyn LockGate) -> Result<PinCheck, DirectoryError> {
+        let entry = self.users.get(name);
+        let locked = gate.is_locked(entry.map_or(name, |e| e.user.name.as_str())).await;
+        let Some(entry) = entry.filter(|_| !locked) else {
             self.pool.verify(Arc::clone(&self.dummy_hash), pin).await?;
-            return Ok(PinCheck::UnknownUser);
+            return Ok(entry.map_or(PinCheck::UnknownUser, |e| PinCheck::Locked(e.user.name.clone())));
         };
         let (ok, _waited) = self.pool.verify(Arc::clone(&entry.pin_hash), pin).await?;
         Ok(match (ok, entry.active) {
@@ -194,7 +196,7 @@ pub fn load_file(path: &Path, pool: HashPool) -> Result<FileUsers, ConfigError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::users::hash_pin;
+    use crate::users::{hash_pin, NoLockout};
 
     fn users(text: &str) -> Result<FileUsers, ConfigError> {
         FileUsers::parse(text, &"users.toml", HashPool::new(2))
@@ -209,18 +211,26 @@ mod tests {
         );
         let users = users(&text).unwrap();
         assert_eq!(users.len(), 2);
-        assert!(matches!(users.check_pin("alice", b"4321").await.unwrap(), PinCheck::Valid(u) if u.name == "alice"));
+        assert!(
+            matches!(users.check_pin("alice", b"4321", &NoLockout).await.unwrap(), PinCheck::Valid(u) if u.name == "alice")
+        );
         assert_eq!(
-            users.check_pin("alice", b"4322").await.unwrap(),
+            users.check_pin("alice", b"4322", &NoLockout).await.unwrap(),
             PinCheck::WrongPin("alice".into())
         );
         // The users file matches names exactly: other spellings are nobody.
         for variant in ["ALICE", " alice", "alice "] {
-            assert_eq!(users.check_pin(variant, b"4321").await.unwrap(), PinCheck::UnknownUser);
+            assert_eq!(
+                users.check_pin(variant, b"4321", &NoLockout).await.unwrap(),
+                PinCheck::UnknownUser
+            );
         }
-        assert_eq!(users.check_pin("nobody", b"4321").await.unwrap(), PinCheck::UnknownUser);
         assert_eq!(
-            users.check_pin("off", b"4321").await.unwrap(),
+            users.check_pin("nobody", b"4321", &NoLockout).await.unwrap(),
+            PinCheck::UnknownUser
+        );
+        assert_eq!(
+            users.check_pin("off", b"4321", &NoLockout).await.unwrap(),
             PinCheck::Inactive("off".into())
         );
     }

@@ -23,7 +23,7 @@ use ldap3::{ldap_escape, Scope, SearchEntry, SearchOptions};
 use lettre::message::Mailbox;
 
 use self::conn::{Connector, ServicePool};
-use super::{DirectoryError, PinCheck, User, UserDirectory};
+use super::{DirectoryError, LockGate, PinCheck, User, UserDirectory};
 use crate::config::{ConfigError, LdapConfig, USER_PLACEHOLDER};
 use crate::health::{Backend, Health};
 
@@ -85,13 +85,24 @@ impl LdapUsers {
 }
 
 impl Inner {
-    async fn check(self: &Arc<Self>, name: &str, password: &str) -> Result<PinCheck, DirectoryError> {
+    async fn check(
+        self: &Arc<Self>,
+        name: &str,
+        password: &str,
+        gate: &dyn LockGate,
+    ) -> Result<PinCheck, DirectoryError> {
         let found = self.note(self.find(name).await)?;
-        let dn = found.as_ref().map_or(self.absent_dn.as_str(), |f| f.dn.as_str());
+        let locked = gate.is_locked(found.as_ref().map_or(name, |f| f.login.as_str())).await;
+        // A locked user's password is not tried: bound as for nobody instead.
+        let dn = match &found {
+            Some(f) if !locked => f.dn.as_str(),
+            _ => self.absent_dn.as_str(),
+        };
         let bound = self.note(self.connector.bind_as(dn, password).await)?;
         let active = self.note(self.is_active(dn).await)?;
         Ok(match found {
             None => PinCheck::UnknownUser,
+            Some(f) if locked => PinCheck::Locked(f.login),
             Some(f) if !bound => PinCheck::WrongPin(f.login),
             Some(f) if !active => PinCheck::Inactive(f.login),
             Some(Found {
@@ -216,7 +227,7 @@ async fn recover(inner: Weak<Inner>) {
 
 #[async_trait]
 impl UserDirectory for LdapUsers {
-    async fn check_pin(&self, name: &str, pin: &[u8]) -> Result<PinCheck, DirectoryError> {
+    async fn check_pin(&self, name: &str, pin: &[u8], gate: &dyn LockGate) -> Result<PinCheck, DirectoryError> {
         // ldap3 binds with text; a PIN that is not UTF-8 cannot be anyone's.
         let Ok(password) = std::str::from_utf8(pin) else {
             return Ok(PinCheck::Unusable);
@@ -226,7 +237,7 @@ impl UserDirectory for LdapUsers {
         if password.is_empty() {
             return Ok(PinCheck::Unusable);
         }
-        self.inner.check(name, password).await
+        self.inner.check(name, password, gate).await
     }
 
     /// The directory is not counted; 0.
@@ -244,6 +255,7 @@ impl UserDirectory for LdapUsers {
 mod tests {
     use super::*;
     use crate::config::{LdapTls, Secret};
+    use crate::users::NoLockout;
 
     /// A directory on a port where nothing listens.
     fn nowhere() -> (LdapUsers, Arc<Health>) {
@@ -267,15 +279,25 @@ mod tests {
     #[tokio::test]
     async fn empty_and_non_utf8_pins_are_refused_before_any_connection() {
         let (users, health) = nowhere();
-        assert_eq!(users.check_pin("alice", b"").await.unwrap(), PinCheck::Unusable);
-        assert_eq!(users.check_pin("alice", b"\xff\xfe").await.unwrap(), PinCheck::Unusable);
+        assert_eq!(
+            users.check_pin("alice", b"", &NoLockout).await.unwrap(),
+            PinCheck::Unusable
+        );
+        assert_eq!(
+            users.check_pin("alice", b"\xff\xfe", &NoLockout).await.unwrap(),
+            PinCheck::Unusable
+        );
         assert!(health.all_up(), "nothing was tried, so nothing failed");
     }
 
     #[tokio::test]
     async fn an_unreachable_directory_is_unavailable_and_reported_down() {
         let (users, health) = nowhere();
-        let err = users.check_pin("alice", b"pw").await.unwrap_err().to_string();
+        let err = users
+            .check_pin("alice", b"pw", &NoLockout)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("LDAP"), "{err}");
         assert!(!health.all_up());
         assert!(users.check_connection().await.is_err());

@@ -6,7 +6,11 @@
 //! A user has one canonical name, whatever spelling found them: the users
 //! file's name, or the LDAP entry's `login_attribute`; every verdict on a user
 //! that exists carries it, so that lockout, throttles and challenges count
-//! under it. PIN hashes run on a fixed set of threads of their own ([`HashPool`]),
+//! under it. Once a directory knows whom a name means, and before it checks
+//! the PIN, it asks the [`LockGate`]: a locked user's PIN is never checked (no
+//! bind that could count against the account in the directory), and costs
+//! the time of an unknown user's. PIN hashes run on a fixed set of threads of
+//! their own ([`HashPool`]),
 //! never on the UDP loop. An unknown user costs one hash of a
 //! dummy PIN, so time does not tell known and unknown users apart. Nothing
 //! here logs a PIN.
@@ -56,9 +60,31 @@ pub enum PinCheck {
     /// The PIN is right but the account (canonical name) is switched off
     /// (`active = false`, outside `active_filter`, no e-mail address).
     Inactive(String),
+    /// The user (canonical name) is locked: the PIN was not checked.
+    Locked(String),
     /// A password that cannot be anyone's (LDAP: empty, or not UTF-8), refused
     /// without asking the directory; answered as a wrong PIN, counted nowhere.
     Unusable,
+}
+
+/// Asked by a directory once it has found whom a name means, before it
+/// checks the PIN.
+#[async_trait]
+pub trait LockGate: Send + Sync {
+    /// Whether `name` is locked: the canonical name of the user found, or,
+    /// for nobody, the name as typed (asked all the same, so that unknown
+    /// users cost the same round trip).
+    async fn is_locked(&self, name: &str) -> bool;
+}
+
+/// No lockout (`check` and tests).
+pub struct NoLockout;
+
+#[async_trait]
+impl LockGate for NoLockout {
+    async fn is_locked(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 impl PinCheck {
@@ -66,7 +92,7 @@ impl PinCheck {
     pub fn canonical(&self) -> Option<&str> {
         match self {
             PinCheck::Valid(user) => Some(&user.name),
-            PinCheck::WrongPin(name) | PinCheck::Inactive(name) => Some(name),
+            PinCheck::WrongPin(name) | PinCheck::Inactive(name) | PinCheck::Locked(name) => Some(name),
             PinCheck::UnknownUser | PinCheck::Unusable => None,
         }
     }
@@ -88,8 +114,9 @@ pub enum DirectoryError {
 /// Where users are looked up and PINs checked.
 #[async_trait]
 pub trait UserDirectory: Send + Sync + 'static {
-    /// Checks `pin` for `name` as typed.
-    async fn check_pin(&self, name: &str, pin: &[u8]) -> Result<PinCheck, DirectoryError>;
+    /// Checks `pin` for `name` as typed, unless `gate` says the user it means
+    /// is locked.
+    async fn check_pin(&self, name: &str, pin: &[u8], gate: &dyn LockGate) -> Result<PinCheck, DirectoryError>;
 
     /// Number of users, for the start-up summary.
     fn len(&self) -> usize;

@@ -269,12 +269,22 @@ fn lockout_counts_every_spelling_of_a_name_as_one_user() {
     let wrong = send_pin(&server, "alice ", "not-alices-password").unwrap();
     assert_eq!(wrong.code, "Access-Reject");
     server.wait_for_log("user locked after too many failures in a row");
+    let alice_dn = format!("uid=alice,ou=people,{BASE_DN}");
+    let binds = slapd.binds_as(&alice_dn);
+    // Three wrong passwords, the right one, and the start of the last wrong
+    // one: with her code challenge open it might have been PIN+code.
+    assert_eq!(binds, 5, "the binds before the lock");
     for user in SPELLINGS.iter().chain(&["alice"]) {
         let locked = send_pin(&server, user, ldap_password("alice")).unwrap();
         assert_eq!(locked.code, "Access-Reject", "{user:?} is locked alice");
         assert_eq!(locked.attr("Reply-Message"), None);
     }
     server.wait_for_log("reason=\"locked\"");
+    // erin's bind comes after them all in slapd's log: a locked user's
+    // password never reached the directory.
+    send_pin(&server, "erin", ldap_password("erin")).unwrap();
+    slapd.wait_for_bind_as(&format!("uid=erin,ou=people,{BASE_DN}"));
+    assert_eq!(slapd.binds_as(&alice_dn), binds, "no bind as alice once she is locked");
     assert!(!server.log().contains("reason=\"already-sent\""), "{}", server.log());
 }
 
