@@ -8,8 +8,10 @@
 //! same three steps against a DN that does not exist, so time does not tell
 //! them apart. The user's canonical name is the entry's `login_attribute`
 //! as the directory returns it: every spelling the directory matches (case,
-//! spaces, Unicode forms) is the same user. A directory that cannot answer is `Unavailable`, and is
-//! reported down to `health` (so Status-Server goes silent) until an
+//! spaces, Unicode forms) is the same user. A locked user (asked of the
+//! lock gate between search and bind) is bound as for nobody, so the
+//! directory never sees a locked user's password guesses. A directory that
+//! cannot answer is `Unavailable`, and is reported down to `health` (so Status-Server goes silent) until an
 //! operation or a service bind works again. Nothing here logs a PIN or the
 //! service password.
 

@@ -77,7 +77,7 @@ pub trait LockGate: Send + Sync {
     async fn is_locked(&self, name: &str) -> bool;
 }
 
-/// No lockout (`check` and tests).
+/// No lockout: for checking PINs outside the server (tests, tools).
 pub struct NoLockout;
 
 #[async_trait]
