@@ -11,9 +11,9 @@
 //! spaces, Unicode forms) is the same user. A locked user (asked of the
 //! lock gate between search and bind) is bound as for nobody, so the
 //! directory never sees a locked user's password guesses. A directory that
-//! cannot answer is `Unavailable`, and is reported down to `health` (so Status-Server goes silent) until an
-//! operation or a service bind works again. Nothing here logs a PIN or the
-//! service password.
+//! cannot answer is `Unavailable`, and is reported down to `health` (so
+//! Status-Server goes silent) until an operation or a service bind works
+//! again. Nothing here logs a PIN or the service password.
 
 mod conn;
 
