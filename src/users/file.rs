@@ -202,6 +202,37 @@ mod tests {
         FileUsers::parse(text, &"users.toml", HashPool::new(2))
     }
 
+    /// Locks everyone, and remembers whom it was asked about.
+    #[derive(Default)]
+    struct LockAll(std::sync::Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl LockGate for LockAll {
+        async fn is_locked(&self, name: &str) -> bool {
+            self.0.lock().unwrap().push(name.to_owned());
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn a_locked_user_is_answered_before_the_pin_is_checked() {
+        let text = format!(
+            "[[users]]\nname = \"alice\"\nemail = \"alice@example.com\"\npin = \"{}\"\n",
+            hash_pin(b"4321")
+        );
+        let (users, gate) = (users(&text).unwrap(), LockAll::default());
+        assert_eq!(
+            users.check_pin("alice", b"4321", &gate).await.unwrap(),
+            PinCheck::Locked("alice".into())
+        );
+        // Nobody is asked about too (the same round trip), and stays nobody.
+        assert_eq!(
+            users.check_pin("bob", b"4321", &gate).await.unwrap(),
+            PinCheck::UnknownUser
+        );
+        assert_eq!(*gate.0.lock().unwrap(), ["alice", "bob"]);
+    }
+
     #[tokio::test]
     async fn pins_are_checked_against_argon2_hashes() {
         let hash = hash_pin(b"4321");
