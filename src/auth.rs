@@ -5,22 +5,30 @@
 //! log. It never touches sockets and never waits for mail: it only queues it.
 //! Every "no" that could tell a stranger whether a user exists (unknown user,
 //! wrong PIN, inactive) is the same bare Access-Reject.
+//!
+//! Users are counted under their canonical name (what the directory's verdict
+//! carries), never the User-Name as typed; a login belongs to its [`Origin`],
+//! so that the PIN alone never finishes, voids or reveals a login the user
+//! started elsewhere. Unknown and known users cost the same store round trips.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use lettre::message::Mailbox;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use crate::challenge::{Answer, ChallengeStore, LinkToken, Opened, StoreError, Transaction};
+use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, Opened, Origin, StoreError, Transaction};
 use crate::config::{ChallengeMode, Delivery, EmailConfig};
-use crate::dictionary::WireAttribute;
 use crate::limits::Limiter;
 use crate::mail::{MailError, MailJob, MailQueue};
 use crate::otp::Otp;
-use crate::users::{DirectoryError, PinCheck, User, UserDirectory};
+use crate::users::{DirectoryError, LockGate, PinCheck, User, UserDirectory};
 use crate::wire::Code;
+
+mod decision;
+
+pub use decision::{Decision, Reason, Request};
 
 /// Reply-Message when the same user asks again within the blocking timeout
 /// (LinOTP's wording, which admins search for).
@@ -31,123 +39,6 @@ pub const THROTTLED: &str = "Too many e-mails were sent to you, please try again
 pub const LINK_PENDING: &str = "Open the link in the e-mail and press Confirm, then press Enter here";
 /// Reply-Message when the mail queue is full.
 pub const QUEUE_FULL: &str = "The e-mail service is busy, please try again later";
-
-/// Why the decision came out as it did, for the one log line per request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// Status-Server: the server is alive.
-    StatusServer,
-    /// Right PIN: a code was queued for e-mail.
-    ChallengeSent,
-    /// Right PIN again within the blocking timeout: no new e-mail.
-    AlreadySent,
-    /// The State's code was right.
-    OtpAccepted,
-    /// PIN and code in one password were right.
-    PinOtpAccepted,
-    /// The user exists, the PIN is wrong.
-    WrongPin,
-    /// No such user.
-    UnknownUser,
-    /// The account is switched off.
-    Inactive,
-    /// Wrong code for the State.
-    WrongOtp,
-    /// Wrong code, and that was the challenge's last attempt.
-    ChallengeVoid,
-    /// The State is not an open challenge of this user.
-    UnknownState,
-    /// The mail queue is full.
-    MailQueueFull,
-    /// The request has no User-Name.
-    NoUserName,
-    /// Right PIN, but an e-mail throttle is reached.
-    Throttled,
-    /// The user is locked after too many failures in a row.
-    Locked,
-    /// A link challenge answered before its link was confirmed.
-    LinkPending,
-}
-
-impl Reason {
-    /// The reason as it appears in logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::StatusServer => "status-server",
-            Reason::ChallengeSent => "challenge-sent",
-            Reason::AlreadySent => "already-sent",
-            Reason::OtpAccepted => "otp-accepted",
-            Reason::PinOtpAccepted => "pin-otp-accepted",
-            Reason::WrongPin => "wrong-pin",
-            Reason::UnknownUser => "unknown-user",
-            Reason::Inactive => "inactive-user",
-            Reason::WrongOtp => "wrong-otp",
-            Reason::ChallengeVoid => "challenge-void",
-            Reason::UnknownState => "unknown-state",
-            Reason::MailQueueFull => "mail-queue-full",
-            Reason::NoUserName => "no-user-name",
-            Reason::Throttled => "throttled",
-            Reason::Locked => "locked",
-            Reason::LinkPending => "link-pending",
-        }
-    }
-}
-
-/// A decoded, authenticated Access-Request.
-#[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
-    /// User-Name.
-    pub user: &'a str,
-    /// User-Password in clear (PIN, OTP, or PIN followed by OTP); may be empty.
-    pub password: &'a [u8],
-    /// The State attribute, if any.
-    pub state: Option<&'a [u8]>,
-    /// How the sending client wants to be asked for the code.
-    pub challenge_mode: ChallengeMode,
-    /// Calling-Station-Id (the user's address, as VPNs send it), for throttling.
-    pub client_ip: Option<&'a str>,
-    /// The e-mail address a trusted front proxy sent (`trusted_email_attribute`).
-    pub trusted_email: Option<&'a str>,
-}
-
-/// What to answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    /// Access-Accept, Access-Reject or Access-Challenge.
-    pub code: Code,
-    /// The State to send (Access-Challenge).
-    pub state: Option<Transaction>,
-    /// The Reply-Message to send.
-    pub reply_message: Option<String>,
-    /// More attributes (the user's `reply` on Access-Accept).
-    pub attributes: Vec<WireAttribute>,
-    /// Why, for the log.
-    pub reason: Reason,
-}
-
-impl Decision {
-    /// An Access-Accept with nothing but the reason.
-    pub fn accept(reason: Reason) -> Decision {
-        Decision {
-            code: Code::AccessAccept,
-            state: None,
-            reply_message: None,
-            attributes: Vec::new(),
-            reason,
-        }
-    }
-
-    /// An Access-Reject with nothing but the reason.
-    pub fn reject(reason: Reason) -> Decision {
-        Decision {
-            code: Code::AccessReject,
-            state: None,
-            reply_message: None,
-            attributes: Vec::new(),
-            reason,
-        }
-    }
-}
 
 /// The decision could not be made: a store or directory is unreachable. The
 /// server then answers nothing, so that a proxy in front fails over.
@@ -211,31 +102,68 @@ impl Authenticator {
         if req.user.is_empty() {
             return Ok(Decision::reject(Reason::NoUserName));
         }
+        let origin = req.origin();
         if let Some(state) = req.state {
-            return self.answer(req, state).await;
+            return self.answer(req, &origin, state).await;
         }
-        if let Some(decision) = self.pin_and_code(req).await? {
-            return Ok(decision);
-        }
-        let check = self.users.load().check_pin(req.user, req.password).await?;
-        match self.first_factor(req.user, check).await? {
-            Ok(user) => {
-                self.open_challenge(req, with_trusted_email(user, req.trusted_email))
-                    .await
+        let split = self.split(req.password);
+        if let Some((pin, code)) = split {
+            // The password ends in the code of a challenge of this user from
+            // here: its start is the PIN (one hash, as on the plain path).
+            if let CodeMatch::Matched(_) = self.challenges.find(req.user, &origin, code).await? {
+                let check = self.check_pin(req.user, pin).await?;
+                return self.pin_and_code(req, &origin, check, code).await;
             }
-            Err(decision) => Ok(decision),
+        }
+        let check = self.check_pin(req.user, req.password).await?;
+        if let Some((pin, code)) = split {
+            if let Some(decision) = self.maybe_wrong_code(req, &origin, &check, pin, code).await? {
+                return Ok(decision);
+            }
+        }
+        let decision = match self.first_factor(req.user, check).await? {
+            Ok(user) => {
+                let name = user.name.clone();
+                let user = with_trusted_email(user, req.trusted_email);
+                named(self.open_challenge(req, &origin, user).await?, req.user, &name)
+            }
+            Err(decision) => decision,
+        };
+        Ok(decision)
+    }
+
+    /// The directory's verdict on `pin` for `typed`, the lockout asked in
+    /// between (under the canonical name the directory found).
+    async fn check_pin(&self, typed: &str, pin: &[u8]) -> Result<PinCheck, Unavailable> {
+        let gate = Gate {
+            limits: self.limits.as_ref(),
+            error: Mutex::new(None),
+        };
+        let check = self.users.load().check_pin(typed, pin, &gate).await?;
+        match gate.error.into_inner().expect("gate lock poisoned") {
+            Some(error) => Err(error.into()),
+            None => Ok(check),
         }
     }
 
-    /// State + code: the second round of a challenge.
-    async fn answer(&self, req: &Request<'_>, state: &[u8]) -> Result<Decision, Unavailable> {
+    /// The password cut into a PIN and a code of `otp_length` characters,
+    /// when it is longer than a code.
+    fn split<'p>(&self, password: &'p [u8]) -> Option<(&'p [u8], &'p [u8])> {
+        let otp_length = self.settings.load().otp_length as usize;
+        (password.len() > otp_length).then(|| password.split_at(password.len() - otp_length))
+    }
+
+    /// State + code: the second round of a challenge. The store refuses a
+    /// State of another user or origin, so a name as typed that is not the
+    /// canonical one is refused here, never accepted for someone else.
+    async fn answer(&self, req: &Request<'_>, origin: &Origin, state: &[u8]) -> Result<Decision, Unavailable> {
         let Some(tx) = Transaction::from_state(state) else {
             return Ok(Decision::reject(Reason::UnknownState));
         };
-        if self.limits.is_locked(&limit_key(req.user)).await? {
+        if self.limits.is_locked(req.user).await? {
             return Ok(Decision::reject(Reason::Locked));
         }
-        let reason = match self.challenges.answer(&tx, req.user, req.password).await? {
+        let reason = match self.challenges.answer(&tx, req.user, origin, req.password).await? {
             Answer::Accepted => return self.accept(req.user, Reason::OtpAccepted).await,
             Answer::Wrong { void: false } => Reason::WrongOtp,
             Answer::Wrong { void: true } => Reason::ChallengeVoid,
@@ -248,53 +176,97 @@ impl Authenticator {
         self.failure(req.user, reason).await
     }
 
-    /// PIN followed by the code in one password, without State (reject mode,
-    /// or clients that cannot do challenges). Taken only when the last
-    /// `otp_length` characters are the code of one of the user's open
-    /// challenges; otherwise the whole password is a PIN. Either way one PIN
-    /// hash runs, so this path costs no more than the plain one.
-    async fn pin_and_code(&self, req: &Request<'_>) -> Result<Option<Decision>, Unavailable> {
-        let otp_length = self.settings.load().otp_length as usize;
-        if req.password.len() <= otp_length {
-            return Ok(None);
-        }
-        let (pin, code) = req.password.split_at(req.password.len() - otp_length);
-        let Some(tx) = self.challenges.find(req.user, code).await? else {
-            return Ok(None);
+    /// The whole password was not the PIN; when the user it names has code
+    /// challenges open from here, it may be the PIN followed by a wrong code
+    /// (or a code the name as typed did not find): then its start is checked
+    /// as the PIN. Unknown users make the same store read.
+    async fn maybe_wrong_code(
+        &self,
+        req: &Request<'_>,
+        origin: &Origin,
+        check: &PinCheck,
+        pin: &[u8],
+        code: &[u8],
+    ) -> Result<Option<Decision>, Unavailable> {
+        let name = match check {
+            PinCheck::WrongPin(name) => name.as_str(),
+            PinCheck::UnknownUser => req.user,
+            _ => return Ok(None),
         };
-        let check = self.users.load().check_pin(req.user, pin).await?;
-        if let Err(decision) = self.first_factor(req.user, check).await? {
-            return Ok(Some(decision));
+        if self.challenges.find(name, origin, code).await? == CodeMatch::NoChallenge {
+            return Ok(None);
         }
-        Ok(Some(if self.challenges.consume(req.user, &tx).await? {
-            self.accept(req.user, Reason::PinOtpAccepted).await?
-        } else {
-            Decision::reject(Reason::UnknownState)
-        }))
+        let check = self.check_pin(req.user, pin).await?;
+        if !matches!(check, PinCheck::Valid(_)) {
+            // Neither the whole nor the start is the PIN: one wrong PIN.
+            return Ok(None);
+        }
+        Ok(Some(self.pin_and_code(req, origin, check, code).await?))
     }
 
-    /// The PIN check's verdict, with the lockout applied: a locked user gets
-    /// the answer of a wrong PIN whatever the PIN was.
-    async fn first_factor(&self, name: &str, check: PinCheck) -> Result<Result<User, Decision>, Unavailable> {
-        let locked = !matches!(check, PinCheck::UnknownUser) && self.limits.is_locked(&limit_key(name)).await?;
-        Ok(match check {
-            _ if locked => Err(Decision::reject(Reason::Locked)),
-            PinCheck::Valid(user) => Ok(user),
-            PinCheck::WrongPin => Err(self.failure(name, Reason::WrongPin).await?),
-            other => Err(Decision::reject(reason_for(&other))),
-        })
+    /// PIN followed by the code in one password, without State (reject mode,
+    /// or clients that cannot do challenges): only the user's open code
+    /// challenges from this origin count, never a link challenge. A wrong code
+    /// is a wrong answer to each of them and a failure toward the lockout.
+    async fn pin_and_code(
+        &self,
+        req: &Request<'_>,
+        origin: &Origin,
+        check: PinCheck,
+        code: &[u8],
+    ) -> Result<Decision, Unavailable> {
+        let user = match self.first_factor(req.user, check).await? {
+            Ok(user) => user,
+            Err(decision) => return Ok(decision),
+        };
+        let name = user.name.as_str();
+        let decision = match self.challenges.find(name, origin, code).await? {
+            CodeMatch::Matched(tx) if self.challenges.consume(name, &tx).await? => {
+                self.accept(name, Reason::PinOtpAccepted).await?
+            }
+            CodeMatch::Wrong => {
+                self.challenges.wrong_code(name, origin).await?;
+                self.failure(name, Reason::WrongOtp).await?
+            }
+            _ => Decision::reject(Reason::UnknownState),
+        };
+        Ok(named(decision, req.user, name))
     }
 
-    /// A wrong PIN or code from a user that exists: counted toward lockout.
+    /// The PIN check's verdict as a user or the answer. The lockout was
+    /// applied by the directory (see [`Gate`]): a locked user gets the answer
+    /// of a wrong PIN whatever the PIN was and however the name was spelled.
+    /// Names that resolve to nobody are read under the name as typed and
+    /// never written, so they cost the same round trips and grow nothing.
+    async fn first_factor(&self, typed: &str, check: PinCheck) -> Result<Result<User, Decision>, Unavailable> {
+        let canonical = check.canonical().unwrap_or(typed).to_owned();
+        let decision = match check {
+            PinCheck::Valid(user) => return Ok(Ok(user)),
+            PinCheck::WrongPin(name) => self.failure(&name, Reason::WrongPin).await?,
+            other => {
+                if other == PinCheck::Unusable {
+                    // Refused before the gate was asked: its round trip too.
+                    self.limits.is_locked(&canonical).await?;
+                }
+                // In place of counting a failure: the same round trip.
+                self.limits.is_locked(&canonical).await?;
+                Decision::reject(reason_for(&other))
+            }
+        };
+        Ok(Err(named(decision, typed, &canonical)))
+    }
+
+    /// A wrong PIN or code from a user that exists (canonical name): counted
+    /// toward lockout.
     async fn failure(&self, name: &str, reason: Reason) -> Result<Decision, Unavailable> {
-        if self.limits.failed(&limit_key(name)).await? {
+        if self.limits.failed(name).await? {
             tracing::warn!(user = %name, "user locked after too many failures in a row");
         }
         Ok(Decision::reject(reason))
     }
 
     async fn accept(&self, name: &str, reason: Reason) -> Result<Decision, Unavailable> {
-        self.limits.succeeded(&limit_key(name)).await?;
+        self.limits.succeeded(name).await?;
         Ok(Decision {
             attributes: self.users.load().reply_attributes(name),
             ..Decision::accept(reason)
@@ -302,8 +274,8 @@ impl Authenticator {
     }
 
     /// Right PIN: a new challenge and its mail, or the open one within the
-    /// blocking timeout.
-    async fn open_challenge(&self, req: &Request<'_>, user: User) -> Result<Decision, Unavailable> {
+    /// blocking timeout (its State only to the origin that opened it).
+    async fn open_challenge(&self, req: &Request<'_>, origin: &Origin, user: User) -> Result<Decision, Unavailable> {
         let settings = self.settings.load();
         let otp = match &settings.fixed_otp {
             Some(code) => {
@@ -313,10 +285,18 @@ impl Authenticator {
             None => Otp::generate(settings.otp_length),
         };
         let tx = Transaction::random();
-        let (message, reason) = match self.challenges.open(&user.name, tx, &otp).await? {
+        let (message, reason) = match self.challenges.open(&user.name, origin, tx, &otp).await? {
             Opened::AlreadySent(open) => {
                 let message = format!("{ALREADY_SUBMITTED} (transaction {open})");
                 return Ok(prompt(req.challenge_mode, open, message, Reason::AlreadySent));
+            }
+            Opened::SentElsewhere => {
+                // Someone else may have the PIN: the admin should know.
+                tracing::warn!(user = %user.name, %origin, "right PIN from another origin while the user's challenge is open: refused without State");
+                return Ok(Decision {
+                    reply_message: Some(ALREADY_SUBMITTED.to_owned()),
+                    ..Decision::reject(Reason::SentElsewhere)
+                });
             }
             Opened::New => match self.send_new(req, user, tx, otp, &settings).await? {
                 Ok(message) => (message, Reason::ChallengeSent),
@@ -340,7 +320,7 @@ impl Authenticator {
             reply_message: Some(reply.to_owned()),
             ..Decision::reject(reason)
         };
-        if let Err(limit) = self.limits.count_mail(&limit_key(&user.name), req.client_ip).await? {
+        if let Err(limit) = self.limits.count_mail(&user.name, req.client_ip).await? {
             tracing::info!(user = %user.name, limit = limit.as_str(), "e-mail throttled");
             self.challenges.cancel(&user.name, &tx).await?;
             return Ok(Err(refuse(THROTTLED, Reason::Throttled)));
@@ -379,6 +359,27 @@ impl Authenticator {
     }
 }
 
+/// The lockout, asked by the directory before it checks a PIN. A store that
+/// cannot answer counts as locked (nothing is checked), and its error is kept
+/// for [`Authenticator::check_pin`] to report: no answer goes out then.
+struct Gate<'a> {
+    limits: &'a dyn Limiter,
+    error: Mutex<Option<StoreError>>,
+}
+
+#[async_trait::async_trait]
+impl LockGate for Gate<'_> {
+    async fn is_locked(&self, name: &str) -> bool {
+        match self.limits.is_locked(name).await {
+            Ok(locked) => locked,
+            Err(error) => {
+                *self.error.lock().expect("gate lock poisoned") = Some(error);
+                true
+            }
+        }
+    }
+}
+
 /// The user with the address a trusted front proxy sent, if it sent a valid one.
 fn with_trusted_email(mut user: User, trusted: Option<&str>) -> User {
     match trusted.map(str::parse::<Mailbox>) {
@@ -402,8 +403,7 @@ fn prompt(mode: ChallengeMode, tx: Transaction, message: String, reason: Reason)
             code: Code::AccessChallenge,
             state: Some(tx),
             reply_message: Some(message),
-            attributes: Vec::new(),
-            reason,
+            ..Decision::reject(reason)
         },
         ChallengeMode::Reject => Decision {
             reply_message: Some(message),
@@ -412,19 +412,22 @@ fn prompt(mode: ChallengeMode, tx: Transaction, message: String, reason: Reason)
     }
 }
 
-/// The name lockout and throttles count under. Directories match names
-/// without regard to case (LDAP does), so "ALICE" must not get ten more tries
-/// than "alice".
-fn limit_key(name: &str) -> String {
-    name.to_lowercase()
+/// `decision` with the canonical name for the log, when it is not the name
+/// as typed.
+fn named(mut decision: Decision, typed: &str, canonical: &str) -> Decision {
+    if typed != canonical {
+        decision.canonical = Some(canonical.to_owned());
+    }
+    decision
 }
 
 fn reason_for(check: &PinCheck) -> Reason {
     match check {
         PinCheck::Valid(_) => Reason::ChallengeSent,
-        PinCheck::WrongPin => Reason::WrongPin,
+        PinCheck::WrongPin(_) | PinCheck::Unusable => Reason::WrongPin,
+        PinCheck::Locked(_) => Reason::Locked,
         PinCheck::UnknownUser => Reason::UnknownUser,
-        PinCheck::Inactive => Reason::Inactive,
+        PinCheck::Inactive(_) => Reason::Inactive,
     }
 }
 
@@ -441,12 +444,4 @@ fn mask(address: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::mask;
-
-    #[test]
-    fn addresses_are_masked() {
-        assert_eq!(mask("alice@example.com"), "a***@example.com");
-        assert_eq!(mask("weird"), "your e-mail address");
-    }
-}
+mod tests;

@@ -5,6 +5,9 @@
 //! only plain values (user names, transaction ids, codes) so that a store in
 //! Redis can stand behind it later. [`MemoryStore`] is the in-process one. The
 //! store keeps a keyed digest of each code, never the code, and never logs.
+//!
+//! Every challenge belongs to its [`Origin`]: a State, a code or a confirmed
+//! link from another origin never finishes, voids or reveals it.
 
 use std::fmt;
 use std::time::Duration;
@@ -65,6 +68,53 @@ impl fmt::Display for Transaction {
 impl fmt::Debug for Transaction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Transaction({self})")
+    }
+}
+
+/// Where a login comes from: the Calling-Station-Id of the request (whichever
+/// NAS or proxy relays it), or, when the request had none, the RADIUS client
+/// it came from (its configured name). A challenge is answered only from the
+/// origin that opened it, so that knowing the PIN is not enough to take over
+/// a login that the user started elsewhere.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// The Calling-Station-Id as the NAS sent it.
+    Station(String),
+    /// The configured name of the client that sent a request without one.
+    Client(String),
+}
+
+impl Origin {
+    /// The origin of a request with `calling_station` from client `client`.
+    pub fn of(calling_station: Option<&str>, client: &str) -> Origin {
+        match calling_station {
+            Some(station) => Origin::Station(station.to_owned()),
+            None => Origin::Client(client.to_owned()),
+        }
+    }
+
+    /// One string for a store: the kind's letter, `:`, the value, so that a
+    /// Calling-Station-Id never equals a client's name.
+    pub fn encode(&self) -> String {
+        match self {
+            Origin::Station(s) => format!("s:{s}"),
+            Origin::Client(c) => format!("c:{c}"),
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Station(s) => write!(f, "calling-station {}", s.escape_debug()),
+            Origin::Client(c) => write!(f, "client {}", c.escape_debug()),
+        }
+    }
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Origin({self})")
     }
 }
 
@@ -133,8 +183,25 @@ pub struct ChallengeSettings {
 pub enum Opened {
     /// A new challenge under the given transaction: its e-mail must go out.
     New,
-    /// The user's challenge still within the blocking timeout: no new e-mail.
+    /// The user's challenge from the same origin, still within the blocking
+    /// timeout: no new e-mail.
     AlreadySent(Transaction),
+    /// The user's newest challenge is within the blocking timeout but belongs
+    /// to another origin: no new e-mail, and its State is not handed out.
+    SentElsewhere,
+}
+
+/// What the code part of a PIN+code password is, among the user's open code
+/// challenges from the request's origin (link challenges never count: their
+/// code is never mailed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeMatch {
+    /// The code of this challenge.
+    Matched(Transaction),
+    /// There are such challenges, and the code is none of theirs.
+    Wrong,
+    /// There are none.
+    NoChallenge,
 }
 
 /// The outcome of answering a challenge's State with a code.
@@ -148,8 +215,8 @@ pub enum Answer {
         /// Whether the challenge is now closed.
         void: bool,
     },
-    /// No open challenge of this user under that State (expired, used, never
-    /// ours, or another user's).
+    /// No open challenge of this user from this origin under that State
+    /// (expired, used, never ours, another user's or another origin's).
     Unknown,
     /// A link challenge whose link was not confirmed yet: ask again, count
     /// no attempt (nothing was guessed).
@@ -172,17 +239,26 @@ pub enum StoreError {
 /// racing on the same challenge never both succeed.
 #[async_trait]
 pub trait ChallengeStore: Send + Sync + 'static {
-    /// Opens a challenge for `user` under `tx` with `code`, unless the user's
-    /// newest one is still within the blocking timeout.
-    async fn open(&self, user: &str, tx: Transaction, code: &Otp) -> Result<Opened, StoreError>;
+    /// Opens a challenge for `user` from `origin` under `tx` with `code`,
+    /// unless the user's newest one is still within the blocking timeout.
+    async fn open(&self, user: &str, origin: &Origin, tx: Transaction, code: &Otp) -> Result<Opened, StoreError>;
 
-    /// Answers the challenge under `state` for `user` with `code`. A code of
-    /// any of the user's open challenges counts (the older mail may arrive
-    /// last); a wrong one uses up one attempt of the State's challenge.
-    async fn answer(&self, state: &Transaction, user: &str, code: &[u8]) -> Result<Answer, StoreError>;
+    /// Answers the challenge under `state` for `user` from `origin` with
+    /// `code`. A code of any of the user's open code challenges from the same
+    /// origin counts (the older mail may arrive last); a wrong one uses up one
+    /// attempt of the State's challenge. A State of another origin is
+    /// `Unknown` and changes nothing.
+    async fn answer(&self, state: &Transaction, user: &str, origin: &Origin, code: &[u8])
+        -> Result<Answer, StoreError>;
 
-    /// The user's open challenge that `code` belongs to, changing nothing.
-    async fn find(&self, user: &str, code: &[u8]) -> Result<Option<Transaction>, StoreError>;
+    /// Which of the user's open code challenges from `origin` `code` belongs
+    /// to, changing nothing.
+    async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, StoreError>;
+
+    /// A wrong code in a PIN+code password: one attempt of each of the user's
+    /// open code challenges from `origin` is used up (those at `max_attempts`
+    /// are void).
+    async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), StoreError>;
 
     /// Closes all of the user's challenges if `tx` is still open among them;
     /// `false` when it is not (another request consumed it first).

@@ -11,7 +11,7 @@
 use crate::auth::{Decision, Reason};
 use crate::challenge::Transaction;
 use crate::metrics::DropReason;
-use crate::server::{check_request, encode_response};
+use crate::server::{check_request, encode_response, SINGLE_VALUED};
 use crate::wire::{self, attr, Code, MaCheck, Packet, ResponseBuilder};
 
 /// The shared secret the invariants sign and check with.
@@ -83,7 +83,8 @@ pub fn screening(data: &[u8]) {
     let Some(ma) = packet.attributes().find(|a| a.attr_type == attr::MESSAGE_AUTHENTICATOR) else {
         return;
     };
-    if ma.value.len() != 16 || packet.count(attr::MESSAGE_AUTHENTICATOR) != 1 {
+    let repeated = SINGLE_VALUED.iter().any(|&t| packet.count(t) > 1);
+    if ma.value.len() != 16 || repeated {
         return;
     }
     let mut signed = packet.bytes().to_vec();
@@ -130,6 +131,7 @@ fn parse_and_answer(packet: &Packet<'_>) {
         reply_message: Some(format!("answer for {user}")),
         attributes: Vec::new(),
         reason: Reason::ChallengeSent,
+        canonical: None,
     };
     let bytes = encode_response(packet, &decision, SECRET);
     let answer = Packet::decode(&bytes).expect("our answer decodes");

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use mailotp::challenge::{ChallengeSettings, ChallengeStore, MemoryStore, Transaction, MAX_OPEN_PER_USER};
+use mailotp::challenge::{ChallengeSettings, ChallengeStore, MemoryStore, Origin, Transaction, MAX_OPEN_PER_USER};
 use mailotp::otp::Otp;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -40,10 +40,11 @@ pub fn bytes_per_challenge(total: usize) -> (f64, usize) {
         };
         let before = rss_kib();
         let store = MemoryStore::start(settings, &tasks, shutdown.clone());
+        let origin = Origin::Station("198.51.100.7".to_owned());
         for i in 0..total {
             let user = format!("user-{}", i / MAX_OPEN_PER_USER);
             store
-                .open(&user, Transaction::random(), &Otp::generate(6))
+                .open(&user, &origin, Transaction::random(), &Otp::generate(6))
                 .await
                 .expect("the memory store always answers");
         }

@@ -2,6 +2,7 @@
 //! sweeper that sleeps until the oldest challenge expires, and the link index.
 //! Lock order: a `by_user` entry first, then `challenges`. Nothing here logs.
 
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,12 +44,17 @@ struct Stamp(u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Second(u32);
 
-/// 48 bytes: the fields are ordered and sized so that none is padding.
+/// 56 bytes: the fields are ordered and sized so that none is padding but
+/// the last two bytes.
 #[derive(Debug)]
 struct Record {
     user: Arc<str>,
     digest: CodeDigest,
     expires: Stamp,
+    /// The origin as a keyed 64-bit hash: 8 bytes where the text would take
+    /// 16 and an allocation; the key is random per process, so nobody can
+    /// pick an origin whose hash equals another's.
+    origin: u64,
     blocking_until: Second,
     attempts: u8,
     link: LinkState,
@@ -74,6 +80,7 @@ pub struct MemoryStore {
     wake_sweeper: Notify,
     settings: ArcSwap<ChallengeSettings>,
     sealer: CodeSealer,
+    origins: RandomState,
     epoch: Instant,
 }
 
@@ -89,6 +96,7 @@ impl MemoryStore {
             wake_sweeper: Notify::new(),
             settings: ArcSwap::from_pointee(settings),
             sealer: CodeSealer::random(),
+            origins: RandomState::new(),
             epoch: Instant::now(),
         });
         tasks.spawn(sweep(Arc::clone(&store), shutdown));
@@ -112,18 +120,43 @@ impl MemoryStore {
         Second(u32::try_from(at.saturating_duration_since(self.epoch).as_secs()).unwrap_or(u32::MAX))
     }
 
+    fn origin(&self, origin: &Origin) -> u64 {
+        self.origins.hash_one(origin)
+    }
+
     fn is_open(&self, tx: &Transaction, now: Instant) -> bool {
         let now = self.stamp(now);
         self.challenges.get(tx).is_some_and(|r| r.expires > now)
     }
 
-    fn matching(&self, txs: &[Transaction], code: &[u8], now: Instant) -> Option<Transaction> {
+    /// Among `txs`, the open code challenges from `origin` (`None` when
+    /// there are none) and the one whose code is `code`.
+    fn matching(&self, txs: &[Transaction], origin: u64, code: &[u8], now: Instant) -> Option<Option<Transaction>> {
         let now = self.stamp(now);
-        txs.iter().copied().find(|tx| {
-            self.challenges
-                .get(tx)
-                .is_some_and(|r| r.expires > now && self.sealer.matches(tx, code, &r.digest))
-        })
+        let mut any = false;
+        let found = txs.iter().copied().find(|tx| {
+            self.challenges.get(tx).is_some_and(|r| {
+                let candidate = r.expires > now && r.origin == origin && r.link == LinkState::None;
+                any |= candidate;
+                candidate && self.sealer.matches(tx, code, &r.digest)
+            })
+        });
+        any.then_some(found)
+    }
+
+    /// One wrong answer to the challenge `tx`; `true` when it is now void
+    /// (and removed from `challenges`, not from the user's list).
+    fn count_wrong(&self, tx: &Transaction) -> Option<bool> {
+        let max_attempts = self.settings.load().max_attempts;
+        let void = {
+            let mut r = self.challenges.get_mut(tx)?;
+            r.attempts = r.attempts.saturating_add(1);
+            r.attempts >= max_attempts
+        };
+        if void {
+            self.challenges.remove(tx);
+        }
+        Some(void)
     }
 
     fn close_all(&self, txs: &mut Vec<Transaction>) {
@@ -191,8 +224,9 @@ async fn sweep(store: Arc<MemoryStore>, shutdown: CancellationToken) {
 
 #[async_trait]
 impl ChallengeStore for MemoryStore {
-    async fn open(&self, user: &str, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
+    async fn open(&self, user: &str, origin: &Origin, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
         let now = Instant::now();
+        let origin = self.origin(origin);
         let settings = **self.settings.load();
         // Never more than MAX_OPEN_PER_USER: no room to spare per user.
         let mut list = self
@@ -204,9 +238,12 @@ impl ChallengeStore for MemoryStore {
             let blocking = self
                 .challenges
                 .get(newest)
-                .is_some_and(|r| r.blocking_until > self.second(now));
-            if blocking {
-                return Ok(Opened::AlreadySent(*newest));
+                .filter(|r| r.blocking_until > self.second(now))
+                .map(|r| r.origin == origin);
+            match blocking {
+                Some(true) => return Ok(Opened::AlreadySent(*newest)),
+                Some(false) => return Ok(Opened::SentElsewhere),
+                None => {}
             }
         }
         if list.len() >= MAX_OPEN_PER_USER {
@@ -219,6 +256,7 @@ impl ChallengeStore for MemoryStore {
             digest: self.sealer.seal(&tx, code.expose().as_bytes()),
             blocking_until: self.second(now + settings.blocking),
             expires,
+            origin,
             attempts: 0,
             link: LinkState::None,
         };
@@ -237,10 +275,17 @@ impl ChallengeStore for MemoryStore {
         Ok(Opened::New)
     }
 
-    async fn answer(&self, state: &Transaction, user: &str, code: &[u8]) -> Result<Answer, StoreError> {
+    async fn answer(
+        &self,
+        state: &Transaction,
+        user: &str,
+        origin: &Origin,
+        code: &[u8],
+    ) -> Result<Answer, StoreError> {
         let now = Instant::now();
+        let origin = self.origin(origin);
         let owner = match self.challenges.get(state) {
-            Some(r) if r.expires > self.stamp(now) && &*r.user == user => r.user.clone(),
+            Some(r) if r.expires > self.stamp(now) && &*r.user == user && r.origin == origin => r.user.clone(),
             _ => return Ok(Answer::Unknown),
         };
         let Some(mut list) = self.by_user.get_mut(&owner) else {
@@ -257,28 +302,52 @@ impl ChallengeStore for MemoryStore {
             }
             _ => {}
         }
-        if self.matching(&list, code, now).is_some() {
+        if self.matching(&list, origin, code, now).flatten().is_some() {
             self.close_all(&mut list);
             return Ok(Answer::Accepted);
         }
-        let max_attempts = self.settings.load().max_attempts;
-        let void = match self.challenges.get_mut(state) {
-            Some(mut r) => {
-                r.attempts = r.attempts.saturating_add(1);
-                r.attempts >= max_attempts
-            }
-            None => return Ok(Answer::Unknown),
+        let Some(void) = self.count_wrong(state) else {
+            return Ok(Answer::Unknown);
         };
         if void {
-            self.challenges.remove(state);
             list.retain(|t| t != state);
         }
         Ok(Answer::Wrong { void })
     }
 
-    async fn find(&self, user: &str, code: &[u8]) -> Result<Option<Transaction>, StoreError> {
+    async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, StoreError> {
         let now = Instant::now();
-        Ok(self.by_user.get(user).and_then(|list| self.matching(&list, code, now)))
+        let found = self
+            .by_user
+            .get(user)
+            .and_then(|list| self.matching(&list, self.origin(origin), code, now));
+        Ok(match found {
+            Some(Some(tx)) => CodeMatch::Matched(tx),
+            Some(None) => CodeMatch::Wrong,
+            None => CodeMatch::NoChallenge,
+        })
+    }
+
+    async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), StoreError> {
+        let (now, origin) = (self.stamp(Instant::now()), self.origin(origin));
+        let Some(mut list) = self.by_user.get_mut(user) else {
+            return Ok(());
+        };
+        let counted: Vec<Transaction> = list
+            .iter()
+            .copied()
+            .filter(|tx| {
+                self.challenges
+                    .get(tx)
+                    .is_some_and(|r| r.expires > now && r.origin == origin && r.link == LinkState::None)
+            })
+            .collect();
+        for tx in counted {
+            if self.count_wrong(&tx) == Some(true) {
+                list.retain(|t| *t != tx);
+            }
+        }
+        Ok(())
     }
 
     async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, StoreError> {

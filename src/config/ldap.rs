@@ -42,6 +42,10 @@ pub struct LdapConfig {
     pub user_filter: String,
     /// The attribute that holds the e-mail address.
     pub email_attribute: String,
+    /// The attribute whose value is the user's canonical name (`uid`;
+    /// `sAMAccountName` in Active Directory): lockout, throttles and
+    /// challenges count under it, whatever spelling the user typed.
+    pub login_attribute: String,
     /// Users outside this filter are inactive; `None`: everyone found is active.
     pub active_filter: Option<String>,
     /// Limit for each LDAP operation (connect, bind, search).
@@ -81,14 +85,8 @@ impl Validator<'_> {
         if let Some(active) = &raw.active_filter {
             self.filter(active, active, "users.active_filter")?;
         }
-        let email_attribute = raw.email_attribute.unwrap_or_else(|| "mail".to_owned());
-        let attribute_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ';');
-        if email_attribute.is_empty() || !email_attribute.chars().all(attribute_char) {
-            return Err(self.err(
-                "users.email_attribute",
-                format!("`{email_attribute}` is not an attribute name, e.g. \"mail\""),
-            ));
-        }
+        let email_attribute = self.attribute(raw.email_attribute, "mail", "users.email_attribute")?;
+        let login_attribute = self.attribute(raw.login_attribute, "uid", "users.login_attribute")?;
         let timeout = raw.timeout.unwrap_or(5);
         if timeout == 0 {
             return Err(self.err("users.timeout", "must be at least 1 second"));
@@ -102,9 +100,20 @@ impl Validator<'_> {
             base_dn,
             user_filter,
             email_attribute,
+            login_attribute,
             active_filter: raw.active_filter,
             timeout: Duration::from_secs(timeout),
         })
+    }
+
+    /// An attribute name key, `default` when absent.
+    fn attribute(&self, value: Option<String>, default: &str, key: &str) -> Result<String, ConfigError> {
+        let value = value.unwrap_or_else(|| default.to_owned());
+        let attribute_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ';');
+        if value.is_empty() || !value.chars().all(attribute_char) {
+            return Err(self.err(key, format!("`{value}` is not an attribute name, e.g. \"{default}\"")));
+        }
+        Ok(value)
     }
 
     /// With `backend = "file"`, LDAP keys are a mistake worth naming.
@@ -119,6 +128,7 @@ impl Validator<'_> {
             ("base_dn", raw.base_dn.is_some()),
             ("user_filter", raw.user_filter.is_some()),
             ("email_attribute", raw.email_attribute.is_some()),
+            ("login_attribute", raw.login_attribute.is_some()),
             ("active_filter", raw.active_filter.is_some()),
             ("timeout", raw.timeout.is_some()),
         ];
@@ -219,9 +229,11 @@ user_filter = "(uid={user})"
     fn defaults_and_tls_modes() {
         let c = ldap(GOOD);
         assert_eq!(
-            (c.tls, c.email_attribute.as_str(), c.timeout),
-            (LdapTls::None, "mail", Duration::from_secs(5))
+            (c.tls, c.email_attribute.as_str(), c.login_attribute.as_str(), c.timeout),
+            (LdapTls::None, "mail", "uid", Duration::from_secs(5))
         );
+        let c = ldap(&format!("{GOOD}login_attribute = \"sAMAccountName\"\n"));
+        assert_eq!(c.login_attribute, "sAMAccountName");
         assert_eq!(c.active_filter, None);
         let c = ldap(&format!("{GOOD}ldap_starttls = true\n"));
         assert_eq!(c.tls, LdapTls::StartTls);
@@ -280,6 +292,11 @@ user_filter = "(uid={user})"
             (
                 format!("{GOOD}email_attribute = \"e mail\"\n"),
                 "users.email_attribute",
+                "not an attribute name",
+            ),
+            (
+                format!("{GOOD}login_attribute = \"\"\n"),
+                "users.login_attribute",
                 "not an attribute name",
             ),
             (format!("{GOOD}timeout = 0\n"), "users.timeout", "at least 1 second"),

@@ -131,6 +131,7 @@ pub(super) struct RawUsers {
     pub base_dn: Option<String>,
     pub user_filter: Option<String>,
     pub email_attribute: Option<String>,
+    pub login_attribute: Option<String>,
     pub active_filter: Option<String>,
     pub timeout: Option<u64>,
 }

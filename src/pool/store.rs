@@ -3,8 +3,9 @@
 //! Keys (all with a TTL, so nothing is swept):
 //! - `mailotp:c:{state}`: a hash with the user (`u`), the keyed digest of the
 //!   code (`d`, sealed with a key derived from the pool key: a read of Redis
-//!   hands out no codes), blocking-until in Redis server milliseconds (`b`) and
-//!   wrong attempts (`a`); it expires with the challenge;
+//!   hands out no codes), blocking-until in Redis server milliseconds (`b`),
+//!   wrong attempts (`a`) and the origin (`o`, [`Origin::encode`]); it expires
+//!   with the challenge;
 //! - `mailotp:u:{user}`: the user's challenges, oldest first, for "PIN again
 //!   within blocking_timeout" and "a code of any of the user's challenges";
 //! - `mailotp:k:{digest of a link token}` (link delivery): the State, user and
@@ -26,13 +27,14 @@ use redis::Script;
 
 use super::{millis, Redis, KEY_PREFIX};
 use crate::challenge::{
-    Answer, ChallengeSettings, ChallengeStore, LinkStatus, LinkToken, Opened, StoreError, Transaction,
-    MAX_OPEN_PER_USER,
+    Answer, ChallengeSettings, ChallengeStore, CodeMatch, LinkStatus, LinkToken, Opened, Origin, StoreError,
+    Transaction, MAX_OPEN_PER_USER,
 };
 use crate::otp::{CodeDigest, CodeSealer, Otp};
 
-/// KEYS[1] user list; ARGV prefix, state, user, digest, validity ms, blocking ms, max open.
-/// Returns the newest challenge's State while it blocks, else opens and returns nil.
+/// KEYS[1] user list; ARGV prefix, state, user, digest, validity ms, blocking ms, max open,
+/// origin. While the newest challenge blocks, returns its State if it is of the same
+/// origin, else an empty string; otherwise opens and returns nil.
 const OPEN: &str = r"
 local p = ARGV[1]
 local t = redis.call('TIME')
@@ -44,7 +46,10 @@ for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
 end
 if #live > 0 then
   local b = tonumber(redis.call('HGET', p .. 'c:' .. live[#live], 'b'))
-  if b and b > now then return live[#live] end
+  if b and b > now then
+    if redis.call('HGET', p .. 'c:' .. live[#live], 'o') == ARGV[8] then return live[#live] end
+    return ''
+  end
 end
 local i = 1
 while #live - i + 1 >= tonumber(ARGV[7]) do
@@ -53,7 +58,7 @@ while #live - i + 1 >= tonumber(ARGV[7]) do
   i = i + 1
 end
 local c = p .. 'c:' .. ARGV[2]
-redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'b', now + tonumber(ARGV[6]), 'a', 0)
+redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'b', now + tonumber(ARGV[6]), 'a', 0, 'o', ARGV[8])
 redis.call('PEXPIRE', c, ARGV[5])
 redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
@@ -61,7 +66,7 @@ return false
 ";
 
 /// KEYS[1] user list; ARGV prefix. Returns State, digest, link mark (`p`
-/// pending, `c` confirmed, empty: no link), … of the user's open challenges.
+/// pending, `c` confirmed, empty: no link), origin, … of the user's open challenges.
 const DIGESTS: &str = r"
 local out = {}
 for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
@@ -69,6 +74,7 @@ for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
   local d = redis.call('HGET', c, 'd')
   if d then
     out[#out + 1] = tx; out[#out + 1] = d; out[#out + 1] = redis.call('HGET', c, 'k') or ''
+    out[#out + 1] = redis.call('HGET', c, 'o') or ''
   end
 end
 return out
@@ -107,6 +113,8 @@ struct OpenChallenge {
     digest: CodeDigest,
     /// `b'p'`: waiting for its link; `b'c'`: link confirmed; 0: no link.
     link: u8,
+    /// [`Origin::encode`] of where it was opened.
+    origin: Vec<u8>,
 }
 
 /// KEYS[1] user list; ARGV prefix, user, state, matched. Closes all of the
@@ -185,24 +193,28 @@ impl RedisStore {
             })
             .await?;
         Ok(flat
-            .chunks_exact(3)
-            .filter_map(|triple| {
+            .chunks_exact(4)
+            .filter_map(|fields| {
                 Some(OpenChallenge {
-                    tx: Transaction::from_state(&triple[0])?,
-                    digest: triple[1].as_slice().try_into().ok()?,
-                    link: triple[2].first().copied().unwrap_or(0),
+                    tx: Transaction::from_state(&fields[0])?,
+                    digest: fields[1].as_slice().try_into().ok()?,
+                    link: fields[2].first().copied().unwrap_or(0),
+                    origin: fields[3].clone(),
                 })
             })
             .collect())
     }
 
-    /// The State among `open` whose code is `code`; every digest is checked,
-    /// in constant time, so the time taken does not tell which matched.
-    fn matching(&self, open: &[OpenChallenge], code: &[u8]) -> Option<Transaction> {
-        let mut found = None;
-        for o in open {
-            if self.sealer.matches(&o.tx, code, &o.digest) && found.is_none() {
-                found = Some(o.tx);
+    /// The State among `open`'s code challenges from `origin` whose code is
+    /// `code`; every digest is checked, in constant time, so the time taken
+    /// does not tell which matched.
+    fn matching(&self, open: &[OpenChallenge], origin: &Origin, code: &[u8]) -> CodeMatch {
+        let mut found = CodeMatch::NoChallenge;
+        for o in code_challenges(open, origin) {
+            if self.sealer.matches(&o.tx, code, &o.digest) && !matches!(found, CodeMatch::Matched(_)) {
+                found = CodeMatch::Matched(o.tx);
+            } else if found == CodeMatch::NoChallenge {
+                found = CodeMatch::Wrong;
             }
         }
         found
@@ -266,10 +278,17 @@ impl RedisStore {
     }
 }
 
+/// The code (not link) challenges among `open` from `origin`.
+fn code_challenges<'a>(open: &'a [OpenChallenge], origin: &Origin) -> impl Iterator<Item = &'a OpenChallenge> {
+    let origin = origin.encode().into_bytes();
+    open.iter().filter(move |o| o.link == 0 && o.origin == origin)
+}
+
 #[async_trait]
 impl ChallengeStore for RedisStore {
-    async fn open(&self, user: &str, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
+    async fn open(&self, user: &str, origin: &Origin, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
         let settings = **self.settings.load();
+        let origin = origin.encode();
         let digest = self.sealer.seal(&tx, code.expose().as_bytes());
         let script = &self.open;
         let blocking: Option<Vec<u8>> = self
@@ -284,21 +303,32 @@ impl ChallengeStore for RedisStore {
                     .arg(millis(settings.validity))
                     .arg(millis(settings.blocking))
                     .arg(MAX_OPEN_PER_USER)
+                    .arg(&origin)
                     .invoke_async(&mut c)
                     .await
             })
             .await?;
-        Ok(match blocking.as_deref().and_then(Transaction::from_state) {
-            Some(open) => Opened::AlreadySent(open),
+        Ok(match blocking.as_deref() {
+            Some([]) => Opened::SentElsewhere,
+            Some(state) => Transaction::from_state(state).map_or(Opened::New, Opened::AlreadySent),
             None => Opened::New,
         })
     }
 
-    async fn answer(&self, state: &Transaction, user: &str, code: &[u8]) -> Result<Answer, StoreError> {
+    async fn answer(
+        &self,
+        state: &Transaction,
+        user: &str,
+        origin: &Origin,
+        code: &[u8],
+    ) -> Result<Answer, StoreError> {
         let open = self.digests(user).await?;
         let Some(this) = open.iter().find(|o| o.tx == *state) else {
             return Ok(Answer::Unknown);
         };
+        if this.origin != origin.encode().as_bytes() {
+            return Ok(Answer::Unknown);
+        }
         match this.link {
             b'p' => return Ok(Answer::LinkPending),
             b'c' => {
@@ -307,7 +337,7 @@ impl ChallengeStore for RedisStore {
             }
             _ => {}
         }
-        if let Some(matched) = self.matching(&open, code) {
+        if let CodeMatch::Matched(matched) = self.matching(&open, origin, code) {
             return Ok(if self.consume_pair(user, state, &matched).await? {
                 Answer::Accepted
             } else {
@@ -325,9 +355,19 @@ impl ChallengeStore for RedisStore {
         })
     }
 
-    async fn find(&self, user: &str, code: &[u8]) -> Result<Option<Transaction>, StoreError> {
+    async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, StoreError> {
         let open = self.digests(user).await?;
-        Ok(self.matching(&open, code))
+        Ok(self.matching(&open, origin, code))
+    }
+
+    async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), StoreError> {
+        let open = self.digests(user).await?;
+        let max_attempts = self.settings.load().max_attempts;
+        for o in code_challenges(&open, origin) {
+            self.on_challenge("count attempt", &self.wrong, user, &o.tx, max_attempts)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, StoreError> {

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use batch::{Inbox, Outbox};
-pub use check::check_request;
+pub use check::{check_request, SINGLE_VALUED};
 pub use dedup::{DuplicateCache, RequestKey, Seen, TTL as DUPLICATE_TTL};
 
 use crate::auth::{Authenticator, Decision, Reason, Request, Unavailable};
@@ -318,6 +318,7 @@ async fn respond(ctx: &Context, client: &Client, key: RequestKey, datagram: &[u8
             challenge_mode: client.challenge_mode,
             client_ip: client_ip.as_deref(),
             trusted_email: trusted_email.as_deref(),
+            client: &client.name,
         };
         ctx.auth.decide(&request).await
     };
@@ -343,6 +344,7 @@ async fn respond(ctx: &Context, client: &Client, key: RequestKey, datagram: &[u8
             source = %key.source,
             id = key.identifier,
             user = %user,
+            canonical = decision.canonical.as_deref().map(tracing::field::display),
             answer = decision.code.name(),
             reason = decision.reason.as_str(),
             "request answered"

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::dictionary::{Dictionary, WireAttribute};
 use crate::wire::attr;
 
-use super::{DirectoryError, HashPool, PinCheck, User, UserDirectory};
+use super::{DirectoryError, HashPool, LockGate, PinCheck, User, UserDirectory};
 use crate::config::{parse_toml, read_text, ConfigError, UsersSource, EMBEDDED_USERS};
 
 #[derive(Debug, Deserialize)]
@@ -129,15 +129,17 @@ fn dummy_hash(params: Option<argon2::Params>) -> Arc<str> {
 
 #[async_trait]
 impl UserDirectory for FileUsers {
-    async fn check_pin(&self, name: &str, pin: &[u8]) -> Result<PinCheck, DirectoryError> {
-        let Some(entry) = self.users.get(name) else {
+    async fn check_pin(&self, name: &str, pin: &[u8], gate: &dyn LockGate) -> Result<PinCheck, DirectoryError> {
+        let entry = self.users.get(name);
+        let locked = gate.is_locked(entry.map_or(name, |e| e.user.name.as_str())).await;
+        let Some(entry) = entry.filter(|_| !locked) else {
             self.pool.verify(Arc::clone(&self.dummy_hash), pin).await?;
-            return Ok(PinCheck::UnknownUser);
+            return Ok(entry.map_or(PinCheck::UnknownUser, |e| PinCheck::Locked(e.user.name.clone())));
         };
         let (ok, _waited) = self.pool.verify(Arc::clone(&entry.pin_hash), pin).await?;
         Ok(match (ok, entry.active) {
-            (false, _) => PinCheck::WrongPin,
-            (true, false) => PinCheck::Inactive,
+            (false, _) => PinCheck::WrongPin(entry.user.name.clone()),
+            (true, false) => PinCheck::Inactive(entry.user.name.clone()),
             (true, true) => PinCheck::Valid(entry.user.clone()),
         })
     }
@@ -194,10 +196,41 @@ pub fn load_file(path: &Path, pool: HashPool) -> Result<FileUsers, ConfigError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::users::hash_pin;
+    use crate::users::{hash_pin, NoLockout};
 
     fn users(text: &str) -> Result<FileUsers, ConfigError> {
         FileUsers::parse(text, &"users.toml", HashPool::new(2))
+    }
+
+    /// Locks everyone, and remembers whom it was asked about.
+    #[derive(Default)]
+    struct LockAll(std::sync::Mutex<Vec<String>>);
+
+    #[async_trait]
+    impl LockGate for LockAll {
+        async fn is_locked(&self, name: &str) -> bool {
+            self.0.lock().unwrap().push(name.to_owned());
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn a_locked_user_is_answered_before_the_pin_is_checked() {
+        let text = format!(
+            "[[users]]\nname = \"alice\"\nemail = \"alice@example.com\"\npin = \"{}\"\n",
+            hash_pin(b"4321")
+        );
+        let (users, gate) = (users(&text).unwrap(), LockAll::default());
+        assert_eq!(
+            users.check_pin("alice", b"4321", &gate).await.unwrap(),
+            PinCheck::Locked("alice".into())
+        );
+        // Nobody is asked about too (the same round trip), and stays nobody.
+        assert_eq!(
+            users.check_pin("bob", b"4321", &gate).await.unwrap(),
+            PinCheck::UnknownUser
+        );
+        assert_eq!(*gate.0.lock().unwrap(), ["alice", "bob"]);
     }
 
     #[tokio::test]
@@ -209,10 +242,28 @@ mod tests {
         );
         let users = users(&text).unwrap();
         assert_eq!(users.len(), 2);
-        assert!(matches!(users.check_pin("alice", b"4321").await.unwrap(), PinCheck::Valid(u) if u.name == "alice"));
-        assert_eq!(users.check_pin("alice", b"4322").await.unwrap(), PinCheck::WrongPin);
-        assert_eq!(users.check_pin("nobody", b"4321").await.unwrap(), PinCheck::UnknownUser);
-        assert_eq!(users.check_pin("off", b"4321").await.unwrap(), PinCheck::Inactive);
+        assert!(
+            matches!(users.check_pin("alice", b"4321", &NoLockout).await.unwrap(), PinCheck::Valid(u) if u.name == "alice")
+        );
+        assert_eq!(
+            users.check_pin("alice", b"4322", &NoLockout).await.unwrap(),
+            PinCheck::WrongPin("alice".into())
+        );
+        // The users file matches names exactly: other spellings are nobody.
+        for variant in ["ALICE", " alice", "alice "] {
+            assert_eq!(
+                users.check_pin(variant, b"4321", &NoLockout).await.unwrap(),
+                PinCheck::UnknownUser
+            );
+        }
+        assert_eq!(
+            users.check_pin("nobody", b"4321", &NoLockout).await.unwrap(),
+            PinCheck::UnknownUser
+        );
+        assert_eq!(
+            users.check_pin("off", b"4321", &NoLockout).await.unwrap(),
+            PinCheck::Inactive("off".into())
+        );
     }
 
     #[test]

@@ -6,10 +6,14 @@
 //! entry's DN with the PIN on a connection of its own, and, with
 //! `active_filter`, a base search of the DN with it. Unknown users get the
 //! same three steps against a DN that does not exist, so time does not tell
-//! them apart. A directory that cannot answer is `Unavailable`, and is
-//! reported down to `health` (so Status-Server goes silent) until an
-//! operation or a service bind works again. Nothing here logs a PIN or the
-//! service password.
+//! them apart. The user's canonical name is the entry's `login_attribute`
+//! as the directory returns it: every spelling the directory matches (case,
+//! spaces, Unicode forms) is the same user. A locked user (asked of the
+//! lock gate between search and bind) is bound as for nobody, so the
+//! directory never sees a locked user's password guesses. A directory that
+//! cannot answer is `Unavailable`, and is reported down to `health` (so
+//! Status-Server goes silent) until an operation or a service bind works
+//! again. Nothing here logs a PIN or the service password.
 
 mod conn;
 
@@ -21,7 +25,7 @@ use ldap3::{ldap_escape, Scope, SearchEntry, SearchOptions};
 use lettre::message::Mailbox;
 
 use self::conn::{Connector, ServicePool};
-use super::{DirectoryError, PinCheck, User, UserDirectory};
+use super::{DirectoryError, LockGate, PinCheck, User, UserDirectory};
 use crate::config::{ConfigError, LdapConfig, USER_PLACEHOLDER};
 use crate::health::{Backend, Health};
 
@@ -50,6 +54,8 @@ struct Inner {
 /// The one entry a user name matched.
 struct Found {
     dn: String,
+    /// The canonical name: the first value of `login_attribute`.
+    login: String,
     email: Option<Mailbox>,
 }
 
@@ -81,23 +87,35 @@ impl LdapUsers {
 }
 
 impl Inner {
-    async fn check(self: &Arc<Self>, name: &str, password: &str) -> Result<PinCheck, DirectoryError> {
+    async fn check(
+        self: &Arc<Self>,
+        name: &str,
+        password: &str,
+        gate: &dyn LockGate,
+    ) -> Result<PinCheck, DirectoryError> {
         let found = self.note(self.find(name).await)?;
-        let dn = found.as_ref().map_or(self.absent_dn.as_str(), |f| f.dn.as_str());
+        let locked = gate.is_locked(found.as_ref().map_or(name, |f| f.login.as_str())).await;
+        // A locked user's password is not tried: bound as for nobody instead.
+        let dn = match &found {
+            Some(f) if !locked => f.dn.as_str(),
+            _ => self.absent_dn.as_str(),
+        };
         let bound = self.note(self.connector.bind_as(dn, password).await)?;
         let active = self.note(self.is_active(dn).await)?;
         Ok(match found {
             None => PinCheck::UnknownUser,
-            Some(_) if !bound => PinCheck::WrongPin,
-            Some(_) if !active => PinCheck::Inactive,
-            Some(Found { email: Some(email), .. }) => PinCheck::Valid(User {
-                name: name.to_owned(),
-                email,
-            }),
-            Some(Found { dn, email: None }) => {
+            Some(f) if locked => PinCheck::Locked(f.login),
+            Some(f) if !bound => PinCheck::WrongPin(f.login),
+            Some(f) if !active => PinCheck::Inactive(f.login),
+            Some(Found {
+                login,
+                email: Some(email),
+                ..
+            }) => PinCheck::Valid(User { name: login, email }),
+            Some(Found { dn, login, email: None }) => {
                 // Answered like an inactive user, but the admin needs to know why.
                 tracing::warn!(%dn, attribute = %self.config.email_attribute, "user has no usable e-mail address in the directory");
-                PinCheck::Inactive
+                PinCheck::Inactive(login)
             }
         })
     }
@@ -106,16 +124,17 @@ impl Inner {
     async fn find(&self, name: &str) -> Result<Option<Found>, DirectoryError> {
         let config = &self.config;
         let filter = config.user_filter.replace(USER_PLACEHOLDER, &ldap_escape(name));
-        let (base, filter, attribute) = (
+        let (base, filter, attribute, login) = (
             config.base_dn.as_str(),
             filter.as_str(),
             config.email_attribute.as_str(),
+            config.login_attribute.as_str(),
         );
         let result = self
             .service
             .run("user search", |mut ldap| async move {
                 ldap.with_search_options(SearchOptions::new().sizelimit(2))
-                    .search(base, Scope::Subtree, filter, vec![attribute])
+                    .search(base, Scope::Subtree, filter, vec![attribute, login])
                     .await
             })
             .await?;
@@ -131,13 +150,24 @@ impl Inner {
             }
         }
         let entry = SearchEntry::construct(entries.into_iter().next().expect("one entry"));
-        let email = entry
-            .attrs
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(attribute))
-            .and_then(|(_, values)| values.first())
-            .and_then(|value| value.parse::<Mailbox>().ok());
-        Ok(Some(Found { dn: entry.dn, email }))
+        let first = |wanted: &str| {
+            entry
+                .attrs
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(wanted))
+                .and_then(|(_, values)| values.first())
+        };
+        let email = first(attribute).and_then(|value| value.parse::<Mailbox>().ok());
+        let Some(login) = first(login).filter(|l| !l.is_empty()).cloned() else {
+            // Without a canonical name the user cannot be counted: nobody.
+            tracing::warn!(dn = %entry.dn, attribute = %login, "user has no login_attribute in the directory; treated as unknown");
+            return Ok(None);
+        };
+        Ok(Some(Found {
+            dn: entry.dn,
+            login,
+            email,
+        }))
     }
 
     /// Whether `dn` is inside `active_filter` (always, without one).
@@ -199,17 +229,17 @@ async fn recover(inner: Weak<Inner>) {
 
 #[async_trait]
 impl UserDirectory for LdapUsers {
-    async fn check_pin(&self, name: &str, pin: &[u8]) -> Result<PinCheck, DirectoryError> {
+    async fn check_pin(&self, name: &str, pin: &[u8], gate: &dyn LockGate) -> Result<PinCheck, DirectoryError> {
         // ldap3 binds with text; a PIN that is not UTF-8 cannot be anyone's.
         let Ok(password) = std::str::from_utf8(pin) else {
-            return Ok(PinCheck::WrongPin);
+            return Ok(PinCheck::Unusable);
         };
         // An empty password makes a simple bind unauthenticated, which many
         // servers let "succeed" (RFC 4513 §5.1.2): refuse before binding.
         if password.is_empty() {
-            return Ok(PinCheck::WrongPin);
+            return Ok(PinCheck::Unusable);
         }
-        self.inner.check(name, password).await
+        self.inner.check(name, password, gate).await
     }
 
     /// The directory is not counted; 0.
@@ -227,6 +257,7 @@ impl UserDirectory for LdapUsers {
 mod tests {
     use super::*;
     use crate::config::{LdapTls, Secret};
+    use crate::users::NoLockout;
 
     /// A directory on a port where nothing listens.
     fn nowhere() -> (LdapUsers, Arc<Health>) {
@@ -239,6 +270,7 @@ mod tests {
             base_dn: "dc=example,dc=test".to_owned(),
             user_filter: "(uid={user})".to_owned(),
             email_attribute: "mail".to_owned(),
+            login_attribute: "uid".to_owned(),
             active_filter: None,
             timeout: Duration::from_secs(2),
         };
@@ -249,15 +281,25 @@ mod tests {
     #[tokio::test]
     async fn empty_and_non_utf8_pins_are_refused_before_any_connection() {
         let (users, health) = nowhere();
-        assert_eq!(users.check_pin("alice", b"").await.unwrap(), PinCheck::WrongPin);
-        assert_eq!(users.check_pin("alice", b"\xff\xfe").await.unwrap(), PinCheck::WrongPin);
+        assert_eq!(
+            users.check_pin("alice", b"", &NoLockout).await.unwrap(),
+            PinCheck::Unusable
+        );
+        assert_eq!(
+            users.check_pin("alice", b"\xff\xfe", &NoLockout).await.unwrap(),
+            PinCheck::Unusable
+        );
         assert!(health.all_up(), "nothing was tried, so nothing failed");
     }
 
     #[tokio::test]
     async fn an_unreachable_directory_is_unavailable_and_reported_down() {
         let (users, health) = nowhere();
-        let err = users.check_pin("alice", b"pw").await.unwrap_err().to_string();
+        let err = users
+            .check_pin("alice", b"pw", &NoLockout)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("LDAP"), "{err}");
         assert!(!health.all_up());
         assert!(users.check_connection().await.is_err());

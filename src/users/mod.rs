@@ -3,7 +3,14 @@
 //! [`UserDirectory`] is the seam `auth` talks to; [`open`] picks the backend
 //! `[users] backend` names. [`FileUsers`] reads the users file of argon2 PIN
 //! hashes; [`LdapUsers`] asks an LDAP directory and reports to `health`.
-//! PIN hashes run on a fixed set of threads of their own ([`HashPool`]),
+//! A user has one canonical name, whatever spelling found them: the users
+//! file's name, or the LDAP entry's `login_attribute`; every verdict on a user
+//! that exists carries it, so that lockout, throttles and challenges count
+//! under it. Once a directory knows whom a name means, and before it checks
+//! the PIN, it asks the [`LockGate`]: a locked user's PIN is never checked (no
+//! bind that could count against the account in the directory), and costs
+//! the time of an unknown user's. PIN hashes run on a fixed set of threads of
+//! their own ([`HashPool`]),
 //! never on the UDP loop. An unknown user costs one hash of a
 //! dummy PIN, so time does not tell known and unknown users apart. Nothing
 //! here logs a PIN.
@@ -31,24 +38,64 @@ pub use ldap::LdapUsers;
 /// A user whose PIN was right.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
-    /// Login name as the NAS sends it in User-Name.
+    /// The canonical name: as the users file writes it, or the entry's
+    /// `login_attribute` as the directory returns it (not the User-Name as
+    /// typed, which may differ in case, spaces or Unicode form).
     pub name: String,
     /// Where the codes go.
     pub email: Mailbox,
 }
 
 /// The verdict on a PIN. `auth` answers all but `Valid` the same way; the
-/// variants exist for the log.
+/// variants exist for the log, and carry the canonical name of a user that
+/// exists for the lockout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PinCheck {
     /// The PIN is right and the user may log in.
     Valid(User),
-    /// The user exists but the PIN is wrong.
-    WrongPin,
+    /// The user (canonical name) exists but the PIN is wrong.
+    WrongPin(String),
     /// No such user.
     UnknownUser,
-    /// The PIN is right but the account is switched off (`active = false`).
-    Inactive,
+    /// The PIN is right but the account (canonical name) is switched off
+    /// (`active = false`, outside `active_filter`, no e-mail address).
+    Inactive(String),
+    /// The user (canonical name) is locked: the PIN was not checked.
+    Locked(String),
+    /// A password that cannot be anyone's (LDAP: empty, or not UTF-8), refused
+    /// without asking the directory; answered as a wrong PIN, counted nowhere.
+    Unusable,
+}
+
+/// Asked by a directory once it has found whom a name means, before it
+/// checks the PIN.
+#[async_trait]
+pub trait LockGate: Send + Sync {
+    /// Whether `name` is locked: the canonical name of the user found, or,
+    /// for nobody, the name as typed (asked all the same, so that unknown
+    /// users cost the same round trip).
+    async fn is_locked(&self, name: &str) -> bool;
+}
+
+/// No lockout: for checking PINs outside the server (tests, tools).
+pub struct NoLockout;
+
+#[async_trait]
+impl LockGate for NoLockout {
+    async fn is_locked(&self, _name: &str) -> bool {
+        false
+    }
+}
+
+impl PinCheck {
+    /// The canonical name of the user the verdict is about, if one was found.
+    pub fn canonical(&self) -> Option<&str> {
+        match self {
+            PinCheck::Valid(user) => Some(&user.name),
+            PinCheck::WrongPin(name) | PinCheck::Inactive(name) | PinCheck::Locked(name) => Some(name),
+            PinCheck::UnknownUser | PinCheck::Unusable => None,
+        }
+    }
 }
 
 /// Why a directory could not answer.
@@ -67,8 +114,9 @@ pub enum DirectoryError {
 /// Where users are looked up and PINs checked.
 #[async_trait]
 pub trait UserDirectory: Send + Sync + 'static {
-    /// Checks `pin` for `name`.
-    async fn check_pin(&self, name: &str, pin: &[u8]) -> Result<PinCheck, DirectoryError>;
+    /// Checks `pin` for `name` as typed, unless `gate` says the user it means
+    /// is locked.
+    async fn check_pin(&self, name: &str, pin: &[u8], gate: &dyn LockGate) -> Result<PinCheck, DirectoryError>;
 
     /// Number of users, for the start-up summary.
     fn len(&self) -> usize;
@@ -84,8 +132,8 @@ pub trait UserDirectory: Send + Sync + 'static {
         Ok(())
     }
 
-    /// The attributes an Access-Accept for `name` carries (the users file's
-    /// `reply`). Cheap and local: the State path must not need the directory.
+    /// The attributes an Access-Accept for the canonical `name` carries (the
+    /// users file's `reply`). Cheap and local: the State path must not need the directory.
     fn reply_attributes(&self, _name: &str) -> Vec<WireAttribute> {
         Vec::new()
     }

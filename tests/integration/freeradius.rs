@@ -209,3 +209,36 @@ fn a_challenge_login_through_a_freeradius_proxy() {
         "the code was used"
     );
 }
+
+#[test]
+fn the_origin_survives_the_proxy_so_a_pin_holder_elsewhere_gets_no_state() {
+    let smtp = SmtpSink::start();
+    let mut setup = Setup::new(smtp.port);
+    setup.clients = vec![client("freeradius", "127.0.0.1", SECRET, true, "access-challenge")];
+    let server = Server::start(&setup);
+    let proxy = FreeRadius::start_proxy_to(server.addr());
+    let from = |station: &str, password: &str, state: &str| {
+        format!(
+            "User-Name = alice, User-Password = \"{password}\", Calling-Station-Id = \"{station}\", \
+             Message-Authenticator = 0x00{state}"
+        )
+    };
+
+    let challenge = radclient_via(&proxy, &from("198.51.100.7", pin("alice"), ""));
+    assert_eq!(challenge.code, "Access-Challenge", "{challenge:?}");
+    let state = challenge.state();
+    // Both come through the same proxy (one RADIUS client): only the
+    // forwarded Calling-Station-Id tells them apart.
+    let elsewhere = radclient_via(&proxy, &from("203.0.113.66", pin("alice"), ""));
+    assert_eq!(elsewhere.code, "Access-Reject", "{elsewhere:?}");
+    assert_eq!(elsewhere.attr("State"), None);
+    let retry = radclient_via(&proxy, &from("198.51.100.7", pin("alice"), ""));
+    assert_eq!(retry.state(), state, "her retry gets her State");
+
+    let otp = smtp.wait_for_mails(1)[0].otp();
+    let with_state = format!(", State = {state}");
+    let stolen = radclient_via(&proxy, &from("203.0.113.66", &otp, &with_state));
+    assert_eq!(stolen.code, "Access-Reject", "her State and code from elsewhere");
+    let accept = radclient_via(&proxy, &from("198.51.100.7", &otp, &with_state));
+    assert_eq!(accept.code, "Access-Accept", "{}", server.log());
+}

@@ -258,17 +258,34 @@ fn lockout_counts_every_spelling_of_a_name_as_one_user() {
     let smtp = SmtpSink::start();
     let extra = "lockout_after = 3\nlockout_time = 600\n";
     let server = start_mailotp(&smtp, &users_section(&slapd.url(), extra));
-    // The directory matches uid without regard to case: these are all alice.
-    for user in ["alice", "ALICE", "Alice"] {
-        assert_eq!(
-            send_pin(&server, user, "not-alices-password").unwrap().code,
-            "Access-Reject"
-        );
+    // The directory matches uid without regard to case, surrounding spaces
+    // and Unicode form: these are all alice, and count as one.
+    for user in ["ALICE", "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}"] {
+        let wrong = send_pin(&server, user, "not-alices-password").unwrap();
+        assert_eq!(wrong.code, "Access-Reject");
     }
-    let locked = send_pin(&server, "alice", ldap_password("alice")).unwrap();
-    assert_eq!(locked.code, "Access-Reject");
-    assert_eq!(locked.attr("Reply-Message"), None);
+    let before = send_pin(&server, "Alice", ldap_password("alice")).unwrap();
+    assert_eq!(before.code, "Access-Challenge", "two failures do not lock");
+    let wrong = send_pin(&server, "alice ", "not-alices-password").unwrap();
+    assert_eq!(wrong.code, "Access-Reject");
+    server.wait_for_log("user locked after too many failures in a row");
+    let alice_dn = format!("uid=alice,ou=people,{BASE_DN}");
+    let binds = slapd.binds_as(&alice_dn);
+    // Three wrong passwords, the right one, and the start of the last wrong
+    // one: with her code challenge open it might have been PIN+code.
+    assert_eq!(binds, 5, "the binds before the lock");
+    for user in SPELLINGS.iter().chain(&["alice"]) {
+        let locked = send_pin(&server, user, ldap_password("alice")).unwrap();
+        assert_eq!(locked.code, "Access-Reject", "{user:?} is locked alice");
+        assert_eq!(locked.attr("Reply-Message"), None);
+    }
     server.wait_for_log("reason=\"locked\"");
+    // erin's bind comes after them all in slapd's log: a locked user's
+    // password never reached the directory.
+    send_pin(&server, "erin", ldap_password("erin")).unwrap();
+    slapd.wait_for_bind_as(&format!("uid=erin,ou=people,{BASE_DN}"));
+    assert_eq!(slapd.binds_as(&alice_dn), binds, "no bind as alice once she is locked");
+    assert!(!server.log().contains("reason=\"already-sent\""), "{}", server.log());
 }
 
 #[test]
@@ -291,4 +308,74 @@ fn check_connect_tries_the_service_bind() {
         "{stdout}"
     );
     assert!(!stdout.contains("not-the-service-password"));
+}
+
+/// Spellings of alice a directory may take for her: case, surrounding
+/// spaces, fullwidth letters (which NFKC folds to ASCII).
+const SPELLINGS: [&str; 5] = [
+    "ALICE",
+    "Alice",
+    "  alice",
+    "alice ",
+    "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}",
+];
+
+#[test]
+fn every_spelling_the_directory_accepts_gets_the_same_challenge_and_no_second_mail() {
+    let slapd = Slapd::start();
+    let smtp = SmtpSink::start();
+    let server = start_mailotp(&smtp, &users_section(&slapd.url(), ""));
+    let first = send_pin(&server, "alice", ldap_password("alice")).unwrap();
+    assert_eq!(first.code, "Access-Challenge");
+    let mut accepted = Vec::new();
+    for spelling in SPELLINGS {
+        let reply = send_pin(&server, spelling, ldap_password("alice")).unwrap();
+        if reply.code == "Access-Challenge" {
+            assert_eq!(
+                reply.state(),
+                first.state(),
+                "{spelling:?} is alice: her open challenge"
+            );
+            accepted.push(spelling);
+        } else {
+            assert_eq!(shape(&reply).1, Vec::<String>::new(), "{spelling:?}: a bare reject");
+        }
+    }
+    // OpenLDAP prepares uid values per RFC 4518 (NFKC, case folding,
+    // insignificant spaces): it takes every one of them for alice.
+    assert_eq!(accepted, SPELLINGS, "the spellings slapd takes for alice");
+    // The canonical name, not the typed one, keys the challenge: its code
+    // answers the State under the name as the directory spells it.
+    let otp = smtp.wait_for_mails(1)[0].otp();
+    let accept = send_otp(&server, "alice", &otp, &first.state()).unwrap();
+    assert_eq!(accept.code, "Access-Accept");
+    assert_eq!(smtp.mails().len(), 1, "one mail for all spellings");
+    server.wait_for_log("canonical=alice");
+}
+
+#[test]
+fn the_e_mail_throttle_counts_every_spelling_as_one_user() {
+    let slapd = Slapd::start();
+    let smtp = SmtpSink::start();
+    let setup = ldap_setup(smtp.port, &users_section(&slapd.url(), ""));
+    let mut setup = Setup {
+        email: "blocking_timeout = 0\n".to_owned(),
+        extra: "[email.throttling]\nmax_emails_in_five_minutes = 1\n".to_owned(),
+        ..setup
+    };
+    setup.args = Vec::new();
+    let server = Server::start_in(write_without_users_file(&setup), &setup.args, 1);
+    assert_eq!(
+        send_pin(&server, "alice", ldap_password("alice")).unwrap().code,
+        "Access-Challenge"
+    );
+    for spelling in ["ALICE", "  alice", "alice "] {
+        let reply = send_pin(&server, spelling, ldap_password("alice")).unwrap();
+        assert_eq!(reply.code, "Access-Reject", "{spelling:?} is throttled as alice");
+        assert!(
+            reply.attr("Reply-Message").unwrap().contains("try again later"),
+            "{reply:?}"
+        );
+    }
+    assert_eq!(smtp.wait_for_mails(1).len(), 1);
 }

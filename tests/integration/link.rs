@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-const BASE_URL: &str = "https://otp.example.test";
+/// What the mails link to (a reverse proxy's name).
+pub(crate) const BASE_URL: &str = "https://otp.example.test";
 
 /// An HTTP answer as curl saw it.
 struct Page {
@@ -47,6 +48,18 @@ fn curl(args: &[&str], url: &str) -> Page {
     }
 }
 
+/// The path of the link in `mail`, checked to start with [`BASE_URL`].
+pub(crate) fn link_path(mail: &Mail) -> String {
+    let body = mail.body();
+    let link = body
+        .split_whitespace()
+        .find(|w| w.starts_with(BASE_URL))
+        .unwrap_or_else(|| panic!("no link in mail:\n{}", mail.raw));
+    let path = link.trim_start_matches(BASE_URL).to_owned();
+    assert!(path.starts_with("/l/") && path.len() == 3 + 32, "{link}");
+    path
+}
+
 pub(crate) struct LinkSetup {
     pub(crate) server: Server,
     pub(crate) smtp: SmtpSink,
@@ -73,15 +86,7 @@ pub(crate) fn start_with(email: &str, link: &str) -> LinkSetup {
 impl LinkSetup {
     /// The path of the link in the newest mail, checked to start with base_url.
     pub(crate) fn link_path(&self, mails: usize) -> String {
-        let mail = self.smtp.wait_for_mails(mails).pop().unwrap();
-        let body = mail.body();
-        let link = body
-            .split_whitespace()
-            .find(|w| w.starts_with(BASE_URL))
-            .unwrap_or_else(|| panic!("no link in mail:\n{}", mail.raw));
-        let path = link.trim_start_matches(BASE_URL).to_owned();
-        assert!(path.starts_with("/l/") && path.len() == 3 + 32, "{link}");
-        path
+        link_path(&self.smtp.wait_for_mails(mails).pop().unwrap())
     }
 
     fn get(&self, path: &str) -> Page {

@@ -17,5 +17,6 @@ mod packaging;
 mod packets;
 mod pool_support;
 mod redis;
+mod second_factor;
 mod service;
 mod slapd;

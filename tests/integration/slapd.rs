@@ -80,6 +80,19 @@ impl Slapd {
         slapd
     }
 
+    /// How many binds as `dn` slapd has logged so far.
+    pub fn binds_as(&self, dn: &str) -> usize {
+        let needle = format!("BIND dn=\"{dn}\" method=");
+        self.process.as_ref().map_or(0, |p| p.count_lines(&needle))
+    }
+
+    /// Waits until slapd has logged a bind as `dn`: every operation before it
+    /// is in its log by then.
+    pub fn wait_for_bind_as(&self, dn: &str) {
+        let needle = format!("BIND dn=\"{dn}\"");
+        self.process.as_ref().expect("slapd is running").wait_for_line(&needle);
+    }
+
     /// `ldap://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.port)
@@ -96,9 +109,10 @@ impl Slapd {
             urls.push_str(&format!(" ldaps://127.0.0.1:{port}/"));
         }
         let mut cmd = Command::new("/usr/sbin/slapd");
-        // -d keeps it in the foreground (so its PID is ours); no -u/-g: it
-        // runs as whoever runs the tests, on files that user owns.
-        cmd.args(["-d", "0", "-h", &urls, "-f"])
+        // -d keeps it in the foreground (so its PID is ours), and 256 (stats)
+        // logs each operation, for [`Slapd::binds_as`]; no -u/-g: it runs as
+        // whoever runs the tests, on files that user owns.
+        cmd.args(["-d", "256", "-h", &urls, "-f"])
             .arg(self.dir.path().join("slapd.conf"));
         self.process = Some(Process::spawn("slapd", cmd));
         let port = self.port;

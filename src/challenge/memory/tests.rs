@@ -15,9 +15,23 @@ fn store() -> Arc<MemoryStore> {
 }
 
 async fn open(store: &MemoryStore, user: &str, code: u32) -> (Transaction, Opened) {
+    open_from(store, user, &here(), code).await
+}
+
+async fn open_from(store: &MemoryStore, user: &str, origin: &Origin, code: u32) -> (Transaction, Opened) {
     let tx = Transaction::random();
-    let opened = store.open(user, tx, &Otp::from_value(code, 6)).await.unwrap();
+    let opened = store.open(user, origin, tx, &Otp::from_value(code, 6)).await.unwrap();
     (tx, opened)
+}
+
+/// The origin the user logs in from.
+fn here() -> Origin {
+    Origin::Station("198.51.100.7".to_owned())
+}
+
+/// Another origin, where someone else has the user's PIN.
+fn elsewhere() -> Origin {
+    Origin::Station("203.0.113.66".to_owned())
 }
 
 #[test]
@@ -46,8 +60,14 @@ async fn pin_again_within_blocking_timeout_reuses_the_challenge() {
 async fn a_code_is_accepted_once() {
     let store = store();
     let (tx, _) = open(&store, "alice", 123456).await;
-    assert_eq!(store.answer(&tx, "alice", b"123456").await.unwrap(), Answer::Accepted);
-    assert_eq!(store.answer(&tx, "alice", b"123456").await.unwrap(), Answer::Unknown);
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
+        Answer::Accepted
+    );
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
+        Answer::Unknown
+    );
     assert_eq!(store.open_count(), 0);
 }
 
@@ -55,8 +75,14 @@ async fn a_code_is_accepted_once() {
 async fn the_state_belongs_to_its_user() {
     let store = store();
     let (tx, _) = open(&store, "alice", 123456).await;
-    assert_eq!(store.answer(&tx, "bob", b"123456").await.unwrap(), Answer::Unknown);
-    assert_eq!(store.answer(&tx, "alice", b"123456").await.unwrap(), Answer::Accepted);
+    assert_eq!(
+        store.answer(&tx, "bob", &here(), b"123456").await.unwrap(),
+        Answer::Unknown
+    );
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
+        Answer::Accepted
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -64,18 +90,21 @@ async fn wrong_answers_void_the_challenge_at_max_attempts() {
     let store = store();
     let (tx, _) = open(&store, "alice", 123456).await;
     assert_eq!(
-        store.answer(&tx, "alice", b"000000").await.unwrap(),
+        store.answer(&tx, "alice", &here(), b"000000").await.unwrap(),
         Answer::Wrong { void: false }
     );
     assert_eq!(
-        store.answer(&tx, "alice", b"000000").await.unwrap(),
+        store.answer(&tx, "alice", &here(), b"000000").await.unwrap(),
         Answer::Wrong { void: false }
     );
     assert_eq!(
-        store.answer(&tx, "alice", b"000000").await.unwrap(),
+        store.answer(&tx, "alice", &here(), b"000000").await.unwrap(),
         Answer::Wrong { void: true }
     );
-    assert_eq!(store.answer(&tx, "alice", b"123456").await.unwrap(), Answer::Unknown);
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
+        Answer::Unknown
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -83,7 +112,10 @@ async fn expired_challenges_are_swept() {
     let store = store();
     let (tx, _) = open(&store, "alice", 123456).await;
     tokio::time::advance(Duration::from_secs(601)).await;
-    assert_eq!(store.answer(&tx, "alice", b"123456").await.unwrap(), Answer::Unknown);
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
+        Answer::Unknown
+    );
     // Let the sweeper run: its deadline has passed.
     tokio::task::yield_now().await;
     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -99,7 +131,7 @@ async fn an_older_code_is_accepted_under_the_newer_state_and_closes_both() {
     let (newer, opened) = open(&store, "alice", 222222).await;
     assert_eq!(opened, Opened::New);
     assert_eq!(
-        store.answer(&newer, "alice", b"111111").await.unwrap(),
+        store.answer(&newer, "alice", &here(), b"111111").await.unwrap(),
         Answer::Accepted
     );
     assert_eq!(store.open_count(), 0);
@@ -109,8 +141,15 @@ async fn an_older_code_is_accepted_under_the_newer_state_and_closes_both() {
 async fn find_then_consume_is_single_use() {
     let store = store();
     let (tx, _) = open(&store, "alice", 123456).await;
-    assert_eq!(store.find("alice", b"123456").await.unwrap(), Some(tx));
-    assert_eq!(store.find("alice", b"654321").await.unwrap(), None);
+    assert_eq!(
+        store.find("alice", &here(), b"123456").await.unwrap(),
+        CodeMatch::Matched(tx)
+    );
+    assert_eq!(store.find("alice", &here(), b"654321").await.unwrap(), CodeMatch::Wrong);
+    assert_eq!(
+        store.find("alice", &elsewhere(), b"123456").await.unwrap(),
+        CodeMatch::NoChallenge
+    );
     assert!(store.consume("alice", &tx).await.unwrap());
     assert!(!store.consume("alice", &tx).await.unwrap());
 }
@@ -131,11 +170,17 @@ async fn open_challenges_per_user_are_bounded() {
     }
     assert_eq!(store.open_count(), MAX_OPEN_PER_USER);
     // The oldest were closed, the newest still answer.
-    assert_eq!(store.answer(&txs[0], "bob", b"100000").await.unwrap(), Answer::Unknown);
+    assert_eq!(
+        store.answer(&txs[0], "bob", &here(), b"100000").await.unwrap(),
+        Answer::Unknown
+    );
     let last = txs.len() as u32 - 1;
     let code = format!("{}", 100000 + last);
     assert_eq!(
-        store.answer(&txs[last as usize], "bob", code.as_bytes()).await.unwrap(),
+        store
+            .answer(&txs[last as usize], "bob", &here(), code.as_bytes())
+            .await
+            .unwrap(),
         Answer::Accepted
     );
 }
@@ -149,7 +194,7 @@ async fn a_link_challenge_waits_for_one_confirmation() {
     assert!(matches!(store.link_status(&token).await.unwrap(), LinkStatus::Pending { user, .. } if user == "alice"));
     for _ in 0..5 {
         assert_eq!(
-            store.answer(&tx, "alice", b"").await.unwrap(),
+            store.answer(&tx, "alice", &here(), b"").await.unwrap(),
             Answer::LinkPending,
             "no attempt used"
         );
@@ -164,12 +209,20 @@ async fn a_link_challenge_waits_for_one_confirmation() {
         "confirms once"
     );
     assert_eq!(
-        store.answer(&tx, "bob", b"").await.unwrap(),
+        store.answer(&tx, "bob", &here(), b"").await.unwrap(),
         Answer::Unknown,
         "another user's State"
     );
-    assert_eq!(store.answer(&tx, "alice", b"").await.unwrap(), Answer::Accepted);
-    assert_eq!(store.answer(&tx, "alice", b"").await.unwrap(), Answer::Unknown);
+    assert_eq!(
+        store.answer(&tx, "alice", &elsewhere(), b"").await.unwrap(),
+        Answer::Unknown,
+        "the confirmation completes only the origin's login"
+    );
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"").await.unwrap(),
+        Answer::Accepted
+    );
+    assert_eq!(store.answer(&tx, "alice", &here(), b"").await.unwrap(), Answer::Unknown);
     assert_eq!(store.link_status(&token).await.unwrap(), LinkStatus::Gone);
     assert_eq!(
         store.link_status(&LinkToken::random()).await.unwrap(),
@@ -195,6 +248,72 @@ async fn an_expired_link_is_gone_then_forgotten() {
 #[test]
 fn a_record_has_no_padding_to_spare() {
     // The memory budget (256 bytes per open challenge at a million) counts on
-    // it: the map's buckets hold a Transaction and a Record each.
-    assert_eq!(std::mem::size_of::<Record>(), 48);
+    // it: the map's buckets hold a Transaction and a Record each. The origin's
+    // 8-byte hash took it from 48 to 56 (2 bytes of padding).
+    assert_eq!(std::mem::size_of::<Record>(), 56);
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_origin_can_neither_use_nor_void_nor_learn_a_state() {
+    let store = store();
+    let (tx, _) = open(&store, "alice", 123456).await;
+    let (_, again) = open_from(&store, "alice", &elsewhere(), 222222).await;
+    assert_eq!(again, Opened::SentElsewhere, "the State is not handed out");
+    for _ in 0..5 {
+        assert_eq!(
+            store.answer(&tx, "alice", &elsewhere(), b"000000").await.unwrap(),
+            Answer::Unknown
+        );
+    }
+    assert_eq!(
+        store.answer(&tx, "alice", &elsewhere(), b"123456").await.unwrap(),
+        Answer::Unknown,
+        "not even with the right code"
+    );
+    let (_, same) = open(&store, "alice", 333333).await;
+    assert_eq!(same, Opened::AlreadySent(tx), "a retrying NAS gets the same State");
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
+        Answer::Accepted
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn wrong_codes_in_pin_and_code_void_the_origins_code_challenges() {
+    let store = store();
+    let (tx, _) = open(&store, "alice", 123456).await;
+    for _ in 0..3 {
+        store.wrong_code("alice", &elsewhere()).await.unwrap();
+    }
+    assert_eq!(
+        store.find("alice", &here(), b"123456").await.unwrap(),
+        CodeMatch::Matched(tx)
+    );
+    for _ in 0..3 {
+        store.wrong_code("alice", &here()).await.unwrap();
+    }
+    assert_eq!(
+        store.find("alice", &here(), b"123456").await.unwrap(),
+        CodeMatch::NoChallenge
+    );
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
+        Answer::Unknown
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_link_challenge_is_not_found_by_its_code() {
+    let store = store();
+    let (tx, _) = open(&store, "alice", 123456).await;
+    store.attach_link("alice", &tx, &LinkToken::random()).await.unwrap();
+    assert_eq!(
+        store.find("alice", &here(), b"123456").await.unwrap(),
+        CodeMatch::NoChallenge
+    );
+    store.wrong_code("alice", &here()).await.unwrap();
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"").await.unwrap(),
+        Answer::LinkPending
+    );
 }

@@ -1,0 +1,157 @@
+//! The decision against stub users and counting stores: what a stranger
+//! could measure from outside must not tell known users from unknown ones.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::*;
+use crate::challenge::{ChallengeSettings, MemoryStore};
+use crate::config::{Config, LoadOptions, Source};
+use crate::limits::{Lockout, MemoryLimiter, Throttled, Throttling};
+use crate::users::DirectoryError;
+
+/// alice's PIN is 1234; nobody else exists.
+struct Stub;
+
+#[async_trait::async_trait]
+impl UserDirectory for Stub {
+    async fn check_pin(&self, name: &str, pin: &[u8], gate: &dyn LockGate) -> Result<PinCheck, DirectoryError> {
+        let locked = gate.is_locked(name).await;
+        Ok(match (name, pin) {
+            ("alice", _) if locked => PinCheck::Locked("alice".to_owned()),
+            ("alice", b"1234") => PinCheck::Valid(User {
+                name: "alice".to_owned(),
+                email: "alice@example.test".parse().unwrap(),
+            }),
+            ("alice", _) => PinCheck::WrongPin("alice".to_owned()),
+            _ => PinCheck::UnknownUser,
+        })
+    }
+
+    fn len(&self) -> usize {
+        1
+    }
+}
+
+/// Counts the limiter's round trips.
+struct Counting {
+    inner: Arc<MemoryLimiter>,
+    calls: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Limiter for Counting {
+    async fn count_mail(&self, user: &str, ip: Option<&str>) -> Result<Result<(), Throttled>, StoreError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.count_mail(user, ip).await
+    }
+    async fn is_locked(&self, user: &str) -> Result<bool, StoreError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.is_locked(user).await
+    }
+    async fn failed(&self, user: &str) -> Result<bool, StoreError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.failed(user).await
+    }
+    async fn succeeded(&self, user: &str) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.succeeded(user).await
+    }
+}
+
+fn authenticator(limits: Arc<Counting>) -> Authenticator {
+    let text = "[server]\nlisten = [\"127.0.0.1:0\"]\n[[clients]]\nname = \"vpn\"\naddress = \"10.1.2.0/24\"\n\
+                secret = \"s3cret\"\n[users]\nfile = \"users.toml\"\n[email.provider]\nkind = \"file\"\n";
+    let config = Config::from_text(
+        text,
+        Source::File("/nonexistent/mailotp.toml".into()),
+        LoadOptions::default(),
+    )
+    .unwrap();
+    let (tasks, shutdown) = (TaskTracker::new(), CancellationToken::new());
+    let settings = ChallengeSettings {
+        validity: Duration::from_secs(600),
+        blocking: Duration::from_secs(120),
+        max_attempts: 3,
+    };
+    Authenticator {
+        users: ArcSwap::from_pointee(Box::new(Stub) as Box<dyn UserDirectory>),
+        challenges: MemoryStore::start(settings, &tasks, shutdown.clone()),
+        limits,
+        mail: crate::mail::start(&config.email, Duration::from_secs(1), &tasks, shutdown).unwrap(),
+        settings: ArcSwap::from_pointee(AuthSettings::from(&config.email)),
+    }
+}
+
+fn counting() -> Arc<Counting> {
+    let lockout = Lockout {
+        after: 10,
+        duration: Duration::from_secs(300),
+    };
+    let inner = MemoryLimiter::start(
+        Throttling::default(),
+        lockout,
+        &TaskTracker::new(),
+        CancellationToken::new(),
+    );
+    Arc::new(Counting {
+        inner,
+        calls: AtomicUsize::new(0),
+    })
+}
+
+fn request<'a>(user: &'a str, password: &'a [u8]) -> Request<'a> {
+    Request {
+        user,
+        password,
+        state: None,
+        challenge_mode: ChallengeMode::AccessChallenge,
+        client_ip: Some("198.51.100.7"),
+        trusted_email: None,
+        client: "vpn",
+    }
+}
+
+#[tokio::test]
+async fn unknown_and_known_users_cost_the_same_limiter_round_trips() {
+    for password in [&b"wrong"[..], b"wrong-pin-123456"] {
+        let (known, unknown) = (counting(), counting());
+        let (a, b) = (authenticator(Arc::clone(&known)), authenticator(Arc::clone(&unknown)));
+        let wrong = a.decide(&request("alice", password)).await.unwrap();
+        let nobody = b.decide(&request("mallory", password)).await.unwrap();
+        assert_eq!((wrong.code, wrong.reason), (Code::AccessReject, Reason::WrongPin));
+        assert_eq!((nobody.code, nobody.reason), (Code::AccessReject, Reason::UnknownUser));
+        assert_eq!(
+            known.calls.load(Ordering::Relaxed),
+            unknown.calls.load(Ordering::Relaxed),
+            "password {:?}",
+            String::from_utf8_lossy(password)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_pin_holder_elsewhere_gets_a_reject_without_state() {
+    let auth = authenticator(counting());
+    let first = auth.decide(&request("alice", b"1234")).await.unwrap();
+    assert_eq!(first.code, Code::AccessChallenge);
+    let elsewhere = Request {
+        client_ip: Some("203.0.113.66"),
+        ..request("alice", b"1234")
+    };
+    let refused = auth.decide(&elsewhere).await.unwrap();
+    assert_eq!(refused.code, Code::AccessReject);
+    assert_eq!((refused.state, refused.reason), (None, Reason::SentElsewhere));
+    assert_eq!(refused.reply_message.as_deref(), Some(ALREADY_SUBMITTED));
+    let again = auth.decide(&request("alice", b"1234")).await.unwrap();
+    assert_eq!(again.state, first.state, "the same origin gets the same State");
+}
+
+#[test]
+fn addresses_are_masked() {
+    assert_eq!(mask("alice@example.com"), "a***@example.com");
+    assert_eq!(mask("weird"), "your e-mail address");
+}
