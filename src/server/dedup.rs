@@ -139,14 +139,9 @@ impl DuplicateCache {
             .pop_expired(now)
             .collect();
         for key in due {
-            let removed = self
-                .slots
-                .remove_if(&key, |_, slot| !matches!(slot, Slot::InProgress));
+            let removed = self.slots.remove_if(&key, |_, slot| !matches!(slot, Slot::InProgress));
             if removed.is_none() && self.slots.contains_key(&key) {
-                self.expiry
-                    .lock()
-                    .expect("expiry lock poisoned")
-                    .push(now + TTL, key);
+                self.expiry.lock().expect("expiry lock poisoned").push(now + TTL, key);
             }
         }
     }
