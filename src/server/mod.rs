@@ -8,8 +8,9 @@
 //! answered. Capacity is two separate things: PIN requests (no State) take a
 //! place in their client's share ([`PinShares`]) and wait for the hash
 //! threads under their client's [`PIN_LANE`]; Status-Server and State
-//! answers take one of `max_in_flight`, so they never wait behind PIN checks. The decision itself lives in `auth`; this module never looks at
-//! users, codes or mail.
+//! answers take one of `max_in_flight`, so they never wait behind PIN checks.
+//! The decision itself lives in `auth`; this module never looks at users,
+//! codes or mail.
 
 mod batch;
 mod check;
