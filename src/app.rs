@@ -183,6 +183,7 @@ async fn start(
     let clients = Clients::new(config.clients.clone());
     let mut ctx = Context::new(clients, auth, config.server.max_in_flight, Arc::clone(&health));
     ctx.drop_log_interval = config.server.drop_log_interval;
+    ctx.pin_shares = crate::server::PinShares::new(config.server.pin_queue_per_client);
     Ok(Running {
         ctx: Arc::new(ctx),
         store,

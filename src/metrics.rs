@@ -21,15 +21,19 @@ pub enum DropReason {
     BadPassword,
     /// A retransmission of a request still being worked on.
     DuplicateInProgress,
-    /// `max_in_flight` requests are being worked on, or the duplicate cache is full.
+    /// `max_in_flight` Status-Server and State answers are being worked on, or
+    /// the duplicate cache is full.
     Overloaded,
+    /// A PIN request beyond its client's share of the PIN-check queue
+    /// (`pin_queue_per_client`).
+    PinQueueFull,
     /// The challenge store or user directory could not be reached.
     BackendUnavailable,
 }
 
 impl DropReason {
     /// Every reason, in the order of [`Metrics::drops`].
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::UnknownClient,
         DropReason::Malformed,
         DropReason::UnsupportedCode,
@@ -38,6 +42,7 @@ impl DropReason {
         DropReason::BadPassword,
         DropReason::DuplicateInProgress,
         DropReason::Overloaded,
+        DropReason::PinQueueFull,
         DropReason::BackendUnavailable,
     ];
 
@@ -52,6 +57,7 @@ impl DropReason {
             DropReason::BadPassword => "bad-user-password",
             DropReason::DuplicateInProgress => "duplicate-in-progress",
             DropReason::Overloaded => "overloaded",
+            DropReason::PinQueueFull => "pin-queue-full",
             DropReason::BackendUnavailable => "backend-unavailable",
         }
     }

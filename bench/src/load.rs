@@ -6,7 +6,7 @@
 //! A run stops at its time limit, or when the workload has nothing left.
 
 use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
@@ -32,6 +32,9 @@ pub trait Workload: Sync {
 pub struct Drive {
     /// The server.
     pub target: SocketAddr,
+    /// The loopback address the load sockets send from (the server tells
+    /// its clients apart by it).
+    pub source: IpAddr,
     /// The client's shared secret.
     pub secret: Vec<u8>,
     /// Requests in flight in total (spread over the threads).
@@ -117,7 +120,7 @@ struct Slot {
 }
 
 fn one_socket(drive: &Drive, in_flight: usize, workload: &dyn Workload) -> Outcome {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a load socket on loopback");
+    let socket = UdpSocket::bind((drive.source, 0)).expect("bind a load socket on loopback");
     socket.connect(drive.target).expect("connect the load socket");
     socket
         .set_read_timeout(Some(Duration::from_millis(5)))

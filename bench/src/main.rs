@@ -49,8 +49,8 @@ struct Args {
     /// Open challenges for the memory figure.
     #[arg(long, default_value_t = 1_000_000)]
     memory_challenges: usize,
-    /// Run only these scenarios (comma-separated numbers 1-5); the memory
-    /// figure (6) is skipped unless 6 is listed. Default: all.
+    /// Run only these scenarios (comma-separated numbers 1-5 and 7); the
+    /// memory figure (6) is skipped unless 6 is listed. Default: all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<u8>,
     /// Use this mailotp binary instead of building the workspace's in release.
@@ -94,6 +94,7 @@ fn run(args: &Args) -> Result<(), String> {
         server_cpus: args.server_cpus.clone(),
         drive: load::Drive {
             target: ([127, 0, 0, 1], 0).into(),
+            source: [127, 0, 0, 1].into(),
             secret: procs::SECRET.as_bytes().to_vec(),
             in_flight: args.in_flight,
             threads: args.load_threads,

@@ -3,7 +3,8 @@
 //! (CPU time, peak RSS). Children are killed by PID when their guard drops.
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,12 +21,16 @@ pub const PIN: &str = "bench-pin-7731";
 pub const FIXED_OTP: &str = "246810";
 /// FreeRADIUS's one PAP user.
 pub const PAP_USER: &str = "pap-user";
+/// Where mailotp's second client (`flood`) sends from.
+pub const FLOOD_SOURCE: [u8; 4] = [127, 0, 0, 2];
 
 /// A running server.
 pub struct Server {
     child: Child,
     /// Where it answers.
     pub addr: SocketAddr,
+    /// mailotp's `/metrics` listener.
+    metrics: Option<SocketAddr>,
     _dir: tempfile::TempDir,
 }
 
@@ -68,6 +73,19 @@ impl Server {
             hwm_kib,
         }
     }
+
+    /// mailotp's `mailotp_drops_total{reason}` now, read from `/metrics`.
+    pub fn drops(&self, reason: &str) -> Option<u64> {
+        let mut stream = TcpStream::connect(self.metrics?).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        let series = format!("mailotp_drops_total{{reason=\"{reason}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    }
 }
 
 /// A loopback UDP port that was free a moment ago.
@@ -78,7 +96,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(dir: tempfile::TempDir, addr: SocketAddr, cpus: &str, program: &Path, args: &[&str]) -> Server {
+fn spawn(
+    dir: tempfile::TempDir,
+    (addr, metrics): (SocketAddr, Option<SocketAddr>),
+    cpus: &str,
+    program: &Path,
+    args: &[&str],
+) -> Server {
     let log = std::fs::File::create(dir.path().join("server.log")).expect("create the server log");
     let child = Command::new("taskset")
         .arg("-c")
@@ -90,7 +114,12 @@ fn spawn(dir: tempfile::TempDir, addr: SocketAddr, cpus: &str, program: &Path, a
         .stderr(log)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-    let server = Server { child, addr, _dir: dir };
+    let server = Server {
+        child,
+        addr,
+        metrics,
+        _dir: dir,
+    };
     wait_ready(&server);
     server
 }
@@ -197,7 +226,13 @@ client bench {{
     make_private(dir.path());
     let dir_arg = dir.path().display().to_string();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    spawn(dir, addr, cpus, Path::new("freeradius"), &["-f", "-d", &dir_arg])
+    spawn(
+        dir,
+        (addr, None),
+        cpus,
+        Path::new("freeradius"),
+        &["-f", "-d", &dir_arg],
+    )
 }
 
 fn make_private(dir: &Path) {
@@ -220,9 +255,15 @@ pub struct Users {
 
 /// mailotp in `--test-mode` with the fixed code, the file mail provider and
 /// no blocking timeout, in a temp dir; `server_extra` is added to `[server]`.
+/// Besides the bench client it has `flood` on [`FLOOD_SOURCE`] (same secret),
+/// and `/metrics` on a free port.
 pub fn mailotp(binary: &Path, cpus: &str, users: &Users, server_extra: &str) -> Server {
     let dir = in_memory_dir();
     let port = free_port();
+    let metrics_port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind loopback")
+        .port();
     let mut text = String::with_capacity((users.cheap + users.storm) * 160);
     for (prefix, n, hash) in [
         ("cheap", users.cheap, &users.cheap_hash),
@@ -246,6 +287,14 @@ name = "bench"
 address = "127.0.0.1"
 secret = "{SECRET}"
 
+[[clients]]
+name = "flood"
+address = "127.0.0.2"
+secret = "{SECRET}"
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+
 [users]
 file = "users.toml"
 
@@ -264,7 +313,14 @@ outbox = "outbox"
     std::fs::write(&config_path, config).expect("write mailotp.toml");
     let config_arg = config_path.display().to_string();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    spawn(dir, addr, cpus, binary, &["serve", "-c", &config_arg, "--test-mode"])
+    let metrics = SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    spawn(
+        dir,
+        (addr, Some(metrics)),
+        cpus,
+        binary,
+        &["serve", "-c", &config_arg, "--test-mode"],
+    )
 }
 
 /// A temp dir on tmpfs where there is one, for the mail outbox. On ext4 the

@@ -23,6 +23,7 @@ pub struct Figures {
 #[derive(Debug, Default)]
 pub struct Table {
     rows: Vec<(String, Vec<Figures>)>,
+    counts: Vec<(String, Vec<u64>)>,
 }
 
 impl Table {
@@ -31,6 +32,14 @@ impl Table {
         match self.rows.iter_mut().find(|(n, _)| n == name) {
             Some((_, runs)) => runs.push(figures),
             None => self.rows.push((name.to_owned(), vec![figures])),
+        }
+    }
+
+    /// Records one run's value of a count printed under the table.
+    pub fn count(&mut self, name: &str, value: u64) {
+        match self.counts.iter_mut().find(|(n, _)| n == name) {
+            Some((_, runs)) => runs.push(value),
+            None => self.counts.push((name.to_owned(), vec![value])),
         }
     }
 
@@ -66,6 +75,10 @@ impl Table {
                 fmt(f.rss_mib, 1),
                 f.failed
             );
+        }
+        for (name, runs) in &self.counts {
+            let shown: Vec<String> = runs.iter().map(u64::to_string).collect();
+            let _ = writeln!(out, "\n{name}: {} (per run)", shown.join(", "));
         }
         out
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::load::{self, Drive, Outcome, Workload};
 use crate::procs::{self, Server, Users};
 use crate::report::{Figures, Table};
-use crate::workloads::{Answers, Pap, Pins, StatusServer};
+use crate::workloads::{Answers, Pap, Pins, StatusServer, Strangers};
 
 /// Requests in flight on the PIN path: enough to keep every hash worker busy.
 const PIN_IN_FLIGHT: usize = 16;
@@ -16,6 +16,11 @@ const PIN_IN_FLIGHT: usize = 16;
 const PROBE_IN_FLIGHT: usize = 4;
 /// How many `storm-N` users (production-cost hashes) the PIN path cycles over.
 const STORM_USERS: usize = 64;
+/// Requests in flight from the flooding client (over two sockets): far more
+/// than its share of the PIN-check queue (64 by default).
+const FLOOD_IN_FLIGHT: usize = 512;
+/// Honest PIN requests in flight from the other client during the flood.
+const HONEST_IN_FLIGHT: usize = 2;
 
 /// Everything a run needs.
 pub struct Plan {
@@ -138,6 +143,9 @@ pub fn run_all(plan: &Plan, table: &mut Table) {
     if plan.wants(5) {
         saturated(plan, table);
     }
+    if plan.wants(7) {
+        flood(plan, table);
+    }
 }
 
 /// Scenario 5: the PIN path saturates the hash pool while Status-Server and
@@ -165,7 +173,9 @@ fn saturated(plan: &Plan, table: &mut Table) {
             a.join().expect("load"),
         )
     });
-    table.add("5a. PIN path while saturated (16 in flight)", figures(&mut p, None));
+    let mut pin_figures = figures(&mut p, None);
+    pin_figures.rss_mib = server.usage().hwm_kib as f64 / 1024.0;
+    table.add("5a. PIN path while saturated (16 in flight)", pin_figures);
     table.add(
         "5b. Status-Server while PIN path saturated (4 in flight)",
         figures(&mut s, None),
@@ -174,4 +184,46 @@ fn saturated(plan: &Plan, table: &mut Table) {
         "5c. challenge answers while PIN path saturated (4 in flight)",
         figures(&mut a, None),
     );
+}
+
+/// Scenario 7: one client floods unknown-user PINs far beyond its share of
+/// the PIN-check queue (a flood request unanswered after 0.5 s is replaced),
+/// while another client's users send their right PINs, 2 in flight (lost
+/// after 1 s). The
+/// honest row's p99 and loss are the point; the flood row's loss is its
+/// requests unanswered within 0.5 s, mostly those the server dropped as
+/// `pin-queue-full` (its own count is printed under the table).
+fn flood(plan: &Plan, table: &mut Table) {
+    let server = plan.mailotp(0, STORM_USERS);
+    let flood_drive = Drive {
+        source: procs::FLOOD_SOURCE.into(),
+        ..plan.drive_with(&server, FLOOD_IN_FLIGHT, Duration::from_millis(500))
+    };
+    // 1 s, well inside the run: a request the kernel dropped (a full socket
+    // buffer) must count as lost, not stay in flight until the run ends.
+    let honest_drive = Drive {
+        threads: 1,
+        ..plan.drive_with(&server, HONEST_IN_FLIGHT, Duration::from_secs(1))
+    };
+    let pins = Pins::new("storm", STORM_USERS, false);
+    let (mut f, mut h) = std::thread::scope(|scope| {
+        let f = scope.spawn(|| load::run(&flood_drive, &Strangers::default()));
+        let h = scope.spawn(|| load::run(&honest_drive, &pins));
+        (f.join().expect("load"), h.join().expect("load"))
+    });
+    let peak = server.usage().hwm_kib as f64 / 1024.0;
+    let mut flood_figures = figures(&mut f, None);
+    flood_figures.rss_mib = peak;
+    let mut honest = figures(&mut h, None);
+    honest.rss_mib = peak;
+    table.add(
+        "7a. PIN flood from one client (unknown users, 512 in flight)",
+        flood_figures,
+    );
+    table.add("7b. right PINs from another client during 7a (2 in flight)", honest);
+    let dropped = server.drops("pin-queue-full").unwrap_or_else(|| {
+        eprintln!("  warning: cannot read pin-queue-full from /metrics");
+        0
+    });
+    table.count("7. flood requests dropped as pin-queue-full (server's count)", dropped);
 }

@@ -90,6 +90,28 @@ impl Workload for Pins {
     }
 }
 
+/// A PIN flood: every request a new unknown user (`stranger-N`), so each
+/// costs the dummy hash, and gets Access-Reject.
+#[derive(Default)]
+pub struct Strangers {
+    next: AtomicUsize,
+}
+
+impl Workload for Strangers {
+    fn next(&self, id: u8, authenticator: &[u8; 16]) -> Option<Outgoing> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let name = format!("stranger-{n}");
+        Some(access_request(
+            id,
+            authenticator,
+            &[user_attr(&name)],
+            PIN,
+            Code::AccessReject,
+            n,
+        ))
+    }
+}
+
 /// The challenge-answer path: State + the code of a pre-opened challenge →
 /// Access-Accept; each challenge is answered once.
 pub struct Answers {

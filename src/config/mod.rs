@@ -199,8 +199,12 @@ pub struct Client {
 pub struct ServerConfig {
     /// Addresses to answer on.
     pub listen: Vec<SocketAddr>,
-    /// Requests worked on at once; more are dropped and counted.
+    /// Status-Server and State answers worked on at once; more are dropped
+    /// and counted.
     pub max_in_flight: usize,
+    /// PIN requests of one client waiting or being checked; more from that
+    /// client are dropped and counted (`pin-queue-full`).
+    pub pin_queue_per_client: usize,
     /// PIN hashes computed at once (default: one per CPU core).
     pub hash_workers: usize,
     /// Kernel receive buffer per socket in bytes (`SO_RCVBUF`); unset: the system default.

@@ -79,6 +79,12 @@ pub(super) struct RawServer {
     pub shutdown_grace: u64,
     #[serde(default = "default_drop_log_interval")]
     pub drop_log_interval: u64,
+    #[serde(default = "default_pin_queue_per_client")]
+    pub pin_queue_per_client: usize,
+}
+
+fn default_pin_queue_per_client() -> usize {
+    crate::server::DEFAULT_PIN_QUEUE_PER_CLIENT
 }
 
 fn default_max_in_flight() -> usize {

@@ -157,6 +157,16 @@ fn drop_log_interval_defaults_to_ten_seconds_and_refuses_zero() {
     );
 }
 
+#[test]
+fn pin_queue_per_client_defaults_to_64_and_refuses_zero() {
+    assert_eq!(load(MINIMAL).unwrap().server.pin_queue_per_client, 64);
+    let text = MINIMAL.replace("[server]\n", "[server]\npin_queue_per_client = 0\n");
+    assert_eq!(
+        error_of(&text),
+        "/etc/mailotp/mailotp.toml: key `server.pin_queue_per_client`: must be at least 1"
+    );
+}
+
 fn with_state(state: &str) -> String {
     format!("{MINIMAL}\n[state]\n{state}\n")
 }

@@ -127,9 +127,13 @@ impl<'a> Validator<'a> {
         if raw.drop_log_interval == 0 {
             return Err(self.err("server.drop_log_interval", "must be at least 1 second"));
         }
+        if raw.pin_queue_per_client == 0 {
+            return Err(self.err("server.pin_queue_per_client", "must be at least 1"));
+        }
         Ok(ServerConfig {
             listen,
             max_in_flight: raw.max_in_flight,
+            pin_queue_per_client: raw.pin_queue_per_client,
             hash_workers,
             receive_buffer: raw.receive_buffer,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace),

@@ -2,7 +2,9 @@
 //! address and port, identifier and Request Authenticator — gets the bytes of
 //! the first answer again, and a copy that arrives while the first is still
 //! being worked on is dropped, so no request is decided (or mailed) twice.
-//! Entries live [`TTL`]; the cache holds at most `capacity` of them.
+//! Answers live [`TTL`]; a request being decided stays until it is answered
+//! or forgotten, however long that takes. The cache holds at most `capacity`
+//! entries.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -125,7 +127,10 @@ impl DuplicateCache {
         self.slots.remove(key);
     }
 
-    /// Drops entries older than [`TTL`].
+    /// Drops answers older than [`TTL`]. A request still being decided is
+    /// kept however old it is (a PIN check behind a slow directory may take
+    /// longer than the TTL): dropping it would let a retransmission be
+    /// decided, and mailed, a second time. It is looked at again a TTL later.
     pub fn sweep(&self, now: Instant) {
         let due: Vec<RequestKey> = self
             .expiry
@@ -134,7 +139,10 @@ impl DuplicateCache {
             .pop_expired(now)
             .collect();
         for key in due {
-            self.slots.remove(&key);
+            let removed = self.slots.remove_if(&key, |_, slot| !matches!(slot, Slot::InProgress));
+            if removed.is_none() && self.slots.contains_key(&key) {
+                self.expiry.lock().expect("expiry lock poisoned").push(now + TTL, key);
+            }
         }
     }
 
@@ -168,6 +176,25 @@ mod tests {
         assert!(matches!(cache.check(key(1)), Seen::InProgress));
         cache.answered(key(1), Arc::from(&b"answer"[..]));
         assert!(matches!(cache.check(key(1)), Seen::Answered(b) if &*b == b"answer"));
+        tokio::time::advance(TTL).await;
+        cache.sweep(Instant::now());
+        assert!(matches!(cache.check(key(1)), Seen::New));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_still_being_decided_outlives_the_ttl() {
+        let cache = DuplicateCache::new(10);
+        assert!(matches!(cache.check(key(1)), Seen::New));
+        assert!(matches!(cache.check(key(2)), Seen::New));
+        cache.answered(key(2), Arc::from(&b"two"[..]));
+        for _ in 0..3 {
+            tokio::time::advance(TTL).await;
+            cache.sweep(Instant::now());
+            assert!(matches!(cache.check(key(1)), Seen::InProgress), "key 1 forgotten");
+        }
+        assert!(matches!(cache.check(key(2)), Seen::New), "the answer expired");
+        // Once answered, it lives one more TTL, like any answer.
+        cache.answered(key(1), Arc::from(&b"one"[..]));
         tokio::time::advance(TTL).await;
         cache.sweep(Instant::now());
         assert!(matches!(cache.check(key(1)), Seen::New));

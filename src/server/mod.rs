@@ -5,12 +5,17 @@
 //! Checks run in a fixed order, cheapest first, and each drop is counted:
 //! unknown client, malformed packet, unsupported code, Message-Authenticator,
 //! User-Password framing, duplicate, capacity. Nothing that fails them is ever
-//! answered. The decision itself lives in `auth`; this module never looks at
-//! users, codes or mail.
+//! answered. Capacity is two separate things: PIN requests (no State) take a
+//! place in their client's share ([`PinShares`]) and wait for the hash
+//! threads under their client's [`PIN_LANE`]; Status-Server and State
+//! answers take one of `max_in_flight`, so they never wait behind PIN checks.
+//! The decision itself lives in `auth`; this module never looks at users,
+//! codes or mail.
 
 mod batch;
 mod check;
 mod dedup;
+mod shares;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -27,12 +32,14 @@ use tokio_util::task::TaskTracker;
 use batch::{Inbox, Outbox};
 pub use check::{check_request, SINGLE_VALUED};
 pub use dedup::{DuplicateCache, RequestKey, Seen, TTL as DUPLICATE_TTL};
+pub use shares::{PinShares, DEFAULT_PIN_QUEUE_PER_CLIENT};
 
 use crate::auth::{Authenticator, Decision, Reason, Request, Unavailable};
 use crate::config::Client;
 use crate::dictionary::Dictionary;
 use crate::health::Health;
 use crate::metrics::{DropReason, Metrics};
+use crate::users::PIN_LANE;
 use crate::wire::{self, attr, Code, Packet, ResponseBuilder};
 
 /// Largest datagram read; longer ones are cut, and RFC 2865 §3 says octets past
@@ -40,7 +47,8 @@ use crate::wire::{self, attr, Code, Packet, ResponseBuilder};
 const RECEIVE_BUFFER: usize = wire::MAX_PACKET_LEN + 1;
 /// Requests remembered by the duplicate cache at most.
 const DUPLICATE_CACHE_CAPACITY: usize = 100_000;
-/// How often a client missing Message-Authenticator is logged.
+/// How often a client missing Message-Authenticator, or one whose PIN
+/// share is full, is logged.
 const MISSING_MA_LOG_INTERVAL: Duration = Duration::from_secs(60);
 /// `drop_log_interval` when the caller sets none.
 const DEFAULT_DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -77,13 +85,17 @@ pub struct Context {
     pub metrics: Metrics,
     /// Recent requests and answers.
     pub duplicates: DuplicateCache,
-    /// Bounds the requests worked on at once (`max_in_flight`).
+    /// Bounds the Status-Server and State answers worked on at once
+    /// (`max_in_flight`); PIN requests have `pin_shares` instead.
     pub in_flight: Arc<Semaphore>,
+    /// Each client's share of the PIN-check queue (`pin_queue_per_client`).
+    pub pin_shares: PinShares,
     /// Backend health, shared with the backends that report to it.
     pub health: Arc<Health>,
     /// How often drops are summed up in the log (`drop_log_interval`).
     pub drop_log_interval: Duration,
     missing_ma_logged: DashMap<String, Instant>,
+    share_full_logged: DashMap<String, Instant>,
 }
 
 impl Context {
@@ -95,9 +107,11 @@ impl Context {
             metrics: Metrics::default(),
             duplicates: DuplicateCache::new(DUPLICATE_CACHE_CAPACITY),
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            pin_shares: PinShares::default(),
             health,
             drop_log_interval: DEFAULT_DROP_LOG_INTERVAL,
             missing_ma_logged: DashMap::new(),
+            share_full_logged: DashMap::new(),
         }
     }
 }
@@ -216,12 +230,13 @@ async fn handle(
         } => {
             let datagram = datagram.to_vec();
             let (socket, ctx) = (Arc::clone(socket), Arc::clone(ctx));
-            tasks.spawn(async move {
+            let lane: Arc<str> = Arc::from(client.name.as_str());
+            tasks.spawn(PIN_LANE.scope(lane, async move {
                 let _permit = permit;
                 if let Some(bytes) = respond(&ctx, &client, key, &datagram).await {
                     send(&socket, &bytes, source).await;
                 }
-            });
+            }));
         }
     }
 }
@@ -264,30 +279,60 @@ fn screen(ctx: &Context, datagram: &[u8], source: SocketAddr) -> Screened {
         Seen::Answered(bytes) => return Screened::Resend(bytes),
         Seen::Full => return Screened::Drop(DropReason::Overloaded),
     }
-    let Ok(permit) = Arc::clone(&ctx.in_flight).try_acquire_owned() else {
+    // Without State an Access-Request needs the PIN checked (a hash or an
+    // LDAP bind): it waits in its client's share, never in `in_flight`.
+    let pin_check = packet.code() != Code::StatusServer && packet.first(attr::STATE).is_none();
+    let permit = if pin_check {
+        ctx.pin_shares.try_acquire(&client.name)
+    } else {
+        Arc::clone(&ctx.in_flight).try_acquire_owned().ok()
+    };
+    let Some(permit) = permit else {
         ctx.duplicates.forget(&key);
+        if pin_check {
+            log_share_full(ctx, client);
+            return Screened::Drop(DropReason::PinQueueFull);
+        }
         return Screened::Drop(DropReason::Overloaded);
     };
     Screened::Work {
         client: Arc::clone(client),
         key,
         permit,
-        at_once: packet.code() == Code::StatusServer
-            || (packet.first(attr::STATE).is_some() && ctx.auth.challenges.answers_at_once()),
+        at_once: !pin_check && (packet.code() == Code::StatusServer || ctx.auth.challenges.answers_at_once()),
     }
 }
 
 /// Admins see why a NAS gets no answers, without a line per packet.
 fn log_missing_ma(ctx: &Context, client: &Client) {
-    let now = Instant::now();
-    let mut last = ctx
-        .missing_ma_logged
-        .entry(client.name.clone())
-        .or_insert(now - MISSING_MA_LOG_INTERVAL);
-    if now.duration_since(*last) >= MISSING_MA_LOG_INTERVAL {
-        *last = now;
+    if due(&ctx.missing_ma_logged, client) {
         tracing::warn!(client = %client.name, "dropping requests without Message-Authenticator (require_message_authenticator = true, or Status-Server); logged once a minute");
     }
+}
+
+/// Names the flooding client, which the per-reason drop sums do not.
+fn log_share_full(ctx: &Context, client: &Client) {
+    if due(&ctx.share_full_logged, client) {
+        tracing::warn!(
+            client = %client.name,
+            pin_queue_per_client = ctx.pin_shares.per_client(),
+            "dropping PIN requests beyond this client's share of the PIN-check queue (pin-queue-full); logged once a minute"
+        );
+    }
+}
+
+/// Whether a once-a-minute line about `client` is due in `logged`, and
+/// marks it logged when it is.
+fn due(logged: &DashMap<String, Instant>, client: &Client) -> bool {
+    let now = Instant::now();
+    let mut last = logged
+        .entry(client.name.clone())
+        .or_insert(now - MISSING_MA_LOG_INTERVAL);
+    let due = now.duration_since(*last) >= MISSING_MA_LOG_INTERVAL;
+    if due {
+        *last = now;
+    }
+    due
 }
 
 /// Decides a screened request and writes its log line; the signed answer,
@@ -408,46 +453,4 @@ async fn send(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::dictionary::WireAttribute;
-    use crate::wire::{verify_message_authenticator, MaCheck};
-
-    #[test]
-    fn proxy_state_survives_when_reply_attributes_fill_the_packet() {
-        let mut request = vec![1, 7, 0, 0];
-        request.extend_from_slice(&[3; 16]);
-        for ps in [&b"proxy-1"[..], b"proxy-2"] {
-            request.extend_from_slice(&[attr::PROXY_STATE, ps.len() as u8 + 2]);
-            request.extend_from_slice(ps);
-        }
-        let len = request.len() as u16;
-        request[2..4].copy_from_slice(&len.to_be_bytes());
-        let request = Packet::decode(&request).unwrap();
-        let big = WireAttribute {
-            attr_type: attr::CLASS,
-            value: vec![b'c'; 250],
-        };
-        let decision = Decision {
-            attributes: vec![big; 20],
-            ..Decision::accept(Reason::OtpAccepted)
-        };
-        let bytes = encode_response(&request, &decision, b"s");
-        let response = Packet::decode(&bytes).unwrap();
-        assert!(bytes.len() <= wire::MAX_PACKET_LEN);
-        let proxy: Vec<&[u8]> = response
-            .attributes()
-            .filter(|a| a.attr_type == attr::PROXY_STATE)
-            .map(|a| a.value)
-            .collect();
-        assert_eq!(proxy, [&b"proxy-1"[..], b"proxy-2"]);
-        assert!(
-            response.count(attr::CLASS) < 20,
-            "reply attributes were cut, not Proxy-State"
-        );
-        assert_eq!(
-            verify_message_authenticator(&response, Some(request.authenticator()), b"s"),
-            MaCheck::Valid
-        );
-    }
-}
+mod tests;

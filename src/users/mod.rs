@@ -32,7 +32,7 @@ use crate::dictionary::WireAttribute;
 use crate::health::Health;
 
 pub use file::{load_file, FileUsers};
-pub use hash::{HashPool, HashStats};
+pub use hash::{HashPool, HashStats, PIN_LANE};
 pub use ldap::LdapUsers;
 
 /// A user whose PIN was right.

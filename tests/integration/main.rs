@@ -5,6 +5,7 @@ mod attributes;
 mod certs;
 mod core_flow;
 mod fast_path;
+mod flood;
 mod floods_http;
 mod freeradius;
 mod hardening;
