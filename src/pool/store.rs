@@ -3,13 +3,31 @@
 //! Keys (all with a TTL, so nothing is swept):
 //! - `mailotp:c:{state}`: a hash with the user (`u`), the keyed digest of the
 //!   code (`d`, sealed with a key derived from the pool key: a read of Redis
-//!   hands out no codes), blocking-until in Redis server milliseconds (`b`) and
-//!   wrong attempts (`a`); it expires with the challenge;
+//!   hands out no codes), the record's MAC (`m`), blocking-until in Redis
+//!   server milliseconds (`b`) and wrong attempts (`a`); it expires with the
+//!   challenge;
 //! - `mailotp:u:{user}`: the user's challenges, oldest first, for "PIN again
 //!   within blocking_timeout" and "a code of any of the user's challenges";
-//! - `mailotp:k:{digest of a link token}` (link delivery): the State, user and
-//!   opening time; the challenge's `k` says whether its link is pending (`p`)
-//!   or confirmed (`c`); kept an hour past the challenge, for "410 Gone".
+//! - `mailotp:k:{digest of a link token}` (link delivery): the State (`t`),
+//!   user (`u`), opening time (`o`) and their MAC (`m`); the challenge's `k`
+//!   says whether its link is pending (`p`) or confirmed (`c`), followed by a
+//!   MAC of that mark; kept an hour past the challenge, for "410 Gone".
+//!
+//! Redis is not trusted ([`super::record`]): every challenge read is checked
+//! in Rust before it counts. `m` covers the key name (so the State) and the
+//! immutable fields in [`challenge_fields`] order; the record must also be
+//! the user's. A list entry whose record fails is ignored, so a State pushed
+//! into `mailotp:u:{user}` by someone else never counts. The link mark `k`
+//! carries its own MAC over the key name and the mark, written by the
+//! instance that attached (`p`) or confirmed (`c`) the link; only a confirm
+//! of a checked link record writes `c`, so it is honoured for link challenges
+//! only, and a PIN+code never completes a link challenge. Not covered, on
+//! purpose: the counters the scripts update in place. `a` (wrong attempts)
+//! could be reset, but deleting the record resets it too, and the code's 10^6
+//! values against `max_attempts` per challenge and the mail throttles still
+//! bound guessing; `b` (blocking-until) could be pushed out, which only makes
+//! the user's PIN get the State already open (a checked one) instead of a new
+//! mail until the challenge expires: denial of service, as deleting is.
 //!
 //! Codes are compared here, in constant time, against the digests a script
 //! returns; the changes (open, consume, a wrong attempt) are Lua scripts, so
@@ -17,29 +35,32 @@
 //! at the same instant, one gets it. Times come from Redis (`TIME`), so the
 //! instances' clocks need not agree.
 
+mod link;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use redis::Script;
 
-use super::{millis, Redis, KEY_PREFIX};
+use super::record::{bad_record, RecordKey};
+use super::{millis, PoolKeys, Redis, KEY_PREFIX};
 use crate::challenge::{
     Answer, ChallengeSettings, ChallengeStore, LinkStatus, LinkToken, Opened, StoreError, Transaction,
     MAX_OPEN_PER_USER,
 };
 use crate::otp::{CodeDigest, CodeSealer, Otp};
 
-/// KEYS[1] user list; ARGV prefix, state, user, digest, validity ms, blocking ms, max open.
-/// Returns the newest challenge's State while it blocks, else opens and returns nil.
+/// KEYS[1] user list; ARGV prefix, state, user, digest, validity ms, blocking
+/// ms, max open, MAC. Returns the newest challenge's State while it blocks
+/// (to be checked: it may be forged), else opens and returns nil.
 const OPEN: &str = r"
 local p = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local live = {}
 for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if redis.call('EXISTS', p .. 'c:' .. tx) == 1 then live[#live + 1] = tx
+  if redis.call('HGET', p .. 'c:' .. tx, 'u') == ARGV[3] then live[#live + 1] = tx
   else redis.call('LREM', KEYS[1], 0, tx) end
 end
 if #live > 0 then
@@ -53,60 +74,59 @@ while #live - i + 1 >= tonumber(ARGV[7]) do
   i = i + 1
 end
 local c = p .. 'c:' .. ARGV[2]
-redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'b', now + tonumber(ARGV[6]), 'a', 0)
+redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'm', ARGV[8], 'b', now + tonumber(ARGV[6]), 'a', 0)
 redis.call('PEXPIRE', c, ARGV[5])
 redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return false
 ";
 
-/// KEYS[1] user list; ARGV prefix. Returns State, digest, link mark (`p`
-/// pending, `c` confirmed, empty: no link), … of the user's open challenges.
+/// KEYS[1] user list; ARGV prefix. Returns [`READ_FIELDS`] values per
+/// challenge of the list: State, user, digest, MAC, link mark (empty: none).
 const DIGESTS: &str = r"
 local out = {}
 for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local c = ARGV[1] .. 'c:' .. tx
-  local d = redis.call('HGET', c, 'd')
-  if d then
-    out[#out + 1] = tx; out[#out + 1] = d; out[#out + 1] = redis.call('HGET', c, 'k') or ''
+  local r = redis.call('HMGET', ARGV[1] .. 'c:' .. tx, 'u', 'd', 'm', 'k')
+  if r[2] then
+    out[#out + 1] = tx
+    for i = 1, 4 do out[#out + 1] = r[i] or '' end
   end
 end
 return out
 ";
 
-/// KEYS[1] link; ARGV prefix, State, user, opened (Unix s), memory ms. Marks
-/// the challenge as waiting for its link; the link outlives it by `memory`.
-const ATTACH_LINK: &str = r"
-local c = ARGV[1] .. 'c:' .. ARGV[2]
-local ttl = redis.call('PTTL', c)
-if ttl <= 0 then return 0 end
-redis.call('HSET', c, 'k', 'p')
-redis.call('HSET', KEYS[1], 't', ARGV[2], 'u', ARGV[3], 'o', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ttl + tonumber(ARGV[5]))
-return 1
-";
+/// Values [`DIGESTS`] returns per challenge.
+const READ_FIELDS: usize = 5;
 
-/// KEYS[1] link; ARGV prefix, confirm (1/0). {0}: unknown; {1}: gone;
-/// {2, user, opened}: pending (and now confirmed, with confirm).
-const LINK: &str = r"
-local e = redis.call('HMGET', KEYS[1], 't', 'u', 'o')
-if not e[1] then return {0, '', '0'} end
-local c = ARGV[1] .. 'c:' .. e[1]
-if redis.call('HGET', c, 'k') ~= 'p' then return {1, '', '0'} end
-if ARGV[2] == '1' then redis.call('HSET', c, 'k', 'c') end
-return {2, e[2], e[3]}
-";
-
-/// How long a used or expired link is remembered after its challenge, so
-/// that it gets "410 Gone" rather than "404 Not Found" (as in memory).
-const LINK_MEMORY: Duration = Duration::from_secs(3600);
-
-/// One of a user's open challenges, as `answer` and `find` need it.
+/// One of a user's open challenges, checked, as `answer` and `find` need it.
 struct OpenChallenge {
     tx: Transaction,
     digest: CodeDigest,
-    /// `b'p'`: waiting for its link; `b'c'`: link confirmed; 0: no link.
-    link: u8,
+    link: Link,
+}
+
+/// Where a challenge's link stands, from its checked mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// An OTP challenge.
+    None,
+    /// Waiting for its link to be confirmed.
+    Pending,
+    /// Confirmed: the State with any password logs in, once.
+    Confirmed,
+}
+
+const PENDING: u8 = b'p';
+const CONFIRMED: u8 = b'c';
+
+/// The immutable fields of a challenge record, in the order its MAC covers
+/// them. A new immutable field is one more pair here.
+fn challenge_fields<'a>(user: &'a [u8], digest: &'a [u8]) -> [(&'static str, &'a [u8]); 2] {
+    [("u", user), ("d", digest)]
+}
+
+fn challenge_key(state: &str) -> String {
+    format!("{KEY_PREFIX}c:{state}")
 }
 
 /// KEYS[1] user list; ARGV prefix, user, state, matched. Closes all of the
@@ -137,13 +157,13 @@ return 0
 pub struct RedisStore {
     redis: Redis,
     sealer: CodeSealer,
+    records: RecordKey,
     settings: ArcSwap<ChallengeSettings>,
     open: Script,
     digests: Script,
     consume: Script,
     wrong: Script,
-    attach_link: Script,
-    link: Script,
+    links: link::Scripts,
 }
 
 fn challenges_of(user: &str) -> String {
@@ -151,18 +171,19 @@ fn challenges_of(user: &str) -> String {
 }
 
 impl RedisStore {
-    /// A store on `redis` that seals codes with `sealer` (derived from the pool key).
-    pub fn new(redis: Redis, sealer: CodeSealer, settings: ChallengeSettings) -> Arc<RedisStore> {
+    /// A store on `redis` that seals codes and authenticates its records
+    /// with keys derived from the pool key.
+    pub fn new(redis: Redis, keys: &PoolKeys, settings: ChallengeSettings) -> Arc<RedisStore> {
         Arc::new(RedisStore {
             redis,
-            sealer,
+            sealer: keys.sealer.clone(),
+            records: keys.records.clone(),
             settings: ArcSwap::from_pointee(settings),
             open: Script::new(OPEN),
             digests: Script::new(DIGESTS),
             consume: Script::new(CONSUME),
             wrong: Script::new(WRONG),
-            attach_link: Script::new(ATTACH_LINK),
-            link: Script::new(LINK),
+            links: link::Scripts::new(),
         })
     }
 
@@ -171,7 +192,8 @@ impl RedisStore {
         self.settings.store(Arc::new(settings));
     }
 
-    /// The user's open challenges with their digests, as one atomic read.
+    /// The user's open challenges with their digests, as one atomic read;
+    /// only those that pass their check.
     async fn digests(&self, user: &str) -> Result<Vec<OpenChallenge>, StoreError> {
         let script = &self.digests;
         let flat: Vec<Vec<u8>> = self
@@ -185,15 +207,60 @@ impl RedisStore {
             })
             .await?;
         Ok(flat
-            .chunks_exact(3)
-            .filter_map(|triple| {
-                Some(OpenChallenge {
-                    tx: Transaction::from_state(&triple[0])?,
-                    digest: triple[1].as_slice().try_into().ok()?,
-                    link: triple[2].first().copied().unwrap_or(0),
-                })
-            })
+            .chunks_exact(READ_FIELDS)
+            .filter_map(|read| self.checked(user, read))
             .collect())
+    }
+
+    /// One challenge as [`DIGESTS`] read it, if it passes its check: its MAC,
+    /// its owner, its link mark. A failure is logged and counted.
+    fn checked(&self, user: &str, read: &[Vec<u8>]) -> Option<OpenChallenge> {
+        let [state, owner, digest, mac, mark] = read else {
+            return None;
+        };
+        let Some(tx) = Transaction::from_state(state) else {
+            bad_record(&format!("{KEY_PREFIX}u:{user}"), "an entry that is no state");
+            return None;
+        };
+        let key = challenge_key(&tx.to_string());
+        if !self.records.verify(&key, &challenge_fields(owner, digest), mac) {
+            bad_record(&key, "challenge mac");
+            return None;
+        }
+        if owner.as_slice() != user.as_bytes() {
+            bad_record(&key, "another user's challenge");
+            return None;
+        }
+        let Some(link) = self.link_mark(&key, mark) else {
+            bad_record(&key, "link mark");
+            return None;
+        };
+        Some(OpenChallenge {
+            tx,
+            digest: digest.as_slice().try_into().ok()?,
+            link,
+        })
+    }
+
+    /// The mark `k` of the challenge at `key` says `link`, authenticated.
+    fn mark(&self, key: &str, link: u8) -> Vec<u8> {
+        let mac = self.records.mac(key, &[("k", &[link])]);
+        [&[link][..], &mac].concat()
+    }
+
+    /// What a challenge's mark `k` says; `None` when it fails its check.
+    fn link_mark(&self, key: &str, mark: &[u8]) -> Option<Link> {
+        let Some((&link, mac)) = mark.split_first() else {
+            return Some(Link::None);
+        };
+        if !matches!(link, PENDING | CONFIRMED) || !self.records.verify(key, &[("k", &[link])], mac) {
+            return None;
+        }
+        Some(if link == PENDING {
+            Link::Pending
+        } else {
+            Link::Confirmed
+        })
     }
 
     /// The State among `open` whose code is `code`; every digest is checked,
@@ -206,32 +273,6 @@ impl RedisStore {
             }
         }
         found
-    }
-
-    /// The key of a link: a digest of the token, so Redis holds no usable link.
-    fn link_key(&self, token: &LinkToken) -> String {
-        let digest = self.sealer.seal_link(token.to_path().as_bytes());
-        format!("{KEY_PREFIX}k:{}", hex::encode(digest))
-    }
-
-    async fn link(&self, token: &LinkToken, confirm: bool) -> Result<LinkStatus, StoreError> {
-        let (script, key) = (&self.link, self.link_key(token));
-        let (kind, user, opened_unix): (i64, String, u64) = self
-            .redis
-            .run("read link", |mut c| async move {
-                script
-                    .key(key)
-                    .arg(KEY_PREFIX)
-                    .arg(if confirm { "1" } else { "0" })
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(match kind {
-            2 => LinkStatus::Pending { user, opened_unix },
-            1 => LinkStatus::Gone,
-            _ => LinkStatus::Unknown,
-        })
     }
 
     /// Runs `script` on one of `user`'s challenges: KEYS the user's list,
@@ -264,13 +305,15 @@ impl RedisStore {
             .await?;
         Ok(done == 1)
     }
-}
 
-#[async_trait]
-impl ChallengeStore for RedisStore {
-    async fn open(&self, user: &str, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
+    /// One OPEN: a new challenge, or the State that blocks (still unchecked).
+    async fn try_open(&self, user: &str, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
         let settings = **self.settings.load();
         let digest = self.sealer.seal(&tx, code.expose().as_bytes());
+        let mac = self.records.mac(
+            &challenge_key(&tx.to_string()),
+            &challenge_fields(user.as_bytes(), &digest),
+        );
         let script = &self.open;
         let blocking: Option<Vec<u8>> = self
             .redis
@@ -284,6 +327,7 @@ impl ChallengeStore for RedisStore {
                     .arg(millis(settings.validity))
                     .arg(millis(settings.blocking))
                     .arg(MAX_OPEN_PER_USER)
+                    .arg(&mac[..])
                     .invoke_async(&mut c)
                     .await
             })
@@ -294,18 +338,52 @@ impl ChallengeStore for RedisStore {
         })
     }
 
+    /// Takes a State out of the user's list (its record stays: it may be
+    /// another user's, copied here).
+    async fn forget(&self, user: &str, tx: &Transaction) -> Result<(), StoreError> {
+        self.redis
+            .run("forget challenge", |mut c| async move {
+                redis::cmd("LREM")
+                    .arg(challenges_of(user))
+                    .arg(0)
+                    .arg(tx.to_string())
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl ChallengeStore for RedisStore {
+    async fn open(&self, user: &str, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
+        // A State that blocks is handed out only when its record passes its
+        // check; a forged one leaves the user's list and the open is retried.
+        for _ in 0..=MAX_OPEN_PER_USER {
+            match self.try_open(user, tx, code).await? {
+                Opened::AlreadySent(open) if !self.digests(user).await?.iter().any(|o| o.tx == open) => {
+                    self.forget(user, &open).await?;
+                }
+                opened => return Ok(opened),
+            }
+        }
+        Err(StoreError::Unavailable {
+            reason: format!("redis keeps handing out unchecked challenges for {user}"),
+        })
+    }
+
     async fn answer(&self, state: &Transaction, user: &str, code: &[u8]) -> Result<Answer, StoreError> {
         let open = self.digests(user).await?;
         let Some(this) = open.iter().find(|o| o.tx == *state) else {
             return Ok(Answer::Unknown);
         };
         match this.link {
-            b'p' => return Ok(Answer::LinkPending),
-            b'c' => {
+            Link::Pending => return Ok(Answer::LinkPending),
+            Link::Confirmed => {
                 let consumed = self.consume_pair(user, state, state).await?;
                 return Ok(if consumed { Answer::Accepted } else { Answer::Unknown });
             }
-            _ => {}
+            Link::None => {}
         }
         if let Some(matched) = self.matching(&open, code) {
             return Ok(if self.consume_pair(user, state, &matched).await? {
@@ -325,8 +403,11 @@ impl ChallengeStore for RedisStore {
         })
     }
 
+    /// Only OTP challenges: a link challenge's code is never mailed, and
+    /// PIN+code must not stand in for its confirmation.
     async fn find(&self, user: &str, code: &[u8]) -> Result<Option<Transaction>, StoreError> {
-        let open = self.digests(user).await?;
+        let mut open = self.digests(user).await?;
+        open.retain(|o| o.link == Link::None);
         Ok(self.matching(&open, code))
     }
 
@@ -356,24 +437,7 @@ impl ChallengeStore for RedisStore {
     }
 
     async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), StoreError> {
-        let (script, key) = (&self.attach_link, self.link_key(token));
-        let opened_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.redis
-            .run("attach link", |mut c| async move {
-                script
-                    .key(key)
-                    .arg(KEY_PREFIX)
-                    .arg(tx.to_string())
-                    .arg(user)
-                    .arg(opened_unix)
-                    .arg(millis(LINK_MEMORY))
-                    .invoke_async::<i64>(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(())
+        self.attach(user, tx, token).await
     }
 
     async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, StoreError> {
