@@ -235,11 +235,11 @@ impl RedisStore {
             bad_record(&key, "link mark");
             return None;
         };
-        Some(OpenChallenge {
-            tx,
-            digest: digest.as_slice().try_into().ok()?,
-            link,
-        })
+        let Ok(digest) = digest.as_slice().try_into() else {
+            bad_record(&key, "digest length");
+            return None;
+        };
+        Some(OpenChallenge { tx, digest, link })
     }
 
     /// The mark `k` of the challenge at `key` says `link`, authenticated.

@@ -15,5 +15,6 @@ mod packaging;
 mod packets;
 mod pool_support;
 mod redis;
+mod redis_forgery;
 mod service;
 mod slapd;
