@@ -242,7 +242,7 @@ impl Redis {
         let reason = mismatch(theirs, &self.key.fingerprint);
         self.health.down(Backend::State);
         if !self.key.mismatch_logged.swap(true, Ordering::Relaxed) {
-            tracing::error!("{reason}: answering nothing");
+            tracing::error!(%reason, "this instance's pool key is not the pool's: answering nothing");
         }
         StoreError::Unavailable { reason }
     }

@@ -311,3 +311,42 @@ fn a_queued_mail_that_does_not_open_is_left_in_the_stream() {
     assert!(bad_records(&metrics) >= 1, "counted");
     assert_eq!(server.process.count_lines("leaving a queued mail"), 1, "logged once");
 }
+
+#[test]
+fn an_instance_started_while_redis_was_down_answers_nothing_under_another_pools_key() {
+    let mut redis = RedisServer::start();
+    let key = PoolKey::new();
+    let smtp = SmtpSink::start();
+    redis.stop();
+    let server = start_pool(1, smtp.port, &redis, &key, "", "").pop().unwrap();
+    server.wait_for_log("cannot check the pool key in redis now");
+
+    redis.restart();
+    let mut r = connect(&redis);
+    let () = r.set("mailotp:keyfp", "00112233445566778899aabbccddeeff").unwrap();
+    let status = || radclient_code(server.addr(), SECRET, "status", "Message-Authenticator = 0x00");
+    server.wait_for_log("pool key fingerprint mismatch");
+    assert!(status().is_none(), "silent, so a proxy sends its users elsewhere");
+    assert!(send_pin(&server, "alice", pin("alice")).is_none());
+    assert_eq!(
+        server
+            .process
+            .count_lines("this instance's pool key is not the pool's: answering nothing"),
+        1,
+        "said once"
+    );
+    assert!(smtp.mails().is_empty());
+
+    // The fingerprint removed (the admin rotated the key on every instance):
+    // this instance claims it and answers again.
+    let () = r.del("mailotp:keyfp").unwrap();
+    poll("the instance to answer again", DEADLINE, || {
+        status().filter(|reply| reply.code == "Access-Accept")
+    });
+    let challenge = send_pin(&server, "alice", pin("alice")).unwrap();
+    let otp = smtp.wait_for_mails(1)[0].otp();
+    assert_eq!(
+        send_otp(&server, "alice", &otp, &challenge.state()).unwrap().code,
+        "Access-Accept"
+    );
+}
