@@ -22,7 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
@@ -39,7 +39,7 @@ use tokio_util::task::TaskTracker;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::record::count_bad_record;
-use super::{millis, PoolError, Redis, KEY_PREFIX};
+use super::{millis, now_unix_ms, PoolError, Redis, KEY_PREFIX};
 use crate::challenge::Transaction;
 use crate::config::RedisConfig;
 use crate::mail::{MailError, MailJob, MailQueue, SharedQueue};
@@ -104,12 +104,6 @@ impl std::fmt::Debug for RedisMail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisMail").field("consumer", &self.consumer).finish()
     }
-}
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl RedisMail {

@@ -340,6 +340,13 @@ pub async fn check_connection(config: &RedisConfig) -> Result<(), PoolError> {
     }
 }
 
+/// Wall-clock time in milliseconds since the Unix epoch.
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Milliseconds of a duration, as Redis TTLs take them (at least 1).
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)

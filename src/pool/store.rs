@@ -3,8 +3,9 @@
 //! Keys (all with a TTL, so nothing is swept):
 //! - `mailotp:c:{state}`: a hash with the user (`u`), the keyed digest of the
 //!   code (`d`, sealed with a key derived from the pool key: a read of Redis
-//!   hands out no codes), the record's MAC (`m`), blocking-until in Redis
-//!   server milliseconds (`b`) and wrong attempts (`a`); it expires with the
+//!   hands out no codes), its end of validity in wall-clock Unix milliseconds
+//!   (`e`), the record's MAC (`m`), blocking-until in Redis server
+//!   milliseconds (`b`) and wrong attempts (`a`); it expires with the
 //!   challenge;
 //! - `mailotp:u:{user}`: the user's challenges, oldest first, for "PIN again
 //!   within blocking_timeout" and "a code of any of the user's challenges";
@@ -17,7 +18,10 @@
 //! in Rust before it counts. `m` covers the key name (so the State) and the
 //! immutable fields in [`challenge_fields`] order; the record must also be
 //! the user's. A list entry whose record fails is ignored, so a State pushed
-//! into `mailotp:u:{user}` by someone else never counts. The link mark `k`
+//! into `mailotp:u:{user}` by someone else never counts. `e` bounds a replay:
+//! a record copied before it was used and put back later is honoured only
+//! until its challenge would have expired anyway (no MAC can tell a record
+//! put back from one never used; the README says so). The link mark `k`
 //! carries its own MAC over the key name and the mark, written by the
 //! instance that attached (`p`) or confirmed (`c`) the link; only a confirm
 //! of a checked link record writes `c`, so it is honoured for link challenges
@@ -44,7 +48,7 @@ use async_trait::async_trait;
 use redis::Script;
 
 use super::record::{bad_record, RecordKey};
-use super::{millis, PoolKeys, Redis, KEY_PREFIX};
+use super::{millis, now_unix_ms, PoolKeys, Redis, KEY_PREFIX};
 use crate::challenge::{
     Answer, ChallengeSettings, ChallengeStore, LinkStatus, LinkToken, Opened, StoreError, Transaction,
     MAX_OPEN_PER_USER,
@@ -52,7 +56,7 @@ use crate::challenge::{
 use crate::otp::{CodeDigest, CodeSealer, Otp};
 
 /// KEYS[1] user list; ARGV prefix, state, user, digest, validity ms, blocking
-/// ms, max open, MAC. Returns the newest challenge's State while it blocks
+/// ms, max open, MAC, expires (Unix ms). Returns the newest challenge's State while it blocks
 /// (to be checked: it may be forged), else opens and returns nil.
 const OPEN: &str = r"
 local p = ARGV[1]
@@ -74,7 +78,7 @@ while #live - i + 1 >= tonumber(ARGV[7]) do
   i = i + 1
 end
 local c = p .. 'c:' .. ARGV[2]
-redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'm', ARGV[8], 'b', now + tonumber(ARGV[6]), 'a', 0)
+redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'e', ARGV[9], 'm', ARGV[8], 'b', now + tonumber(ARGV[6]), 'a', 0)
 redis.call('PEXPIRE', c, ARGV[5])
 redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
@@ -82,21 +86,22 @@ return false
 ";
 
 /// KEYS[1] user list; ARGV prefix. Returns [`READ_FIELDS`] values per
-/// challenge of the list: State, user, digest, MAC, link mark (empty: none).
+/// challenge of the list: State, user, digest, expires, MAC, link mark
+/// (empty: none).
 const DIGESTS: &str = r"
 local out = {}
 for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local r = redis.call('HMGET', ARGV[1] .. 'c:' .. tx, 'u', 'd', 'm', 'k')
+  local r = redis.call('HMGET', ARGV[1] .. 'c:' .. tx, 'u', 'd', 'e', 'm', 'k')
   if r[2] then
     out[#out + 1] = tx
-    for i = 1, 4 do out[#out + 1] = r[i] or '' end
+    for i = 1, 5 do out[#out + 1] = r[i] or '' end
   end
 end
 return out
 ";
 
 /// Values [`DIGESTS`] returns per challenge.
-const READ_FIELDS: usize = 5;
+const READ_FIELDS: usize = 6;
 
 /// One of a user's open challenges, checked, as `answer` and `find` need it.
 struct OpenChallenge {
@@ -121,8 +126,8 @@ const CONFIRMED: u8 = b'c';
 
 /// The immutable fields of a challenge record, in the order its MAC covers
 /// them. A new immutable field is one more pair here.
-fn challenge_fields<'a>(user: &'a [u8], digest: &'a [u8]) -> [(&'static str, &'a [u8]); 2] {
-    [("u", user), ("d", digest)]
+fn challenge_fields<'a>(user: &'a [u8], digest: &'a [u8], expires: &'a [u8]) -> [(&'static str, &'a [u8]); 3] {
+    [("u", user), ("d", digest), ("e", expires)]
 }
 
 fn challenge_key(state: &str) -> String {
@@ -215,7 +220,7 @@ impl RedisStore {
     /// One challenge as [`DIGESTS`] read it, if it passes its check: its MAC,
     /// its owner, its link mark. A failure is logged and counted.
     fn checked(&self, user: &str, read: &[Vec<u8>]) -> Option<OpenChallenge> {
-        let [state, owner, digest, mac, mark] = read else {
+        let [state, owner, digest, expires, mac, mark] = read else {
             return None;
         };
         let Some(tx) = Transaction::from_state(state) else {
@@ -223,8 +228,16 @@ impl RedisStore {
             return None;
         };
         let key = challenge_key(&tx.to_string());
-        if !self.records.verify(&key, &challenge_fields(owner, digest), mac) {
+        if !self
+            .records
+            .verify(&key, &challenge_fields(owner, digest, expires), mac)
+        {
             bad_record(&key, "challenge mac");
+            return None;
+        }
+        let expires: u64 = std::str::from_utf8(expires).ok()?.parse().ok()?;
+        if expires <= now_unix_ms() {
+            // Put back after its time, or a clock behind this one's.
             return None;
         }
         if owner.as_slice() != user.as_bytes() {
@@ -310,9 +323,10 @@ impl RedisStore {
     async fn try_open(&self, user: &str, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
         let settings = **self.settings.load();
         let digest = self.sealer.seal(&tx, code.expose().as_bytes());
+        let expires = (now_unix_ms() + millis(settings.validity)).to_string();
         let mac = self.records.mac(
             &challenge_key(&tx.to_string()),
-            &challenge_fields(user.as_bytes(), &digest),
+            &challenge_fields(user.as_bytes(), &digest, expires.as_bytes()),
         );
         let script = &self.open;
         let blocking: Option<Vec<u8>> = self
@@ -328,6 +342,7 @@ impl RedisStore {
                     .arg(millis(settings.blocking))
                     .arg(MAX_OPEN_PER_USER)
                     .arg(&mac[..])
+                    .arg(&expires)
                     .invoke_async(&mut c)
                     .await
             })

@@ -13,7 +13,7 @@ use crate::harness::*;
 use crate::pool_support::*;
 
 /// Fields of a challenge hash covered by its MAC (a change voids the record).
-const COVERED: [&str; 3] = ["u", "d", "m"];
+const COVERED: [&str; 4] = ["u", "d", "e", "m"];
 /// Counters the scripts update in place, not covered (see src/pool/store.rs):
 /// changing them can deny service but never accept a wrong code.
 const UNCOVERED: [&str; 2] = ["a", "b"];
