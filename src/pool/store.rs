@@ -25,13 +25,16 @@
 //! carries its own MAC over the key name and the mark, written by the
 //! instance that attached (`p`) or confirmed (`c`) the link; only a confirm
 //! of a checked link record writes `c`, so it is honoured for link challenges
-//! only, and a PIN+code never completes a link challenge. Not covered, on
-//! purpose: the counters the scripts update in place. `a` (wrong attempts)
-//! could be reset, but deleting the record resets it too, and the code's 10^6
-//! values against `max_attempts` per challenge and the mail throttles still
-//! bound guessing; `b` (blocking-until) could be pushed out, which only makes
-//! the user's PIN get the State already open (a checked one) instead of a new
-//! mail until the challenge expires: denial of service, as deleting is.
+//! only, and a PIN+code never completes a link challenge.
+//!
+//! Not covered, on purpose: the counters the scripts update in place (a MAC
+//! could not stop putting an old value back). `a` (wrong attempts) could be
+//! reset to allow more guesses, so each instance also counts wrong answers
+//! itself ([`attempts`]): a challenge gets at most `max_attempts` wrong
+//! answers per instance whatever Redis says. `b` (blocking-until) could be
+//! pushed out, which only makes the user's PIN get the State already open (a
+//! checked one) instead of a new mail until the challenge expires: denial of
+//! service, as deleting is.
 //!
 //! Codes are compared here, in constant time, against the digests a script
 //! returns; the changes (open, consume, a wrong attempt) are Lua scripts, so
@@ -39,6 +42,7 @@
 //! at the same instant, one gets it. Times come from Redis (`TIME`), so the
 //! instances' clocks need not agree.
 
+mod attempts;
 mod link;
 
 use std::sync::Arc;
@@ -169,6 +173,7 @@ pub struct RedisStore {
     consume: Script,
     wrong: Script,
     links: link::Scripts,
+    attempts: attempts::Attempts,
 }
 
 fn challenges_of(user: &str) -> String {
@@ -189,6 +194,7 @@ impl RedisStore {
             consume: Script::new(CONSUME),
             wrong: Script::new(WRONG),
             links: link::Scripts::new(),
+            attempts: attempts::Attempts::default(),
         })
     }
 
@@ -400,6 +406,11 @@ impl ChallengeStore for RedisStore {
             }
             Link::None => {}
         }
+        let settings = **self.settings.load();
+        if self.attempts.count(state) >= settings.max_attempts {
+            // Void by this instance's count, whatever Redis says now.
+            return Ok(Answer::Unknown);
+        }
         if let Some(matched) = self.matching(&open, code) {
             return Ok(if self.consume_pair(user, state, &matched).await? {
                 Answer::Accepted
@@ -407,11 +418,16 @@ impl ChallengeStore for RedisStore {
                 Answer::Unknown
             });
         }
-        let max_attempts = self.settings.load().max_attempts;
         let verdict = self
-            .on_challenge("count attempt", &self.wrong, user, state, max_attempts)
+            .on_challenge("count attempt", &self.wrong, user, state, settings.max_attempts)
             .await?;
+        let here = self.attempts.wrong(*state, settings.validity);
         Ok(match verdict {
+            0 if here >= settings.max_attempts => {
+                // Redis lost attempts counted here (reset by someone): void.
+                self.cancel(user, state).await?;
+                Answer::Wrong { void: true }
+            }
             0 => Answer::Wrong { void: false },
             1 => Answer::Wrong { void: true },
             _ => Answer::Unknown,

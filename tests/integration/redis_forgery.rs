@@ -30,6 +30,12 @@ fn new_state() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
+/// A code that is not `otp`: its last digit changed.
+fn wrong_code(otp: &str) -> String {
+    let (head, last) = otp.split_at(otp.len() - 1);
+    format!("{head}{}", (last.as_bytes()[0] - b'0' + 1) % 10)
+}
+
 fn flip_last(value: &[u8]) -> Vec<u8> {
     let mut flipped = value.to_vec();
     *flipped.last_mut().unwrap() ^= 1;
@@ -87,11 +93,7 @@ fn forged_copied_and_altered_challenges_never_log_in() {
     assert_eq!(challenge.code, "Access-Challenge");
     let state = String::from_utf8(state_bytes(&challenge.state())).unwrap();
     let otp = smtp.wait_for_mails(1)[0].otp();
-    let wrong = format!(
-        "{}{}",
-        &otp[..otp.len() - 1],
-        (otp.as_bytes()[otp.len() - 1] - b'0' + 1) % 10
-    );
+    let wrong = wrong_code(&otp);
     let record = format!("mailotp:c:{state}");
     let fields: Vec<(String, Vec<u8>)> = r.hgetall(&record).unwrap();
     let mut names: Vec<&str> = fields.iter().map(|(f, _)| f.as_str()).collect();
@@ -347,6 +349,45 @@ fn an_instance_started_while_redis_was_down_answers_nothing_under_another_pools_
     let otp = smtp.wait_for_mails(1)[0].otp();
     assert_eq!(
         send_otp(&server, "alice", &otp, &challenge.state()).unwrap().code,
+        "Access-Accept"
+    );
+}
+
+#[test]
+fn resetting_the_attempts_in_redis_buys_no_more_guesses() {
+    let redis = RedisServer::start();
+    let key = PoolKey::new();
+    let smtp = SmtpSink::start();
+    let setup = "max_attempts = 3\nblocking_timeout = 0\n";
+    let server = start_pool(1, smtp.port, &redis, &key, setup, "lockout_after = 0\n")
+        .pop()
+        .unwrap();
+    let mut r = connect(&redis);
+
+    let challenge = send_pin(&server, "alice", pin("alice")).unwrap();
+    let state = String::from_utf8(state_bytes(&challenge.state())).unwrap();
+    let otp = smtp.wait_for_mails(1)[0].otp();
+    let wrong = wrong_code(&otp);
+    for _ in 0..2 {
+        assert!(rejected(&server, "alice", &wrong, &state), "a wrong code");
+        let () = r.hset(format!("mailotp:c:{state}"), "a", 0).unwrap();
+    }
+    assert_eq!(server.process.count_lines("reason=\"wrong-otp\""), 2);
+    assert!(
+        rejected(&server, "alice", &wrong, &state),
+        "the third wrong code voids it"
+    );
+    server.wait_for_log("reason=\"challenge-void\"");
+    assert!(
+        rejected(&server, "alice", &otp, &state),
+        "void, even for the right code"
+    );
+
+    // A new login works.
+    let again = send_pin(&server, "alice", pin("alice")).unwrap();
+    let otp = smtp.wait_for_mails(2)[1].otp();
+    assert_eq!(
+        send_otp(&server, "alice", &otp, &again.state()).unwrap().code,
         "Access-Accept"
     );
 }
