@@ -30,6 +30,15 @@ fn new_state() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
+/// The honest path: `user` logs in with the code of the `n`th mail.
+fn logs_in(server: &Server, smtp: &SmtpSink, user: &str, n: usize) {
+    let challenge = send_pin(server, user, pin(user)).unwrap();
+    assert_eq!(challenge.code, "Access-Challenge");
+    let otp = smtp.wait_for_mails(n)[n - 1].otp();
+    let reply = send_otp(server, user, &otp, &challenge.state()).unwrap();
+    assert_eq!(reply.code, "Access-Accept", "{user} logs in");
+}
+
 /// A code that is not `otp`: its last digit changed.
 fn wrong_code(otp: &str) -> String {
     let (head, last) = otp.split_at(otp.len() - 1);
@@ -279,12 +288,7 @@ fn an_instance_with_another_pool_key_refuses_to_start_and_check_names_the_mismat
     assert!(ok && stdout.contains("Redis (shared state): ok"), "{stdout}");
 
     // The pool itself is untouched.
-    let challenge = send_pin(&first, "alice", pin("alice")).unwrap();
-    let otp = smtp.wait_for_mails(1)[0].otp();
-    assert_eq!(
-        send_otp(&first, "alice", &otp, &challenge.state()).unwrap().code,
-        "Access-Accept"
-    );
+    logs_in(&first, &smtp, "alice", 1);
 }
 
 #[test]
@@ -299,12 +303,7 @@ fn a_queued_mail_that_does_not_open_is_left_in_the_stream() {
     let id: String = r.xadd("mailotp:mail", "*", &[("job", junk)]).unwrap();
     server.wait_for_log("leaving a queued mail to the other instances");
     // A barrier: a mail queued after it is delivered.
-    let challenge = send_pin(&server, "alice", pin("alice")).unwrap();
-    let otp = smtp.wait_for_mails(1)[0].otp();
-    assert_eq!(
-        send_otp(&server, "alice", &otp, &challenge.state()).unwrap().code,
-        "Access-Accept"
-    );
+    logs_in(&server, &smtp, "alice", 1);
     server.wait_for_log("mail sent");
     let still: redis::streams::StreamRangeReply = r.xrange("mailotp:mail", &id, &id).unwrap();
     assert_eq!(still.ids.len(), 1, "not deleted");
@@ -345,12 +344,7 @@ fn an_instance_started_while_redis_was_down_answers_nothing_under_another_pools_
     poll("the instance to answer again", DEADLINE, || {
         status().filter(|reply| reply.code == "Access-Accept")
     });
-    let challenge = send_pin(&server, "alice", pin("alice")).unwrap();
-    let otp = smtp.wait_for_mails(1)[0].otp();
-    assert_eq!(
-        send_otp(&server, "alice", &otp, &challenge.state()).unwrap().code,
-        "Access-Accept"
-    );
+    logs_in(&server, &smtp, "alice", 1);
 }
 
 #[test]
@@ -384,10 +378,5 @@ fn resetting_the_attempts_in_redis_buys_no_more_guesses() {
     );
 
     // A new login works.
-    let again = send_pin(&server, "alice", pin("alice")).unwrap();
-    let otp = smtp.wait_for_mails(2)[1].otp();
-    assert_eq!(
-        send_otp(&server, "alice", &otp, &again.state()).unwrap().code,
-        "Access-Accept"
-    );
+    logs_in(&server, &smtp, "alice", 2);
 }
