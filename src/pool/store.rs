@@ -40,7 +40,9 @@
 //! returns; the changes (open, consume, a wrong attempt) are Lua scripts, so
 //! each is atomic across instances: of two instances consuming the same State
 //! at the same instant, one gets it. Times come from Redis (`TIME`), so the
-//! instances' clocks need not agree.
+//! instances' clocks need not agree for them; only `e`, which the MAC binds,
+//! is wall time (an instance whose clock is ahead ends challenges early by
+//! as much: keep the instances on NTP).
 
 mod attempts;
 mod link;
@@ -59,9 +61,10 @@ use crate::challenge::{
 };
 use crate::otp::{CodeDigest, CodeSealer, Otp};
 
-/// KEYS[1] user list; ARGV prefix, state, user, digest, validity ms, blocking
-/// ms, max open, MAC, expires (Unix ms). Returns the newest challenge's State while it blocks
-/// (to be checked: it may be forged), else opens and returns nil.
+/// KEYS[1] user list; ARGV prefix, state, user, digest, validity ms,
+/// blocking ms, max open, MAC, expires (Unix ms). Returns the newest
+/// challenge's State while it blocks (to be checked: it may be forged), else
+/// opens and returns nil.
 const OPEN: &str = r"
 local p = ARGV[1]
 local t = redis.call('TIME')
