@@ -5,8 +5,10 @@
 //! record an instance reads back carries a MAC under a key derived from the
 //! pool key, over the record's Redis key name and its immutable fields, and
 //! is checked in Rust right after the read, before it can change an answer.
-//! A record that fails is ignored: [`bad_record`] logs it (the key name, never
-//! a value) and counts it in `mailotp_redis_bad_records_total`. The MAC is
+//! A record that fails is ignored: [`bad_record`] counts each such read in
+//! `mailotp_redis_bad_records_total` and logs the record (the key name, never
+//! a value) the first time, so a forged record read on every request does
+//! not flood the log. The MAC is
 //! over the key name, so a record copied to another State, user or link does
 //! not verify there; it is over (field, value) pairs in a fixed order, each
 //! length-prefixed, so no two different records encode alike. What is *not*
@@ -14,7 +16,9 @@
 //!
 //! Nothing here logs a key, a MAC or a field value.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, OnceLock};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -31,6 +35,9 @@ pub const MAC_LEN: usize = 16;
 
 /// The MAC of one record.
 pub type RecordMac = [u8; MAC_LEN];
+
+/// Bad records logged already, by key name; forgotten all at once past this.
+const LOGGED_REMEMBERED: usize = 4096;
 
 /// Where the pool key's fingerprint lives, without expiry.
 pub const FINGERPRINT_KEY: &str = "mailotp:keyfp";
@@ -84,11 +91,25 @@ fn put(mac: &mut HmacSha256, bytes: &[u8]) {
 /// and counted; the caller ignores it.
 pub fn bad_record(key: &str, why: &'static str) {
     count_bad_record();
-    tracing::warn!(
-        record = %key,
-        why,
-        "ignoring a redis record that fails its pool-key check (not written by this pool, or altered)"
-    );
+    if first_time(key) {
+        tracing::warn!(
+            record = %key,
+            why,
+            "ignoring a redis record that fails its pool-key check (not written by this pool, or altered)"
+        );
+    } else {
+        tracing::debug!(record = %key, why, "ignoring a redis record that fails its pool-key check, again");
+    }
+}
+
+/// Whether `key` is logged as bad for the first time (within memory).
+fn first_time(key: &str) -> bool {
+    static LOGGED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let mut logged = LOGGED.get_or_init(Mutex::default).lock().expect("logged lock poisoned");
+    if logged.len() >= LOGGED_REMEMBERED {
+        logged.clear();
+    }
+    logged.insert(key.to_owned())
 }
 
 /// Counts a record that failed its check (for callers that log their own line).

@@ -188,6 +188,8 @@ fn forged_copied_and_altered_challenges_never_log_in() {
         send_otp(&server, "bob", &code, &bob.state()).unwrap().code,
         "Access-Accept"
     );
+    let logged = server.process.count_lines(&forged_key);
+    assert_eq!(logged, 1, "a bad record is logged once, however often it is read");
 }
 
 #[test]
