@@ -143,11 +143,15 @@ fn challenge_key(state: &str) -> String {
 
 /// KEYS[1] user list; ARGV prefix, user, state, matched. Closes all of the
 /// user's challenges if both are still open and the user's; 1 when it did.
+/// An entry of another user's (copied into the list) is left alone.
 const CONSUME: &str = r"
 local p = ARGV[1]
 if redis.call('HGET', p .. 'c:' .. ARGV[3], 'u') ~= ARGV[2] then return 0 end
 if redis.call('HGET', p .. 'c:' .. ARGV[4], 'u') ~= ARGV[2] then return 0 end
-for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do redis.call('DEL', p .. 'c:' .. tx) end
+for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local c = p .. 'c:' .. tx
+  if redis.call('HGET', c, 'u') == ARGV[2] then redis.call('DEL', c) end
+end
 redis.call('DEL', KEYS[1])
 return 1
 ";
