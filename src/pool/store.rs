@@ -16,7 +16,7 @@
 //!
 //! Redis is not trusted ([`super::record`]): every challenge read is checked
 //! in Rust before it counts. `m` covers the key name (so the State) and the
-//! immutable fields in [`challenge_fields`] order; the record must also be
+//! immutable fields in `challenge_fields` order; the record must also be
 //! the user's. A list entry whose record fails is ignored, so a State pushed
 //! into `mailotp:u:{user}` by someone else never counts. `e` bounds a replay:
 //! a record copied before it was used and put back later is honoured only
@@ -30,7 +30,7 @@
 //! Not covered, on purpose: the counters the scripts update in place (a MAC
 //! could not stop putting an old value back). `a` (wrong attempts) could be
 //! reset to allow more guesses, so each instance also counts wrong answers
-//! itself ([`attempts`]): a challenge gets at most `max_attempts` wrong
+//! itself (module `attempts`): a challenge gets at most `max_attempts` wrong
 //! answers per instance whatever Redis says. `b` (blocking-until) could be
 //! pushed out, which only makes the user's PIN get the State already open (a
 //! checked one) instead of a new mail until the challenge expires: denial of
