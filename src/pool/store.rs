@@ -486,3 +486,6 @@ impl ChallengeStore for RedisStore {
         self.link(token, true).await
     }
 }
+
+#[cfg(test)]
+mod tests;
