@@ -90,15 +90,12 @@ impl RedisStore {
         let [state, user, opened, mac, mark] = read.as_slice() else {
             return Ok(LinkStatus::Unknown);
         };
-        let user = String::from_utf8_lossy(user).into_owned();
         let tx = Transaction::from_state(state);
-        let Some(tx) = tx.filter(|_| {
-            self.records
-                .verify(&key, &link_fields(state, user.as_bytes(), opened), mac)
-        }) else {
+        let Some(tx) = tx.filter(|_| self.records.verify(&key, &link_fields(state, user, opened), mac)) else {
             bad_record(&key, "link mac");
             return Ok(LinkStatus::Unknown);
         };
+        let user = String::from_utf8_lossy(user).into_owned();
         let challenge = challenge_key(&tx.to_string());
         let pending = match self.link_mark(&challenge, mark) {
             Some(link) => link == Link::Pending,
