@@ -164,7 +164,7 @@ async fn start(
     let pool = HashPool::new(config.server.hash_workers);
     let users = crate::users::open_reporting(&config.users, pool.clone(), Arc::clone(&health))?;
     let email = &config.email;
-    let (store, limits, mail) = start_state(config, &health, tasks, shutdown)?;
+    let (store, limits, mail) = start_state(config, &health, tasks, shutdown).await?;
     if let Delivery::Link(link) = &email.delivery {
         let listener = TcpListener::bind(link.listen)
             .await
@@ -218,7 +218,7 @@ impl Store {
 }
 
 /// Challenges, limits and the mail queue: in this process, or in Redis.
-fn start_state(
+async fn start_state(
     config: &Config,
     health: &Arc<Health>,
     tasks: &TaskTracker,
@@ -227,7 +227,7 @@ fn start_state(
     let (email, grace, lockout) = (&config.email, config.server.shutdown_grace, config.users.lockout);
     Ok(match &config.state {
         StateConfig::Redis(redis) => {
-            let shared = crate::pool::start(redis, email, lockout, grace, health, tasks, shutdown.clone())?;
+            let shared = crate::pool::start(redis, email, lockout, grace, health, tasks, shutdown.clone()).await?;
             tracing::info!("state in redis: challenges, limits and the mail queue are shared with the pool");
             (Store::Redis(shared.challenges), shared.limits, shared.mail)
         }

@@ -98,6 +98,13 @@ impl Collector for Counters {
             "Retransmissions answered from the duplicate cache",
             duplicates,
         )?;
+        let bad = crate::metrics::REDIS_BAD_RECORDS.load(Ordering::Relaxed);
+        counter(
+            &mut encoder,
+            "mailotp_redis_bad_records",
+            "Records read from Redis that failed their pool-key check and were ignored",
+            bad,
+        )?;
         let open = i64::try_from(self.ctx.auth.challenges.open_count()).unwrap_or(i64::MAX);
         gauge(&mut encoder, "mailotp_open_challenges", "Challenges open now", open)?;
         let mail = &self.ctx.auth.mail;

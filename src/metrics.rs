@@ -67,6 +67,11 @@ impl DropReason {
     }
 }
 
+/// Records read from Redis that failed their pool-key check (forged, altered,
+/// or written under another key): counted by the pool, which runs before the
+/// server's [`Metrics`] exist.
+pub static REDIS_BAD_RECORDS: AtomicU64 = AtomicU64::new(0);
+
 /// The server's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {

@@ -7,6 +7,13 @@
 //! day after the last one); `mailotp:l:{user}` exists while the user is locked.
 //! Checking and counting are one Lua script each, so two instances racing for
 //! the last allowed mail cannot both get it.
+//!
+//! Redis is not trusted, yet these counters carry no MAC, on purpose: anyone
+//! who can write to Redis can delete a key, which resets its counter, and no
+//! MAC stops a deletion; a MAC would only stop them setting a value, and the
+//! values they could set only make a limit stricter (a user locked, a window
+//! full): denial of service, which deleting challenges gives them anyway. No
+//! value read here can lead to an Accept: a counter can only refuse.
 
 use std::sync::Arc;
 use std::time::Duration;

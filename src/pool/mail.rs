@@ -12,10 +12,17 @@
 //! off from Redis for longer than [`TAKEOVER_IDLE`]; nothing else can. The
 //! stream expires a while after the last job was queued. Reading and claiming
 //! do not report to health: the request path and the watcher do.
+//!
+//! A job that does not open under this instance's key (another key, or not a
+//! job at all: Redis is not trusted) is left for the others, never
+//! acknowledged or deleted: it stays pending, made idle at once so that an
+//! instance that can open it takes it over on its next look, and it is
+//! logged and counted once per instance. The sealing binds the stream's key
+//! name (associated data), so a job does not open elsewhere.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
@@ -31,7 +38,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{millis, PoolError, Redis, KEY_PREFIX};
+use super::record::count_bad_record;
+use super::{millis, now_unix_ms, PoolError, Redis, KEY_PREFIX};
 use crate::challenge::Transaction;
 use crate::config::RedisConfig;
 use crate::mail::{MailError, MailJob, MailQueue, SharedQueue};
@@ -46,9 +54,11 @@ const READ_BLOCK: Duration = Duration::from_secs(1);
 /// Jobs taken at once.
 const BATCH: usize = 16;
 const GROUP: &str = "delivery";
-/// Associated data of every sealed job: a ciphertext of something else under
-/// the same key does not open as a job.
-const AAD: &[u8] = b"mailotp queued mail v1";
+/// Associated data of every sealed job, followed by the stream's key name: a
+/// ciphertext of something else under the same key does not open as a job.
+const AAD: &[u8] = b"mailotp queued mail v2\0";
+/// Foreign jobs remembered, so each is logged once.
+const FOREIGN_REMEMBERED: usize = 1024;
 
 /// KEYS stream; ARGV limit, ttl ms, sealed job. 0 when the queue is full.
 const PUSH: &str = r"
@@ -75,24 +85,25 @@ pub struct RedisMail {
     reader: Redis,
     cipher: XChaCha20Poly1305,
     stream: String,
+    /// [`AAD`] and the stream's name.
+    aad: Vec<u8>,
     consumer: String,
     limit: usize,
     stream_ttl: Duration,
     push: Script,
     /// Jobs this instance delivers, by transaction: their stream ids.
     held: Mutex<HashMap<Transaction, String>>,
+    /// Stream ids of jobs this instance cannot open (already logged).
+    foreign: Mutex<HashSet<String>>,
+    /// Where the next look for idle jobs starts (`XAUTOCLAIM`'s cursor), so
+    /// that jobs left for others do not hide the ones after them.
+    cursor: Mutex<String>,
 }
 
 impl std::fmt::Debug for RedisMail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisMail").field("consumer", &self.consumer).finish()
     }
-}
-
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl RedisMail {
@@ -107,16 +118,20 @@ impl RedisMail {
     ) -> Result<Arc<RedisMail>, PoolError> {
         let mut id = [0u8; 6];
         rand::thread_rng().fill_bytes(&mut id);
+        let stream = format!("{KEY_PREFIX}mail");
         Ok(Arc::new(RedisMail {
             reader: redis.blocking_twin(config, READ_BLOCK)?,
             redis,
             cipher: XChaCha20Poly1305::new(key[..].into()),
-            stream: format!("{KEY_PREFIX}mail"),
+            aad: [AAD, stream.as_bytes()].concat(),
+            stream,
             consumer: format!("{}-{}", std::process::id(), hex::encode(id)),
             limit,
             stream_ttl: validity + Duration::from_secs(60),
             push: Script::new(PUSH),
             held: Mutex::new(HashMap::new()),
+            foreign: Mutex::new(HashSet::new()),
+            cursor: Mutex::new("0-0".to_owned()),
         }))
     }
 
@@ -138,7 +153,7 @@ impl RedisMail {
                 &nonce,
                 Payload {
                     msg: text.as_bytes(),
-                    aad: AAD,
+                    aad: &self.aad,
                 },
             )
             .map_err(|_| MailError::Build {
@@ -156,7 +171,13 @@ impl RedisMail {
         let (nonce, body) = sealed.split_at(24);
         let text = self
             .cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: AAD })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: body,
+                    aad: &self.aad,
+                },
+            )
             .ok()
             .map(Zeroizing::new)?;
         let plain: Plain = toml::from_str(std::str::from_utf8(&text).ok()?).ok()?;
@@ -284,16 +305,54 @@ impl RedisMail {
         }
     }
 
-    /// Hands one entry to delivery, or drops it when it cannot be opened or
-    /// its challenge has expired.
-    async fn take(&self, entry: &StreamId, queue: &MailQueue) {
+    /// The job in an entry; `None` when it does not open under our key, and
+    /// then the entry is left for the other instances.
+    async fn open_entry(&self, entry: &StreamId) -> Option<MailJob> {
         let sealed = match entry.map.get("job") {
             Some(Value::BulkString(bytes)) => bytes.as_slice(),
             _ => &[][..],
         };
-        let Some(job) = self.open(sealed) else {
-            tracing::error!(entry = %entry.id, "dropping a queued mail that does not open under this instance's key (is state.secret_file the same on every instance?)");
-            self.done(&entry.id).await;
+        let job = self.open(sealed);
+        if job.is_none() {
+            self.leave(&entry.id).await;
+        }
+        job
+    }
+
+    /// Leaves a job we cannot open pending, idle as if its holder had died,
+    /// so that an instance that can open it takes it over on its next look.
+    async fn leave(&self, id: &str) {
+        let first = {
+            let mut foreign = self.foreign.lock().expect("foreign lock poisoned");
+            if foreign.len() >= FOREIGN_REMEMBERED {
+                foreign.clear();
+            }
+            foreign.insert(id.to_owned())
+        };
+        if first {
+            count_bad_record();
+            tracing::warn!(entry = %id, "leaving a queued mail to the other instances: it does not open under this instance's key (is state.secret_file the same on every instance?)");
+        }
+        let idle: Result<(), RedisError> = redis::cmd("XCLAIM")
+            .arg(&self.stream)
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(0)
+            .arg(id)
+            .arg("IDLE")
+            .arg(millis(TAKEOVER_IDLE))
+            .arg("JUSTID")
+            .query_async(&mut self.redis.conn.clone())
+            .await;
+        if let Err(error) = idle {
+            tracing::debug!(%error, "cannot hand a foreign mail back now; it goes idle by itself");
+        }
+    }
+
+    /// Hands one entry to delivery, or drops it when its challenge has
+    /// expired; one we cannot open is left for the others.
+    async fn take(&self, entry: &StreamId, queue: &MailQueue) {
+        let Some(job) = self.open_entry(entry).await else {
             return;
         };
         if job.expires <= Instant::now() {
@@ -393,18 +452,22 @@ impl RedisMail {
         if room == 0 {
             return Ok(());
         }
+        let cursor = self.cursor.lock().expect("cursor lock poisoned").clone();
         let claimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
             .arg(&self.stream)
             .arg(GROUP)
             .arg(&self.consumer)
             .arg(millis(TAKEOVER_IDLE))
-            .arg("0-0")
+            .arg(cursor)
             .arg("COUNT")
             .arg(room)
             .query_async(&mut conn)
             .await?;
+        *self.cursor.lock().expect("cursor lock poisoned") = claimed.next_stream_id.clone();
         for entry in &claimed.claimed {
-            tracing::info!(entry = %entry.id, "taking over a queued mail of an instance that stopped");
+            if !self.foreign.lock().expect("foreign lock poisoned").contains(&entry.id) {
+                tracing::info!(entry = %entry.id, "taking over a queued mail of an instance that stopped");
+            }
             self.take(entry, queue).await;
         }
         Ok(())
@@ -412,53 +475,4 @@ impl RedisMail {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::PoolKey;
-    use crate::health::Health;
-    use crate::pool::PoolKeys;
-
-    fn queue(key: [u8; 32]) -> Arc<RedisMail> {
-        let config = RedisConfig {
-            url: "redis://127.0.0.1:1/0".to_owned(),
-            key: PoolKey::new(key),
-        };
-        let redis = Redis::connect(&config, Arc::new(Health::default())).unwrap();
-        let keys = PoolKeys::derive(&config.key);
-        RedisMail::new(redis, &config, &keys.mail, Duration::from_secs(600), 10).unwrap()
-    }
-
-    fn job() -> MailJob {
-        MailJob {
-            to: "alice@example.test".parse().unwrap(),
-            user: "alice".to_owned(),
-            otp: Otp::from_value(493817, 6),
-            link: Some(Zeroizing::new("https://otp.example.test/l/0123".to_owned())),
-            tx: Transaction::random(),
-            expires: Instant::now() + Duration::from_secs(600),
-        }
-    }
-
-    #[tokio::test]
-    async fn queued_mails_are_sealed_and_open_only_under_the_pool_key() {
-        let (one, other, stranger) = (queue([5; 32]), queue([5; 32]), queue([6; 32]));
-        let job = job();
-        let sealed = one.seal(&job).unwrap();
-        assert!(!sealed.windows(6).any(|w| w == b"493817"), "no code in clear");
-        assert!(!sealed.windows(5).any(|w| w == b"alice"), "no user in clear");
-        let opened = other.open(&sealed).expect("another instance of the pool opens it");
-        assert_eq!(opened.otp.expose(), "493817");
-        assert_eq!(
-            opened.link.as_deref().map(String::as_str),
-            Some("https://otp.example.test/l/0123")
-        );
-        assert_eq!((opened.tx, opened.user.as_str()), (job.tx, "alice"));
-        assert_eq!(opened.to.email.to_string(), "alice@example.test");
-        assert!(opened.expires > Instant::now() + Duration::from_secs(590));
-        assert!(stranger.open(&sealed).is_none(), "another key does not open it");
-        let mut tampered = sealed.clone();
-        *tampered.last_mut().unwrap() ^= 1;
-        assert!(one.open(&tampered).is_none(), "a changed job does not open");
-        assert!(one.open(&sealed[..10]).is_none());
-    }
-}
+mod tests;

@@ -9,18 +9,26 @@
 //! Access-Request. The stores in [`store`], [`limiter`] and [`mail`] keep every
 //! key with a TTL, so nothing needs sweeping. Nothing here logs a code, a key
 //! or the Redis URL (it may carry a password).
+//!
+//! Redis is not trusted ([`record`]): the pool key's fingerprint lives there
+//! (`mailotp:keyfp`, without expiry, written by the first instance that finds
+//! none). An instance whose key differs refuses to start; one that could not
+//! reach Redis at start checks before its first call and, on a mismatch,
+//! answers nothing (as while Redis is down) and says why once.
 
 pub mod limiter;
 pub mod mail;
+pub mod record;
 pub mod store;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hkdf::Hkdf;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::RedisError;
+use redis::{RedisError, Script};
 use sha2::Sha256;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +41,7 @@ use crate::health::{Backend, Health};
 use crate::limits::{Limiter, Lockout};
 use crate::mail::MailQueue;
 use crate::otp::CodeSealer;
+use record::{RecordKey, FINGERPRINT_KEY};
 
 /// Every key this program writes starts with this, so a Redis can be shared
 /// with other applications.
@@ -60,6 +69,21 @@ pub enum PoolError {
         /// The client's words.
         reason: String,
     },
+    /// The pool in this Redis uses another key.
+    #[error("{}", mismatch(theirs, ours))]
+    KeyMismatch {
+        /// The fingerprint stored in Redis.
+        theirs: String,
+        /// This instance's.
+        ours: String,
+    },
+}
+
+fn mismatch(theirs: &str, ours: &str) -> String {
+    format!(
+        "pool key fingerprint mismatch: redis holds {theirs}, state.secret_file gives {ours}; \
+         every instance of a pool needs the same key (or remove {FINGERPRINT_KEY} from redis after changing it on all)"
+    )
 }
 
 /// Keys derived from the pool's shared key, one per purpose.
@@ -69,6 +93,10 @@ pub struct PoolKeys {
     pub sealer: CodeSealer,
     /// Encrypts queued mails.
     pub mail: Zeroizing<[u8; 32]>,
+    /// Authenticates the records read back from Redis.
+    pub records: RecordKey,
+    /// Names the key in Redis (`mailotp:keyfp`) without revealing it: 32 hex digits.
+    pub fingerprint: String,
 }
 
 impl PoolKeys {
@@ -84,6 +112,8 @@ impl PoolKeys {
         PoolKeys {
             sealer: CodeSealer::from_key(expand(b"code digest")),
             mail: expand(b"mail queue"),
+            records: RecordKey::from_key(expand(b"record mac")),
+            fingerprint: hex::encode(&expand(b"key fingerprint")[..16]),
         }
     }
 }
@@ -93,7 +123,26 @@ impl PoolKeys {
 pub struct Redis {
     conn: ConnectionManager,
     health: Arc<Health>,
+    key: Arc<KeyCheck>,
 }
+
+/// Whether the pool key's fingerprint in Redis is ours.
+struct KeyCheck {
+    fingerprint: String,
+    /// Set once Redis said the fingerprint is ours (or took it).
+    matched: AtomicBool,
+    /// A mismatch is logged once.
+    mismatch_logged: AtomicBool,
+}
+
+/// KEYS[1] fingerprint; ARGV[1] ours. Returns the pool's, writing ours
+/// (without expiry) when there is none yet.
+const CLAIM_FINGERPRINT: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+";
 
 /// A connection manager that connects lazily (an instance starts while Redis
 /// is down) and fails a call fast instead of retrying for long: a request
@@ -108,11 +157,17 @@ fn manager(url: &str, response_timeout: Duration) -> Result<ConnectionManager, P
 }
 
 impl Redis {
-    /// A handle on `config`'s Redis that reports to `health`; connects on first use.
-    pub fn connect(config: &RedisConfig, health: Arc<Health>) -> Result<Redis, PoolError> {
+    /// A handle on `config`'s Redis that reports to `health`; connects on
+    /// first use, and checks the pool key's `fingerprint` before its first call.
+    pub fn connect(config: &RedisConfig, fingerprint: &str, health: Arc<Health>) -> Result<Redis, PoolError> {
         Ok(Redis {
             conn: manager(&config.url, RESPONSE_TIMEOUT)?,
             health,
+            key: Arc::new(KeyCheck {
+                fingerprint: fingerprint.to_owned(),
+                matched: AtomicBool::new(false),
+                mismatch_logged: AtomicBool::new(false),
+            }),
         })
     }
 
@@ -122,17 +177,32 @@ impl Redis {
         Ok(Redis {
             conn: manager(&config.url, block + RESPONSE_TIMEOUT)?,
             health: Arc::clone(&self.health),
+            key: Arc::clone(&self.key),
         })
     }
 
     /// Runs one Redis call; a failure marks the backend down and becomes
-    /// [`StoreError::Unavailable`], a success marks it up.
+    /// [`StoreError::Unavailable`], a success marks it up. Until the pool
+    /// key's fingerprint matched, it is checked first.
     pub async fn run<T, F, Fut>(&self, what: &'static str, call: F) -> Result<T, StoreError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        match call(self.conn.clone()).await {
+        if !self.key.matched.load(Ordering::Acquire) {
+            match self.pool_key().await {
+                Ok(None) => {}
+                Ok(Some(theirs)) => return Err(self.mismatched(&theirs)),
+                Err(error) => return self.report(what, Err(error)),
+            }
+        }
+        let result = call(self.conn.clone()).await;
+        self.report(what, result)
+    }
+
+    /// Health and the log for the outcome of a call.
+    fn report<T>(&self, what: &'static str, result: Result<T, RedisError>) -> Result<T, StoreError> {
+        match result {
             Ok(value) => {
                 if self.health.up(Backend::State) {
                     tracing::warn!("redis reachable again: answering requests");
@@ -148,6 +218,33 @@ impl Redis {
                 })
             }
         }
+    }
+
+    /// Reads (or, in a new pool, writes) the pool key's fingerprint; `Some`
+    /// with the pool's when it is not ours.
+    async fn pool_key(&self) -> Result<Option<String>, RedisError> {
+        let ours = &self.key.fingerprint;
+        let theirs: String = Script::new(CLAIM_FINGERPRINT)
+            .key(FINGERPRINT_KEY)
+            .arg(ours)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        if theirs == *ours {
+            self.key.matched.store(true, Ordering::Release);
+            return Ok(None);
+        }
+        Ok(Some(theirs))
+    }
+
+    /// The pool uses another key: this instance answers nothing, as while
+    /// Redis is down (another instance, with the right key, answers).
+    fn mismatched(&self, theirs: &str) -> StoreError {
+        let reason = mismatch(theirs, &self.key.fingerprint);
+        self.health.down(Backend::State);
+        if !self.key.mismatch_logged.swap(true, Ordering::Relaxed) {
+            tracing::error!(%reason, "this instance's pool key is not the pool's: answering nothing");
+        }
+        StoreError::Unavailable { reason }
     }
 
     /// Pings Redis every second until `shutdown`, so that health follows
@@ -180,7 +277,9 @@ pub struct Shared {
 
 /// Starts the Redis backends of `config` on `tasks`: the store, the limiter,
 /// the shared mail queue with this instance's delivery, and the watcher.
-pub fn start(
+/// An instance whose pool key differs from the pool's refuses to start; one
+/// that cannot reach Redis now checks the key once it can.
+pub async fn start(
     config: &RedisConfig,
     email: &EmailConfig,
     lockout: Lockout,
@@ -189,14 +288,24 @@ pub fn start(
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<Shared, PoolError> {
-    let redis = Redis::connect(config, Arc::clone(health))?;
     let keys = PoolKeys::derive(&config.key);
+    let redis = Redis::connect(config, &keys.fingerprint, Arc::clone(health))?;
+    match redis.pool_key().await {
+        Ok(None) => tracing::info!(fingerprint = %keys.fingerprint, "pool key matches the pool's in redis"),
+        Ok(Some(theirs)) => {
+            return Err(PoolError::KeyMismatch {
+                theirs,
+                ours: keys.fingerprint,
+            })
+        }
+        Err(error) => tracing::warn!(%error, "cannot check the pool key in redis now; checking before its first use"),
+    }
     let settings = ChallengeSettings {
         validity: email.challenge_validity,
         blocking: email.blocking_timeout,
         max_attempts: email.max_attempts,
     };
-    let challenges = store::RedisStore::new(redis.clone(), keys.sealer.clone(), settings);
+    let challenges = store::RedisStore::new(redis.clone(), &keys, settings);
     let limits = limiter::RedisLimiter::new(redis.clone(), email.throttling, lockout);
     let queue = mail::RedisMail::new(
         redis.clone(),
@@ -215,13 +324,27 @@ pub fn start(
     })
 }
 
-/// `mailotp check --connect`: whether Redis answers a PING at `config`'s URL.
+/// `mailotp check --connect`: whether Redis answers at `config`'s URL and
+/// holds our key's fingerprint (or none yet: this only reads it).
 pub async fn check_connection(config: &RedisConfig) -> Result<(), PoolError> {
     let mut conn = manager(&config.url, Duration::from_secs(3))?;
-    redis::cmd("PING")
-        .query_async::<()>(&mut conn)
+    let theirs: Option<String> = redis::cmd("GET")
+        .arg(FINGERPRINT_KEY)
+        .query_async(&mut conn)
         .await
-        .map_err(|e| PoolError::Unreachable { reason: e.to_string() })
+        .map_err(|e| PoolError::Unreachable { reason: e.to_string() })?;
+    let ours = PoolKeys::derive(&config.key).fingerprint;
+    match theirs {
+        Some(theirs) if theirs != ours => Err(PoolError::KeyMismatch { theirs, ours }),
+        _ => Ok(()),
+    }
+}
+
+/// Wall-clock time in milliseconds since the Unix epoch.
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Milliseconds of a duration, as Redis TTLs take them (at least 1).

@@ -3,52 +3,83 @@
 //! Keys (all with a TTL, so nothing is swept):
 //! - `mailotp:c:{state}`: a hash with the user (`u`), the keyed digest of the
 //!   code (`d`, sealed with a key derived from the pool key: a read of Redis
-//!   hands out no codes), blocking-until in Redis server milliseconds (`b`),
-//!   wrong attempts (`a`) and the origin (`o`, [`Origin::encode`]); it expires
-//!   with the challenge;
+//!   hands out no codes), its end of validity in wall-clock Unix milliseconds
+//!   (`e`), the origin (`o`, [`Origin::encode`]), the record's MAC (`m`),
+//!   blocking-until in Redis server milliseconds (`b`) and wrong attempts
+//!   (`a`); it expires with the challenge;
 //! - `mailotp:u:{user}`: the user's challenges, oldest first, for "PIN again
 //!   within blocking_timeout" and "a code of any of the user's challenges";
-//! - `mailotp:k:{digest of a link token}` (link delivery): the State, user and
-//!   opening time; the challenge's `k` says whether its link is pending (`p`)
-//!   or confirmed (`c`); kept an hour past the challenge, for "410 Gone".
+//! - `mailotp:k:{digest of a link token}` (link delivery): the State (`t`),
+//!   user (`u`), opening time (`o`) and their MAC (`m`); the challenge's `k`
+//!   says whether its link is pending (`p`) or confirmed (`c`), followed by a
+//!   MAC of that mark; kept an hour past the challenge, for "410 Gone".
+//!
+//! Redis is not trusted ([`super::record`]): every challenge read is checked
+//! in Rust before it counts. `m` covers the key name (so the State) and the
+//! immutable fields in `challenge_fields` order; the record must also be
+//! the user's. A list entry whose record fails is ignored, so a State pushed
+//! into `mailotp:u:{user}` by someone else never counts. `e` bounds a replay:
+//! a record copied before it was used and put back later is honoured only
+//! until its challenge would have expired anyway (no MAC can tell a record
+//! put back from one never used; the README says so). The link mark `k`
+//! carries its own MAC over the key name and the mark, written by the
+//! instance that attached (`p`) or confirmed (`c`) the link; only a confirm
+//! of a checked link record writes `c`, so it is honoured for link challenges
+//! only, and a PIN+code never completes a link challenge.
+//!
+//! Not covered, on purpose: the counters the scripts update in place (a MAC
+//! could not stop putting an old value back). `a` (wrong attempts) could be
+//! reset to allow more guesses, so each instance also counts wrong answers
+//! itself (module `attempts`): a challenge gets at most `max_attempts` wrong
+//! answers per instance whatever Redis says. `b` (blocking-until) could be
+//! pushed out, which only makes the user's PIN get the State already open (a
+//! checked one) instead of a new mail until the challenge expires: denial of
+//! service, as deleting is.
 //!
 //! Codes are compared here, in constant time, against the digests a script
 //! returns; the changes (open, consume, a wrong attempt) are Lua scripts, so
 //! each is atomic across instances: of two instances consuming the same State
 //! at the same instant, one gets it. Times come from Redis (`TIME`), so the
-//! instances' clocks need not agree.
+//! instances' clocks need not agree for them; only `e`, which the MAC binds,
+//! is wall time (an instance whose clock is ahead ends challenges early by
+//! as much: keep the instances on NTP).
+
+mod attempts;
+mod link;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use redis::Script;
 
-use super::{millis, Redis, KEY_PREFIX};
+use super::record::{bad_record, RecordKey};
+use super::{millis, now_unix_ms, PoolKeys, Redis, KEY_PREFIX};
 use crate::challenge::{
     Answer, ChallengeSettings, ChallengeStore, CodeMatch, LinkStatus, LinkToken, Opened, Origin, StoreError,
     Transaction, MAX_OPEN_PER_USER,
 };
 use crate::otp::{CodeDigest, CodeSealer, Otp};
 
-/// KEYS[1] user list; ARGV prefix, state, user, digest, validity ms, blocking ms, max open,
-/// origin. While the newest challenge blocks, returns its State if it is of the same
-/// origin, else an empty string; otherwise opens and returns nil.
+/// KEYS[1] user list; ARGV prefix, state, user, digest, validity ms,
+/// blocking ms, max open, MAC, expires (Unix ms), origin. While the newest
+/// challenge blocks, returns its State (to be checked: it may be forged)
+/// after `=` when it is of the same origin, after `!` when not; else opens
+/// and returns nil.
 const OPEN: &str = r"
 local p = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local live = {}
 for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if redis.call('EXISTS', p .. 'c:' .. tx) == 1 then live[#live + 1] = tx
+  if redis.call('HGET', p .. 'c:' .. tx, 'u') == ARGV[3] then live[#live + 1] = tx
   else redis.call('LREM', KEYS[1], 0, tx) end
 end
 if #live > 0 then
   local b = tonumber(redis.call('HGET', p .. 'c:' .. live[#live], 'b'))
   if b and b > now then
-    if redis.call('HGET', p .. 'c:' .. live[#live], 'o') == ARGV[8] then return live[#live] end
-    return ''
+    if redis.call('HGET', p .. 'c:' .. live[#live], 'o') == ARGV[10] then return '=' .. live[#live] end
+    return '!' .. live[#live]
   end
 end
 local i = 1
@@ -58,72 +89,80 @@ while #live - i + 1 >= tonumber(ARGV[7]) do
   i = i + 1
 end
 local c = p .. 'c:' .. ARGV[2]
-redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'b', now + tonumber(ARGV[6]), 'a', 0, 'o', ARGV[8])
+redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'e', ARGV[9], 'o', ARGV[10], 'm', ARGV[8], 'b', now + tonumber(ARGV[6]), 'a', 0)
 redis.call('PEXPIRE', c, ARGV[5])
 redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return false
 ";
 
-/// KEYS[1] user list; ARGV prefix. Returns State, digest, link mark (`p`
-/// pending, `c` confirmed, empty: no link), origin, … of the user's open challenges.
+/// KEYS[1] user list; ARGV prefix. Returns [`READ_FIELDS`] values per
+/// challenge of the list: State, user, digest, expires, origin, MAC, link
+/// mark (empty: none).
 const DIGESTS: &str = r"
 local out = {}
 for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local c = ARGV[1] .. 'c:' .. tx
-  local d = redis.call('HGET', c, 'd')
-  if d then
-    out[#out + 1] = tx; out[#out + 1] = d; out[#out + 1] = redis.call('HGET', c, 'k') or ''
-    out[#out + 1] = redis.call('HGET', c, 'o') or ''
+  local r = redis.call('HMGET', ARGV[1] .. 'c:' .. tx, 'u', 'd', 'e', 'o', 'm', 'k')
+  if r[2] then
+    out[#out + 1] = tx
+    for i = 1, 6 do out[#out + 1] = r[i] or '' end
   end
 end
 return out
 ";
 
-/// KEYS[1] link; ARGV prefix, State, user, opened (Unix s), memory ms. Marks
-/// the challenge as waiting for its link; the link outlives it by `memory`.
-const ATTACH_LINK: &str = r"
-local c = ARGV[1] .. 'c:' .. ARGV[2]
-local ttl = redis.call('PTTL', c)
-if ttl <= 0 then return 0 end
-redis.call('HSET', c, 'k', 'p')
-redis.call('HSET', KEYS[1], 't', ARGV[2], 'u', ARGV[3], 'o', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ttl + tonumber(ARGV[5]))
-return 1
-";
+/// Values [`DIGESTS`] returns per challenge.
+const READ_FIELDS: usize = 7;
 
-/// KEYS[1] link; ARGV prefix, confirm (1/0). {0}: unknown; {1}: gone;
-/// {2, user, opened}: pending (and now confirmed, with confirm).
-const LINK: &str = r"
-local e = redis.call('HMGET', KEYS[1], 't', 'u', 'o')
-if not e[1] then return {0, '', '0'} end
-local c = ARGV[1] .. 'c:' .. e[1]
-if redis.call('HGET', c, 'k') ~= 'p' then return {1, '', '0'} end
-if ARGV[2] == '1' then redis.call('HSET', c, 'k', 'c') end
-return {2, e[2], e[3]}
-";
-
-/// How long a used or expired link is remembered after its challenge, so
-/// that it gets "410 Gone" rather than "404 Not Found" (as in memory).
-const LINK_MEMORY: Duration = Duration::from_secs(3600);
-
-/// One of a user's open challenges, as `answer` and `find` need it.
+/// One of a user's open challenges, checked, as `answer` and `find` need it.
 struct OpenChallenge {
     tx: Transaction,
     digest: CodeDigest,
-    /// `b'p'`: waiting for its link; `b'c'`: link confirmed; 0: no link.
-    link: u8,
+    link: Link,
     /// [`Origin::encode`] of where it was opened.
     origin: Vec<u8>,
 }
 
+/// Where a challenge's link stands, from its checked mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// An OTP challenge.
+    None,
+    /// Waiting for its link to be confirmed.
+    Pending,
+    /// Confirmed: the State with any password logs in, once.
+    Confirmed,
+}
+
+const PENDING: u8 = b'p';
+const CONFIRMED: u8 = b'c';
+
+/// The immutable fields of a challenge record, in the order its MAC covers
+/// them. A new immutable field is one more pair here.
+fn challenge_fields<'a>(
+    user: &'a [u8],
+    digest: &'a [u8],
+    expires: &'a [u8],
+    origin: &'a [u8],
+) -> [(&'static str, &'a [u8]); 4] {
+    [("u", user), ("d", digest), ("e", expires), ("o", origin)]
+}
+
+fn challenge_key(state: &str) -> String {
+    format!("{KEY_PREFIX}c:{state}")
+}
+
 /// KEYS[1] user list; ARGV prefix, user, state, matched. Closes all of the
 /// user's challenges if both are still open and the user's; 1 when it did.
+/// An entry of another user's (copied into the list) is left alone.
 const CONSUME: &str = r"
 local p = ARGV[1]
 if redis.call('HGET', p .. 'c:' .. ARGV[3], 'u') ~= ARGV[2] then return 0 end
 if redis.call('HGET', p .. 'c:' .. ARGV[4], 'u') ~= ARGV[2] then return 0 end
-for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do redis.call('DEL', p .. 'c:' .. tx) end
+for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local c = p .. 'c:' .. tx
+  if redis.call('HGET', c, 'u') == ARGV[2] then redis.call('DEL', c) end
+end
 redis.call('DEL', KEYS[1])
 return 1
 ";
@@ -141,17 +180,28 @@ end
 return 0
 ";
 
+/// What one OPEN did; a State that blocks is still to be checked.
+enum Tried {
+    /// Opened the new challenge.
+    Opened,
+    /// The user's challenge from the same origin blocks.
+    Mine(Transaction),
+    /// The user's challenge from another origin blocks.
+    Elsewhere(Transaction),
+}
+
 /// Challenges in Redis.
 pub struct RedisStore {
     redis: Redis,
     sealer: CodeSealer,
+    records: RecordKey,
     settings: ArcSwap<ChallengeSettings>,
     open: Script,
     digests: Script,
     consume: Script,
     wrong: Script,
-    attach_link: Script,
-    link: Script,
+    links: link::Scripts,
+    attempts: attempts::Attempts,
 }
 
 fn challenges_of(user: &str) -> String {
@@ -159,18 +209,20 @@ fn challenges_of(user: &str) -> String {
 }
 
 impl RedisStore {
-    /// A store on `redis` that seals codes with `sealer` (derived from the pool key).
-    pub fn new(redis: Redis, sealer: CodeSealer, settings: ChallengeSettings) -> Arc<RedisStore> {
+    /// A store on `redis` that seals codes and authenticates its records
+    /// with keys derived from the pool key.
+    pub fn new(redis: Redis, keys: &PoolKeys, settings: ChallengeSettings) -> Arc<RedisStore> {
         Arc::new(RedisStore {
             redis,
-            sealer,
+            sealer: keys.sealer.clone(),
+            records: keys.records.clone(),
             settings: ArcSwap::from_pointee(settings),
             open: Script::new(OPEN),
             digests: Script::new(DIGESTS),
             consume: Script::new(CONSUME),
             wrong: Script::new(WRONG),
-            attach_link: Script::new(ATTACH_LINK),
-            link: Script::new(LINK),
+            links: link::Scripts::new(),
+            attempts: attempts::Attempts::default(),
         })
     }
 
@@ -179,7 +231,8 @@ impl RedisStore {
         self.settings.store(Arc::new(settings));
     }
 
-    /// The user's open challenges with their digests, as one atomic read.
+    /// The user's open challenges with their digests, as one atomic read;
+    /// only those that pass their check.
     async fn digests(&self, user: &str) -> Result<Vec<OpenChallenge>, StoreError> {
         let script = &self.digests;
         let flat: Vec<Vec<u8>> = self
@@ -193,16 +246,73 @@ impl RedisStore {
             })
             .await?;
         Ok(flat
-            .chunks_exact(4)
-            .filter_map(|fields| {
-                Some(OpenChallenge {
-                    tx: Transaction::from_state(&fields[0])?,
-                    digest: fields[1].as_slice().try_into().ok()?,
-                    link: fields[2].first().copied().unwrap_or(0),
-                    origin: fields[3].clone(),
-                })
-            })
+            .chunks_exact(READ_FIELDS)
+            .filter_map(|read| self.checked(user, read))
             .collect())
+    }
+
+    /// One challenge as [`DIGESTS`] read it, if it passes its check: its MAC,
+    /// its owner, its link mark. A failure is logged and counted.
+    fn checked(&self, user: &str, read: &[Vec<u8>]) -> Option<OpenChallenge> {
+        let [state, owner, digest, expires, origin, mac, mark] = read else {
+            return None;
+        };
+        let Some(tx) = Transaction::from_state(state) else {
+            bad_record(&format!("{KEY_PREFIX}u:{user}"), "an entry that is no state");
+            return None;
+        };
+        let key = challenge_key(&tx.to_string());
+        if !self
+            .records
+            .verify(&key, &challenge_fields(owner, digest, expires, origin), mac)
+        {
+            bad_record(&key, "challenge mac");
+            return None;
+        }
+        let expires: u64 = std::str::from_utf8(expires).ok()?.parse().ok()?;
+        if expires <= now_unix_ms() {
+            // Put back after its time, or a clock behind this one's.
+            return None;
+        }
+        if owner.as_slice() != user.as_bytes() {
+            bad_record(&key, "another user's challenge");
+            return None;
+        }
+        let Some(link) = self.link_mark(&key, mark) else {
+            bad_record(&key, "link mark");
+            return None;
+        };
+        let Ok(digest) = digest.as_slice().try_into() else {
+            bad_record(&key, "digest length");
+            return None;
+        };
+        Some(OpenChallenge {
+            tx,
+            digest,
+            link,
+            origin: origin.clone(),
+        })
+    }
+
+    /// The mark `k` of the challenge at `key` says `link`, authenticated.
+    fn mark(&self, key: &str, link: u8) -> Vec<u8> {
+        let mac = self.records.mac(key, &[("k", &[link])]);
+        [&[link][..], &mac].concat()
+    }
+
+    /// What a challenge's mark `k` says; `None` when it fails its check.
+    fn link_mark(&self, key: &str, mark: &[u8]) -> Option<Link> {
+        let Some((&link, mac)) = mark.split_first() else {
+            return Some(Link::None);
+        };
+        if !matches!(link, PENDING | CONFIRMED) || !self.records.verify(key, &[("k", &[link])], mac) {
+            return None;
+        }
+        Some(if link == PENDING {
+            Link::Pending
+        } else {
+            Link::Confirmed
+        })
     }
 
     /// The State among `open`'s code challenges from `origin` whose code is
@@ -220,29 +330,23 @@ impl RedisStore {
         found
     }
 
-    /// The key of a link: a digest of the token, so Redis holds no usable link.
-    fn link_key(&self, token: &LinkToken) -> String {
-        let digest = self.sealer.seal_link(token.to_path().as_bytes());
-        format!("{KEY_PREFIX}k:{}", hex::encode(digest))
-    }
-
-    async fn link(&self, token: &LinkToken, confirm: bool) -> Result<LinkStatus, StoreError> {
-        let (script, key) = (&self.link, self.link_key(token));
-        let (kind, user, opened_unix): (i64, String, u64) = self
-            .redis
-            .run("read link", |mut c| async move {
-                script
-                    .key(key)
-                    .arg(KEY_PREFIX)
-                    .arg(if confirm { "1" } else { "0" })
-                    .invoke_async(&mut c)
-                    .await
-            })
+    /// One wrong answer to `state`: counted in Redis and here. `None` when the
+    /// challenge is no longer open.
+    async fn wrong(&self, user: &str, state: &Transaction) -> Result<Option<Answer>, StoreError> {
+        let settings = **self.settings.load();
+        let verdict = self
+            .on_challenge("count attempt", &self.wrong, user, state, settings.max_attempts)
             .await?;
-        Ok(match kind {
-            2 => LinkStatus::Pending { user, opened_unix },
-            1 => LinkStatus::Gone,
-            _ => LinkStatus::Unknown,
+        let here = self.attempts.wrong(*state, settings.validity);
+        Ok(match verdict {
+            0 if here >= settings.max_attempts => {
+                // Redis lost attempts counted here (reset by someone): void.
+                self.cancel(user, state).await?;
+                Some(Answer::Wrong { void: true })
+            }
+            0 => Some(Answer::Wrong { void: false }),
+            1 => Some(Answer::Wrong { void: true }),
+            _ => None,
         })
     }
 
@@ -276,20 +380,16 @@ impl RedisStore {
             .await?;
         Ok(done == 1)
     }
-}
 
-/// The code (not link) challenges among `open` from `origin`.
-fn code_challenges<'a>(open: &'a [OpenChallenge], origin: &Origin) -> impl Iterator<Item = &'a OpenChallenge> {
-    let origin = origin.encode().into_bytes();
-    open.iter().filter(move |o| o.link == 0 && o.origin == origin)
-}
-
-#[async_trait]
-impl ChallengeStore for RedisStore {
-    async fn open(&self, user: &str, origin: &Origin, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
+    /// One OPEN: a new challenge, or the State that blocks (still unchecked).
+    async fn try_open(&self, user: &str, origin: &str, tx: Transaction, code: &Otp) -> Result<Tried, StoreError> {
         let settings = **self.settings.load();
-        let origin = origin.encode();
         let digest = self.sealer.seal(&tx, code.expose().as_bytes());
+        let expires = (now_unix_ms() + millis(settings.validity)).to_string();
+        let mac = self.records.mac(
+            &challenge_key(&tx.to_string()),
+            &challenge_fields(user.as_bytes(), &digest, expires.as_bytes(), origin.as_bytes()),
+        );
         let script = &self.open;
         let blocking: Option<Vec<u8>> = self
             .redis
@@ -303,15 +403,66 @@ impl ChallengeStore for RedisStore {
                     .arg(millis(settings.validity))
                     .arg(millis(settings.blocking))
                     .arg(MAX_OPEN_PER_USER)
-                    .arg(&origin)
+                    .arg(&mac[..])
+                    .arg(&expires)
+                    .arg(origin)
                     .invoke_async(&mut c)
                     .await
             })
             .await?;
-        Ok(match blocking.as_deref() {
-            Some([]) => Opened::SentElsewhere,
-            Some(state) => Transaction::from_state(state).map_or(Opened::New, Opened::AlreadySent),
-            None => Opened::New,
+        let Some((&mark, state)) = blocking.as_deref().and_then(<[u8]>::split_first) else {
+            return Ok(Tried::Opened);
+        };
+        Ok(match (mark, Transaction::from_state(state)) {
+            (b'=', Some(open)) => Tried::Mine(open),
+            (_, Some(open)) => Tried::Elsewhere(open),
+            (_, None) => Tried::Opened,
+        })
+    }
+
+    /// Takes a State out of the user's list (its record stays: it may be
+    /// another user's, copied here).
+    async fn forget(&self, user: &str, tx: &Transaction) -> Result<(), StoreError> {
+        self.redis
+            .run("forget challenge", |mut c| async move {
+                redis::cmd("LREM")
+                    .arg(challenges_of(user))
+                    .arg(0)
+                    .arg(tx.to_string())
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await
+    }
+}
+
+/// The code challenges among `open` from `origin`: a link challenge's code is
+/// never mailed, and PIN+code must not stand in for its confirmation.
+fn code_challenges<'a>(open: &'a [OpenChallenge], origin: &Origin) -> impl Iterator<Item = &'a OpenChallenge> {
+    let origin = origin.encode().into_bytes();
+    open.iter().filter(move |o| o.link == Link::None && o.origin == origin)
+}
+
+#[async_trait]
+impl ChallengeStore for RedisStore {
+    async fn open(&self, user: &str, origin: &Origin, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
+        // A State that blocks counts only when its record passes its check
+        // (handed out, or refusing the PIN from elsewhere); a forged one
+        // leaves the user's list and the open is retried.
+        let origin = origin.encode();
+        for _ in 0..=MAX_OPEN_PER_USER {
+            let (opened, blocking) = match self.try_open(user, &origin, tx, code).await? {
+                Tried::Opened => return Ok(Opened::New),
+                Tried::Mine(open) => (Opened::AlreadySent(open), open),
+                Tried::Elsewhere(open) => (Opened::SentElsewhere, open),
+            };
+            if self.digests(user).await?.iter().any(|o| o.tx == blocking) {
+                return Ok(opened);
+            }
+            self.forget(user, &blocking).await?;
+        }
+        Err(StoreError::Unavailable {
+            reason: format!("redis keeps handing out unchecked challenges for {user}"),
         })
     }
 
@@ -330,12 +481,17 @@ impl ChallengeStore for RedisStore {
             return Ok(Answer::Unknown);
         }
         match this.link {
-            b'p' => return Ok(Answer::LinkPending),
-            b'c' => {
+            Link::Pending => return Ok(Answer::LinkPending),
+            Link::Confirmed => {
                 let consumed = self.consume_pair(user, state, state).await?;
                 return Ok(if consumed { Answer::Accepted } else { Answer::Unknown });
             }
-            _ => {}
+            Link::None => {}
+        }
+        let settings = **self.settings.load();
+        if self.attempts.count(state) >= settings.max_attempts {
+            // Void by this instance's count, whatever Redis says now.
+            return Ok(Answer::Unknown);
         }
         if let CodeMatch::Matched(matched) = self.matching(&open, origin, code) {
             return Ok(if self.consume_pair(user, state, &matched).await? {
@@ -344,15 +500,7 @@ impl ChallengeStore for RedisStore {
                 Answer::Unknown
             });
         }
-        let max_attempts = self.settings.load().max_attempts;
-        let verdict = self
-            .on_challenge("count attempt", &self.wrong, user, state, max_attempts)
-            .await?;
-        Ok(match verdict {
-            0 => Answer::Wrong { void: false },
-            1 => Answer::Wrong { void: true },
-            _ => Answer::Unknown,
-        })
+        Ok(self.wrong(user, state).await?.unwrap_or(Answer::Unknown))
     }
 
     async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, StoreError> {
@@ -362,10 +510,8 @@ impl ChallengeStore for RedisStore {
 
     async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), StoreError> {
         let open = self.digests(user).await?;
-        let max_attempts = self.settings.load().max_attempts;
         for o in code_challenges(&open, origin) {
-            self.on_challenge("count attempt", &self.wrong, user, &o.tx, max_attempts)
-                .await?;
+            self.wrong(user, &o.tx).await?;
         }
         Ok(())
     }
@@ -396,24 +542,7 @@ impl ChallengeStore for RedisStore {
     }
 
     async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), StoreError> {
-        let (script, key) = (&self.attach_link, self.link_key(token));
-        let opened_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.redis
-            .run("attach link", |mut c| async move {
-                script
-                    .key(key)
-                    .arg(KEY_PREFIX)
-                    .arg(tx.to_string())
-                    .arg(user)
-                    .arg(opened_unix)
-                    .arg(millis(LINK_MEMORY))
-                    .invoke_async::<i64>(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(())
+        self.attach(user, tx, token).await
     }
 
     async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, StoreError> {
@@ -424,3 +553,6 @@ impl ChallengeStore for RedisStore {
         self.link(token, true).await
     }
 }
+
+#[cfg(test)]
+mod tests;

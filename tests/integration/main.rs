@@ -18,6 +18,7 @@ mod packaging;
 mod packets;
 mod pool_support;
 mod redis;
+mod redis_forgery;
 mod second_factor;
 mod service;
 mod slapd;
