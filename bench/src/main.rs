@@ -155,7 +155,11 @@ fn run(args: &Args) -> Result<(), String> {
     print!("{}", table.render());
     if plan.wants("0") {
         println!();
-        println!("CPU × floor: a row's server CPU per request divided by the floor's (row 0); Redis rows count redis-server's CPU and RSS with mailotp's.");
+        println!("CPU × floor: a row's server CPU per request divided by the floor's (row 0).");
+    }
+    if ["1r", "2r", "3r"].iter().any(|r| plan.wants(r)) {
+        println!();
+        println!("Redis rows (1r-3r): server CPU and peak RSS are mailotp's and its redis-server's together.");
     }
     if let Some((bytes, open)) = memory {
         println!();

@@ -33,17 +33,16 @@ pub struct Server {
     pub addr: SocketAddr,
     /// mailotp's `/metrics` listener.
     metrics: Option<SocketAddr>,
-    /// The redis-server of a mailotp on the Redis backend.
-    companion: Option<Child>,
+    /// The redis-server of a mailotp on the Redis backend (it stops after
+    /// mailotp: fields drop after `drop` has run).
+    companion: Option<redis::Redis>,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        for child in std::iter::once(&mut self.child).chain(self.companion.as_mut()) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -71,7 +70,7 @@ impl Server {
     pub fn usage(&self) -> Usage {
         let mut usage = usage_of(self.child.id());
         if let Some(redis) = &self.companion {
-            let more = usage_of(redis.id());
+            let more = usage_of(redis.pid());
             usage.cpu += more.cpu;
             usage.hwm_kib += more.hwm_kib;
         }
@@ -127,7 +126,7 @@ fn free_port() -> u16 {
 fn spawn(
     dir: tempfile::TempDir,
     (addr, metrics): (SocketAddr, Option<SocketAddr>),
-    companion: Option<Child>,
+    companion: Option<redis::Redis>,
     cpus: &str,
     program: &Path,
     args: &[&str],
@@ -356,7 +355,7 @@ outbox = "outbox"
     spawn(
         dir,
         (addr, Some(metrics)),
-        redis.map(|r| r.child),
+        redis,
         cpus,
         binary,
         &["serve", "-c", &config_arg, "--test-mode"],

@@ -2,7 +2,7 @@
 //! loopback port under `taskset` on the servers' CPUs (it works for mailotp,
 //! so it competes for mailotp's CPU as it would on a one-box pool), without
 //! persistence; and the `[state]` section that points mailotp at it.
-//! The process is the caller's to kill (`procs::Server` does, by PID).
+//! The process is killed by PID when its guard drops.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -12,10 +12,23 @@ use std::time::{Duration, Instant};
 
 /// A started redis-server and its port.
 pub struct Redis {
-    /// The process.
-    pub child: Child,
+    child: Child,
     /// Its loopback TCP port.
     pub port: u16,
+}
+
+impl Redis {
+    /// Its process id, for /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Starts redis-server in `dir` on `cpus` and waits until it answers PING
@@ -26,7 +39,7 @@ pub fn start(dir: &Path, cpus: &str) -> Redis {
         .expect("bind loopback")
         .port();
     let log = std::fs::File::create(dir.join("redis.log")).expect("create the redis log");
-    let mut child = Command::new("taskset")
+    let child = Command::new("taskset")
         .arg("-c")
         .arg(cpus)
         .arg("redis-server")
@@ -39,15 +52,15 @@ pub fn start(dir: &Path, cpus: &str) -> Redis {
         .stderr(log)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
+    let redis = Redis { child, port };
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(10) {
         if pong(port) {
-            return Redis { child, port };
+            return redis;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(redis);
     let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
     panic!("redis-server on port {port} did not answer PING within 10 s; its log:\n{log}");
 }
