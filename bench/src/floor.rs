@@ -7,7 +7,7 @@
 //! (`sendmmsg`). Every other row can be read as a multiple of this one.
 //!
 //! It must not do anything a real server could skip: no duplicate cache, no
-//! log, no decision. It is bench code and never part of mailotp; a request
+//! log, no decision, and one client (no lookup of the secret by source). It is bench code and never part of mailotp; a request
 //! without a valid Message-Authenticator is dropped, never answered.
 
 use std::convert::Infallible;
