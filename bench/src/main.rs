@@ -1,15 +1,19 @@
-//! mailotp-bench: mailotp next to FreeRADIUS 3.2 PAP on this machine, driven
-//! by the same closed-loop load generator, one table of medians at the end.
+//! mailotp-bench: mailotp (on the memory and the Redis backend) next to
+//! FreeRADIUS 3.2 PAP and a floor responder on this machine, driven by the
+//! same closed-loop load generator, one table of medians at the end.
 //! See BENCHMARKS.md for the scenarios, the command and the figures.
 
+mod floor;
 mod load;
 mod memory;
 mod packet;
 mod procs;
+mod redis;
 mod report;
 mod scenarios;
 mod workloads;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
@@ -49,20 +53,38 @@ struct Args {
     /// Open challenges for the memory figure.
     #[arg(long, default_value_t = 1_000_000)]
     memory_challenges: usize,
-    /// Run only these scenarios (comma-separated numbers 1-5 and 7); the
-    /// memory figure (6) is skipped unless 6 is listed. Default: all.
-    #[arg(long, value_delimiter = ',')]
-    only: Vec<u8>,
+    /// Run only these scenarios, comma-separated: 0 (the floor), 1-5, 7, and
+    /// 1r, 2r, 3r (1-3 on the Redis backend); the memory figure (6) is skipped
+    /// unless 6 is listed. Default: all.
+    #[arg(long, value_delimiter = ',', value_parser = scenario_name)]
+    only: Vec<String>,
     /// Use this mailotp binary instead of building the workspace's in release.
     #[arg(long)]
     mailotp: Option<PathBuf>,
     /// A line added to mailotp's `[server]` section (e.g. `receive_buffer = 4194304`).
     #[arg(long)]
     server_extra: Vec<String>,
+    /// Be the floor responder on this address (the bench starts itself so).
+    #[arg(long, hide = true)]
+    serve_floor: Option<SocketAddr>,
+}
+
+fn scenario_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if scenarios::SCENARIOS.contains(&name) {
+        Ok(name.to_owned())
+    } else {
+        Err(format!("one of {}", scenarios::SCENARIOS.join(", ")))
+    }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(addr) = args.serve_floor {
+        let Err(err) = floor::serve(addr, procs::SECRET.as_bytes());
+        eprintln!("Error: floor on {addr}: {err}");
+        return ExitCode::FAILURE;
+    }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -117,7 +139,7 @@ fn run(args: &Args) -> Result<(), String> {
         eprintln!("run {run} of {runs}…");
         scenarios::run_all(&plan, &mut table);
     }
-    let memory = (args.only.is_empty() || args.only.contains(&6)).then(|| {
+    let memory = plan.wants("6").then(|| {
         eprintln!(
             "opening {} challenges in-process for the memory figure…",
             args.memory_challenges
@@ -131,6 +153,14 @@ fn run(args: &Args) -> Result<(), String> {
     );
     println!();
     print!("{}", table.render());
+    if plan.wants("0") {
+        println!();
+        println!("CPU × floor: a row's server CPU per request divided by the floor's (row 0).");
+    }
+    if ["1r", "2r", "3r"].iter().any(|r| plan.wants(r)) {
+        println!();
+        println!("Redis rows (1r-3r): server CPU and peak RSS are mailotp's and its redis-server's together.");
+    }
     if let Some((bytes, open)) = memory {
         println!();
         println!("6. memory per open challenge: {bytes:.0} bytes ({open} open challenges, in-process MemoryStore, RSS delta)");
@@ -175,4 +205,17 @@ fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("machine: {model}, {cores} CPUs, Linux {}", kernel.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_takes_the_floor_and_the_redis_rows_and_refuses_unknown_names() {
+        let args = Args::try_parse_from(["mailotp-bench", "--only", "0,1r,2r,3r"]).unwrap();
+        assert_eq!(args.only, ["0", "1r", "2r", "3r"]);
+        let err = Args::try_parse_from(["mailotp-bench", "--only", "1,8"]).unwrap_err();
+        assert!(err.to_string().contains("one of 0, 1, 1r"), "{err}");
+    }
 }

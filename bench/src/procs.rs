@@ -1,6 +1,8 @@
-//! procs: the two servers under test as child processes in a temp dir, each
-//! started under `taskset` on the same CPUs, and what /proc says about them
-//! (CPU time, peak RSS). Children are killed by PID when their guard drops.
+//! procs: the servers under test (mailotp, on either backend, FreeRADIUS and
+//! the floor) as child processes in a temp dir, each started under `taskset`
+//! on the same CPUs, and what /proc says about them (CPU time, peak RSS; with
+//! the Redis backend, mailotp's and redis-server's together). Children are
+//! killed by PID when their guard drops.
 
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use mailotp::wire::{attr, Code};
 
-use crate::packet;
+use crate::{packet, redis};
 
 /// The shared secret of the bench client on both servers.
 pub const SECRET: &str = "bench-secret-4b1d";
@@ -31,6 +33,9 @@ pub struct Server {
     pub addr: SocketAddr,
     /// mailotp's `/metrics` listener.
     metrics: Option<SocketAddr>,
+    /// The redis-server of a mailotp on the Redis backend (it stops after
+    /// mailotp: fields drop after `drop` has run).
+    companion: Option<redis::Redis>,
     _dir: tempfile::TempDir,
 }
 
@@ -39,6 +44,15 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Where mailotp keeps its shared state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// In the process (`[state] backend = "memory"`, the default).
+    Memory,
+    /// In a redis-server of its own, started beside it.
+    Redis,
 }
 
 /// CPU time and peak memory of a process at one moment.
@@ -51,27 +65,16 @@ pub struct Usage {
 }
 
 impl Server {
-    /// CPU used so far and peak RSS, from /proc/PID/stat and status.
+    /// CPU used so far and peak RSS, from /proc/PID/stat and status; with a
+    /// redis-server beside it, the sums of both.
     pub fn usage(&self) -> Usage {
-        let pid = self.child.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("server is running");
-        // Fields after the parenthesised command name; utime and stime are the
-        // 12th and 13th of them (fields 14 and 15 of proc(5)).
-        let rest = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server is running");
-        let hwm_kib = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0);
-        Usage {
-            cpu: Duration::from_nanos(ticks * 1_000_000_000 / hz),
-            hwm_kib,
+        let mut usage = usage_of(self.child.id());
+        if let Some(redis) = &self.companion {
+            let more = usage_of(redis.pid());
+            usage.cpu += more.cpu;
+            usage.hwm_kib += more.hwm_kib;
         }
+        usage
     }
 
     /// mailotp's `mailotp_drops_total{reason}` now, read from `/metrics`.
@@ -88,6 +91,28 @@ impl Server {
     }
 }
 
+/// CPU used so far and peak RSS of process `pid`, from /proc/PID/stat and status.
+fn usage_of(pid: u32) -> Usage {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("server is running");
+    // Fields after the parenthesised command name; utime and stime are the
+    // 12th and 13th of them (fields 14 and 15 of proc(5)).
+    let rest = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server is running");
+    let hwm_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    Usage {
+        cpu: Duration::from_nanos(ticks * 1_000_000_000 / hz),
+        hwm_kib,
+    }
+}
+
 /// A loopback UDP port that was free a moment ago.
 fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
@@ -96,9 +121,12 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Starts `program` under `taskset` and waits until it answers; `companion`
+/// (a redis-server already started) is killed with it.
 fn spawn(
     dir: tempfile::TempDir,
     (addr, metrics): (SocketAddr, Option<SocketAddr>),
+    companion: Option<redis::Redis>,
     cpus: &str,
     program: &Path,
     args: &[&str],
@@ -118,6 +146,7 @@ fn spawn(
         child,
         addr,
         metrics,
+        companion,
         _dir: dir,
     };
     wait_ready(&server);
@@ -229,6 +258,7 @@ client bench {{
     spawn(
         dir,
         (addr, None),
+        None,
         cpus,
         Path::new("freeradius"),
         &["-f", "-d", &dir_arg],
@@ -256,9 +286,15 @@ pub struct Users {
 /// mailotp in `--test-mode` with the fixed code, the file mail provider and
 /// no blocking timeout, in a temp dir; `server_extra` is added to `[server]`.
 /// Besides the bench client it has `flood` on [`FLOOD_SOURCE`] (same secret),
-/// and `/metrics` on a free port.
-pub fn mailotp(binary: &Path, cpus: &str, users: &Users, server_extra: &str) -> Server {
+/// and `/metrics` on a free port. On [`Backend::Redis`] a redis-server of its
+/// own is started first, on the same CPUs.
+pub fn mailotp(binary: &Path, cpus: &str, users: &Users, server_extra: &str, backend: Backend) -> Server {
     let dir = in_memory_dir();
+    let redis = (backend == Backend::Redis).then(|| redis::start(dir.path(), cpus));
+    let state = redis
+        .as_ref()
+        .map(|r| redis::state_section(dir.path(), r.port))
+        .unwrap_or_default();
     let port = free_port();
     let metrics_port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -295,6 +331,8 @@ secret = "{SECRET}"
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
 
+{state}
+
 [users]
 file = "users.toml"
 
@@ -317,9 +355,25 @@ outbox = "outbox"
     spawn(
         dir,
         (addr, Some(metrics)),
+        redis,
         cpus,
         binary,
         &["serve", "-c", &config_arg, "--test-mode"],
+    )
+}
+
+/// The floor responder (`floor.rs`): this very binary with `--serve-floor`.
+pub fn floor(cpus: &str) -> Server {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let me = std::env::current_exe().expect("the bench binary's path");
+    spawn(
+        dir,
+        (addr, None),
+        None,
+        cpus,
+        &me,
+        &["--serve-floor", &addr.to_string()],
     )
 }
 

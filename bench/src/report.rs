@@ -1,4 +1,6 @@
-//! report: one row per scenario, the median of each figure over the runs.
+//! report: one row per scenario, the median of each figure over the runs;
+//! when the floor row ran, each row's server CPU per request as a multiple of
+//! the floor's.
 
 use std::fmt::Write as _;
 
@@ -24,6 +26,8 @@ pub struct Figures {
 pub struct Table {
     rows: Vec<(String, Vec<Figures>)>,
     counts: Vec<(String, Vec<u64>)>,
+    /// The row every CPU figure is divided by.
+    floor: Option<String>,
 }
 
 impl Table {
@@ -33,6 +37,17 @@ impl Table {
             Some((_, runs)) => runs.push(figures),
             None => self.rows.push((name.to_owned(), vec![figures])),
         }
+    }
+
+    /// Makes row `name` the floor the others are read against.
+    pub fn floor(&mut self, name: &str) {
+        self.floor = Some(name.to_owned());
+    }
+
+    /// Server CPU per request of the floor row, when it ran and was measured.
+    fn floor_cpu_us(&self) -> Option<f64> {
+        let cpu = self.median(self.floor.as_deref()?)?.cpu_us;
+        (cpu > 0.0).then_some(cpu)
     }
 
     /// Records one run's value of a count printed under the table.
@@ -57,14 +72,23 @@ impl Table {
         })
     }
 
-    /// The table in Markdown.
+    /// The table in Markdown; with a floor, a last column of CPU per request
+    /// divided by the floor's.
     pub fn render(&self) -> String {
+        let floor = self.floor_cpu_us();
+        let (head, rule) = match floor {
+            Some(_) => (" CPU × floor |", "---:|"),
+            None => ("", ""),
+        };
         let mut out = String::new();
-        out.push_str("| scenario | runs | req/s | p50 ms | p99 ms | server CPU µs/req | peak RSS MiB | lost+wrong (all runs) |\n");
-        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        let _ = writeln!(
+            out,
+            "| scenario | runs | req/s | p50 ms | p99 ms | server CPU µs/req | peak RSS MiB | lost+wrong (all runs) |{head}"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|{rule}");
         for (name, runs) in &self.rows {
             let f = self.median(name).expect("row exists");
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "| {name} | {} | {} | {} | {} | {} | {} | {} |",
                 runs.len(),
@@ -75,6 +99,10 @@ impl Table {
                 fmt(f.rss_mib, 1),
                 f.failed
             );
+            if let Some(floor) = floor {
+                let _ = write!(out, " {} |", fmt(f.cpu_us / floor, 1));
+            }
+            out.push('\n');
         }
         for (name, runs) in &self.counts {
             let shown: Vec<String> = runs.iter().map(u64::to_string).collect();
@@ -110,6 +138,37 @@ pub fn median(mut values: Vec<f64>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(rate: f64, cpu_us: f64) -> Figures {
+        Figures {
+            rate,
+            cpu_us,
+            ..Figures::default()
+        }
+    }
+
+    #[test]
+    fn rows_are_read_as_multiples_of_the_floor() {
+        let mut table = Table::default();
+        table.add("0. floor", row(300_000.0, 2.0));
+        table.add("1. status", row(200_000.0, 3.0));
+        table.add("5b. no cpu", row(50_000.0, f64::NAN));
+        let plain = table.render();
+        assert!(!plain.contains("× floor"), "no floor marked, no column:\n{plain}");
+        table.floor("0. floor");
+        let text = table.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("| CPU × floor |"), "{text}");
+        assert!(
+            lines[2].starts_with("| 0. floor |") && lines[2].ends_with("| 1.0 |"),
+            "{text}"
+        );
+        assert!(lines[3].ends_with("| 3.0 | 0.0 | 0 | 1.5 |"), "{text}");
+        assert!(lines[4].ends_with("| – |"), "{text}");
+        assert!(lines
+            .iter()
+            .all(|l| l.matches('|').count() == lines[0].matches('|').count()));
+    }
 
     #[test]
     fn medians_of_odd_and_even_counts() {

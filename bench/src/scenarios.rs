@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::load::{self, Drive, Outcome, Workload};
-use crate::procs::{self, Server, Users};
+use crate::procs::{self, Backend, Server, Users};
 use crate::report::{Figures, Table};
 use crate::workloads::{Answers, Pap, Pins, StatusServer, Strangers};
 
@@ -36,23 +36,32 @@ pub struct Plan {
     pub users: Users,
     /// Lines added to mailotp's `[server]` section.
     pub server_extra: String,
-    /// Scenario numbers to run; empty: all.
-    pub only: Vec<u8>,
+    /// Scenarios to run ([`SCENARIOS`]); empty: all.
+    pub only: Vec<String>,
 }
 
+/// Every scenario's name for `--only`: the floor (0), mailotp's rows (1-3,
+/// 5, 7), the same rows on the Redis backend (`1r`-`3r`), FreeRADIUS (4) and
+/// the memory figure (6).
+pub const SCENARIOS: [&str; 11] = ["0", "1", "1r", "2", "2r", "3", "3r", "4", "5", "6", "7"];
+
+/// The row of the floor responder, which the report divides by.
+pub const FLOOR_ROW: &str = "0. floor: batch in, check Message-Authenticator, signed Accept, batch out";
+
 impl Plan {
-    fn wants(&self, scenario: u8) -> bool {
-        self.only.is_empty() || self.only.contains(&scenario)
+    /// Whether scenario `name` (one of [`SCENARIOS`]) is to run.
+    pub fn wants(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
     }
 
-    fn mailotp(&self, cheap: usize, storm: usize) -> Server {
+    fn mailotp(&self, cheap: usize, storm: usize, backend: Backend) -> Server {
         let users = Users {
             cheap,
             storm,
             cheap_hash: self.users.cheap_hash.clone(),
             storm_hash: self.users.storm_hash.clone(),
         };
-        procs::mailotp(&self.binary, &self.server_cpus, &users, &self.server_extra)
+        procs::mailotp(&self.binary, &self.server_cpus, &users, &self.server_extra, backend)
     }
 
     fn drive_with(&self, server: &Server, in_flight: usize, timeout: Duration) -> Drive {
@@ -111,27 +120,28 @@ fn preopen(plan: &Plan, server: &Server, n: usize) -> Vec<(usize, Vec<u8>)> {
     pins.opened.into_inner().expect("not poisoned")
 }
 
-/// One run of every scenario, added to `table`.
+/// One run of every scenario, added to `table`. Each Redis row follows its
+/// memory row, so the table shows them side by side.
 pub fn run_all(plan: &Plan, table: &mut Table) {
-    if plan.wants(1) {
-        let server = plan.mailotp(1, 0);
+    if plan.wants("0") {
+        let server = procs::floor(&plan.server_cpus);
         let drive = plan.drive_with(&server, plan.drive.in_flight, Duration::from_secs(1));
-        table.add("1. mailotp Status-Server", measure(&server, &drive, &StatusServer));
+        table.add(FLOOR_ROW, measure(&server, &drive, &StatusServer));
+        table.floor(FLOOR_ROW);
     }
-    if plan.wants(2) {
-        let server = plan.mailotp(plan.challenges, 0);
-        let opened = preopen(plan, &server, plan.challenges);
-        let drive = plan.drive_with(&server, plan.drive.in_flight, Duration::from_secs(1));
-        let figures = measure(&server, &drive, &Answers::new("cheap", opened));
-        table.add("2. mailotp challenge answer (State + OTP → Accept)", figures);
+    let on_either: [(u8, &str, OnEither); 3] = [
+        (1, "mailotp Status-Server", status_server),
+        (2, "mailotp challenge answer (State + OTP → Accept)", answers),
+        (3, "mailotp PIN → Access-Challenge (argon2id m=19456 t=2 p=1)", pins),
+    ];
+    for (n, label, scenario) in on_either {
+        for (backend, suffix, note) in [(Backend::Memory, "", ""), (Backend::Redis, "r", ", Redis backend")] {
+            if plan.wants(&format!("{n}{suffix}")) {
+                table.add(&format!("{n}{suffix}. {label}{note}"), scenario(plan, backend));
+            }
+        }
     }
-    if plan.wants(3) {
-        let server = plan.mailotp(0, STORM_USERS);
-        let drive = plan.drive_with(&server, PIN_IN_FLIGHT, Duration::from_secs(10));
-        let figures = measure(&server, &drive, &Pins::new("storm", STORM_USERS, false));
-        table.add("3. mailotp PIN → Access-Challenge (argon2id m=19456 t=2 p=1)", figures);
-    }
-    if plan.wants(4) {
+    if plan.wants("4") {
         let server = procs::freeradius(&plan.server_cpus);
         let drive = plan.drive_with(&server, plan.drive.in_flight, Duration::from_secs(1));
         table.add("4. FreeRADIUS 3.2 PAP (cleartext user)", measure(&server, &drive, &Pap));
@@ -140,18 +150,43 @@ pub fn run_all(plan: &Plan, table: &mut Table) {
             measure(&server, &drive, &StatusServer),
         );
     }
-    if plan.wants(5) {
+    if plan.wants("5") {
         saturated(plan, table);
     }
-    if plan.wants(7) {
+    if plan.wants("7") {
         flood(plan, table);
     }
+}
+
+/// A scenario run on either backend.
+type OnEither = fn(&Plan, Backend) -> Figures;
+
+/// Scenario 1: Status-Server on a fresh mailotp with `backend`.
+fn status_server(plan: &Plan, backend: Backend) -> Figures {
+    let server = plan.mailotp(1, 0, backend);
+    let drive = plan.drive_with(&server, plan.drive.in_flight, Duration::from_secs(1));
+    measure(&server, &drive, &StatusServer)
+}
+
+/// Scenario 2: answers to pre-opened challenges.
+fn answers(plan: &Plan, backend: Backend) -> Figures {
+    let server = plan.mailotp(plan.challenges, 0, backend);
+    let opened = preopen(plan, &server, plan.challenges);
+    let drive = plan.drive_with(&server, plan.drive.in_flight, Duration::from_secs(1));
+    measure(&server, &drive, &Answers::new("cheap", opened))
+}
+
+/// Scenario 3: the PIN path at the production hash cost.
+fn pins(plan: &Plan, backend: Backend) -> Figures {
+    let server = plan.mailotp(0, STORM_USERS, backend);
+    let drive = plan.drive_with(&server, PIN_IN_FLIGHT, Duration::from_secs(10));
+    measure(&server, &drive, &Pins::new("storm", STORM_USERS, false))
 }
 
 /// Scenario 5: the PIN path saturates the hash pool while Status-Server and
 /// challenge answers run beside it, each from its own load threads.
 fn saturated(plan: &Plan, table: &mut Table) {
-    let server = plan.mailotp(plan.challenges, STORM_USERS);
+    let server = plan.mailotp(plan.challenges, STORM_USERS, Backend::Memory);
     let opened = preopen(plan, &server, plan.challenges);
     let one_thread = |in_flight, timeout| Drive {
         threads: 1,
@@ -194,7 +229,7 @@ fn saturated(plan: &Plan, table: &mut Table) {
 /// requests unanswered within 0.5 s, mostly those the server dropped as
 /// `pin-queue-full` (its own count is printed under the table).
 fn flood(plan: &Plan, table: &mut Table) {
-    let server = plan.mailotp(0, STORM_USERS);
+    let server = plan.mailotp(0, STORM_USERS, Backend::Memory);
     let flood_drive = Drive {
         source: procs::FLOOD_SOURCE.into(),
         ..plan.drive_with(&server, FLOOD_IN_FLIGHT, Duration::from_millis(500))
