@@ -8,18 +8,18 @@ use crate::config::PoolKey;
 use crate::health::Health;
 use crate::pool::PoolKeys;
 
-fn queue(key: [u8; 32]) -> Arc<RedisMail> {
+fn queue(key: [u8; 32]) -> Arc<RedisOutbox> {
     queue_at("redis://127.0.0.1:1/0", key)
 }
 
-fn queue_at(url: &str, key: [u8; 32]) -> Arc<RedisMail> {
+fn queue_at(url: &str, key: [u8; 32]) -> Arc<RedisOutbox> {
     let config = RedisConfig {
         url: url.to_owned(),
         key: PoolKey::new(key),
     };
     let keys = PoolKeys::derive(&config.key);
     let redis = Redis::connect(&config, &keys.fingerprint, Arc::new(Health::default())).unwrap();
-    RedisMail::new(redis, &config, &keys.mail, Duration::from_secs(600), 10).unwrap()
+    RedisOutbox::new(redis, &config, &keys.mail, Duration::from_secs(600), 10).unwrap()
 }
 
 fn job() -> MailJob {
@@ -105,7 +105,7 @@ impl Drop for TestRedis {
     }
 }
 
-async fn read_one(queue: &RedisMail) -> StreamId {
+async fn read_one(queue: &RedisOutbox) -> StreamId {
     let reply: StreamReadReply = redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg(GROUP)
