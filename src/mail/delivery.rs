@@ -205,7 +205,7 @@ impl Delivery {
                 tracing::error!(user = %job.user, to = %job.to.email, %tx, tries, %reason,
                     "mail dropped: its challenge expires before the next try");
             }
-            (_, error) => {
+            (Outcome::FailedForGood, error) => {
                 let error = error.map(|e| e.to_string()).unwrap_or_default();
                 tracing::error!(user = %job.user, to = %job.to.email, %tx, %error, "mail dropped");
             }

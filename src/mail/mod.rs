@@ -3,7 +3,7 @@
 //! `auth` only calls [`MailQueue::enqueue`], which puts the job in an
 //! [`Outbox`] and never waits: the RADIUS answer goes out before the mail.
 //! Jobs wait in memory ([`MemoryOutbox`]) or, in a pool, in the Redis stream
-//! (`pool::mail`). One delivery worker ([`delivery`]) takes them from the
+//! (`pool::mail`). One delivery worker (`mail/delivery.rs`) takes them from the
 //! outbox, renders each and hands it to the provider, a few at a time,
 //! retries transient failures with backoff while the challenge is still
 //! valid, so an SMTP outage delays mail but loses none, and reports each
@@ -12,7 +12,7 @@
 //! Codes and links are never logged; recipients are, and transaction ids (a
 //! link's shortened).
 
-pub mod delivery;
+mod delivery;
 pub mod outbox;
 pub mod provider;
 pub mod template;

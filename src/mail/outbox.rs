@@ -56,7 +56,8 @@ pub trait Outbox: Send + Sync + fmt::Debug + 'static {
 
     /// What became of a job from [`Outbox::take`]: after a final outcome it
     /// is forgotten (acknowledged); after [`Outcome::RetryLater`] it stays
-    /// this instance's.
+    /// this instance's. Every outcome passes here once per attempt: the one
+    /// place to record what became of a challenge's mail.
     async fn report(&self, job: &MailJob, outcome: Outcome);
 
     /// Jobs this instance has taken or holds and not finished with.
