@@ -1,44 +1,39 @@
-//! mail: the delivery queue between `auth` and the mail provider.
+//! mail: the one mail seam between `auth` and the mail provider.
 //!
-//! `auth` only calls [`MailQueue::enqueue`], which never waits: the RADIUS
-//! answer goes out before the mail. A background task renders each job and
-//! hands it to the provider, a few at a time, and retries transient failures
-//! with backoff while the challenge is still valid, so an SMTP outage delays
-//! mail but loses none. The queue is bounded: when it is full, `enqueue` says
-//! so and the request is rejected instead of memory growing. Codes and links
-//! are never logged; recipients are, and transaction ids (a link's shortened).
+//! `auth` only calls [`MailQueue::enqueue`], which puts the job in an
+//! [`Outbox`] and never waits: the RADIUS answer goes out before the mail.
+//! Jobs wait in memory ([`MemoryOutbox`]) or, in a pool, in the Redis stream
+//! (`pool::mail`). One delivery worker (`mail/delivery.rs`) takes them from the
+//! outbox, renders each and hands it to the provider, a few at a time,
+//! retries transient failures with backoff while the challenge is still
+//! valid, so an SMTP outage delays mail but loses none, and reports each
+//! outcome back to the outbox. The queue is bounded: when it is full,
+//! `enqueue` says so and the request is rejected instead of memory growing.
+//! Codes and links are never logged; recipients are, and transaction ids (a
+//! link's shortened).
 
+mod delivery;
+pub mod outbox;
 pub mod provider;
 pub mod template;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
-use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
-use lettre::Message;
+use lettre::message::Mailbox;
 use thiserror::Error;
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tokio_util::time::DelayQueue;
 
 use crate::challenge::Transaction;
 use crate::config::{ConfigError, EmailConfig};
 use crate::otp::Otp;
-use provider::MailProvider;
-use template::{Templates, Values};
-
-/// Messages handed to the provider at once.
-const PARALLEL_SENDS: usize = 8;
-/// First retry delay; doubles up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub use delivery::MailStats;
+use delivery::{Delivery, Renderer};
+pub use outbox::{MemoryOutbox, Outbox, Outcome};
 
 /// Why a mail was not sent.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -75,15 +70,6 @@ pub enum MailError {
         /// What went wrong.
         reason: String,
     },
-}
-
-/// A queue shared by the instances of a pool (Redis): [`MailQueue::enqueue`]
-/// hands jobs to it, and it feeds them back to one instance's
-/// [`MailQueue::deliver`].
-#[async_trait]
-pub trait SharedQueue: Send + Sync + fmt::Debug + 'static {
-    /// Stores a job for whichever instance takes it first.
-    async fn push(&self, job: MailJob) -> Result<(), MailError>;
 }
 
 /// One e-mail to send: a challenge's code for a user. Its Debug shows
@@ -133,59 +119,29 @@ impl fmt::Debug for MailJob {
     }
 }
 
-/// Mail counters for metrics.
-#[derive(Debug, Default)]
-pub struct MailStats {
-    /// Mails the provider accepted.
-    pub sent: AtomicU64,
-    /// Failed attempts (each retry counts).
-    pub failed_attempts: AtomicU64,
-    /// Mails given up: refused for good or expired undelivered.
-    pub dropped: AtomicU64,
-}
-
-/// The request path's handle on the queue.
+/// The handle on the mail queue: the request path enqueues through it, the
+/// exporter reads its counters, a reload swaps its messages.
 #[derive(Clone)]
 pub struct MailQueue {
-    shared: Option<Arc<dyn SharedQueue>>,
-    sender: mpsc::UnboundedSender<MailJob>,
-    pending: Arc<AtomicUsize>,
-    limit: usize,
+    outbox: Arc<dyn Outbox>,
     stats: Arc<MailStats>,
     renderer: Arc<ArcSwap<Renderer>>,
 }
 
 impl MailQueue {
-    /// Queues a mail without waiting for delivery: in this process, or in
-    /// the pool's shared queue. Fails when the queue is full, the delivery
-    /// task has stopped, or the shared queue is unreachable.
+    /// Queues a mail without waiting for delivery. Fails when the queue is
+    /// full or the outbox (Redis) is unreachable.
     pub async fn enqueue(&self, job: MailJob) -> Result<(), MailError> {
-        match &self.shared {
-            Some(shared) => shared.push(job).await,
-            None => self.deliver(job),
-        }
+        self.outbox.enqueue(job).await
     }
 
-    /// Hands a mail to this instance's delivery task (the shared queue's
-    /// reader calls this with the jobs it took).
-    pub fn deliver(&self, job: MailJob) -> Result<(), MailError> {
-        let full = MailError::QueueFull { limit: self.limit };
-        if self.pending.fetch_add(1, Ordering::AcqRel) >= self.limit {
-            self.pending.fetch_sub(1, Ordering::AcqRel);
-            return Err(full);
-        }
-        self.sender.send(job).map_err(|_| {
-            self.pending.fetch_sub(1, Ordering::AcqRel);
-            full
-        })
-    }
-
-    /// Mails queued, being sent or waiting for a retry.
+    /// Mails this instance has queued or taken, being sent or waiting for a
+    /// retry.
     pub fn pending(&self) -> usize {
-        self.pending.load(Ordering::Acquire)
+        self.outbox.pending()
     }
 
-    /// Counters of the delivery task.
+    /// Counters of the delivery worker.
     pub fn stats(&self) -> &MailStats {
         &self.stats
     }
@@ -199,231 +155,57 @@ impl MailQueue {
 
 impl std::fmt::Debug for MailQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MailQueue")
-            .field("pending", &self.pending())
-            .field("limit", &self.limit)
-            .finish()
+        f.debug_struct("MailQueue").field("outbox", &self.outbox).finish()
     }
 }
 
-/// Renders jobs into messages.
-struct Renderer {
-    from: Mailbox,
-    subject: String,
-    templates: Templates,
-    minutes: u64,
-}
-
-impl Renderer {
-    fn new(config: &EmailConfig) -> Renderer {
-        Renderer {
-            from: config.from.clone(),
-            subject: config.subject.clone(),
-            templates: config.templates.clone(),
-            minutes: config.challenge_validity.as_secs().div_ceil(60),
-        }
-    }
-
-    fn render(&self, job: &MailJob) -> Result<Message, MailError> {
-        let values = Values {
-            otp: job.otp.expose(),
-            user: &job.user,
-            minutes: self.minutes,
-            link: job.link.as_deref().map_or("", String::as_str),
-        };
-        let (text, html) = self.templates.render(&values);
-        let builder = Message::builder()
-            .from(self.from.clone())
-            .to(job.to.clone())
-            .subject(self.subject.clone())
-            .message_id(None);
-        let text_part = SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text);
-        let message = match html {
-            None => builder.singlepart(text_part),
-            Some(html) => builder.multipart(
-                MultiPart::alternative()
-                    .singlepart(text_part)
-                    .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html)),
-            ),
-        };
-        message.map_err(|e| MailError::Build { reason: e.to_string() })
-    }
-}
-
-/// Starts the delivery task on `tasks`; it stops on `shutdown` after giving
-/// sends in progress `grace` to finish.
+/// Starts the delivery worker on `tasks` for an instance on its own (jobs
+/// wait in memory, at most `queue_limit`); it stops on `shutdown` after
+/// giving the mails it holds `grace` to go out.
 pub fn start(
     config: &EmailConfig,
     grace: Duration,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<MailQueue, ConfigError> {
-    start_delivery(config, grace, tasks, shutdown, None)
+    start_with(
+        Arc::new(MemoryOutbox::new(config.queue_limit)),
+        config,
+        grace,
+        tasks,
+        shutdown,
+    )
 }
 
-/// Like [`start`], for a pool: `enqueue` goes to `shared`, and the
-/// transaction of every job this instance finished with (sent or given up)
-/// comes out of the returned receiver, so the shared queue can drop it.
-pub fn start_shared(
+/// Like [`start`], with jobs waiting in `outbox` (the pool's Redis stream).
+pub fn start_with(
+    outbox: Arc<dyn Outbox>,
     config: &EmailConfig,
     grace: Duration,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
-    shared: Arc<dyn SharedQueue>,
-) -> Result<(MailQueue, mpsc::UnboundedReceiver<Transaction>), ConfigError> {
-    let (finished, done) = mpsc::unbounded_channel();
-    let mut queue = start_delivery(config, grace, tasks, shutdown, Some(finished))?;
-    queue.shared = Some(shared);
-    Ok((queue, done))
-}
-
-fn start_delivery(
-    config: &EmailConfig,
-    grace: Duration,
-    tasks: &TaskTracker,
-    shutdown: CancellationToken,
-    finished: Option<mpsc::UnboundedSender<Transaction>>,
 ) -> Result<MailQueue, ConfigError> {
-    let provider: Arc<dyn MailProvider> = Arc::from(provider::build(&config.provider)?);
-    let (sender, receiver) = mpsc::unbounded_channel();
     let queue = MailQueue {
-        shared: None,
-        sender,
-        pending: Arc::new(AtomicUsize::new(0)),
-        limit: config.queue_limit,
+        outbox,
         stats: Arc::new(MailStats::default()),
         renderer: Arc::new(ArcSwap::from_pointee(Renderer::new(config))),
     };
     let worker = Delivery {
-        provider,
+        outbox: Arc::clone(&queue.outbox),
+        provider: Arc::from(provider::build(&config.provider)?),
         renderer: Arc::clone(&queue.renderer),
-        pending: Arc::clone(&queue.pending),
         stats: Arc::clone(&queue.stats),
-        finished,
     };
-    tasks.spawn(worker.run(receiver, shutdown, grace));
+    tasks.spawn(worker.run(shutdown, grace));
     Ok(queue)
 }
 
-struct Delivery {
-    provider: Arc<dyn MailProvider>,
-    renderer: Arc<ArcSwap<Renderer>>,
-    pending: Arc<AtomicUsize>,
-    stats: Arc<MailStats>,
-    finished: Option<mpsc::UnboundedSender<Transaction>>,
-}
-
-/// A job with how often it was tried and how long to wait before the next.
-struct Attempt {
-    job: MailJob,
-    tries: u32,
-    backoff: Duration,
-}
-
-impl Delivery {
-    async fn run(self, mut receiver: mpsc::UnboundedReceiver<MailJob>, shutdown: CancellationToken, grace: Duration) {
-        let mut retries: DelayQueue<Attempt> = DelayQueue::new();
-        let mut sending: JoinSet<(Attempt, Result<(), MailError>)> = JoinSet::new();
-        loop {
-            let room = sending.len() < PARALLEL_SENDS;
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                Some(job) = receiver.recv(), if room => {
-                    self.spawn_send(&mut sending, Attempt { job, tries: 0, backoff: FIRST_BACKOFF });
-                }
-                Some(expired) = std::future::poll_fn(|cx| retries.poll_expired(cx)), if room && !retries.is_empty() => {
-                    self.spawn_send(&mut sending, expired.into_inner());
-                }
-                Some(done) = sending.join_next() => {
-                    if let Ok((attempt, result)) = done {
-                        self.finish(attempt, result, &mut retries);
-                    }
-                }
-            }
-        }
-        // Stopping: the mails already queued get `grace` to go out too, a few
-        // at a time as usual; retries that fall due later are not waited for.
-        let drained = tokio::time::timeout(grace, async {
-            loop {
-                while sending.len() < PARALLEL_SENDS {
-                    let Ok(job) = receiver.try_recv() else { break };
-                    self.spawn_send(
-                        &mut sending,
-                        Attempt {
-                            job,
-                            tries: 0,
-                            backoff: FIRST_BACKOFF,
-                        },
-                    );
-                }
-                match sending.join_next().await {
-                    Some(Ok((attempt, result))) => self.finish(attempt, result, &mut retries),
-                    Some(Err(_)) => {}
-                    None => break,
-                }
-            }
-        })
-        .await;
-        let left = self.pending.load(Ordering::Acquire);
-        if drained.is_err() || left > 0 {
-            tracing::warn!(undelivered = left, "mail delivery stopped with mails undelivered");
-        }
-    }
-
-    fn spawn_send(&self, sending: &mut JoinSet<(Attempt, Result<(), MailError>)>, mut attempt: Attempt) {
-        let provider = Arc::clone(&self.provider);
-        let renderer = self.renderer.load_full();
-        attempt.tries += 1;
-        sending.spawn(async move {
-            let result = match renderer.render(&attempt.job) {
-                Ok(message) => provider.send(message).await,
-                Err(e) => Err(e),
-            };
-            (attempt, result)
-        });
-    }
-
-    fn finish(&self, mut attempt: Attempt, result: Result<(), MailError>, retries: &mut DelayQueue<Attempt>) {
-        let job = &attempt.job;
-        let tx = job.logged_tx();
-        match result {
-            Ok(()) => {
-                self.stats.sent.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(user = %job.user, to = %job.to.email, %tx, tries = attempt.tries, "mail sent");
-            }
-            Err(MailError::Transient { reason }) => {
-                self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                let next = Instant::now() + attempt.backoff;
-                if next < job.expires {
-                    tracing::warn!(user = %job.user, to = %job.to.email, %tx, tries = attempt.tries,
-                        retry_in_s = attempt.backoff.as_secs(), %reason, "mail delivery failed, will retry");
-                    let wait = attempt.backoff;
-                    attempt.backoff = (attempt.backoff * 2).min(MAX_BACKOFF);
-                    retries.insert(attempt, wait);
-                    return;
-                }
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(user = %job.user, to = %job.to.email, %tx, tries = attempt.tries, %reason,
-                    "mail dropped: its challenge expires before the next try");
-            }
-            Err(e) => {
-                self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(user = %job.user, to = %job.to.email, %tx, error = %e, "mail dropped");
-            }
-        }
-        if let Some(finished) = &self.finished {
-            let _ = finished.send(job.tx);
-        }
-        self.pending.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn job(link: Option<&str>) -> MailJob {
+    /// A job for `alice`, expiring now; with a link when `link` is given.
+    pub(crate) fn job(link: Option<&str>) -> MailJob {
         MailJob {
             to: "alice@example.com".parse().unwrap(),
             user: "alice".to_owned(),

@@ -1,5 +1,7 @@
-//! The mail queue in Redis: a stream (`mailotp:mail`) with one consumer group,
-//! so every instance delivers and each job goes to one of them.
+//! The pool's outbox: a Redis stream (`mailotp:mail`) with one consumer
+//! group, so every instance's delivery worker delivers and each job goes to
+//! one of them. Jobs this instance read or took over wait in a hand-off for
+//! its worker, whose outcome report acknowledges them.
 //!
 //! A job is encrypted (XChaCha20-Poly1305 under a key derived from the pool
 //! key) before it leaves the process: a read of Redis hands out no codes. The
@@ -20,6 +22,7 @@
 //! logged and counted once per instance. The sealing binds the stream's key
 //! name (associated data), so a job does not open elsewhere.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,7 +35,6 @@ use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{RedisError, Script, Value};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -42,7 +44,8 @@ use super::record::count_bad_record;
 use super::{millis, now_unix_ms, PoolError, Redis, KEY_PREFIX};
 use crate::challenge::Transaction;
 use crate::config::RedisConfig;
-use crate::mail::{MailError, MailJob, MailQueue, SharedQueue};
+use crate::mail::outbox::{Handoff, Outbox, Outcome};
+use crate::mail::{MailError, MailJob};
 use crate::otp::Otp;
 
 /// A job idle this long belongs to an instance presumed dead.
@@ -79,8 +82,8 @@ struct Plain {
     expires_unix_ms: u64,
 }
 
-/// The pool's mail queue.
-pub struct RedisMail {
+/// The pool's outbox.
+pub struct RedisOutbox {
     redis: Redis,
     reader: Redis,
     cipher: XChaCha20Poly1305,
@@ -91,8 +94,11 @@ pub struct RedisMail {
     limit: usize,
     stream_ttl: Duration,
     push: Script,
-    /// Jobs this instance delivers, by transaction: their stream ids.
+    /// Jobs this instance delivers, by transaction: their stream ids. At
+    /// most `limit`.
     held: Mutex<HashMap<Transaction, String>>,
+    /// Held jobs not yet taken by the delivery worker.
+    ready: Handoff,
     /// Stream ids of jobs this instance cannot open (already logged).
     foreign: Mutex<HashSet<String>>,
     /// Where the next look for idle jobs starts (`XAUTOCLAIM`'s cursor), so
@@ -100,26 +106,28 @@ pub struct RedisMail {
     cursor: Mutex<String>,
 }
 
-impl std::fmt::Debug for RedisMail {
+impl std::fmt::Debug for RedisOutbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisMail").field("consumer", &self.consumer).finish()
+        f.debug_struct("RedisOutbox").field("consumer", &self.consumer).finish()
     }
 }
 
-impl RedisMail {
-    /// A queue on `redis` that seals jobs with `key`; `validity` bounds how
-    /// long the stream outlives its last job, `limit` how many jobs wait.
+impl RedisOutbox {
+    /// An outbox on `redis` that seals jobs with `key`; `validity` bounds how
+    /// long the stream outlives its last job, `limit` how many jobs wait in
+    /// it and how many this instance holds. Nothing is read before
+    /// [`RedisOutbox::start`].
     pub fn new(
         redis: Redis,
         config: &RedisConfig,
         key: &Zeroizing<[u8; 32]>,
         validity: Duration,
         limit: usize,
-    ) -> Result<Arc<RedisMail>, PoolError> {
+    ) -> Result<Arc<RedisOutbox>, PoolError> {
         let mut id = [0u8; 6];
         rand::thread_rng().fill_bytes(&mut id);
         let stream = format!("{KEY_PREFIX}mail");
-        Ok(Arc::new(RedisMail {
+        Ok(Arc::new(RedisOutbox {
             reader: redis.blocking_twin(config, READ_BLOCK)?,
             redis,
             cipher: XChaCha20Poly1305::new(key[..].into()),
@@ -130,6 +138,7 @@ impl RedisMail {
             stream_ttl: validity + Duration::from_secs(60),
             push: Script::new(PUSH),
             held: Mutex::new(HashMap::new()),
+            ready: Handoff::default(),
             foreign: Mutex::new(HashSet::new()),
             cursor: Mutex::new("0-0".to_owned()),
         }))
@@ -203,8 +212,8 @@ impl Drop for Plain {
 }
 
 #[async_trait]
-impl SharedQueue for RedisMail {
-    async fn push(&self, job: MailJob) -> Result<(), MailError> {
+impl Outbox for RedisOutbox {
+    async fn enqueue(&self, job: MailJob) -> Result<(), MailError> {
         let sealed = self.seal(&job)?;
         let (script, stream, limit, ttl) = (&self.push, &self.stream, self.limit, millis(self.stream_ttl));
         let queued: i64 = self
@@ -226,20 +235,44 @@ impl SharedQueue for RedisMail {
             Err(MailError::QueueFull { limit })
         }
     }
+
+    async fn take(&self) -> MailJob {
+        self.ready.next().await
+    }
+
+    fn take_ready(&self) -> Option<MailJob> {
+        self.ready.ready()
+    }
+
+    /// A finished job is acknowledged and deleted (a failure leaves it to be
+    /// taken over); one to retry stays held and re-claimed.
+    async fn report(&self, job: &MailJob, outcome: Outcome) {
+        if !outcome.is_final() {
+            return;
+        }
+        let id = self.held.lock().expect("held lock poisoned").remove(&job.tx);
+        if let Some(id) = id {
+            self.done(&id).await;
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.held.lock().expect("held lock poisoned").len()
+    }
 }
 
-impl RedisMail {
-    /// Starts reading jobs into `queue` (this instance's delivery) and
-    /// keeping, taking over and acknowledging them, until `shutdown`.
-    pub fn start(
-        self: &Arc<RedisMail>,
-        queue: MailQueue,
-        finished: mpsc::UnboundedReceiver<Transaction>,
-        tasks: &TaskTracker,
-        shutdown: CancellationToken,
-    ) {
-        tasks.spawn(Arc::clone(self).read(queue.clone(), shutdown.clone()));
-        tasks.spawn(Arc::clone(self).keep(queue, finished, shutdown));
+impl RedisOutbox {
+    /// Starts reading new jobs for this instance's delivery worker, and
+    /// keeping the held ones and taking over those of dead instances, until
+    /// `shutdown`.
+    pub fn start(self: &Arc<RedisOutbox>, tasks: &TaskTracker, shutdown: &CancellationToken) {
+        tasks.spawn(Arc::clone(self).read(shutdown.clone()));
+        tasks.spawn(Arc::clone(self).keep(shutdown.clone()));
+    }
+
+    /// How many more jobs this instance may hold, at most a batch.
+    fn room(&self) -> usize {
+        self.limit.saturating_sub(self.pending()).min(BATCH)
     }
 
     async fn ensure_group(&self, conn: &mut ConnectionManager) -> Result<(), RedisError> {
@@ -266,11 +299,11 @@ impl RedisMail {
     }
 
     /// New jobs, as they are queued by any instance.
-    async fn read(self: Arc<RedisMail>, queue: MailQueue, shutdown: CancellationToken) {
+    async fn read(self: Arc<RedisOutbox>, shutdown: CancellationToken) {
         let mut conn = self.reader.conn.clone();
         let mut ready = false;
         while !shutdown.is_cancelled() {
-            let room = self.limit.saturating_sub(queue.pending()).min(BATCH);
+            let room = self.room();
             if room == 0 || !ready {
                 ready = self.ensure_group(&mut conn).await.is_ok();
                 tokio::select! {
@@ -293,7 +326,7 @@ impl RedisMail {
             match reply {
                 Ok(Some(reply)) => {
                     for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
-                        self.take(&entry, &queue).await;
+                        self.hold(&entry).await;
                     }
                 }
                 Ok(None) => {}
@@ -349,33 +382,32 @@ impl RedisMail {
         }
     }
 
-    /// Hands one entry to delivery, or drops it when its challenge has
-    /// expired; one we cannot open is left for the others.
-    async fn take(&self, entry: &StreamId, queue: &MailQueue) {
+    /// Holds one entry and hands it to the delivery worker (which drops it
+    /// when its challenge has expired); one we cannot open is left for the
+    /// others.
+    async fn hold(&self, entry: &StreamId) {
         let Some(job) = self.open_entry(entry).await else {
             return;
         };
-        if job.expires <= Instant::now() {
-            tracing::warn!(user = %job.user, tx = %job.logged_tx(), "mail dropped: its challenge expired while queued");
-            self.done(&entry.id).await;
-            return;
+        {
+            let mut held = self.held.lock().expect("held lock poisoned");
+            let full = held.len() >= self.limit;
+            match held.entry(job.tx) {
+                // Our own job, gone idle while Redis was unreachable: still ours.
+                Entry::Occupied(mut ours) => {
+                    ours.insert(entry.id.clone());
+                    return;
+                }
+                Entry::Vacant(_) if full => {
+                    // Left pending: another instance (or this one) takes it over later.
+                    let error = MailError::QueueFull { limit: self.limit };
+                    tracing::warn!(tx = %job.logged_tx(), %error, "cannot take a queued mail now");
+                    return;
+                }
+                Entry::Vacant(new) => new.insert(entry.id.clone()),
+            };
         }
-        let tx = job.tx;
-        let known = self
-            .held
-            .lock()
-            .expect("held lock poisoned")
-            .insert(tx, entry.id.clone());
-        if known.is_some() {
-            // Our own job, gone idle while Redis was unreachable: still ours.
-            return;
-        }
-        let shown = job.logged_tx();
-        if let Err(error) = queue.deliver(job) {
-            // Left pending: another instance (or this one) takes it over later.
-            self.held.lock().expect("held lock poisoned").remove(&tx);
-            tracing::warn!(tx = %shown, %error, "cannot take a queued mail now");
-        }
+        self.ready.push(job);
     }
 
     /// Acknowledges and deletes a job; a failure leaves it to be taken over.
@@ -401,26 +433,15 @@ impl RedisMail {
             .await;
     }
 
-    /// Acknowledges finished jobs; every [`KEEP_INTERVAL`] re-claims the held
-    /// ones and takes over those of dead instances.
-    async fn keep(
-        self: Arc<RedisMail>,
-        queue: MailQueue,
-        mut finished: mpsc::UnboundedReceiver<Transaction>,
-        shutdown: CancellationToken,
-    ) {
+    /// Every [`KEEP_INTERVAL`] re-claims the held jobs and takes over those
+    /// of dead instances.
+    async fn keep(self: Arc<RedisOutbox>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(KEEP_INTERVAL);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                Some(tx) = finished.recv() => {
-                    let id = self.held.lock().expect("held lock poisoned").remove(&tx);
-                    if let Some(id) = id {
-                        self.done(&id).await;
-                    }
-                }
                 _ = tick.tick() => {
-                    if let Err(error) = self.refresh_and_take_over(&queue).await {
+                    if let Err(error) = self.refresh_and_take_over().await {
                         tracing::debug!(%error, "keeping the shared mail queue failed");
                     }
                 }
@@ -428,7 +449,7 @@ impl RedisMail {
         }
     }
 
-    async fn refresh_and_take_over(&self, queue: &MailQueue) -> Result<(), RedisError> {
+    async fn refresh_and_take_over(&self) -> Result<(), RedisError> {
         let mut conn = self.redis.conn.clone();
         let held: Vec<String> = self
             .held
@@ -448,7 +469,7 @@ impl RedisMail {
                 .query_async::<()>(&mut conn)
                 .await?;
         }
-        let room = self.limit.saturating_sub(queue.pending()).min(BATCH);
+        let room = self.room();
         if room == 0 {
             return Ok(());
         }
@@ -468,7 +489,7 @@ impl RedisMail {
             if !self.foreign.lock().expect("foreign lock poisoned").contains(&entry.id) {
                 tracing::info!(entry = %entry.id, "taking over a queued mail of an instance that stopped");
             }
-            self.take(entry, queue).await;
+            self.hold(entry).await;
         }
         Ok(())
     }

@@ -307,15 +307,15 @@ pub async fn start(
     };
     let challenges = store::RedisStore::new(redis.clone(), &keys, settings);
     let limits = limiter::RedisLimiter::new(redis.clone(), email.throttling, lockout);
-    let queue = mail::RedisMail::new(
+    let outbox = mail::RedisOutbox::new(
         redis.clone(),
         config,
         &keys.mail,
         email.challenge_validity,
         email.queue_limit,
     )?;
-    let (mail, finished) = crate::mail::start_shared(email, grace, tasks, shutdown.clone(), queue.clone())?;
-    queue.start(mail.clone(), finished, tasks, shutdown.clone());
+    outbox.start(tasks, &shutdown);
+    let mail = crate::mail::start_with(outbox, email, grace, tasks, shutdown.clone())?;
     redis.watch(tasks, shutdown);
     Ok(Shared {
         challenges,

@@ -8,18 +8,18 @@ use crate::config::PoolKey;
 use crate::health::Health;
 use crate::pool::PoolKeys;
 
-fn queue(key: [u8; 32]) -> Arc<RedisMail> {
+fn queue(key: [u8; 32]) -> Arc<RedisOutbox> {
     queue_at("redis://127.0.0.1:1/0", key)
 }
 
-fn queue_at(url: &str, key: [u8; 32]) -> Arc<RedisMail> {
+fn queue_at(url: &str, key: [u8; 32]) -> Arc<RedisOutbox> {
     let config = RedisConfig {
         url: url.to_owned(),
         key: PoolKey::new(key),
     };
     let keys = PoolKeys::derive(&config.key);
     let redis = Redis::connect(&config, &keys.fingerprint, Arc::new(Health::default())).unwrap();
-    RedisMail::new(redis, &config, &keys.mail, Duration::from_secs(600), 10).unwrap()
+    RedisOutbox::new(redis, &config, &keys.mail, Duration::from_secs(600), 10).unwrap()
 }
 
 fn job() -> MailJob {
@@ -105,7 +105,7 @@ impl Drop for TestRedis {
     }
 }
 
-async fn read_one(queue: &RedisMail) -> StreamId {
+async fn read_one(queue: &RedisOutbox) -> StreamId {
     let reply: StreamReadReply = redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg(GROUP)
@@ -166,4 +166,40 @@ async fn a_job_under_another_key_is_left_pending_and_taken_by_an_instance_that_o
     assert_eq!(claimed.claimed.len(), 1);
     let job = theirs.open_entry(&claimed.claimed[0]).await.expect("theirs opens it");
     assert_eq!(job.otp.expose(), "493817");
+}
+
+async fn pending_count(outbox: &RedisOutbox) -> usize {
+    let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+        .arg(&outbox.stream)
+        .arg(GROUP)
+        .query_async(&mut outbox.redis.conn.clone())
+        .await
+        .unwrap();
+    pending.count()
+}
+
+#[tokio::test]
+async fn a_job_to_retry_stays_held_and_a_finished_one_is_acknowledged_and_deleted() {
+    let redis = TestRedis::start();
+    let outbox = queue_at(&redis.url, [5; 32]);
+    let mut conn = outbox.redis.conn.clone();
+    outbox.ensure_group(&mut conn).await.unwrap();
+    outbox.enqueue(job()).await.unwrap();
+
+    outbox.hold(&read_one(&outbox).await).await;
+    let taken = outbox.take_ready().expect("held for the delivery worker");
+    assert_eq!(taken.otp.expose(), "493817");
+    assert_eq!(outbox.pending(), 1);
+
+    outbox.report(&taken, Outcome::RetryLater).await;
+    assert_eq!((outbox.pending(), pending_count(&outbox).await), (1, 1), "kept");
+
+    outbox.report(&taken, Outcome::Delivered).await;
+    assert_eq!((outbox.pending(), pending_count(&outbox).await), (0, 0), "acknowledged");
+    let left: usize = redis::cmd("XLEN")
+        .arg(&outbox.stream)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "deleted from the stream");
 }
