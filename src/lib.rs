@@ -37,6 +37,7 @@ pub mod expiry;
 pub mod exporter;
 pub mod health;
 pub mod http;
+pub mod ids;
 pub mod invariants;
 pub mod limits;
 pub mod link;
