@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 use batch::{Inbox, Outbox};
 pub use check::{check_request, SINGLE_VALUED};
 pub use dedup::{DuplicateCache, RequestKey, Seen, TTL as DUPLICATE_TTL};
-pub use shares::{PinShares, DEFAULT_PIN_QUEUE_PER_CLIENT};
+pub use shares::PinShares;
 
 use crate::auth::{Authenticator, Decision, Reason, Request, Unavailable};
 use crate::config::Client;
