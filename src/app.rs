@@ -15,14 +15,42 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{AuthSettings, Authenticator};
 use crate::challenge::ChallengeStore;
 use crate::challenge::{ChallengeSettings, MemoryStore};
-use crate::cli::CliError;
-use crate::config::{Config, Delivery, EmailConfig, LoadOptions, Source, StateConfig};
+use crate::config::{Config, ConfigError, Delivery, EmailConfig, LoadOptions, Source, StateConfig};
 use crate::health::Health;
 use crate::limits::{Limiter, MemoryLimiter};
 use crate::mail::MailQueue;
 use crate::pool::store::RedisStore;
+use crate::pool::PoolError;
 use crate::server::{Clients, Context};
 use crate::users::HashPool;
+
+/// Why the server could not start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}{purpose}: {source}")]
+    Listen {
+        /// The address from the configuration.
+        addr: SocketAddr,
+        /// What the listener was for (empty for RADIUS).
+        purpose: &'static str,
+        /// Why the kernel refused.
+        source: std::io::Error,
+    },
+    /// The configuration, users file or templates (also on reload).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The shared state in Redis.
+    #[error(transparent)]
+    State(#[from] PoolError),
+    /// Signals, systemd notification or a socket's address.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A task of the server panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// Binds `count` UDP sockets to `addr` with SO_REUSEPORT, so that the kernel
 /// spreads requests over them and each gets a receive loop of its own (one
@@ -60,7 +88,7 @@ fn udp_socket(addr: SocketAddr, receive_buffer: Option<usize>, reuse_port: bool)
 
 /// Runs the server on `config` until SIGTERM or SIGINT; SIGHUP reloads it.
 /// `options` are the command line's, kept for reloads.
-pub async fn run(config: Config, options: LoadOptions) -> Result<(), CliError> {
+pub async fn run(config: Config, options: LoadOptions) -> Result<(), Error> {
     let tasks = TaskTracker::new();
     let shutdown = CancellationToken::new();
     raise_open_files_limit();
@@ -74,17 +102,22 @@ pub async fn run(config: Config, options: LoadOptions) -> Result<(), CliError> {
     let per_address = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut sockets = Vec::new();
     for addr in &config.server.listen {
-        let group = bind(*addr, config.server.receive_buffer, per_address)
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let group = bind(*addr, config.server.receive_buffer, per_address).map_err(|source| Error::Listen {
+            addr: *addr,
+            purpose: "",
+            source,
+        })?;
         let local = group[0].local_addr()?;
         tracing::info!(address = %local, sockets = group.len(), "listening on {local}");
         sockets.extend(group);
     }
     if let Some(metrics) = config.metrics {
         let addr = metrics.listen;
-        let listener = crate::exporter::bind(addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
+        let listener = crate::exporter::bind(addr).await.map_err(|source| Error::Listen {
+            addr,
+            purpose: " for metrics",
+            source,
+        })?;
         let exporter = crate::exporter::serve(
             listener,
             Arc::clone(&running.ctx),
@@ -158,7 +191,7 @@ async fn start(
     options: LoadOptions,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
-) -> Result<Running, CliError> {
+) -> Result<Running, Error> {
     // Backends report here; `server` consults it before answering Status-Server.
     let health = Arc::new(Health::default());
     let pool = HashPool::new(config.server.hash_workers);
@@ -166,9 +199,11 @@ async fn start(
     let email = &config.email;
     let (store, limits, mail) = start_state(config, &health, tasks, shutdown)?;
     if let Delivery::Link(link) = &email.delivery {
-        let listener = TcpListener::bind(link.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {} for link pages: {e}", link.listen))?;
+        let listener = TcpListener::bind(link.listen).await.map_err(|source| Error::Listen {
+            addr: link.listen,
+            purpose: " for link pages",
+            source,
+        })?;
         tracing::info!("link page server on http://{}", listener.local_addr()?);
         let pages = crate::link::serve(listener, store.shared(), link.http, tasks.clone(), shutdown.clone());
         tasks.spawn(pages);
@@ -223,7 +258,7 @@ fn start_state(
     health: &Arc<Health>,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
-) -> Result<(Store, Arc<dyn Limiter>, MailQueue), CliError> {
+) -> Result<(Store, Arc<dyn Limiter>, MailQueue), Error> {
     let (email, grace, lockout) = (&config.email, config.server.shutdown_grace, config.users.lockout);
     Ok(match &config.state {
         StateConfig::Redis(redis) => {
@@ -270,7 +305,7 @@ impl Running {
         }
     }
 
-    fn swap(&self, config: &Config) -> Result<(), CliError> {
+    fn swap(&self, config: &Config) -> Result<(), Error> {
         let users = crate::users::open_reporting(&config.users, self.pool.clone(), Arc::clone(&self.health))?;
         let auth = &self.ctx.auth;
         self.ctx.clients.store(Arc::new(Clients::new(config.clients.clone())));
