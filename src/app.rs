@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{AuthSettings, Authenticator};
+use crate::auth::{AuthSettings, Authenticator, Handler};
 use crate::challenge::ChallengeStore;
 use crate::challenge::{ChallengeSettings, MemoryStore};
 use crate::config::{Config, ConfigError, Delivery, EmailConfig, LoadOptions, Source, StateConfig};
@@ -192,7 +192,7 @@ async fn start(
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
 ) -> Result<Running, Error> {
-    // Backends report here; `server` consults it before answering Status-Server.
+    // Backends report here; the handler consults it before answering Status-Server.
     let health = Arc::new(Health::default());
     let pool = HashPool::new(config.server.hash_workers);
     let users = crate::users::open_reporting(&config.users, pool.clone(), Arc::clone(&health))?;
@@ -216,7 +216,11 @@ async fn start(
         settings: ArcSwap::from_pointee(AuthSettings::from(email)),
     };
     let clients = Clients::new(config.clients.clone());
-    let mut ctx = Context::new(clients, auth, config.server.max_in_flight, Arc::clone(&health));
+    let handler = Handler {
+        auth,
+        health: Arc::clone(&health),
+    };
+    let mut ctx = Context::new(clients, handler, config.server.max_in_flight);
     ctx.drop_log_interval = config.server.drop_log_interval;
     ctx.pin_shares = crate::server::PinShares::new(config.server.pin_queue_per_client);
     Ok(Running {
@@ -307,7 +311,7 @@ impl Running {
 
     fn swap(&self, config: &Config) -> Result<(), Error> {
         let users = crate::users::open_reporting(&config.users, self.pool.clone(), Arc::clone(&self.health))?;
-        let auth = &self.ctx.auth;
+        let auth = &self.ctx.handler.auth;
         self.ctx.clients.store(Arc::new(Clients::new(config.clients.clone())));
         auth.users.store(Arc::new(users));
         auth.settings.store(Arc::new(AuthSettings::from(&config.email)));

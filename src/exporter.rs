@@ -3,7 +3,8 @@
 //! The counters stay plain atomics where they are counted (`metrics`, the
 //! mail queue, the hash pool); this module reads them at scrape time through
 //! a `prometheus-client` collector, so the request path pays nothing for
-//! the exporter. It serves nothing but `/metrics` and logs no request; its
+//! the exporter. The decision's side comes as one snapshot
+//! ([`crate::auth::Stats`]), not by reaching into its stores and queue. It serves nothing but `/metrics` and logs no request; its
 //! connections are bounded in number and time like the link pages' (`http`).
 
 use std::net::SocketAddr;
@@ -98,31 +99,28 @@ impl Collector for Counters {
             "Retransmissions answered from the duplicate cache",
             duplicates,
         )?;
-        let open = i64::try_from(self.ctx.auth.challenges.open_count()).unwrap_or(i64::MAX);
+        let stats = self.ctx.handler.stats();
+        let open = i64::try_from(stats.open_challenges).unwrap_or(i64::MAX);
         gauge(&mut encoder, "mailotp_open_challenges", "Challenges open now", open)?;
-        let mail = &self.ctx.auth.mail;
-        let stats = mail.stats();
         counter(
             &mut encoder,
             "mailotp_mails_sent",
             "Mails the provider accepted",
-            stats.sent.load(Ordering::Relaxed),
+            stats.mails_sent,
         )?;
-        let failed = stats.failed_attempts.load(Ordering::Relaxed);
         counter(
             &mut encoder,
             "mailotp_mail_failed_attempts",
             "Delivery attempts that failed (each retry counts)",
-            failed,
+            stats.mail_failed_attempts,
         )?;
-        let dropped = stats.dropped.load(Ordering::Relaxed);
         counter(
             &mut encoder,
             "mailotp_mails_dropped",
             "Mails given up: refused for good or expired",
-            dropped,
+            stats.mails_dropped,
         )?;
-        let queued = i64::try_from(mail.pending()).unwrap_or(i64::MAX);
+        let queued = i64::try_from(stats.mails_queued).unwrap_or(i64::MAX);
         gauge(
             &mut encoder,
             "mailotp_mails_queued",

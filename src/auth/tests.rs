@@ -155,3 +155,22 @@ fn addresses_are_masked() {
     assert_eq!(mask("alice@example.com"), "a***@example.com");
     assert_eq!(mask("weird"), "your e-mail address");
 }
+
+#[tokio::test]
+async fn status_server_is_answered_by_the_handler_and_silenced_by_a_backend_down() {
+    let handler = Handler {
+        auth: authenticator(counting()),
+        health: Arc::default(),
+    };
+    assert!(handler.answers_at_once(Kind::StatusServer) && !handler.answers_at_once(Kind::Pin));
+    let alive = handler.handle(&Incoming::StatusServer).await.unwrap();
+    assert_eq!((alive.code, alive.reason), (Code::AccessAccept, Reason::StatusServer));
+    let challenge = handler.handle(&Incoming::Access(request("alice", b"1234"))).await;
+    assert_eq!(challenge.unwrap().code, Code::AccessChallenge);
+    assert_eq!(handler.stats().open_challenges, 1);
+    handler.health.down(crate::health::Backend::Directory);
+    assert!(matches!(
+        handler.handle(&Incoming::StatusServer).await,
+        Err(Unavailable::Backend)
+    ));
+}
