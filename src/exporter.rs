@@ -21,10 +21,9 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::HttpLimits;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::DropReason;
 use crate::server::Context;
 use crate::users::HashPool;
@@ -144,16 +143,9 @@ impl Collector for Counters {
     }
 }
 
-/// Serves `/metrics` on `listener` until `shutdown`, within `limits`
+/// Serves `/metrics` on `listener` until shutdown, within `limits`
 /// (connections, time per request; see [`crate::http`]).
-pub async fn serve(
-    listener: TcpListener,
-    ctx: Arc<Context>,
-    pool: HashPool,
-    limits: HttpLimits,
-    tasks: TaskTracker,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(listener: TcpListener, ctx: Arc<Context>, pool: HashPool, limits: HttpLimits, life: Lifecycle) {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Counters { ctx, pool }));
     let registry = Arc::new(registry);
@@ -170,7 +162,7 @@ pub async fn serve(
             }
         }),
     );
-    crate::http::serve("metrics", listener, app, limits, tasks, shutdown).await;
+    crate::http::serve("metrics", listener, app, limits, life).await;
 }
 
 /// Binds `[metrics] listen` and logs where the metrics are.

@@ -39,6 +39,7 @@ pub mod health;
 pub mod http;
 pub mod ids;
 pub mod invariants;
+pub mod lifecycle;
 pub mod limits;
 pub mod link;
 pub mod logging;

@@ -4,12 +4,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
 use super::*;
 use crate::challenge::{ChallengeSettings, MemoryStore};
 use crate::config::{Config, LoadOptions, Source};
+use crate::lifecycle::Lifecycle;
 use crate::limits::{Lockout, MemoryLimiter, Throttled, Throttling};
 use crate::users::DirectoryError;
 
@@ -71,7 +69,7 @@ fn authenticator(limits: Arc<Counting>) -> Authenticator {
         LoadOptions::default(),
     )
     .unwrap();
-    let (tasks, shutdown) = (TaskTracker::new(), CancellationToken::new());
+    let life = Lifecycle::new(Duration::from_secs(1));
     let settings = ChallengeSettings {
         validity: Duration::from_secs(600),
         blocking: Duration::from_secs(120),
@@ -79,9 +77,9 @@ fn authenticator(limits: Arc<Counting>) -> Authenticator {
     };
     Authenticator {
         users: ArcSwap::from_pointee(Box::new(Stub) as Box<dyn UserDirectory>),
-        challenges: MemoryStore::start(settings, &tasks, shutdown.clone()),
+        challenges: MemoryStore::start(settings, &life),
         limits,
-        mail: crate::mail::start(&config.email, Duration::from_secs(1), &tasks, shutdown).unwrap(),
+        mail: crate::mail::start(&config.email, &life).unwrap(),
         settings: ArcSwap::from_pointee(AuthSettings::from(&config.email)),
     }
 }
@@ -91,12 +89,7 @@ fn counting() -> Arc<Counting> {
         after: 10,
         duration: Duration::from_secs(300),
     };
-    let inner = MemoryLimiter::start(
-        Throttling::default(),
-        lockout,
-        &TaskTracker::new(),
-        CancellationToken::new(),
-    );
+    let inner = MemoryLimiter::start(Throttling::default(), lockout, &Lifecycle::new(Duration::ZERO));
     Arc::new(Counting {
         inner,
         calls: AtomicUsize::new(0),

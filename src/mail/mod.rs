@@ -25,11 +25,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tokio_util::time::DelayQueue;
 
 use crate::challenge::Transaction;
 use crate::config::{ConfigError, EmailConfig};
+use crate::lifecycle::Lifecycle;
 use crate::otp::Otp;
 use provider::MailProvider;
 use template::{Templates, Values};
@@ -250,15 +250,10 @@ impl Renderer {
     }
 }
 
-/// Starts the delivery task on `tasks`; it stops on `shutdown` after giving
-/// sends in progress `grace` to finish.
-pub fn start(
-    config: &EmailConfig,
-    grace: Duration,
-    tasks: &TaskTracker,
-    shutdown: CancellationToken,
-) -> Result<MailQueue, ConfigError> {
-    start_delivery(config, grace, tasks, shutdown, None)
+/// Starts the delivery task on `life`; it stops on shutdown after giving
+/// sends in progress the grace period to finish.
+pub fn start(config: &EmailConfig, life: &Lifecycle) -> Result<MailQueue, ConfigError> {
+    start_delivery(config, life, None)
 }
 
 /// Like [`start`], for a pool: `enqueue` goes to `shared`, and the
@@ -266,22 +261,18 @@ pub fn start(
 /// comes out of the returned receiver, so the shared queue can drop it.
 pub fn start_shared(
     config: &EmailConfig,
-    grace: Duration,
-    tasks: &TaskTracker,
-    shutdown: CancellationToken,
+    life: &Lifecycle,
     shared: Arc<dyn SharedQueue>,
 ) -> Result<(MailQueue, mpsc::UnboundedReceiver<Transaction>), ConfigError> {
     let (finished, done) = mpsc::unbounded_channel();
-    let mut queue = start_delivery(config, grace, tasks, shutdown, Some(finished))?;
+    let mut queue = start_delivery(config, life, Some(finished))?;
     queue.shared = Some(shared);
     Ok((queue, done))
 }
 
 fn start_delivery(
     config: &EmailConfig,
-    grace: Duration,
-    tasks: &TaskTracker,
-    shutdown: CancellationToken,
+    life: &Lifecycle,
     finished: Option<mpsc::UnboundedSender<Transaction>>,
 ) -> Result<MailQueue, ConfigError> {
     let provider: Arc<dyn MailProvider> = Arc::from(provider::build(&config.provider)?);
@@ -301,7 +292,7 @@ fn start_delivery(
         stats: Arc::clone(&queue.stats),
         finished,
     };
-    tasks.spawn(worker.run(receiver, shutdown, grace));
+    life.spawn(worker.run(receiver, life.token(), life.grace()));
     Ok(queue)
 }
 

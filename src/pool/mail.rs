@@ -28,12 +28,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{millis, PoolError, Redis, KEY_PREFIX};
 use crate::challenge::Transaction;
 use crate::config::RedisConfig;
+use crate::lifecycle::Lifecycle;
 use crate::mail::{MailError, MailJob, MailQueue, SharedQueue};
 use crate::otp::Otp;
 
@@ -209,16 +209,15 @@ impl SharedQueue for RedisMail {
 
 impl RedisMail {
     /// Starts reading jobs into `queue` (this instance's delivery) and
-    /// keeping, taking over and acknowledging them, until `shutdown`.
+    /// keeping, taking over and acknowledging them, until shutdown.
     pub fn start(
         self: &Arc<RedisMail>,
         queue: MailQueue,
         finished: mpsc::UnboundedReceiver<Transaction>,
-        tasks: &TaskTracker,
-        shutdown: CancellationToken,
+        life: &Lifecycle,
     ) {
-        tasks.spawn(Arc::clone(self).read(queue.clone(), shutdown.clone()));
-        tasks.spawn(Arc::clone(self).keep(queue, finished, shutdown));
+        life.spawn(Arc::clone(self).read(queue.clone(), life.token()));
+        life.spawn(Arc::clone(self).keep(queue, finished, life.token()));
     }
 
     async fn ensure_group(&self, conn: &mut ConnectionManager) -> Result<(), RedisError> {

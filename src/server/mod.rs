@@ -28,8 +28,6 @@ use dashmap::DashMap;
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use batch::{Inbox, Outbox};
 pub use check::{check_request, SINGLE_VALUED};
@@ -39,6 +37,7 @@ pub use shares::PinShares;
 use crate::auth::{Decision, Handler, Incoming, Kind, Request, RequestHandler};
 use crate::config::Client;
 use crate::dictionary::Dictionary;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::{DropReason, Metrics};
 use crate::users::PIN_LANE;
 use crate::wire::{self, attr, Code, Packet, PacketBuf, ResponseBuilder};
@@ -114,33 +113,23 @@ impl<H: RequestHandler> Context<H> {
     }
 }
 
-/// Serves RADIUS on already-bound sockets until `shutdown`; request tasks run
-/// on `tasks`, so the caller can wait for them to finish.
-pub async fn serve<H: RequestHandler>(
-    sockets: Vec<UdpSocket>,
-    ctx: Arc<Context<H>>,
-    tasks: TaskTracker,
-    shutdown: CancellationToken,
-) {
+/// Serves RADIUS on already-bound sockets until shutdown; request tasks run
+/// on `life`, so the caller can wait for them to finish.
+pub async fn serve<H: RequestHandler>(sockets: Vec<UdpSocket>, ctx: Arc<Context<H>>, life: Lifecycle) {
     let mut loops = tokio::task::JoinSet::new();
     for socket in sockets {
-        loops.spawn(receive_loop(
-            Arc::new(socket),
-            Arc::clone(&ctx),
-            tasks.clone(),
-            shutdown.clone(),
-        ));
+        loops.spawn(receive_loop(Arc::new(socket), Arc::clone(&ctx), life.clone()));
     }
-    loops.spawn(sweep_duplicates(Arc::clone(&ctx), shutdown.clone()));
-    loops.spawn(log_drops(Arc::clone(&ctx), shutdown.clone()));
+    loops.spawn(sweep_duplicates(Arc::clone(&ctx), life.clone()));
+    loops.spawn(log_drops(Arc::clone(&ctx), life));
     while loops.join_next().await.is_some() {}
 }
 
-async fn sweep_duplicates<H: RequestHandler>(ctx: Arc<Context<H>>, shutdown: CancellationToken) {
+async fn sweep_duplicates<H: RequestHandler>(ctx: Arc<Context<H>>, life: Lifecycle) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = life.cancelled() => return,
             _ = tick.tick() => ctx.duplicates.sweep(Instant::now()),
         }
     }
@@ -150,13 +139,13 @@ async fn sweep_duplicates<H: RequestHandler>(ctx: Arc<Context<H>>, shutdown: Can
 /// datagram: a configured client's address is easy to spoof, and a flood of
 /// junk must not become a flood of log lines. The per-datagram line (with the
 /// source) stays at debug level.
-async fn log_drops<H: RequestHandler>(ctx: Arc<Context<H>>, shutdown: CancellationToken) {
+async fn log_drops<H: RequestHandler>(ctx: Arc<Context<H>>, life: Lifecycle) {
     let mut reported = [0u64; DropReason::ALL.len()];
     let mut tick = tokio::time::interval(ctx.drop_log_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = life.cancelled() => return,
             _ = tick.tick() => {}
         }
         for (reason, seen) in DropReason::ALL.iter().zip(reported.iter_mut()) {
@@ -175,17 +164,12 @@ async fn log_drops<H: RequestHandler>(ctx: Arc<Context<H>>, shutdown: Cancellati
     }
 }
 
-async fn receive_loop<H: RequestHandler>(
-    socket: Arc<UdpSocket>,
-    ctx: Arc<Context<H>>,
-    tasks: TaskTracker,
-    shutdown: CancellationToken,
-) {
+async fn receive_loop<H: RequestHandler>(socket: Arc<UdpSocket>, ctx: Arc<Context<H>>, life: Lifecycle) {
     let mut inbox = Inbox::new(RECEIVE_BUFFER);
     let mut outbox = Outbox::default();
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = life.cancelled() => return,
             received = inbox.receive(&socket) => if let Err(e) = received {
                 // ICMP errors from earlier sends surface here on some systems.
                 tracing::debug!(error = %e, "receive failed");
@@ -193,7 +177,7 @@ async fn receive_loop<H: RequestHandler>(
             },
         }
         for (datagram, source) in inbox.datagrams() {
-            handle(&ctx, &socket, &tasks, datagram, source, &mut outbox).await;
+            handle(&ctx, &socket, &life, datagram, source, &mut outbox).await;
         }
         outbox.send_all(&socket).await;
     }
@@ -204,7 +188,7 @@ async fn receive_loop<H: RequestHandler>(
 async fn handle<H: RequestHandler>(
     ctx: &Arc<Context<H>>,
     socket: &Arc<UdpSocket>,
-    tasks: &TaskTracker,
+    life: &Lifecycle,
     datagram: &[u8],
     source: SocketAddr,
     outbox: &mut Outbox,
@@ -244,7 +228,7 @@ async fn handle<H: RequestHandler>(
             let packet: PacketBuf = packet.to_buf();
             let (socket, ctx) = (Arc::clone(socket), Arc::clone(ctx));
             let lane: Arc<str> = Arc::from(client.name.as_str());
-            tasks.spawn(PIN_LANE.scope(lane, async move {
+            life.spawn(PIN_LANE.scope(lane, async move {
                 let _permit = permit;
                 if let Some(bytes) = respond(&ctx, &client, key, packet.packet()).await {
                     send(&socket, &bytes, source).await;
