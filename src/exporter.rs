@@ -4,8 +4,9 @@
 //! mail queue, the hash pool); this module reads them at scrape time through
 //! a `prometheus-client` collector, so the request path pays nothing for
 //! the exporter. The decision's side comes as one snapshot
-//! ([`crate::auth::Stats`]), not by reaching into its stores and queue. It serves nothing but `/metrics` and logs no request; its
-//! connections are bounded in number and time like the link pages' (`http`).
+//! ([`crate::auth::Stats`]), not by reaching into its stores and queue. It
+//! serves nothing but `/metrics` and logs no request; its connections are
+//! bounded in number and time like the link pages' (`http`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

@@ -40,7 +40,7 @@ use crate::dictionary::Dictionary;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{DropReason, Metrics};
 use crate::users::PIN_LANE;
-use crate::wire::{self, attr, Code, Packet, PacketBuf, ResponseBuilder};
+use crate::wire::{self, attr, Code, Packet, ResponseBuilder};
 
 /// Largest datagram read; longer ones are cut, and RFC 2865 §3 says octets past
 /// the length field are padding anyway.
@@ -225,7 +225,7 @@ async fn handle<H: RequestHandler>(
             permit,
             ..
         } => {
-            let packet: PacketBuf = packet.to_buf();
+            let packet = packet.to_buf();
             let (socket, ctx) = (Arc::clone(socket), Arc::clone(ctx));
             let lane: Arc<str> = Arc::from(client.name.as_str());
             life.spawn(PIN_LANE.scope(lane, async move {
