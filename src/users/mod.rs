@@ -151,7 +151,7 @@ pub fn hash_pin(pin: &[u8]) -> String {
 }
 
 /// The directory `[users]` asks for, for `check`: an LDAP directory reports
-/// its health to a flag nobody reads.
+/// its health to a flag nobody reads, under a lifecycle nobody drains.
 pub fn open(config: &UsersConfig, pool: HashPool) -> Result<Box<dyn UserDirectory>, ConfigError> {
     open_reporting(config, pool, Arc::default(), &Lifecycle::new(std::time::Duration::ZERO))
 }
