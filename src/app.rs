@@ -9,20 +9,47 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use sd_notify::NotifyState;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::auth::{AuthSettings, Authenticator};
+use crate::auth::{AuthSettings, Authenticator, Handler};
 use crate::challenge::ChallengeStore;
 use crate::challenge::{ChallengeSettings, MemoryStore};
-use crate::cli::CliError;
-use crate::config::{Config, Delivery, EmailConfig, LoadOptions, Source, StateConfig};
+use crate::config::{Config, ConfigError, Delivery, EmailConfig, LoadOptions, Source, StateConfig};
 use crate::health::Health;
+use crate::lifecycle::Lifecycle;
 use crate::limits::{Limiter, MemoryLimiter};
 use crate::mail::MailQueue;
 use crate::pool::store::RedisStore;
+use crate::pool::PoolError;
 use crate::server::{Clients, Context};
 use crate::users::HashPool;
+
+/// Why the server could not start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}{purpose}: {source}")]
+    Listen {
+        /// The address from the configuration.
+        addr: SocketAddr,
+        /// What the listener was for (empty for RADIUS).
+        purpose: &'static str,
+        /// Why the kernel refused.
+        source: std::io::Error,
+    },
+    /// The configuration, users file or templates (also on reload).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The shared state in Redis.
+    #[error(transparent)]
+    State(#[from] PoolError),
+    /// Signals, systemd notification or a socket's address.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A task of the server panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// Binds `count` UDP sockets to `addr` with SO_REUSEPORT, so that the kernel
 /// spreads requests over them and each gets a receive loop of its own (one
@@ -60,9 +87,8 @@ fn udp_socket(addr: SocketAddr, receive_buffer: Option<usize>, reuse_port: bool)
 
 /// Runs the server on `config` until SIGTERM or SIGINT; SIGHUP reloads it.
 /// `options` are the command line's, kept for reloads.
-pub async fn run(config: Config, options: LoadOptions) -> Result<(), CliError> {
-    let tasks = TaskTracker::new();
-    let shutdown = CancellationToken::new();
+pub async fn run(config: Config, options: LoadOptions) -> Result<(), Error> {
+    let life = Lifecycle::new(config.server.shutdown_grace);
     raise_open_files_limit();
     for warning in config.cleartext_warnings() {
         tracing::warn!("{warning}");
@@ -70,33 +96,37 @@ pub async fn run(config: Config, options: LoadOptions) -> Result<(), CliError> {
     if config.source == Source::Embedded {
         tracing::warn!("running on the embedded default configuration: client 127.0.0.1 (its secret is in README) does not need Message-Authenticator, users are the demo users, mail goes to ./outbox/");
     }
-    let running = start(&config, options, &tasks, &shutdown).await?;
+    let running = start(&config, options, &life).await?;
     let per_address = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut sockets = Vec::new();
     for addr in &config.server.listen {
-        let group = bind(*addr, config.server.receive_buffer, per_address)
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let group = bind(*addr, config.server.receive_buffer, per_address).map_err(|source| Error::Listen {
+            addr: *addr,
+            purpose: "",
+            source,
+        })?;
         let local = group[0].local_addr()?;
         tracing::info!(address = %local, sockets = group.len(), "listening on {local}");
         sockets.extend(group);
     }
     if let Some(metrics) = config.metrics {
         let addr = metrics.listen;
-        let listener = crate::exporter::bind(addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
+        let listener = crate::exporter::bind(addr).await.map_err(|source| Error::Listen {
+            addr,
+            purpose: " for metrics",
+            source,
+        })?;
         let exporter = crate::exporter::serve(
             listener,
             Arc::clone(&running.ctx),
             running.pool.clone(),
             metrics.http,
-            tasks.clone(),
-            shutdown.clone(),
+            life.clone(),
         );
-        tasks.spawn(exporter);
+        life.spawn(exporter);
     }
     let ctx = Arc::clone(&running.ctx);
-    let server = tokio::spawn(crate::server::serve(sockets, ctx, tasks.clone(), shutdown.clone()));
+    let server = life.spawn(crate::server::serve(sockets, ctx, life.clone()));
     systemd(&[NotifyState::Ready]);
     let mut signals = Signals::new()?;
     while signals.next().await == Signal::Reload {
@@ -106,12 +136,10 @@ pub async fn run(config: Config, options: LoadOptions) -> Result<(), CliError> {
     }
     systemd(&[NotifyState::Stopping]);
     tracing::info!("stopping: answering requests in progress");
-    shutdown.cancel();
+    life.stop();
     server.await?;
-    tasks.close();
-    let grace = config.server.shutdown_grace;
-    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
-        tracing::warn!(grace_s = grace.as_secs(), "stopped before all work finished");
+    if !life.drain().await {
+        tracing::warn!(grace_s = life.grace().as_secs(), "stopped before all work finished");
     }
     tracing::info!("stopped");
     Ok(())
@@ -149,29 +177,27 @@ struct Running {
     store: Store,
     pool: HashPool,
     health: Arc<Health>,
+    life: Lifecycle,
     options: LoadOptions,
 }
 
 /// Builds stores, mail queue, link pages and the decision from `config`.
-async fn start(
-    config: &Config,
-    options: LoadOptions,
-    tasks: &TaskTracker,
-    shutdown: &CancellationToken,
-) -> Result<Running, CliError> {
-    // Backends report here; `server` consults it before answering Status-Server.
+async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Result<Running, Error> {
+    // Backends report here; the handler consults it before answering Status-Server.
     let health = Arc::new(Health::default());
     let pool = HashPool::new(config.server.hash_workers);
-    let users = crate::users::open_reporting(&config.users, pool.clone(), Arc::clone(&health))?;
+    let users = crate::users::open_reporting(&config.users, pool.clone(), Arc::clone(&health), life)?;
     let email = &config.email;
-    let (store, limits, mail) = start_state(config, &health, tasks, shutdown).await?;
+    let (store, limits, mail) = start_state(config, &health, life).await?;
     if let Delivery::Link(link) = &email.delivery {
-        let listener = TcpListener::bind(link.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {} for link pages: {e}", link.listen))?;
+        let listener = TcpListener::bind(link.listen).await.map_err(|source| Error::Listen {
+            addr: link.listen,
+            purpose: " for link pages",
+            source,
+        })?;
         tracing::info!("link page server on http://{}", listener.local_addr()?);
-        let pages = crate::link::serve(listener, store.shared(), link.http, tasks.clone(), shutdown.clone());
-        tasks.spawn(pages);
+        let pages = crate::link::serve(listener, store.shared(), link.http, life.clone());
+        life.spawn(pages);
     }
     let auth = Authenticator {
         users: ArcSwap::from_pointee(users),
@@ -181,7 +207,11 @@ async fn start(
         settings: ArcSwap::from_pointee(AuthSettings::from(email)),
     };
     let clients = Clients::new(config.clients.clone());
-    let mut ctx = Context::new(clients, auth, config.server.max_in_flight, Arc::clone(&health));
+    let handler = Handler {
+        auth,
+        health: Arc::clone(&health),
+    };
+    let mut ctx = Context::new(clients, handler, config.server.max_in_flight);
     ctx.drop_log_interval = config.server.drop_log_interval;
     ctx.pin_shares = crate::server::PinShares::new(config.server.pin_queue_per_client);
     Ok(Running {
@@ -189,6 +219,7 @@ async fn start(
         store,
         pool,
         health,
+        life: life.clone(),
         options,
     })
 }
@@ -221,20 +252,19 @@ impl Store {
 async fn start_state(
     config: &Config,
     health: &Arc<Health>,
-    tasks: &TaskTracker,
-    shutdown: &CancellationToken,
-) -> Result<(Store, Arc<dyn Limiter>, MailQueue), CliError> {
-    let (email, grace, lockout) = (&config.email, config.server.shutdown_grace, config.users.lockout);
+    life: &Lifecycle,
+) -> Result<(Store, Arc<dyn Limiter>, MailQueue), Error> {
+    let (email, lockout) = (&config.email, config.users.lockout);
     Ok(match &config.state {
         StateConfig::Redis(redis) => {
-            let shared = crate::pool::start(redis, email, lockout, grace, health, tasks, shutdown.clone()).await?;
+            let shared = crate::pool::start(redis, email, lockout, health, life).await?;
             tracing::info!("state in redis: challenges, limits and the mail queue are shared with the pool");
             (Store::Redis(shared.challenges), shared.limits, shared.mail)
         }
         StateConfig::Memory => {
-            let store = MemoryStore::start(challenge_settings(email), tasks, shutdown.clone());
-            let mail = crate::mail::start(email, grace, tasks, shutdown.clone())?;
-            let limits = MemoryLimiter::start(email.throttling, lockout, tasks, shutdown.clone());
+            let store = MemoryStore::start(challenge_settings(email), life);
+            let mail = crate::mail::start(email, life)?;
+            let limits = MemoryLimiter::start(email.throttling, lockout, life);
             (Store::Memory(store), limits, mail)
         }
     })
@@ -270,9 +300,10 @@ impl Running {
         }
     }
 
-    fn swap(&self, config: &Config) -> Result<(), CliError> {
-        let users = crate::users::open_reporting(&config.users, self.pool.clone(), Arc::clone(&self.health))?;
-        let auth = &self.ctx.auth;
+    fn swap(&self, config: &Config) -> Result<(), Error> {
+        let users =
+            crate::users::open_reporting(&config.users, self.pool.clone(), Arc::clone(&self.health), &self.life)?;
+        let auth = &self.ctx.handler.auth;
         self.ctx.clients.store(Arc::new(Clients::new(config.clients.clone())));
         auth.users.store(Arc::new(users));
         auth.settings.store(Arc::new(AuthSettings::from(&config.email)));

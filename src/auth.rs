@@ -1,4 +1,5 @@
-//! auth: the Access-Request decision, top to bottom in [`Authenticator::decide`].
+//! auth: the Access-Request decision, top to bottom in [`Authenticator::decide`],
+//! and the [`RequestHandler`] seam a transport hands requests to.
 //!
 //! It gets a request that `server` has already authenticated and decoded, and
 //! returns a [`Decision`]: code, State, Reply-Message and the reason for the
@@ -27,8 +28,10 @@ use crate::users::{DirectoryError, LockGate, PinCheck, User, UserDirectory};
 use crate::wire::Code;
 
 mod decision;
+mod handler;
 
 pub use decision::{Decision, Reason, Request};
+pub use handler::{Handler, Incoming, Kind, RequestHandler, Stats};
 
 /// Reply-Message when the same user asks again within the blocking timeout
 /// (LinOTP's wording, which admins search for).

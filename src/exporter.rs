@@ -3,8 +3,10 @@
 //! The counters stay plain atomics where they are counted (`metrics`, the
 //! mail queue, the hash pool); this module reads them at scrape time through
 //! a `prometheus-client` collector, so the request path pays nothing for
-//! the exporter. It serves nothing but `/metrics` and logs no request; its
-//! connections are bounded in number and time like the link pages' (`http`).
+//! the exporter. The decision's side comes as one snapshot
+//! ([`crate::auth::Stats`]), not by reaching into its stores and queue. It
+//! serves nothing but `/metrics` and logs no request; its connections are
+//! bounded in number and time like the link pages' (`http`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -20,10 +22,9 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::HttpLimits;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::DropReason;
 use crate::server::Context;
 use crate::users::HashPool;
@@ -105,31 +106,28 @@ impl Collector for Counters {
             "Records read from Redis that failed their pool-key check and were ignored",
             bad,
         )?;
-        let open = i64::try_from(self.ctx.auth.challenges.open_count()).unwrap_or(i64::MAX);
+        let stats = self.ctx.handler.stats();
+        let open = i64::try_from(stats.open_challenges).unwrap_or(i64::MAX);
         gauge(&mut encoder, "mailotp_open_challenges", "Challenges open now", open)?;
-        let mail = &self.ctx.auth.mail;
-        let stats = mail.stats();
         counter(
             &mut encoder,
             "mailotp_mails_sent",
             "Mails the provider accepted",
-            stats.sent.load(Ordering::Relaxed),
+            stats.mails_sent,
         )?;
-        let failed = stats.failed_attempts.load(Ordering::Relaxed);
         counter(
             &mut encoder,
             "mailotp_mail_failed_attempts",
             "Delivery attempts that failed (each retry counts)",
-            failed,
+            stats.mail_failed_attempts,
         )?;
-        let dropped = stats.dropped.load(Ordering::Relaxed);
         counter(
             &mut encoder,
             "mailotp_mails_dropped",
             "Mails given up: refused for good or expired",
-            dropped,
+            stats.mails_dropped,
         )?;
-        let queued = i64::try_from(mail.pending()).unwrap_or(i64::MAX);
+        let queued = i64::try_from(stats.mails_queued).unwrap_or(i64::MAX);
         gauge(
             &mut encoder,
             "mailotp_mails_queued",
@@ -153,16 +151,9 @@ impl Collector for Counters {
     }
 }
 
-/// Serves `/metrics` on `listener` until `shutdown`, within `limits`
+/// Serves `/metrics` on `listener` until shutdown, within `limits`
 /// (connections, time per request; see [`crate::http`]).
-pub async fn serve(
-    listener: TcpListener,
-    ctx: Arc<Context>,
-    pool: HashPool,
-    limits: HttpLimits,
-    tasks: TaskTracker,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(listener: TcpListener, ctx: Arc<Context>, pool: HashPool, limits: HttpLimits, life: Lifecycle) {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Counters { ctx, pool }));
     let registry = Arc::new(registry);
@@ -179,7 +170,7 @@ pub async fn serve(
             }
         }),
     );
-    crate::http::serve("metrics", listener, app, limits, tasks, shutdown).await;
+    crate::http::serve("metrics", listener, app, limits, life).await;
 }
 
 /// Binds `[metrics] listen` and logs where the metrics are.

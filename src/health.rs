@@ -3,8 +3,9 @@
 //!
 //! SPEC: while a backend is unreachable the instance answers nothing, not
 //! even Status-Server, so that a proxy in front marks it dead and fails over.
-//! Backends report here on every failure and success; `server` asks before
-//! answering Status-Server. Flags only: nothing here connects or logs.
+//! Backends report here on every failure and success; the request handler
+//! (`auth::Handler`) asks before answering Status-Server. Flags only:
+//! nothing here connects or logs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

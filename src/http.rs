@@ -21,9 +21,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::HttpLimits;
+use crate::lifecycle::Lifecycle;
 
 /// Request head bytes buffered at most (hyper's minimum is 8 KiB); a larger
 /// head ends the connection.
@@ -32,16 +32,10 @@ const MAX_HEAD: usize = 16 * 1024;
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Serves `app` on `listener` until `shutdown`, within `limits`; connections
-/// run on `tasks`. `name` tells the listener apart in the log.
-pub async fn serve(
-    name: &'static str,
-    listener: TcpListener,
-    app: Router,
-    limits: HttpLimits,
-    tasks: TaskTracker,
-    shutdown: CancellationToken,
-) {
+/// Serves `app` on `listener` until shutdown, within `limits`; connections
+/// run on `life`. `name` tells the listener apart in the log.
+pub async fn serve(name: &'static str, listener: TcpListener, app: Router, limits: HttpLimits, life: Lifecycle) {
+    let shutdown = life.token();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut backoff = Backoff::default();
     loop {
@@ -69,7 +63,7 @@ pub async fn serve(
             }
         };
         let (app, shutdown) = (app.clone(), shutdown.clone());
-        tasks.spawn(async move {
+        life.spawn(async move {
             let _permit = permit;
             connection(name, stream, app, limits.request_timeout, shutdown).await;
         });

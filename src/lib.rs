@@ -4,9 +4,11 @@
 //! Access-Challenge; the user types the code and mailotp answers Access-Accept.
 //!
 //! # Layout
+//! Imports go one way; README's "Layout" lists the modules in that order.
 //! - [`wire`] — RADIUS bytes ↔ packets; knows nothing of users or mail.
 //! - [`server`] — sockets, the cheap checks, the duplicate cache, answering.
-//! - [`auth`] — the Access-Request decision, in one function.
+//! - [`auth`] — the request handler seam and the Access-Request decision.
+//! - [`ids`] — transaction ids, origins and link tokens: plain values.
 //! - [`challenge`] — open challenges (the in-memory store) behind a trait.
 //! - [`otp`] — HOTP codes and the digest the store keeps instead of them.
 //! - [`pool`] — several instances as one through Redis (`[state] backend = "redis"`).
@@ -21,6 +23,8 @@
 //! - [`http`] — the accept loop and limits both HTTP listeners share.
 //! - [`metrics`] — counters.
 //! - [`logging`] — `serve`'s log lines, written to stderr in blocks.
+//! - [`lifecycle`] — shutdown token, task tracker and grace, as one value.
+//! - [`expiry`] — deadline queues for challenges and the duplicate cache.
 //! - [`invariants`] — properties of any input, for fuzzing and property tests.
 //! - [`app`] — wires a configuration into a running server; signals.
 //! - [`cli`] — the `mailotp` commands; `main.rs` only calls into it.
@@ -37,7 +41,9 @@ pub mod expiry;
 pub mod exporter;
 pub mod health;
 pub mod http;
+pub mod ids;
 pub mod invariants;
+pub mod lifecycle;
 pub mod limits;
 pub mod link;
 pub mod logging;

@@ -14,10 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::challenge::StoreError;
+use crate::lifecycle::Lifecycle;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const FIVE_MINUTES: Duration = Duration::from_secs(300);
@@ -100,13 +99,8 @@ pub struct MemoryLimiter {
 }
 
 impl MemoryLimiter {
-    /// A limiter whose sweeper runs on `tasks` until `shutdown`.
-    pub fn start(
-        throttling: Throttling,
-        lockout: Lockout,
-        tasks: &TaskTracker,
-        shutdown: CancellationToken,
-    ) -> Arc<MemoryLimiter> {
+    /// A limiter whose sweeper runs on `life` until shutdown.
+    pub fn start(throttling: Throttling, lockout: Lockout, life: &Lifecycle) -> Arc<MemoryLimiter> {
         let limiter = Arc::new(MemoryLimiter {
             throttling,
             lockout,
@@ -115,11 +109,12 @@ impl MemoryLimiter {
             failures: DashMap::new(),
         });
         let sweeper = Arc::clone(&limiter);
-        tasks.spawn(async move {
+        let stop = life.clone();
+        life.spawn(async move {
             let mut tick = tokio::time::interval(SWEEP_INTERVAL);
             loop {
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = stop.cancelled() => return,
                     _ = tick.tick() => sweeper.sweep(Instant::now()),
                 }
             }
@@ -228,7 +223,7 @@ mod tests {
             after,
             duration: Duration::from_secs(60),
         };
-        MemoryLimiter::start(throttling, lockout, &TaskTracker::new(), CancellationToken::new())
+        MemoryLimiter::start(throttling, lockout, &Lifecycle::new(Duration::from_secs(1)))
     }
 
     #[tokio::test(start_paused = true)]

@@ -23,11 +23,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::challenge::{ChallengeStore, LinkStatus, LinkToken};
 use crate::config::HttpLimits;
+use crate::lifecycle::Lifecycle;
 
 /// Largest request accepted (SPEC: 16 KiB, then 413).
 const MAX_REQUEST: usize = 16 * 1024;
@@ -35,17 +34,11 @@ const CSP: &str = "default-src 'none'; form-action 'self'; frame-ancestors 'none
 
 type Store = Arc<dyn ChallengeStore>;
 
-/// Serves the pages on `listener` until `shutdown`, within `limits`
+/// Serves the pages on `listener` until shutdown, within `limits`
 /// (connections, time per request; see [`crate::http`]); connections run
-/// on `tasks`.
-pub async fn serve(
-    listener: TcpListener,
-    store: Store,
-    limits: HttpLimits,
-    tasks: TaskTracker,
-    shutdown: CancellationToken,
-) {
-    crate::http::serve("link", listener, router(store), limits, tasks, shutdown).await;
+/// on `life`.
+pub async fn serve(listener: TcpListener, store: Store, limits: HttpLimits, life: Lifecycle) {
+    crate::http::serve("link", listener, router(store), limits, life).await;
 }
 
 fn router(store: Store) -> Router {

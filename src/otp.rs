@@ -14,7 +14,7 @@ use sha1::Sha1;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::challenge::Transaction;
+use crate::ids::Transaction;
 
 type HmacSha1 = Hmac<Sha1>;
 

@@ -7,9 +7,8 @@
 use std::time::Duration;
 
 use mailotp::challenge::{ChallengeSettings, ChallengeStore, MemoryStore, Origin, Transaction, MAX_OPEN_PER_USER};
+use mailotp::lifecycle::Lifecycle;
 use mailotp::otp::Otp;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// Resident set of this process now, in KiB.
 fn rss_kib() -> u64 {
@@ -31,15 +30,14 @@ pub fn bytes_per_challenge(total: usize) -> (f64, usize) {
         .build()
         .expect("a tokio runtime");
     runtime.block_on(async {
-        let tasks = TaskTracker::new();
-        let shutdown = CancellationToken::new();
+        let life = Lifecycle::new(Duration::ZERO);
         let settings = ChallengeSettings {
             validity: Duration::from_secs(3600),
             blocking: Duration::ZERO,
             max_attempts: 3,
         };
         let before = rss_kib();
-        let store = MemoryStore::start(settings, &tasks, shutdown.clone());
+        let store = MemoryStore::start(settings, &life);
         let origin = Origin::Station("198.51.100.7".to_owned());
         for i in 0..total {
             let user = format!("user-{}", i / MAX_OPEN_PER_USER);
@@ -50,7 +48,7 @@ pub fn bytes_per_challenge(total: usize) -> (f64, usize) {
         }
         let grown = rss_kib().saturating_sub(before);
         let open = store.open_count();
-        shutdown.cancel();
+        life.stop();
         (grown as f64 * 1024.0 / open.max(1) as f64, open)
     })
 }

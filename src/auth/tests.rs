@@ -4,12 +4,10 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
 use super::*;
 use crate::challenge::{ChallengeSettings, MemoryStore};
 use crate::config::{Config, LoadOptions, Source};
+use crate::lifecycle::Lifecycle;
 use crate::limits::{Lockout, MemoryLimiter, Throttled, Throttling};
 use crate::users::DirectoryError;
 
@@ -71,7 +69,7 @@ fn authenticator(limits: Arc<Counting>) -> Authenticator {
         LoadOptions::default(),
     )
     .unwrap();
-    let (tasks, shutdown) = (TaskTracker::new(), CancellationToken::new());
+    let life = Lifecycle::new(Duration::from_secs(1));
     let settings = ChallengeSettings {
         validity: Duration::from_secs(600),
         blocking: Duration::from_secs(120),
@@ -79,9 +77,9 @@ fn authenticator(limits: Arc<Counting>) -> Authenticator {
     };
     Authenticator {
         users: ArcSwap::from_pointee(Box::new(Stub) as Box<dyn UserDirectory>),
-        challenges: MemoryStore::start(settings, &tasks, shutdown.clone()),
+        challenges: MemoryStore::start(settings, &life),
         limits,
-        mail: crate::mail::start(&config.email, Duration::from_secs(1), &tasks, shutdown).unwrap(),
+        mail: crate::mail::start(&config.email, &life).unwrap(),
         settings: ArcSwap::from_pointee(AuthSettings::from(&config.email)),
     }
 }
@@ -91,12 +89,7 @@ fn counting() -> Arc<Counting> {
         after: 10,
         duration: Duration::from_secs(300),
     };
-    let inner = MemoryLimiter::start(
-        Throttling::default(),
-        lockout,
-        &TaskTracker::new(),
-        CancellationToken::new(),
-    );
+    let inner = MemoryLimiter::start(Throttling::default(), lockout, &Lifecycle::new(Duration::ZERO));
     Arc::new(Counting {
         inner,
         calls: AtomicUsize::new(0),
@@ -154,4 +147,23 @@ async fn a_pin_holder_elsewhere_gets_a_reject_without_state() {
 fn addresses_are_masked() {
     assert_eq!(mask("alice@example.com"), "a***@example.com");
     assert_eq!(mask("weird"), "your e-mail address");
+}
+
+#[tokio::test]
+async fn status_server_is_answered_by_the_handler_and_silenced_by_a_backend_down() {
+    let handler = Handler {
+        auth: authenticator(counting()),
+        health: Arc::default(),
+    };
+    assert!(handler.answers_at_once(Kind::StatusServer) && !handler.answers_at_once(Kind::Pin));
+    let alive = handler.handle(&Incoming::StatusServer).await.unwrap();
+    assert_eq!((alive.code, alive.reason), (Code::AccessAccept, Reason::StatusServer));
+    let challenge = handler.handle(&Incoming::Access(request("alice", b"1234"))).await;
+    assert_eq!(challenge.unwrap().code, Code::AccessChallenge);
+    assert_eq!(handler.stats().open_challenges, 1);
+    handler.health.down(crate::health::Backend::Directory);
+    assert!(matches!(
+        handler.handle(&Incoming::StatusServer).await,
+        Err(Unavailable::Backend)
+    ));
 }

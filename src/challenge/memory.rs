@@ -11,11 +11,10 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::*;
 use crate::expiry::ExpiryQueue;
+use crate::lifecycle::Lifecycle;
 use crate::otp::{CodeDigest, CodeSealer, DIGEST_LEN};
 
 /// How long a used or expired link is remembered, so that it gets "410 Gone"
@@ -85,8 +84,8 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    /// A store whose sweeper runs on `tasks` until `shutdown`.
-    pub fn start(settings: ChallengeSettings, tasks: &TaskTracker, shutdown: CancellationToken) -> Arc<MemoryStore> {
+    /// A store whose sweeper runs on `life` until shutdown.
+    pub fn start(settings: ChallengeSettings, life: &Lifecycle) -> Arc<MemoryStore> {
         let store = Arc::new(MemoryStore {
             challenges: DashMap::new(),
             by_user: DashMap::new(),
@@ -99,7 +98,7 @@ impl MemoryStore {
             origins: RandomState::new(),
             epoch: Instant::now(),
         });
-        tasks.spawn(sweep(Arc::clone(&store), shutdown));
+        life.spawn(sweep(Arc::clone(&store), life.clone()));
         store
     }
 
@@ -210,12 +209,12 @@ impl MemoryStore {
 
 /// The sweeper: sleeps until the oldest challenge expires, or until `open`
 /// queues the first one. `Notify` keeps a wake-up that comes while it is busy.
-async fn sweep(store: Arc<MemoryStore>, shutdown: CancellationToken) {
+async fn sweep(store: Arc<MemoryStore>, life: Lifecycle) {
     loop {
         let next = store.sweep_expired(Instant::now());
         let deadline = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = life.cancelled() => return,
             _ = tokio::time::sleep_until(deadline) => {}
             _ = store.wake_sweeper.notified() => {}
         }

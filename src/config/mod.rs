@@ -9,6 +9,7 @@
 mod ldap;
 mod raw;
 mod state;
+pub mod template;
 mod validate;
 mod warnings;
 
@@ -27,10 +28,13 @@ pub use ldap::{LdapConfig, LdapTls, USER_PLACEHOLDER};
 
 use crate::dictionary::AttrDef;
 use crate::limits::{Lockout, Throttling};
-use crate::mail::template::Templates;
 use raw::RawConfig;
 pub use state::{PoolKey, RedisConfig, StateConfig, POOL_KEY_LEN};
+use template::Templates;
 use validate::Validator;
+
+/// `[server] pin_queue_per_client` when the configuration sets none.
+pub const DEFAULT_PIN_QUEUE_PER_CLIENT: usize = 64;
 
 /// The configuration `mailotp serve` runs on without `-c`.
 pub const EMBEDDED_CONFIG: &str = include_str!("../../conf/embedded.toml");

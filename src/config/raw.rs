@@ -84,7 +84,7 @@ pub(super) struct RawServer {
 }
 
 fn default_pin_queue_per_client() -> usize {
-    crate::server::DEFAULT_PIN_QUEUE_PER_CLIENT
+    super::DEFAULT_PIN_QUEUE_PER_CLIENT
 }
 
 fn default_max_in_flight() -> usize {

@@ -11,10 +11,10 @@ use ipnet::IpNet;
 use lettre::message::Mailbox;
 
 use super::raw::{self, ProviderKind, RawClient, RawConfig, RawEmail, RawProvider};
+use super::template::Templates;
 use super::*;
 use crate::dictionary::{Dictionary, Kind};
 use crate::limits::{Lockout, Throttling};
-use crate::mail::template::Templates;
 
 pub(super) struct Validator<'a> {
     source: &'a Source,

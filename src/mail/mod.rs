@@ -19,17 +19,15 @@ pub mod template;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use lettre::message::Mailbox;
 use thiserror::Error;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::challenge::Transaction;
 use crate::config::{ConfigError, EmailConfig};
+use crate::lifecycle::Lifecycle;
 use crate::otp::Otp;
 pub use delivery::MailStats;
 use delivery::{Delivery, Renderer};
@@ -159,32 +157,15 @@ impl std::fmt::Debug for MailQueue {
     }
 }
 
-/// Starts the delivery worker on `tasks` for an instance on its own (jobs
-/// wait in memory, at most `queue_limit`); it stops on `shutdown` after
-/// giving the mails it holds `grace` to go out.
-pub fn start(
-    config: &EmailConfig,
-    grace: Duration,
-    tasks: &TaskTracker,
-    shutdown: CancellationToken,
-) -> Result<MailQueue, ConfigError> {
-    start_with(
-        Arc::new(MemoryOutbox::new(config.queue_limit)),
-        config,
-        grace,
-        tasks,
-        shutdown,
-    )
+/// Starts the delivery worker on `life` for an instance on its own (jobs
+/// wait in memory, at most `queue_limit`); it stops on shutdown after giving
+/// the mails it holds the grace period to go out.
+pub fn start(config: &EmailConfig, life: &Lifecycle) -> Result<MailQueue, ConfigError> {
+    start_with(Arc::new(MemoryOutbox::new(config.queue_limit)), config, life)
 }
 
 /// Like [`start`], with jobs waiting in `outbox` (the pool's Redis stream).
-pub fn start_with(
-    outbox: Arc<dyn Outbox>,
-    config: &EmailConfig,
-    grace: Duration,
-    tasks: &TaskTracker,
-    shutdown: CancellationToken,
-) -> Result<MailQueue, ConfigError> {
+pub fn start_with(outbox: Arc<dyn Outbox>, config: &EmailConfig, life: &Lifecycle) -> Result<MailQueue, ConfigError> {
     let queue = MailQueue {
         outbox,
         stats: Arc::new(MailStats::default()),
@@ -196,7 +177,7 @@ pub fn start_with(
         renderer: Arc::clone(&queue.renderer),
         stats: Arc::clone(&queue.stats),
     };
-    tasks.spawn(worker.run(shutdown, grace));
+    life.spawn(worker.run(life.token(), life.grace()));
     Ok(queue)
 }
 

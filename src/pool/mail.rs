@@ -37,13 +37,13 @@ use redis::{RedisError, Script, Value};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::record::count_bad_record;
 use super::{millis, now_unix_ms, PoolError, Redis, KEY_PREFIX};
 use crate::challenge::Transaction;
 use crate::config::RedisConfig;
+use crate::lifecycle::Lifecycle;
 use crate::mail::outbox::{Handoff, Outbox, Outcome};
 use crate::mail::{MailError, MailJob};
 use crate::otp::Otp;
@@ -264,10 +264,10 @@ impl Outbox for RedisOutbox {
 impl RedisOutbox {
     /// Starts reading new jobs for this instance's delivery worker, and
     /// keeping the held ones and taking over those of dead instances, until
-    /// `shutdown`.
-    pub fn start(self: &Arc<RedisOutbox>, tasks: &TaskTracker, shutdown: &CancellationToken) {
-        tasks.spawn(Arc::clone(self).read(shutdown.clone()));
-        tasks.spawn(Arc::clone(self).keep(shutdown.clone()));
+    /// shutdown.
+    pub fn start(self: &Arc<RedisOutbox>, life: &Lifecycle) {
+        life.spawn(Arc::clone(self).read(life.token()));
+        life.spawn(Arc::clone(self).keep(life.token()));
     }
 
     /// How many more jobs this instance may hold, at most a batch.

@@ -31,13 +31,12 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 use sha2::Sha256;
 use thiserror::Error;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use zeroize::Zeroizing;
 
 use crate::challenge::{ChallengeSettings, StoreError};
 use crate::config::{EmailConfig, PoolKey, RedisConfig};
 use crate::health::{Backend, Health};
+use crate::lifecycle::Lifecycle;
 use crate::limits::{Limiter, Lockout};
 use crate::mail::MailQueue;
 use crate::otp::CodeSealer;
@@ -247,15 +246,15 @@ impl Redis {
         StoreError::Unavailable { reason }
     }
 
-    /// Pings Redis every second until `shutdown`, so that health follows
+    /// Pings Redis every second until shutdown, so that health follows
     /// Redis even when no request comes (a proxy probing with Status-Server).
-    pub fn watch(&self, tasks: &TaskTracker, shutdown: CancellationToken) {
-        let redis = self.clone();
-        tasks.spawn(async move {
+    pub fn watch(&self, life: &Lifecycle) {
+        let (redis, stop) = (self.clone(), life.clone());
+        life.spawn(async move {
             let mut tick = tokio::time::interval(WATCH_INTERVAL);
             loop {
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = stop.cancelled() => return,
                     _ = tick.tick() => {
                         let _ = redis.run("ping", |mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await }).await;
                     }
@@ -275,7 +274,7 @@ pub struct Shared {
     pub mail: MailQueue,
 }
 
-/// Starts the Redis backends of `config` on `tasks`: the store, the limiter,
+/// Starts the Redis backends of `config` on `life`: the store, the limiter,
 /// the shared mail queue with this instance's delivery, and the watcher.
 /// An instance whose pool key differs from the pool's refuses to start; one
 /// that cannot reach Redis now checks the key once it can.
@@ -283,10 +282,8 @@ pub async fn start(
     config: &RedisConfig,
     email: &EmailConfig,
     lockout: Lockout,
-    grace: Duration,
     health: &Arc<Health>,
-    tasks: &TaskTracker,
-    shutdown: CancellationToken,
+    life: &Lifecycle,
 ) -> Result<Shared, PoolError> {
     let keys = PoolKeys::derive(&config.key);
     let redis = Redis::connect(config, &keys.fingerprint, Arc::clone(health))?;
@@ -314,9 +311,9 @@ pub async fn start(
         email.challenge_validity,
         email.queue_limit,
     )?;
-    outbox.start(tasks, &shutdown);
-    let mail = crate::mail::start_with(outbox, email, grace, tasks, shutdown.clone())?;
-    redis.watch(tasks, shutdown);
+    outbox.start(life);
+    let mail = crate::mail::start_with(outbox, email, life)?;
+    redis.watch(life);
     Ok(Shared {
         challenges,
         limits,

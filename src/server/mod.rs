@@ -9,8 +9,10 @@
 //! place in their client's share ([`PinShares`]) and wait for the hash
 //! threads under their client's [`PIN_LANE`]; Status-Server and State
 //! answers take one of `max_in_flight`, so they never wait behind PIN checks.
-//! The decision itself lives in `auth`; this module never looks at users,
-//! codes or mail.
+//! The decision itself lives behind `auth`'s [`RequestHandler`]: a request
+//! is decoded once and handed over, Status-Server included, and the handler
+//! says which requests it answers at once (those are answered on the
+//! receive loop). This module never looks at users, codes or mail.
 
 mod batch;
 mod check;
@@ -26,18 +28,16 @@ use dashmap::DashMap;
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use batch::{Inbox, Outbox};
 pub use check::{check_request, SINGLE_VALUED};
 pub use dedup::{DuplicateCache, RequestKey, Seen, TTL as DUPLICATE_TTL};
-pub use shares::{PinShares, DEFAULT_PIN_QUEUE_PER_CLIENT};
+pub use shares::PinShares;
 
-use crate::auth::{Authenticator, Decision, Reason, Request, Unavailable};
+use crate::auth::{Decision, Handler, Incoming, Kind, Request, RequestHandler};
 use crate::config::Client;
 use crate::dictionary::Dictionary;
-use crate::health::Health;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::{DropReason, Metrics};
 use crate::users::PIN_LANE;
 use crate::wire::{self, attr, Code, Packet, ResponseBuilder};
@@ -76,11 +76,11 @@ impl Clients {
 }
 
 /// Shared state of the running server.
-pub struct Context {
+pub struct Context<H = Handler> {
     /// Who may send requests (swapped whole on reload).
     pub clients: ArcSwap<Clients>,
-    /// The decision.
-    pub auth: Authenticator,
+    /// What decides the requests.
+    pub handler: H,
     /// Counters.
     pub metrics: Metrics,
     /// Recent requests and answers.
@@ -90,25 +90,22 @@ pub struct Context {
     pub in_flight: Arc<Semaphore>,
     /// Each client's share of the PIN-check queue (`pin_queue_per_client`).
     pub pin_shares: PinShares,
-    /// Backend health, shared with the backends that report to it.
-    pub health: Arc<Health>,
     /// How often drops are summed up in the log (`drop_log_interval`).
     pub drop_log_interval: Duration,
     missing_ma_logged: DashMap<String, Instant>,
     share_full_logged: DashMap<String, Instant>,
 }
 
-impl Context {
-    /// A context around an authenticator.
-    pub fn new(clients: Clients, auth: Authenticator, max_in_flight: usize, health: Arc<Health>) -> Context {
+impl<H: RequestHandler> Context<H> {
+    /// A context around a request handler.
+    pub fn new(clients: Clients, handler: H, max_in_flight: usize) -> Context<H> {
         Context {
             clients: ArcSwap::from_pointee(clients),
-            auth,
+            handler,
             metrics: Metrics::default(),
             duplicates: DuplicateCache::new(DUPLICATE_CACHE_CAPACITY),
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             pin_shares: PinShares::default(),
-            health,
             drop_log_interval: DEFAULT_DROP_LOG_INTERVAL,
             missing_ma_logged: DashMap::new(),
             share_full_logged: DashMap::new(),
@@ -116,28 +113,23 @@ impl Context {
     }
 }
 
-/// Serves RADIUS on already-bound sockets until `shutdown`; request tasks run
-/// on `tasks`, so the caller can wait for them to finish.
-pub async fn serve(sockets: Vec<UdpSocket>, ctx: Arc<Context>, tasks: TaskTracker, shutdown: CancellationToken) {
+/// Serves RADIUS on already-bound sockets until shutdown; request tasks run
+/// on `life`, so the caller can wait for them to finish.
+pub async fn serve<H: RequestHandler>(sockets: Vec<UdpSocket>, ctx: Arc<Context<H>>, life: Lifecycle) {
     let mut loops = tokio::task::JoinSet::new();
     for socket in sockets {
-        loops.spawn(receive_loop(
-            Arc::new(socket),
-            Arc::clone(&ctx),
-            tasks.clone(),
-            shutdown.clone(),
-        ));
+        loops.spawn(receive_loop(Arc::new(socket), Arc::clone(&ctx), life.clone()));
     }
-    loops.spawn(sweep_duplicates(Arc::clone(&ctx), shutdown.clone()));
-    loops.spawn(log_drops(Arc::clone(&ctx), shutdown.clone()));
+    loops.spawn(sweep_duplicates(Arc::clone(&ctx), life.clone()));
+    loops.spawn(log_drops(Arc::clone(&ctx), life));
     while loops.join_next().await.is_some() {}
 }
 
-async fn sweep_duplicates(ctx: Arc<Context>, shutdown: CancellationToken) {
+async fn sweep_duplicates<H: RequestHandler>(ctx: Arc<Context<H>>, life: Lifecycle) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = life.cancelled() => return,
             _ = tick.tick() => ctx.duplicates.sweep(Instant::now()),
         }
     }
@@ -147,13 +139,13 @@ async fn sweep_duplicates(ctx: Arc<Context>, shutdown: CancellationToken) {
 /// datagram: a configured client's address is easy to spoof, and a flood of
 /// junk must not become a flood of log lines. The per-datagram line (with the
 /// source) stays at debug level.
-async fn log_drops(ctx: Arc<Context>, shutdown: CancellationToken) {
+async fn log_drops<H: RequestHandler>(ctx: Arc<Context<H>>, life: Lifecycle) {
     let mut reported = [0u64; DropReason::ALL.len()];
     let mut tick = tokio::time::interval(ctx.drop_log_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = life.cancelled() => return,
             _ = tick.tick() => {}
         }
         for (reason, seen) in DropReason::ALL.iter().zip(reported.iter_mut()) {
@@ -172,12 +164,12 @@ async fn log_drops(ctx: Arc<Context>, shutdown: CancellationToken) {
     }
 }
 
-async fn receive_loop(socket: Arc<UdpSocket>, ctx: Arc<Context>, tasks: TaskTracker, shutdown: CancellationToken) {
+async fn receive_loop<H: RequestHandler>(socket: Arc<UdpSocket>, ctx: Arc<Context<H>>, life: Lifecycle) {
     let mut inbox = Inbox::new(RECEIVE_BUFFER);
     let mut outbox = Outbox::default();
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = life.cancelled() => return,
             received = inbox.receive(&socket) => if let Err(e) = received {
                 // ICMP errors from earlier sends surface here on some systems.
                 tracing::debug!(error = %e, "receive failed");
@@ -185,7 +177,7 @@ async fn receive_loop(socket: Arc<UdpSocket>, ctx: Arc<Context>, tasks: TaskTrac
             },
         }
         for (datagram, source) in inbox.datagrams() {
-            handle(&ctx, &socket, &tasks, datagram, source, &mut outbox).await;
+            handle(&ctx, &socket, &life, datagram, source, &mut outbox).await;
         }
         outbox.send_all(&socket).await;
     }
@@ -193,10 +185,10 @@ async fn receive_loop(socket: Arc<UdpSocket>, ctx: Arc<Context>, tasks: TaskTrac
 
 /// One datagram of a batch: dropped, answered into `outbox` when that needs
 /// no waiting, or handed to a task that answers on its own.
-async fn handle(
-    ctx: &Arc<Context>,
+async fn handle<H: RequestHandler>(
+    ctx: &Arc<Context<H>>,
     socket: &Arc<UdpSocket>,
-    tasks: &TaskTracker,
+    life: &Lifecycle,
     datagram: &[u8],
     source: SocketAddr,
     outbox: &mut Outbox,
@@ -214,26 +206,31 @@ async fn handle(
         }
         Screened::Work {
             client,
+            packet,
             key,
             permit,
             at_once: true,
         } => {
             // Nothing here waits, so a task would only add a copy of the
             // datagram, an allocation and a wake-up per request.
-            if let Some(bytes) = respond(ctx, &client, key, datagram).await {
+            if let Some(bytes) = respond(ctx, &client, key, packet).await {
                 outbox.push(bytes, source);
             }
             drop(permit);
         }
         Screened::Work {
-            client, key, permit, ..
+            client,
+            packet,
+            key,
+            permit,
+            ..
         } => {
-            let datagram = datagram.to_vec();
+            let packet = packet.to_buf();
             let (socket, ctx) = (Arc::clone(socket), Arc::clone(ctx));
             let lane: Arc<str> = Arc::from(client.name.as_str());
-            tasks.spawn(PIN_LANE.scope(lane, async move {
+            life.spawn(PIN_LANE.scope(lane, async move {
                 let _permit = permit;
-                if let Some(bytes) = respond(&ctx, &client, key, &datagram).await {
+                if let Some(bytes) = respond(&ctx, &client, key, packet.packet()).await {
                     send(&socket, &bytes, source).await;
                 }
             }));
@@ -242,11 +239,13 @@ async fn handle(
 }
 
 /// The outcome of the cheap checks.
-enum Screened {
+enum Screened<'a> {
     Drop(DropReason),
     Resend(Arc<[u8]>),
     Work {
         client: Arc<Client>,
+        /// Decoded once, here; the handler gets it without a second decode.
+        packet: Packet<'a>,
         key: RequestKey,
         permit: tokio::sync::OwnedSemaphorePermit,
         /// Decided without waiting (no PIN hash, no remote store).
@@ -254,7 +253,7 @@ enum Screened {
     },
 }
 
-fn screen(ctx: &Context, datagram: &[u8], source: SocketAddr) -> Screened {
+fn screen<'a, H: RequestHandler>(ctx: &Context<H>, datagram: &'a [u8], source: SocketAddr) -> Screened<'a> {
     let clients = ctx.clients.load();
     let Some(client) = clients.find(source.ip()) else {
         return Screened::Drop(DropReason::UnknownClient);
@@ -281,7 +280,8 @@ fn screen(ctx: &Context, datagram: &[u8], source: SocketAddr) -> Screened {
     }
     // Without State an Access-Request needs the PIN checked (a hash or an
     // LDAP bind): it waits in its client's share, never in `in_flight`.
-    let pin_check = packet.code() != Code::StatusServer && packet.first(attr::STATE).is_none();
+    let kind = Kind::of(packet.code(), packet.first(attr::STATE).is_some());
+    let pin_check = kind == Kind::Pin;
     let permit = if pin_check {
         ctx.pin_shares.try_acquire(&client.name)
     } else {
@@ -297,21 +297,22 @@ fn screen(ctx: &Context, datagram: &[u8], source: SocketAddr) -> Screened {
     };
     Screened::Work {
         client: Arc::clone(client),
+        packet,
         key,
         permit,
-        at_once: !pin_check && (packet.code() == Code::StatusServer || ctx.auth.challenges.answers_at_once()),
+        at_once: ctx.handler.answers_at_once(kind),
     }
 }
 
 /// Admins see why a NAS gets no answers, without a line per packet.
-fn log_missing_ma(ctx: &Context, client: &Client) {
+fn log_missing_ma<H>(ctx: &Context<H>, client: &Client) {
     if due(&ctx.missing_ma_logged, client) {
         tracing::warn!(client = %client.name, "dropping requests without Message-Authenticator (require_message_authenticator = true, or Status-Server); logged once a minute");
     }
 }
 
 /// Names the flooding client, which the per-reason drop sums do not.
-fn log_share_full(ctx: &Context, client: &Client) {
+fn log_share_full<H>(ctx: &Context<H>, client: &Client) {
     if due(&ctx.share_full_logged, client) {
         tracing::warn!(
             client = %client.name,
@@ -335,20 +336,21 @@ fn due(logged: &DashMap<String, Instant>, client: &Client) -> bool {
     due
 }
 
-/// Decides a screened request and writes its log line; the signed answer,
-/// or `None` when a backend is down and the request gets none.
-async fn respond(ctx: &Context, client: &Client, key: RequestKey, datagram: &[u8]) -> Option<Arc<[u8]>> {
-    let packet = Packet::decode(datagram).expect("screened packets decode");
+/// Hands a screened request to the handler and writes its log line; the
+/// signed answer, or `None` when a backend is down and the request gets none.
+async fn respond<H: RequestHandler>(
+    ctx: &Context<H>,
+    client: &Client,
+    key: RequestKey,
+    packet: Packet<'_>,
+) -> Option<Arc<[u8]>> {
     let secret = client.secret.expose();
     let user = packet
         .first(attr::USER_NAME)
         .map(String::from_utf8_lossy)
         .unwrap_or_default();
-    let decision = if packet.code() == Code::StatusServer && !ctx.health.all_up() {
-        // A backend is down: stay silent so the proxy in front fails over.
-        Err(Unavailable::Backend)
-    } else if packet.code() == Code::StatusServer {
-        Ok(Decision::accept(Reason::StatusServer))
+    let decision = if packet.code() == Code::StatusServer {
+        ctx.handler.handle(&Incoming::StatusServer).await
     } else {
         let password = packet
             .first(attr::USER_PASSWORD)
@@ -365,7 +367,7 @@ async fn respond(ctx: &Context, client: &Client, key: RequestKey, datagram: &[u8
             trusted_email: trusted_email.as_deref(),
             client: &client.name,
         };
-        ctx.auth.decide(&request).await
+        ctx.handler.handle(&Incoming::Access(request)).await
     };
     let decision = match decision {
         Ok(d) => d,

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// `pin_queue_per_client` when the configuration sets none.
-pub const DEFAULT_PIN_QUEUE_PER_CLIENT: usize = 64;
+use crate::config::DEFAULT_PIN_QUEUE_PER_CLIENT;
 
 /// One semaphore of `per_client` places per client name.
 #[derive(Debug)]

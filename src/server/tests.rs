@@ -1,6 +1,7 @@
 //! Unit tests of the answer encoding.
 
 use super::*;
+use crate::auth::Reason;
 use crate::dictionary::WireAttribute;
 use crate::wire::{verify_message_authenticator, MaCheck};
 

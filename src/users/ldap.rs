@@ -28,6 +28,7 @@ use self::conn::{Connector, ServicePool};
 use super::{DirectoryError, LockGate, PinCheck, User, UserDirectory};
 use crate::config::{ConfigError, LdapConfig, USER_PLACEHOLDER};
 use crate::health::{Backend, Health};
+use crate::lifecycle::Lifecycle;
 
 /// LDAP result codes (RFC 4511 appendix A) that are answers, not failures.
 const SUCCESS: u32 = 0;
@@ -49,6 +50,8 @@ struct Inner {
     absent_dn: String,
     /// Where up and down are reported.
     health: Arc<Health>,
+    /// Where the recovery task runs.
+    life: Lifecycle,
 }
 
 /// The one entry a user name matched.
@@ -62,7 +65,7 @@ struct Found {
 impl LdapUsers {
     /// Sets up TLS and the pool; connects on first use, so a directory that
     /// is down at start delays nothing.
-    pub fn new(config: Box<LdapConfig>, health: Arc<Health>) -> Result<LdapUsers, ConfigError> {
+    pub fn new(config: Box<LdapConfig>, health: Arc<Health>, life: Lifecycle) -> Result<LdapUsers, ConfigError> {
         let connector = Arc::new(Connector::new(&config)?);
         let service = ServicePool::new(
             Arc::clone(&connector),
@@ -81,6 +84,7 @@ impl LdapUsers {
                 service,
                 absent_dn,
                 health,
+                life,
             }),
         })
     }
@@ -198,7 +202,7 @@ impl Inner {
             Err(e) => {
                 if self.health.down(Backend::Directory) {
                     tracing::error!(error = %e, "LDAP directory unavailable: no answers (Status-Server included) until it is back");
-                    tokio::spawn(recover(Arc::downgrade(self)));
+                    self.life.spawn(recover(Arc::downgrade(self), self.life.clone()));
                 }
             }
         }
@@ -215,10 +219,13 @@ impl Inner {
 /// Tries a service bind every second until one works (a login that worked
 /// meanwhile makes the next try work too), so that Status-Server answers
 /// resume even when no login comes; ends early when the directory is dropped
-/// (reload, shutdown).
-async fn recover(inner: Weak<Inner>) {
+/// (reload) or the server stops.
+async fn recover(inner: Weak<Inner>, life: Lifecycle) {
     loop {
-        tokio::time::sleep(RECOVERY_INTERVAL).await;
+        tokio::select! {
+            _ = life.cancelled() => return,
+            _ = tokio::time::sleep(RECOVERY_INTERVAL) => {}
+        }
         let Some(inner) = inner.upgrade() else { return };
         if inner.service.probe().await.is_ok() {
             inner.mark_up();
@@ -275,7 +282,11 @@ mod tests {
             timeout: Duration::from_secs(2),
         };
         let health = Arc::new(Health::default());
-        (LdapUsers::new(Box::new(config), Arc::clone(&health)).unwrap(), health)
+        let life = Lifecycle::new(Duration::from_secs(1));
+        (
+            LdapUsers::new(Box::new(config), Arc::clone(&health), life).unwrap(),
+            health,
+        )
     }
 
     #[tokio::test]

@@ -30,6 +30,7 @@ use thiserror::Error;
 use crate::config::{ConfigError, UsersConfig, UsersSource};
 use crate::dictionary::WireAttribute;
 use crate::health::Health;
+use crate::lifecycle::Lifecycle;
 
 pub use file::{load_file, FileUsers};
 pub use hash::{HashPool, HashStats, PIN_LANE};
@@ -150,20 +151,22 @@ pub fn hash_pin(pin: &[u8]) -> String {
 }
 
 /// The directory `[users]` asks for, for `check`: an LDAP directory reports
-/// its health to a flag nobody reads.
+/// its health to a flag nobody reads, under a lifecycle nobody drains.
 pub fn open(config: &UsersConfig, pool: HashPool) -> Result<Box<dyn UserDirectory>, ConfigError> {
-    open_reporting(config, pool, Arc::default())
+    open_reporting(config, pool, Arc::default(), &Lifecycle::new(std::time::Duration::ZERO))
 }
 
 /// The directory `[users]` asks for; an LDAP directory reports up and down to
-/// `health`, which `server` reads for Status-Server.
+/// `health`, which the request handler reads for Status-Server, and tries
+/// to recover on `life`.
 pub fn open_reporting(
     config: &UsersConfig,
     pool: HashPool,
     health: Arc<Health>,
+    life: &Lifecycle,
 ) -> Result<Box<dyn UserDirectory>, ConfigError> {
     Ok(match &config.source {
-        UsersSource::Ldap(ldap) => Box::new(LdapUsers::new(ldap.clone(), health)?),
+        UsersSource::Ldap(ldap) => Box::new(LdapUsers::new(ldap.clone(), health, life.clone())?),
         source => Box::new(FileUsers::load(source, pool)?),
     })
 }

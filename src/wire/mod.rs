@@ -219,6 +219,23 @@ impl<'a> Packet<'a> {
     pub fn count(&self, attr_type: u8) -> usize {
         self.attributes().filter(|a| a.attr_type == attr_type).count()
     }
+
+    /// A copy that owns its bytes, for work that outlives the datagram
+    /// buffer; it is not decoded again.
+    pub fn to_buf(&self) -> PacketBuf {
+        PacketBuf(self.bytes.into())
+    }
+}
+
+/// A decoded packet that owns its bytes (see [`Packet::to_buf`]).
+#[derive(Debug, Clone)]
+pub struct PacketBuf(Box<[u8]>);
+
+impl PacketBuf {
+    /// The packet, as it was decoded.
+    pub fn packet(&self) -> Packet<'_> {
+        Packet { bytes: &self.0 }
+    }
 }
 
 /// One attribute of a packet.

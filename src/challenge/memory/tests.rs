@@ -11,7 +11,7 @@ fn settings() -> ChallengeSettings {
 }
 
 fn store() -> Arc<MemoryStore> {
-    MemoryStore::start(settings(), &TaskTracker::new(), CancellationToken::new())
+    MemoryStore::start(settings(), &Lifecycle::new(Duration::ZERO))
 }
 
 async fn open(store: &MemoryStore, user: &str, code: u32) -> (Transaction, Opened) {
@@ -161,8 +161,7 @@ async fn open_challenges_per_user_are_bounded() {
             blocking: Duration::ZERO,
             ..settings()
         },
-        &TaskTracker::new(),
-        CancellationToken::new(),
+        &Lifecycle::new(Duration::ZERO),
     );
     let mut txs = Vec::new();
     for i in 0..(MAX_OPEN_PER_USER as u32 + 3) {
