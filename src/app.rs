@@ -20,7 +20,7 @@ use crate::config::{Config, Delivery, EmailConfig, LoadOptions, Source, StateCon
 use crate::health::Health;
 use crate::limits::{Limiter, MemoryLimiter};
 use crate::mail::MailQueue;
-use crate::pool::store::RedisStore;
+use crate::redis::store::RedisStore;
 use crate::server::{Clients, Context};
 use crate::users::HashPool;
 
@@ -227,7 +227,7 @@ async fn start_state(
     let (email, grace, lockout) = (&config.email, config.server.shutdown_grace, config.users.lockout);
     Ok(match &config.state {
         StateConfig::Redis(redis) => {
-            let shared = crate::pool::start(redis, email, lockout, grace, health, tasks, shutdown.clone()).await?;
+            let shared = crate::redis::start(redis, email, lockout, grace, health, tasks, shutdown.clone()).await?;
             tracing::info!("state in redis: challenges, limits and the mail queue are shared with the pool");
             (Store::Redis(shared.challenges), shared.limits, shared.mail)
         }

@@ -9,7 +9,7 @@
 //! - [`auth`] — the Access-Request decision, in one function.
 //! - [`challenge`] — open challenges (the in-memory store) behind a trait.
 //! - [`otp`] — HOTP codes and the digest the store keeps instead of them.
-//! - [`pool`] — several instances as one through Redis (`[state] backend = "redis"`).
+//! - [`redis`] — several instances as one through Redis (`[state] backend = "redis"`).
 //! - [`limits`] — e-mail throttling and user lockout, behind a trait.
 //! - [`users`] — the users file and PIN hashes, behind a trait.
 //! - [`mail`] — the delivery queue, templates and providers (SMTP, file).
@@ -44,7 +44,7 @@ pub mod logging;
 pub mod mail;
 pub mod metrics;
 pub mod otp;
-pub mod pool;
+pub mod redis;
 pub mod server;
 pub mod users;
 pub mod wire;

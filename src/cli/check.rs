@@ -88,7 +88,7 @@ async fn probes(config: &Config, users: &dyn UserDirectory) -> usize {
     }
     if let StateConfig::Redis(redis) = &config.state {
         // Not the URL: it may carry the Redis password.
-        let result = crate::pool::check_connection(redis).await.map_err(|e| e.to_string());
+        let result = crate::redis::check_connection(redis).await.map_err(|e| e.to_string());
         report("Redis (shared state)".to_owned(), result);
     }
     failed

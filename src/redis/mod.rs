@@ -1,4 +1,4 @@
-//! pool: several instances as one through Redis (`[state] backend = "redis"`).
+//! redis: several instances as one through Redis (`[state] backend = "redis"`).
 //!
 //! This module owns the Redis connection, the keys derived from the pool's
 //! shared key, and the health of the backend: every Redis call goes through

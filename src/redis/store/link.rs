@@ -8,8 +8,8 @@ use redis::Script;
 
 use super::{challenge_key, Link, RedisStore, CONFIRMED, PENDING};
 use crate::challenge::{LinkStatus, LinkToken, StoreError, Transaction};
-use crate::pool::record::bad_record;
-use crate::pool::{millis, KEY_PREFIX};
+use crate::redis::record::bad_record;
+use crate::redis::{millis, KEY_PREFIX};
 
 /// KEYS[1] link; ARGV prefix, State, user, opened (Unix s), memory ms,
 /// pending mark, link MAC. Marks the challenge as waiting for its link; the
