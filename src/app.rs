@@ -13,14 +13,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{AuthSettings, Authenticator};
-use crate::challenge::ChallengeStore;
-use crate::challenge::{ChallengeSettings, MemoryStore};
+use crate::challenge::{ChallengeStore, MemoryStore};
 use crate::cli::CliError;
-use crate::config::{Config, Delivery, EmailConfig, LoadOptions, Source, StateConfig};
+use crate::config::{Config, Delivery, LoadOptions, Source, StateConfig};
 use crate::health::Health;
 use crate::limits::{Limiter, MemoryLimiter};
 use crate::mail::MailQueue;
-use crate::redis::store::RedisStore;
 use crate::server::{Clients, Context};
 use crate::users::HashPool;
 
@@ -146,7 +144,7 @@ fn systemd(states: &[NotifyState<'_>]) {
 /// What a reload swaps, and what it needs to build the new parts.
 struct Running {
     ctx: Arc<Context>,
-    store: Store,
+    store: Arc<dyn ChallengeStore>,
     pool: HashPool,
     health: Arc<Health>,
     options: LoadOptions,
@@ -170,12 +168,12 @@ async fn start(
             .await
             .map_err(|e| format!("cannot listen on {} for link pages: {e}", link.listen))?;
         tracing::info!("link page server on http://{}", listener.local_addr()?);
-        let pages = crate::link::serve(listener, store.shared(), link.http, tasks.clone(), shutdown.clone());
+        let pages = crate::link::serve(listener, Arc::clone(&store), link.http, tasks.clone(), shutdown.clone());
         tasks.spawn(pages);
     }
     let auth = Authenticator {
         users: ArcSwap::from_pointee(users),
-        challenges: store.shared(),
+        challenges: Arc::clone(&store),
         limits,
         mail,
         settings: ArcSwap::from_pointee(AuthSettings::from(email)),
@@ -193,59 +191,27 @@ async fn start(
     })
 }
 
-/// The challenge store, kept by its kind so a reload can change its settings.
-enum Store {
-    /// This process only.
-    Memory(Arc<MemoryStore>),
-    /// Shared with the pool through Redis.
-    Redis(Arc<RedisStore>),
-}
-
-impl Store {
-    fn shared(&self) -> Arc<dyn ChallengeStore> {
-        match self {
-            Store::Memory(store) => store.clone(),
-            Store::Redis(store) => store.clone(),
-        }
-    }
-
-    fn set_settings(&self, settings: ChallengeSettings) {
-        match self {
-            Store::Memory(store) => store.set_settings(settings),
-            Store::Redis(store) => store.set_settings(settings),
-        }
-    }
-}
-
 /// Challenges, limits and the mail queue: in this process, or in Redis.
 async fn start_state(
     config: &Config,
     health: &Arc<Health>,
     tasks: &TaskTracker,
     shutdown: &CancellationToken,
-) -> Result<(Store, Arc<dyn Limiter>, MailQueue), CliError> {
+) -> Result<(Arc<dyn ChallengeStore>, Arc<dyn Limiter>, MailQueue), CliError> {
     let (email, grace, lockout) = (&config.email, config.server.shutdown_grace, config.users.lockout);
     Ok(match &config.state {
         StateConfig::Redis(redis) => {
             let shared = crate::redis::start(redis, email, lockout, grace, health, tasks, shutdown.clone()).await?;
             tracing::info!("state in redis: challenges, limits and the mail queue are shared with the pool");
-            (Store::Redis(shared.challenges), shared.limits, shared.mail)
+            (shared.challenges, shared.limits, shared.mail)
         }
         StateConfig::Memory => {
-            let store = MemoryStore::start(challenge_settings(email), tasks, shutdown.clone());
+            let store: Arc<dyn ChallengeStore> = MemoryStore::start(email.into(), tasks, shutdown.clone());
             let mail = crate::mail::start(email, grace, tasks, shutdown.clone())?;
             let limits = MemoryLimiter::start(email.throttling, lockout, tasks, shutdown.clone());
-            (Store::Memory(store), limits, mail)
+            (store, limits, mail)
         }
     })
-}
-
-fn challenge_settings(email: &EmailConfig) -> ChallengeSettings {
-    ChallengeSettings {
-        validity: email.challenge_validity,
-        blocking: email.blocking_timeout,
-        max_attempts: email.max_attempts,
-    }
 }
 
 impl Running {
@@ -277,7 +243,7 @@ impl Running {
         auth.users.store(Arc::new(users));
         auth.settings.store(Arc::new(AuthSettings::from(&config.email)));
         auth.mail.update_messages(&config.email);
-        self.store.set_settings(challenge_settings(&config.email));
+        self.store.set_settings((&config.email).into());
         Ok(())
     }
 }

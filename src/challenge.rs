@@ -1,10 +1,12 @@
 //! challenge: open e-mail challenges, keyed by transaction id (the RADIUS State).
 //!
 //! [`ChallengeStore`] is the seam: `auth` opens, answers and consumes
-//! challenges through it and never learns how they are kept. Its API carries
-//! only plain values (user names, transaction ids, codes) so that a store in
-//! Redis can stand behind it later. [`MemoryStore`] is the in-process one. The
-//! store keeps a keyed digest of each code, never the code, and never logs.
+//! challenges through it, `app` builds one and changes its settings through
+//! it, and neither learns how they are kept. Its API carries only plain values
+//! (user names, transaction ids, codes), so that the store in Redis
+//! (`crate::redis::store`) stands behind it as well as [`MemoryStore`], the
+//! in-process one. A store keeps a keyed digest of each code, never the code,
+//! and never logs.
 //!
 //! Every challenge belongs to its [`Origin`]: a State, a code or a confirmed
 //! link from another origin never finishes, voids or reveals it.
@@ -16,6 +18,7 @@ use async_trait::async_trait;
 use rand::RngCore;
 use thiserror::Error;
 
+use crate::config::EmailConfig;
 use crate::otp::Otp;
 
 /// How many challenges one user may have open at once; opening another closes
@@ -165,6 +168,10 @@ pub enum LinkStatus {
     Unknown,
 }
 
+/// How long a used or expired link is remembered, so that it gets "410 Gone"
+/// rather than "404 Not Found".
+pub const LINK_MEMORY: Duration = Duration::from_secs(3600);
+
 /// Timing and attempt limits, from `[email]`; a reload applies them to
 /// challenges opened afterwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +183,16 @@ pub struct ChallengeSettings {
     pub blocking: Duration,
     /// Wrong answers to one challenge before it is void (`max_attempts`).
     pub max_attempts: u8,
+}
+
+impl From<&EmailConfig> for ChallengeSettings {
+    fn from(email: &EmailConfig) -> ChallengeSettings {
+        ChallengeSettings {
+            validity: email.challenge_validity,
+            blocking: email.blocking_timeout,
+            max_attempts: email.max_attempts,
+        }
+    }
 }
 
 /// What a PIN request opened.
@@ -270,32 +287,25 @@ pub trait ChallengeStore: Send + Sync + 'static {
     /// How many challenges are open, for metrics.
     fn open_count(&self) -> usize;
 
+    /// Applies new limits to challenges opened (and answered) from now on;
+    /// challenges already open keep theirs.
+    fn set_settings(&self, settings: ChallengeSettings);
+
     /// Whether every call completes at once, without waiting on I/O (a store
     /// in this process). The server then answers State + code requests on
     /// its receive loop instead of in a task of their own.
     fn answers_at_once(&self) -> bool {
         false
     }
+
     /// Makes `tx` a link challenge: answered only after `token` is confirmed.
-    async fn attach_link(&self, _user: &str, _tx: &Transaction, _token: &LinkToken) -> Result<(), StoreError> {
-        Err(link_unsupported())
-    }
+    async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), StoreError>;
 
     /// What `token` stands for, changing nothing (the page a GET shows).
-    async fn link_status(&self, _token: &LinkToken) -> Result<LinkStatus, StoreError> {
-        Err(link_unsupported())
-    }
+    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, StoreError>;
 
     /// Confirms the challenge of `token` once; `Pending` when this call did.
-    async fn confirm_link(&self, _token: &LinkToken) -> Result<LinkStatus, StoreError> {
-        Err(link_unsupported())
-    }
-}
-
-fn link_unsupported() -> StoreError {
-    StoreError::Unavailable {
-        reason: "this challenge store does not support link delivery".to_owned(),
-    }
+    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, StoreError>;
 }
 
 mod memory;

@@ -18,10 +18,6 @@ use super::*;
 use crate::expiry::ExpiryQueue;
 use crate::otp::{CodeDigest, CodeSealer, DIGEST_LEN};
 
-/// How long a used or expired link is remembered, so that it gets "410 Gone"
-/// rather than "404 Not Found".
-const LINK_MEMORY: Duration = Duration::from_secs(3600);
-
 /// A link challenge's progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LinkState {
@@ -101,11 +97,6 @@ impl MemoryStore {
         });
         tasks.spawn(sweep(Arc::clone(&store), shutdown));
         store
-    }
-
-    /// Applies new limits to challenges opened from now on.
-    pub fn set_settings(&self, settings: ChallengeSettings) {
-        self.settings.store(Arc::new(settings));
     }
 
     fn stamp(&self, at: Instant) -> Stamp {
@@ -372,6 +363,10 @@ impl ChallengeStore for MemoryStore {
 
     fn open_count(&self) -> usize {
         self.challenges.len()
+    }
+
+    fn set_settings(&self, settings: ChallengeSettings) {
+        self.settings.store(Arc::new(settings));
     }
 
     fn answers_at_once(&self) -> bool {

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use zeroize::Zeroizing;
 
-use crate::challenge::{ChallengeSettings, StoreError};
+use crate::challenge::{ChallengeSettings, ChallengeStore, StoreError};
 use crate::config::{EmailConfig, PoolKey, RedisConfig};
 use crate::health::{Backend, Health};
 use crate::limits::{Limiter, Lockout};
@@ -268,7 +268,7 @@ impl Redis {
 /// What `auth` needs, kept in Redis for the whole pool.
 pub struct Shared {
     /// Open challenges.
-    pub challenges: Arc<store::RedisStore>,
+    pub challenges: Arc<dyn ChallengeStore>,
     /// Throttles and lockout.
     pub limits: Arc<dyn Limiter>,
     /// The mail queue (this instance delivers from it too).
@@ -300,12 +300,7 @@ pub async fn start(
         }
         Err(error) => tracing::warn!(%error, "cannot check the pool key in redis now; checking before its first use"),
     }
-    let settings = ChallengeSettings {
-        validity: email.challenge_validity,
-        blocking: email.blocking_timeout,
-        max_attempts: email.max_attempts,
-    };
-    let challenges = store::RedisStore::new(redis.clone(), &keys, settings);
+    let challenges = store::RedisStore::new(redis.clone(), &keys, ChallengeSettings::from(email));
     let limits = limiter::RedisLimiter::new(redis.clone(), email.throttling, lockout);
     let queue = mail::RedisMail::new(
         redis.clone(),

@@ -226,11 +226,6 @@ impl RedisStore {
         })
     }
 
-    /// Applies new limits to challenges opened (and answered) from now on.
-    pub fn set_settings(&self, settings: ChallengeSettings) {
-        self.settings.store(Arc::new(settings));
-    }
-
     /// The user's open challenges with their digests, as one atomic read;
     /// only those that pass their check.
     async fn digests(&self, user: &str) -> Result<Vec<OpenChallenge>, StoreError> {
@@ -539,6 +534,10 @@ impl ChallengeStore for RedisStore {
     /// Not known here: the challenges are the whole pool's, in Redis.
     fn open_count(&self) -> usize {
         0
+    }
+
+    fn set_settings(&self, settings: ChallengeSettings) {
+        self.settings.store(Arc::new(settings));
     }
 
     async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), StoreError> {

@@ -2,12 +2,10 @@
 //! link stands for, and its confirmation, both checked against the pool key
 //! before they count (see the parent module for the records).
 
-use std::time::Duration;
-
 use redis::Script;
 
 use super::{challenge_key, Link, RedisStore, CONFIRMED, PENDING};
-use crate::challenge::{LinkStatus, LinkToken, StoreError, Transaction};
+use crate::challenge::{LinkStatus, LinkToken, StoreError, Transaction, LINK_MEMORY};
 use crate::redis::record::bad_record;
 use crate::redis::{millis, KEY_PREFIX};
 
@@ -42,10 +40,6 @@ if redis.call('HGET', c, 'k') ~= ARGV[3] then return 0 end
 redis.call('HSET', c, 'k', ARGV[4])
 return 1
 ";
-
-/// How long a used or expired link is remembered after its challenge, so
-/// that it gets "410 Gone" rather than "404 Not Found" (as in memory).
-const LINK_MEMORY: Duration = Duration::from_secs(3600);
 
 /// The link scripts, loaded once.
 pub(super) struct Scripts {
