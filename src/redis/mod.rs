@@ -5,8 +5,8 @@
 //! [`Redis::run`], which reports to [`Health`] and logs the transition once,
 //! so while Redis is unreachable the instance answers nothing (Access-Request
 //! and Status-Server alike) and answers again as soon as a call succeeds. A
-//! watcher pings Redis every second so that the way back does not wait for an
-//! Access-Request. The stores in [`store`], [`limiter`] and [`mail`] keep every
+//! watcher counts the open challenges every second, so that the way back does
+//! not wait for an Access-Request. The stores in [`store`], [`limiter`] and [`mail`] keep every
 //! key with a TTL, so nothing needs sweeping. Nothing here logs a code, a key
 //! or the Redis URL (it may carry a password).
 //!
@@ -48,8 +48,8 @@ use record::{RecordKey, FINGERPRINT_KEY};
 pub const KEY_PREFIX: &str = "mailotp:";
 /// How long one Redis call may take before the backend counts as down.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How often the watcher pings Redis.
-const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the watcher calls Redis (see `store::open`).
+pub(crate) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The Redis backend could not be set up.
 #[derive(Debug, Error)]
@@ -246,23 +246,6 @@ impl Redis {
         }
         StoreError::Unavailable { reason }
     }
-
-    /// Pings Redis every second until `shutdown`, so that health follows
-    /// Redis even when no request comes (a proxy probing with Status-Server).
-    pub fn watch(&self, tasks: &TaskTracker, shutdown: CancellationToken) {
-        let redis = self.clone();
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(WATCH_INTERVAL);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => {
-                        let _ = redis.run("ping", |mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await }).await;
-                    }
-                }
-            }
-        });
-    }
 }
 
 /// What `auth` needs, kept in Redis for the whole pool.
@@ -301,6 +284,7 @@ pub async fn start(
         Err(error) => tracing::warn!(%error, "cannot check the pool key in redis now; checking before its first use"),
     }
     let challenges = store::RedisStore::new(redis.clone(), &keys, ChallengeSettings::from(email));
+    challenges.watch(tasks, shutdown.clone());
     let limits = limiter::RedisLimiter::new(redis.clone(), email.throttling, lockout);
     let queue = mail::RedisMail::new(
         redis.clone(),
@@ -310,8 +294,7 @@ pub async fn start(
         email.queue_limit,
     )?;
     let (mail, finished) = crate::mail::start_shared(email, grace, tasks, shutdown.clone(), queue.clone())?;
-    queue.start(mail.clone(), finished, tasks, shutdown.clone());
-    redis.watch(tasks, shutdown);
+    queue.start(mail.clone(), finished, tasks, shutdown);
     Ok(Shared {
         challenges,
         limits,

@@ -1,6 +1,6 @@
 //! The challenge store in Redis, shared by the instances of a pool.
 //!
-//! Keys (all with a TTL, so nothing is swept):
+//! Keys (all with a TTL, so nothing needs sweeping):
 //! - `mailotp:c:{state}`: a hash with the user (`u`), the keyed digest of the
 //!   code (`d`, sealed with a key derived from the pool key: a read of Redis
 //!   hands out no codes), its end of validity in wall-clock Unix milliseconds
@@ -9,6 +9,9 @@
 //!   (`a`); it expires with the challenge;
 //! - `mailotp:u:{user}`: the user's challenges, oldest first, for "PIN again
 //!   within blocking_timeout" and "a code of any of the user's challenges";
+//! - `mailotp:open`: a sorted set of the pool's open States scored by their
+//!   end of validity in Redis server milliseconds, kept by the scripts that
+//!   open and close challenges, for the open-challenges gauge (module `open`);
 //! - `mailotp:k:{digest of a link token}` (link delivery): the State (`t`),
 //!   user (`u`), opening time (`o`) and their MAC (`m`); the challenge's `k`
 //!   says whether its link is pending (`p`) or confirmed (`c`), followed by a
@@ -46,6 +49,7 @@
 
 mod attempts;
 mod link;
+mod open;
 
 use std::sync::Arc;
 
@@ -65,7 +69,7 @@ use crate::otp::{CodeDigest, CodeSealer, Otp};
 /// blocking ms, max open, MAC, expires (Unix ms), origin. While the newest
 /// challenge blocks, returns its State (to be checked: it may be forged)
 /// after `=` when it is of the same origin, after `!` when not; else opens
-/// and returns nil.
+/// (and counts it in the open set until it expires) and returns nil.
 const OPEN: &str = r"
 local p = ARGV[1]
 local t = redis.call('TIME')
@@ -86,6 +90,7 @@ local i = 1
 while #live - i + 1 >= tonumber(ARGV[7]) do
   redis.call('DEL', p .. 'c:' .. live[i])
   redis.call('LREM', KEYS[1], 0, live[i])
+  redis.call('ZREM', p .. 'open', live[i])
   i = i + 1
 end
 local c = p .. 'c:' .. ARGV[2]
@@ -93,6 +98,8 @@ redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'e', ARGV[9], 'o', ARGV[10], '
 redis.call('PEXPIRE', c, ARGV[5])
 redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', p .. 'open', now + tonumber(ARGV[5]), ARGV[2])
+if redis.call('PTTL', p .. 'open') < tonumber(ARGV[5]) then redis.call('PEXPIRE', p .. 'open', ARGV[5]) end
 return false
 ";
 
@@ -161,7 +168,10 @@ if redis.call('HGET', p .. 'c:' .. ARGV[3], 'u') ~= ARGV[2] then return 0 end
 if redis.call('HGET', p .. 'c:' .. ARGV[4], 'u') ~= ARGV[2] then return 0 end
 for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
   local c = p .. 'c:' .. tx
-  if redis.call('HGET', c, 'u') == ARGV[2] then redis.call('DEL', c) end
+  if redis.call('HGET', c, 'u') == ARGV[2] then
+    redis.call('DEL', c)
+    redis.call('ZREM', p .. 'open', tx)
+  end
 end
 redis.call('DEL', KEYS[1])
 return 1
@@ -175,6 +185,7 @@ if redis.call('HGET', c, 'u') ~= ARGV[2] then return -1 end
 if redis.call('HINCRBY', c, 'a', 1) >= tonumber(ARGV[4]) then
   redis.call('DEL', c)
   redis.call('LREM', KEYS[1], 0, ARGV[3])
+  redis.call('ZREM', ARGV[1] .. 'open', ARGV[3])
   return 1
 end
 return 0
@@ -202,6 +213,9 @@ pub struct RedisStore {
     wrong: Script,
     links: link::Scripts,
     attempts: attempts::Attempts,
+    count_open: Script,
+    /// The pool's open challenges, as last counted.
+    open_now: std::sync::atomic::AtomicUsize,
 }
 
 fn challenges_of(user: &str) -> String {
@@ -223,6 +237,8 @@ impl RedisStore {
             wrong: Script::new(WRONG),
             links: link::Scripts::new(),
             attempts: attempts::Attempts::default(),
+            count_open: Script::new(open::COUNT_OPEN),
+            open_now: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -525,15 +541,17 @@ impl ChallengeStore for RedisStore {
                     .ignore()
                     .lrem(challenges_of(user), 0, tx.to_string())
                     .ignore()
+                    .zrem(open::OPEN_SET, tx.to_string())
+                    .ignore()
                     .query_async::<()>(&mut c)
                     .await
             })
             .await
     }
 
-    /// Not known here: the challenges are the whole pool's, in Redis.
+    /// The whole pool's, as the watcher last counted them (see [`open`]).
     fn open_count(&self) -> usize {
-        0
+        self.open_now.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn set_settings(&self, settings: ChallengeSettings) {

@@ -1,0 +1,187 @@
+//! Issue 18: what the Redis backend costs and tells. The open-challenges
+//! gauge counts the whole pool's challenges, and the Redis round trips of a
+//! PIN request and of an answer are counted with MONITOR on a real
+//! redis-server, so the figures are measured.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+
+use crate::harness::*;
+use crate::pool_support::*;
+
+/// One instance of a pool with metrics; its metrics address.
+fn instance(redis: &RedisServer, key: &PoolKey, smtp: &SmtpSink, email: &str) -> (Server, String) {
+    let mut setup = Setup::new(smtp.port);
+    setup.email = email.to_owned();
+    setup.extra = "[metrics]\nlisten = \"127.0.0.1:0\"\n".to_owned();
+    let server = start_pool_with(1, setup, redis, key).pop().unwrap();
+    let line = server.wait_for_log("metrics on http://");
+    let metrics = line.split("metrics on http://").nth(1).unwrap();
+    let metrics = metrics.split(|c: char| c.is_whitespace() || c == '/').next().unwrap();
+    (server, metrics.to_owned())
+}
+
+/// The value of `mailotp_open_challenges` the instance exports.
+fn open_gauge(metrics: &str) -> String {
+    let mut stream = TcpStream::connect(metrics).unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {metrics}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .lines()
+        .find_map(|l| l.strip_prefix("mailotp_open_challenges "))
+        .unwrap_or_else(|| panic!("no open-challenges gauge in {response}"))
+        .trim()
+        .to_owned()
+}
+
+fn gauge_reaches(metrics: &str, value: &str) {
+    poll(&format!("mailotp_open_challenges {value}"), DEADLINE, || {
+        (open_gauge(metrics) == value).then_some(())
+    });
+}
+
+#[test]
+fn the_open_challenges_gauge_counts_the_whole_pool() {
+    let redis = RedisServer::start();
+    let key = PoolKey::new();
+    let smtp = SmtpSink::start();
+    let (a, metrics_a) = instance(&redis, &key, &smtp, "");
+    let (b, metrics_b) = instance(&redis, &key, &smtp, "");
+    gauge_reaches(&metrics_a, "0");
+
+    let alice = send_pin(&a, "alice", pin("alice")).unwrap();
+    send_pin(&b, "bob", pin("bob")).unwrap();
+    gauge_reaches(&metrics_a, "2");
+    gauge_reaches(&metrics_b, "2");
+
+    smtp.wait_for_mails(2);
+    let otp = smtp.mails_to("alice@")[0].otp();
+    assert_eq!(
+        send_otp(&b, "alice", &otp, &alice.state()).unwrap().code,
+        "Access-Accept"
+    );
+    gauge_reaches(&metrics_a, "1");
+}
+
+#[test]
+fn the_open_challenges_gauge_forgets_expired_challenges() {
+    let redis = RedisServer::start();
+    let key = PoolKey::new();
+    let smtp = SmtpSink::start();
+    let (a, metrics) = instance(&redis, &key, &smtp, "challenge_validity = 2\nblocking_timeout = 1\n");
+    send_pin(&a, "alice", pin("alice")).unwrap();
+    gauge_reaches(&metrics, "1");
+    gauge_reaches(&metrics, "0");
+}
+
+/// Every command redis-server receives, as MONITOR reports it.
+struct Monitor {
+    lines: Arc<Mutex<Vec<String>>>,
+    own: TcpStream,
+}
+
+impl Monitor {
+    fn start(redis: &RedisServer) -> Monitor {
+        let mut stream = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+        stream.write_all(b"MONITOR\r\n").unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            // Ends when redis-server stops and closes the connection.
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { return };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let own = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+        Monitor { lines, own }
+    }
+
+    /// Sends `ECHO marker` and waits until MONITOR has reported it.
+    fn mark(&mut self, marker: &str) {
+        write!(self.own, "ECHO {marker}\r\n").unwrap();
+        let mut reply = [0u8; 64];
+        let _ = self.own.read(&mut reply).unwrap();
+        poll(&format!("MONITOR to report {marker}"), DEADLINE, || {
+            self.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(marker))
+                .then_some(())
+        });
+    }
+
+    /// The round trips between the markers: each command a client sent,
+    /// a MULTI…EXEC block as one, leaving out the commands scripts ran, the
+    /// watcher's count and the delivery worker's stream calls (they belong
+    /// to no request).
+    fn trips(&self, from: &str, to: &str) -> Vec<String> {
+        const WORKER: [&str; 5] = [
+            "\"xreadgroup\"",
+            "\"xack\"",
+            "\"xclaim\"",
+            "\"xautoclaim\"",
+            "\"xgroup\"",
+        ];
+        let lines = self.lines.lock().unwrap();
+        let start = lines.iter().position(|l| l.contains(from)).unwrap();
+        let end = lines.iter().position(|l| l.contains(to)).unwrap();
+        let mut trips: Vec<String> = Vec::new();
+        let mut in_block = false;
+        for line in lines[start + 1..end].iter().filter(|l| !l.contains(" lua]")) {
+            let command = line.to_lowercase();
+            if in_block {
+                trips.last_mut().unwrap().push_str(&command);
+                in_block = !command.contains("\"exec\"");
+            } else {
+                in_block = command.contains("\"multi\"");
+                trips.push(command);
+            }
+        }
+        trips.retain(|t| !t.contains("\"1\" \"mailotp:open\"") && !WORKER.iter().any(|w| t.contains(w)));
+        trips
+    }
+}
+
+#[test]
+fn round_trips_of_a_pin_request_and_an_answer_are_counted() {
+    let redis = RedisServer::start();
+    let key = PoolKey::new();
+    let smtp = SmtpSink::start();
+    let (server, _) = instance(&redis, &key, &smtp, "");
+    // Once through first: scripts loaded, the pool key checked.
+    let first = send_pin(&server, "alice", pin("alice")).unwrap();
+    let otp = smtp.wait_for_mails(1)[0].otp();
+    assert_eq!(
+        send_otp(&server, "alice", &otp, &first.state()).unwrap().code,
+        "Access-Accept"
+    );
+
+    let mut monitor = Monitor::start(&redis);
+    monitor.mark("pin-starts");
+    let challenge = send_pin(&server, "alice", pin("alice")).unwrap();
+    assert_eq!(challenge.code, "Access-Challenge");
+    monitor.mark("pin-done");
+    let otp = smtp.wait_for_mails(2)[1].otp();
+    monitor.mark("answer-starts");
+    assert_eq!(
+        send_otp(&server, "alice", &otp, &challenge.state()).unwrap().code,
+        "Access-Accept"
+    );
+    monitor.mark("answer-done");
+
+    let pin_trips = monitor.trips("pin-starts", "pin-done");
+    let answer_trips = monitor.trips("answer-starts", "answer-done");
+    eprintln!("PIN request: {} round trips: {pin_trips:#?}", pin_trips.len());
+    eprintln!("answer: {} round trips: {answer_trips:#?}", answer_trips.len());
+    assert_eq!(pin_trips.len(), PIN_TRIPS, "{pin_trips:#?}");
+    assert_eq!(answer_trips.len(), ANSWER_TRIPS, "{answer_trips:#?}");
+}
+
+/// Round trips of a PIN request that opens a challenge and queues its mail.
+const PIN_TRIPS: usize = 5;
+/// Round trips of a right answer to a State.
+const ANSWER_TRIPS: usize = 4;
