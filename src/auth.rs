@@ -18,7 +18,8 @@ use lettre::message::Mailbox;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, Opened, Origin, StoreError, Transaction};
+use crate::backend::BackendUnavailable;
+use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, Opened, Origin, Transaction};
 use crate::config::{ChallengeMode, Delivery, EmailConfig};
 use crate::limits::Limiter;
 use crate::mail::{MailError, MailJob, MailQueue};
@@ -46,7 +47,7 @@ pub const QUEUE_FULL: &str = "The e-mail service is busy, please try again later
 pub enum Unavailable {
     /// The challenge store.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] BackendUnavailable),
     /// The user directory.
     #[error(transparent)]
     Directory(#[from] DirectoryError),
@@ -348,8 +349,8 @@ impl Authenticator {
             expires: Instant::now() + settings.validity,
         };
         if let Err(error) = self.mail.enqueue(job).await {
-            if let MailError::Unavailable { reason } = error {
-                return Err(StoreError::Unavailable { reason }.into());
+            if let MailError::Unavailable(error) = error {
+                return Err(error.into());
             }
             tracing::error!(user = %name, %error, "cannot queue the e-mail; rejecting");
             self.challenges.cancel(&name, &tx).await?;
@@ -364,7 +365,7 @@ impl Authenticator {
 /// for [`Authenticator::check_pin`] to report: no answer goes out then.
 struct Gate<'a> {
     limits: &'a dyn Limiter,
-    error: Mutex<Option<StoreError>>,
+    error: Mutex<Option<BackendUnavailable>>,
 }
 
 #[async_trait::async_trait]

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rand::RngCore;
-use thiserror::Error;
 
+use crate::backend::BackendUnavailable;
 use crate::config::EmailConfig;
 use crate::otp::Otp;
 
@@ -240,49 +240,48 @@ pub enum Answer {
     LinkPending,
 }
 
-/// Why a store could not answer; with the in-memory store this never happens.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The shared store cannot be reached.
-    #[error("challenge store unavailable: {reason}")]
-    Unavailable {
-        /// What went wrong, in words for the log.
-        reason: String,
-    },
-}
-
 /// Where challenges live. Every method is atomic for one user: two requests
 /// racing on the same challenge never both succeed.
 #[async_trait]
 pub trait ChallengeStore: Send + Sync + 'static {
     /// Opens a challenge for `user` from `origin` under `tx` with `code`,
     /// unless the user's newest one is still within the blocking timeout.
-    async fn open(&self, user: &str, origin: &Origin, tx: Transaction, code: &Otp) -> Result<Opened, StoreError>;
+    async fn open(
+        &self,
+        user: &str,
+        origin: &Origin,
+        tx: Transaction,
+        code: &Otp,
+    ) -> Result<Opened, BackendUnavailable>;
 
     /// Answers the challenge under `state` for `user` from `origin` with
     /// `code`. A code of any of the user's open code challenges from the same
     /// origin counts (the older mail may arrive last); a wrong one uses up one
     /// attempt of the State's challenge. A State of another origin is
     /// `Unknown` and changes nothing.
-    async fn answer(&self, state: &Transaction, user: &str, origin: &Origin, code: &[u8])
-        -> Result<Answer, StoreError>;
+    async fn answer(
+        &self,
+        state: &Transaction,
+        user: &str,
+        origin: &Origin,
+        code: &[u8],
+    ) -> Result<Answer, BackendUnavailable>;
 
     /// Which of the user's open code challenges from `origin` `code` belongs
     /// to, changing nothing.
-    async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, StoreError>;
+    async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, BackendUnavailable>;
 
     /// A wrong code in a PIN+code password: one attempt of each of the user's
     /// open code challenges from `origin` is used up (those at `max_attempts`
     /// are void).
-    async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), StoreError>;
+    async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), BackendUnavailable>;
 
     /// Closes all of the user's challenges if `tx` is still open among them;
     /// `false` when it is not (another request consumed it first).
-    async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, StoreError>;
+    async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, BackendUnavailable>;
 
     /// Closes one challenge, e.g. when its e-mail could not be queued.
-    async fn cancel(&self, user: &str, tx: &Transaction) -> Result<(), StoreError>;
+    async fn cancel(&self, user: &str, tx: &Transaction) -> Result<(), BackendUnavailable>;
 
     /// How many challenges are open, for metrics.
     fn open_count(&self) -> usize;
@@ -299,13 +298,13 @@ pub trait ChallengeStore: Send + Sync + 'static {
     }
 
     /// Makes `tx` a link challenge: answered only after `token` is confirmed.
-    async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), StoreError>;
+    async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), BackendUnavailable>;
 
     /// What `token` stands for, changing nothing (the page a GET shows).
-    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, StoreError>;
+    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable>;
 
     /// Confirms the challenge of `token` once; `Pending` when this call did.
-    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, StoreError>;
+    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable>;
 }
 
 mod memory;

@@ -8,6 +8,7 @@
 //! - [`server`] — sockets, the cheap checks, the duplicate cache, answering.
 //! - [`auth`] — the Access-Request decision, in one function.
 //! - [`challenge`] — open challenges (the in-memory store) behind a trait.
+//! - [`backend`] — the error of a shared backend that cannot answer now.
 //! - [`otp`] — HOTP codes and the digest the store keeps instead of them.
 //! - [`redis`] — several instances as one through Redis (`[state] backend = "redis"`).
 //! - [`limits`] — e-mail throttling and user lockout, behind a trait.
@@ -29,6 +30,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod backend;
 pub mod challenge;
 pub mod cli;
 pub mod config;

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::challenge::StoreError;
+use crate::backend::BackendUnavailable;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const FIVE_MINUTES: Duration = Duration::from_secs(300);
@@ -71,16 +71,20 @@ impl Throttled {
 pub trait Limiter: Send + Sync + 'static {
     /// Counts one e-mail to `user` triggered from `client_ip`, unless a limit
     /// is reached; then nothing is counted and the limit is named.
-    async fn count_mail(&self, user: &str, client_ip: Option<&str>) -> Result<Result<(), Throttled>, StoreError>;
+    async fn count_mail(
+        &self,
+        user: &str,
+        client_ip: Option<&str>,
+    ) -> Result<Result<(), Throttled>, BackendUnavailable>;
 
     /// Whether `user` is locked now.
-    async fn is_locked(&self, user: &str) -> Result<bool, StoreError>;
+    async fn is_locked(&self, user: &str) -> Result<bool, BackendUnavailable>;
 
     /// Counts a failed PIN or code; `true` when this failure locked the user.
-    async fn failed(&self, user: &str) -> Result<bool, StoreError>;
+    async fn failed(&self, user: &str) -> Result<bool, BackendUnavailable>;
 
     /// A successful login: the failures in a row start again from zero.
-    async fn succeeded(&self, user: &str) -> Result<(), StoreError>;
+    async fn succeeded(&self, user: &str) -> Result<(), BackendUnavailable>;
 }
 
 #[derive(Debug, Default)]
@@ -155,7 +159,11 @@ fn reached(limit: Option<u32>, count: usize) -> bool {
 
 #[async_trait]
 impl Limiter for MemoryLimiter {
-    async fn count_mail(&self, user: &str, client_ip: Option<&str>) -> Result<Result<(), Throttled>, StoreError> {
+    async fn count_mail(
+        &self,
+        user: &str,
+        client_ip: Option<&str>,
+    ) -> Result<Result<(), Throttled>, BackendUnavailable> {
         let now = Instant::now();
         let t = self.throttling;
         // Both windows are held while checking and counting, so two requests
@@ -186,7 +194,7 @@ impl Limiter for MemoryLimiter {
         Ok(Ok(()))
     }
 
-    async fn is_locked(&self, user: &str) -> Result<bool, StoreError> {
+    async fn is_locked(&self, user: &str) -> Result<bool, BackendUnavailable> {
         let now = Instant::now();
         Ok(self
             .failures
@@ -195,7 +203,7 @@ impl Limiter for MemoryLimiter {
             .is_some_and(|until| until > now))
     }
 
-    async fn failed(&self, user: &str) -> Result<bool, StoreError> {
+    async fn failed(&self, user: &str) -> Result<bool, BackendUnavailable> {
         if self.lockout.after == 0 {
             return Ok(false);
         }
@@ -213,7 +221,7 @@ impl Limiter for MemoryLimiter {
         Ok(locks)
     }
 
-    async fn succeeded(&self, user: &str) -> Result<(), StoreError> {
+    async fn succeeded(&self, user: &str) -> Result<(), BackendUnavailable> {
         self.failures.remove(user);
         Ok(())
     }

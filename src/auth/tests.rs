@@ -44,19 +44,19 @@ struct Counting {
 
 #[async_trait::async_trait]
 impl Limiter for Counting {
-    async fn count_mail(&self, user: &str, ip: Option<&str>) -> Result<Result<(), Throttled>, StoreError> {
+    async fn count_mail(&self, user: &str, ip: Option<&str>) -> Result<Result<(), Throttled>, BackendUnavailable> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.count_mail(user, ip).await
     }
-    async fn is_locked(&self, user: &str) -> Result<bool, StoreError> {
+    async fn is_locked(&self, user: &str) -> Result<bool, BackendUnavailable> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.is_locked(user).await
     }
-    async fn failed(&self, user: &str) -> Result<bool, StoreError> {
+    async fn failed(&self, user: &str) -> Result<bool, BackendUnavailable> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.failed(user).await
     }
-    async fn succeeded(&self, user: &str) -> Result<(), StoreError> {
+    async fn succeeded(&self, user: &str) -> Result<(), BackendUnavailable> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.succeeded(user).await
     }

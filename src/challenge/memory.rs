@@ -215,7 +215,13 @@ async fn sweep(store: Arc<MemoryStore>, shutdown: CancellationToken) {
 
 #[async_trait]
 impl ChallengeStore for MemoryStore {
-    async fn open(&self, user: &str, origin: &Origin, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
+    async fn open(
+        &self,
+        user: &str,
+        origin: &Origin,
+        tx: Transaction,
+        code: &Otp,
+    ) -> Result<Opened, BackendUnavailable> {
         let now = Instant::now();
         let origin = self.origin(origin);
         let settings = **self.settings.load();
@@ -272,7 +278,7 @@ impl ChallengeStore for MemoryStore {
         user: &str,
         origin: &Origin,
         code: &[u8],
-    ) -> Result<Answer, StoreError> {
+    ) -> Result<Answer, BackendUnavailable> {
         let now = Instant::now();
         let origin = self.origin(origin);
         let owner = match self.challenges.get(state) {
@@ -306,7 +312,7 @@ impl ChallengeStore for MemoryStore {
         Ok(Answer::Wrong { void })
     }
 
-    async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, StoreError> {
+    async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, BackendUnavailable> {
         let now = Instant::now();
         let found = self
             .by_user
@@ -319,7 +325,7 @@ impl ChallengeStore for MemoryStore {
         })
     }
 
-    async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), StoreError> {
+    async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), BackendUnavailable> {
         let (now, origin) = (self.stamp(Instant::now()), self.origin(origin));
         let Some(mut list) = self.by_user.get_mut(user) else {
             return Ok(());
@@ -341,7 +347,7 @@ impl ChallengeStore for MemoryStore {
         Ok(())
     }
 
-    async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, StoreError> {
+    async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, BackendUnavailable> {
         let now = Instant::now();
         let Some(mut list) = self.by_user.get_mut(user) else {
             return Ok(false);
@@ -353,7 +359,7 @@ impl ChallengeStore for MemoryStore {
         Ok(true)
     }
 
-    async fn cancel(&self, user: &str, tx: &Transaction) -> Result<(), StoreError> {
+    async fn cancel(&self, user: &str, tx: &Transaction) -> Result<(), BackendUnavailable> {
         if let Some(mut list) = self.by_user.get_mut(user) {
             list.retain(|t| t != tx);
             self.challenges.remove(tx);
@@ -373,7 +379,7 @@ impl ChallengeStore for MemoryStore {
         true
     }
 
-    async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), StoreError> {
+    async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), BackendUnavailable> {
         let Some(mut record) = self.challenges.get_mut(tx) else {
             return Ok(());
         };
@@ -398,18 +404,18 @@ impl ChallengeStore for MemoryStore {
         Ok(())
     }
 
-    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, StoreError> {
+    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable> {
         self.link(token, false)
     }
 
-    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, StoreError> {
+    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable> {
         self.link(token, true)
     }
 }
 
 impl MemoryStore {
     /// Looks a link up and, with `confirm`, confirms it if it is pending.
-    fn link(&self, token: &LinkToken, confirm: bool) -> Result<LinkStatus, StoreError> {
+    fn link(&self, token: &LinkToken, confirm: bool) -> Result<LinkStatus, BackendUnavailable> {
         let digest = self.sealer.seal_link(&token.0);
         let Some(entry) = self.links.get(&digest) else {
             return Ok(LinkStatus::Unknown);

@@ -70,11 +70,8 @@ pub enum MailError {
         reason: String,
     },
     /// The shared queue (Redis) cannot be reached: the request gets no answer.
-    #[error("shared mail queue unavailable: {reason}")]
-    Unavailable {
-        /// What went wrong.
-        reason: String,
-    },
+    #[error("shared mail queue: {0}")]
+    Unavailable(#[from] crate::backend::BackendUnavailable),
 }
 
 /// A queue shared by the instances of a pool (Redis): [`MailQueue::enqueue`]

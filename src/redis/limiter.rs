@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use redis::Script;
 
 use super::{millis, Redis, KEY_PREFIX};
-use crate::challenge::StoreError;
+use crate::backend::BackendUnavailable;
 use crate::limits::{Limiter, Lockout, Throttled, Throttling};
 
 /// How long failures in a row are remembered after the last one.
@@ -96,7 +96,11 @@ fn key(kind: &str, name: &str) -> String {
 
 #[async_trait]
 impl Limiter for RedisLimiter {
-    async fn count_mail(&self, user: &str, client_ip: Option<&str>) -> Result<Result<(), Throttled>, StoreError> {
+    async fn count_mail(
+        &self,
+        user: &str,
+        client_ip: Option<&str>,
+    ) -> Result<Result<(), Throttled>, BackendUnavailable> {
         let t = self.throttling;
         let script = &self.count_mail;
         let verdict: i64 = self
@@ -121,7 +125,7 @@ impl Limiter for RedisLimiter {
         })
     }
 
-    async fn is_locked(&self, user: &str) -> Result<bool, StoreError> {
+    async fn is_locked(&self, user: &str) -> Result<bool, BackendUnavailable> {
         if self.lockout.after == 0 {
             return Ok(false);
         }
@@ -133,7 +137,7 @@ impl Limiter for RedisLimiter {
             .await
     }
 
-    async fn failed(&self, user: &str) -> Result<bool, StoreError> {
+    async fn failed(&self, user: &str) -> Result<bool, BackendUnavailable> {
         if self.lockout.after == 0 {
             return Ok(false);
         }
@@ -155,7 +159,7 @@ impl Limiter for RedisLimiter {
         Ok(locked == 1)
     }
 
-    async fn succeeded(&self, user: &str) -> Result<(), StoreError> {
+    async fn succeeded(&self, user: &str) -> Result<(), BackendUnavailable> {
         let failures = key("f", user);
         self.redis
             .run("reset failures", |mut c| async move {

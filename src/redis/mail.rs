@@ -219,7 +219,7 @@ impl SharedQueue for RedisMail {
                     .await
             })
             .await
-            .map_err(|e| MailError::Unavailable { reason: e.to_string() })?;
+            .map_err(MailError::Unavailable)?;
         if queued == 1 {
             Ok(())
         } else {

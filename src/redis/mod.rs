@@ -35,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use zeroize::Zeroizing;
 
-use crate::challenge::{ChallengeSettings, ChallengeStore, StoreError};
+use crate::backend::BackendUnavailable;
+use crate::challenge::{ChallengeSettings, ChallengeStore};
 use crate::config::{EmailConfig, PoolKey, RedisConfig};
 use crate::health::{Backend, Health};
 use crate::limits::{Limiter, Lockout};
@@ -182,9 +183,9 @@ impl Redis {
     }
 
     /// Runs one Redis call; a failure marks the backend down and becomes
-    /// [`StoreError::Unavailable`], a success marks it up. Until the pool
+    /// [`BackendUnavailable`], a success marks it up. Until the pool
     /// key's fingerprint matched, it is checked first.
-    pub async fn run<T, F, Fut>(&self, what: &'static str, call: F) -> Result<T, StoreError>
+    pub async fn run<T, F, Fut>(&self, what: &'static str, call: F) -> Result<T, BackendUnavailable>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
@@ -201,7 +202,7 @@ impl Redis {
     }
 
     /// Health and the log for the outcome of a call.
-    fn report<T>(&self, what: &'static str, result: Result<T, RedisError>) -> Result<T, StoreError> {
+    fn report<T>(&self, what: &'static str, result: Result<T, RedisError>) -> Result<T, BackendUnavailable> {
         match result {
             Ok(value) => {
                 if self.health.up(Backend::State) {
@@ -213,7 +214,7 @@ impl Redis {
                 if self.health.down(Backend::State) {
                     tracing::error!(%error, "redis unreachable: answering nothing until it is back");
                 }
-                Err(StoreError::Unavailable {
+                Err(BackendUnavailable {
                     reason: format!("redis {what}: {error}"),
                 })
             }
@@ -238,13 +239,13 @@ impl Redis {
 
     /// The pool uses another key: this instance answers nothing, as while
     /// Redis is down (another instance, with the right key, answers).
-    fn mismatched(&self, theirs: &str) -> StoreError {
+    fn mismatched(&self, theirs: &str) -> BackendUnavailable {
         let reason = mismatch(theirs, &self.key.fingerprint);
         self.health.down(Backend::State);
         if !self.key.mismatch_logged.swap(true, Ordering::Relaxed) {
             tracing::error!(%reason, "this instance's pool key is not the pool's: answering nothing");
         }
-        StoreError::Unavailable { reason }
+        BackendUnavailable { reason }
     }
 }
 

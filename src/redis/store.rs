@@ -59,9 +59,10 @@ use redis::Script;
 
 use super::record::{bad_record, RecordKey};
 use super::{millis, now_unix_ms, PoolKeys, Redis, KEY_PREFIX};
+use crate::backend::BackendUnavailable;
 use crate::challenge::{
-    Answer, ChallengeSettings, ChallengeStore, CodeMatch, LinkStatus, LinkToken, Opened, Origin, StoreError,
-    Transaction, MAX_OPEN_PER_USER,
+    Answer, ChallengeSettings, ChallengeStore, CodeMatch, LinkStatus, LinkToken, Opened, Origin, Transaction,
+    MAX_OPEN_PER_USER,
 };
 use crate::otp::{CodeDigest, CodeSealer, Otp};
 
@@ -244,7 +245,7 @@ impl RedisStore {
 
     /// The user's open challenges with their digests, as one atomic read;
     /// only those that pass their check.
-    async fn digests(&self, user: &str) -> Result<Vec<OpenChallenge>, StoreError> {
+    async fn digests(&self, user: &str) -> Result<Vec<OpenChallenge>, BackendUnavailable> {
         let script = &self.digests;
         let flat: Vec<Vec<u8>> = self
             .redis
@@ -343,7 +344,7 @@ impl RedisStore {
 
     /// One wrong answer to `state`: counted in Redis and here. `None` when the
     /// challenge is no longer open.
-    async fn wrong(&self, user: &str, state: &Transaction) -> Result<Option<Answer>, StoreError> {
+    async fn wrong(&self, user: &str, state: &Transaction) -> Result<Option<Answer>, BackendUnavailable> {
         let settings = **self.settings.load();
         let verdict = self
             .on_challenge("count attempt", &self.wrong, user, state, settings.max_attempts)
@@ -370,7 +371,7 @@ impl RedisStore {
         user: &str,
         state: &Transaction,
         last: impl redis::ToRedisArgs + Send + Sync,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<i64, BackendUnavailable> {
         self.redis
             .run(what, |mut c| async move {
                 script
@@ -385,7 +386,12 @@ impl RedisStore {
             .await
     }
 
-    async fn consume_pair(&self, user: &str, state: &Transaction, matched: &Transaction) -> Result<bool, StoreError> {
+    async fn consume_pair(
+        &self,
+        user: &str,
+        state: &Transaction,
+        matched: &Transaction,
+    ) -> Result<bool, BackendUnavailable> {
         let done = self
             .on_challenge("consume challenge", &self.consume, user, state, matched.to_string())
             .await?;
@@ -393,7 +399,13 @@ impl RedisStore {
     }
 
     /// One OPEN: a new challenge, or the State that blocks (still unchecked).
-    async fn try_open(&self, user: &str, origin: &str, tx: Transaction, code: &Otp) -> Result<Tried, StoreError> {
+    async fn try_open(
+        &self,
+        user: &str,
+        origin: &str,
+        tx: Transaction,
+        code: &Otp,
+    ) -> Result<Tried, BackendUnavailable> {
         let settings = **self.settings.load();
         let digest = self.sealer.seal(&tx, code.expose().as_bytes());
         let expires = (now_unix_ms() + millis(settings.validity)).to_string();
@@ -433,7 +445,7 @@ impl RedisStore {
 
     /// Takes a State out of the user's list (its record stays: it may be
     /// another user's, copied here).
-    async fn forget(&self, user: &str, tx: &Transaction) -> Result<(), StoreError> {
+    async fn forget(&self, user: &str, tx: &Transaction) -> Result<(), BackendUnavailable> {
         self.redis
             .run("forget challenge", |mut c| async move {
                 redis::cmd("LREM")
@@ -456,7 +468,13 @@ fn code_challenges<'a>(open: &'a [OpenChallenge], origin: &Origin) -> impl Itera
 
 #[async_trait]
 impl ChallengeStore for RedisStore {
-    async fn open(&self, user: &str, origin: &Origin, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
+    async fn open(
+        &self,
+        user: &str,
+        origin: &Origin,
+        tx: Transaction,
+        code: &Otp,
+    ) -> Result<Opened, BackendUnavailable> {
         // A State that blocks counts only when its record passes its check
         // (handed out, or refusing the PIN from elsewhere); a forged one
         // leaves the user's list and the open is retried.
@@ -472,7 +490,7 @@ impl ChallengeStore for RedisStore {
             }
             self.forget(user, &blocking).await?;
         }
-        Err(StoreError::Unavailable {
+        Err(BackendUnavailable {
             reason: format!("redis keeps handing out unchecked challenges for {user}"),
         })
     }
@@ -483,7 +501,7 @@ impl ChallengeStore for RedisStore {
         user: &str,
         origin: &Origin,
         code: &[u8],
-    ) -> Result<Answer, StoreError> {
+    ) -> Result<Answer, BackendUnavailable> {
         let open = self.digests(user).await?;
         let Some(this) = open.iter().find(|o| o.tx == *state) else {
             return Ok(Answer::Unknown);
@@ -514,12 +532,12 @@ impl ChallengeStore for RedisStore {
         Ok(self.wrong(user, state).await?.unwrap_or(Answer::Unknown))
     }
 
-    async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, StoreError> {
+    async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, BackendUnavailable> {
         let open = self.digests(user).await?;
         Ok(self.matching(&open, origin, code))
     }
 
-    async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), StoreError> {
+    async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), BackendUnavailable> {
         let open = self.digests(user).await?;
         for o in code_challenges(&open, origin) {
             self.wrong(user, &o.tx).await?;
@@ -527,11 +545,11 @@ impl ChallengeStore for RedisStore {
         Ok(())
     }
 
-    async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, StoreError> {
+    async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, BackendUnavailable> {
         self.consume_pair(user, tx, tx).await
     }
 
-    async fn cancel(&self, user: &str, tx: &Transaction) -> Result<(), StoreError> {
+    async fn cancel(&self, user: &str, tx: &Transaction) -> Result<(), BackendUnavailable> {
         let key = format!("{KEY_PREFIX}c:{tx}");
         self.redis
             .run("cancel challenge", |mut c| async move {
@@ -558,15 +576,15 @@ impl ChallengeStore for RedisStore {
         self.settings.store(Arc::new(settings));
     }
 
-    async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), StoreError> {
+    async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), BackendUnavailable> {
         self.attach(user, tx, token).await
     }
 
-    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, StoreError> {
+    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable> {
         self.link(token, false).await
     }
 
-    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, StoreError> {
+    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable> {
         self.link(token, true).await
     }
 }

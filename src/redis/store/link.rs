@@ -5,7 +5,8 @@
 use redis::Script;
 
 use super::{challenge_key, Link, RedisStore, CONFIRMED, PENDING};
-use crate::challenge::{LinkStatus, LinkToken, StoreError, Transaction, LINK_MEMORY};
+use crate::backend::BackendUnavailable;
+use crate::challenge::{LinkStatus, LinkToken, Transaction, LINK_MEMORY};
 use crate::redis::record::bad_record;
 use crate::redis::{millis, KEY_PREFIX};
 
@@ -72,7 +73,7 @@ impl RedisStore {
 
     /// A link's status, checked: a link record that fails its MAC is an
     /// unknown link, and only a checked link record's State gets confirmed.
-    pub(super) async fn link(&self, token: &LinkToken, confirm: bool) -> Result<LinkStatus, StoreError> {
+    pub(super) async fn link(&self, token: &LinkToken, confirm: bool) -> Result<LinkStatus, BackendUnavailable> {
         let (script, key) = (&self.links.read, self.link_key(token));
         let name = &key;
         let read: Vec<Vec<u8>> = self
@@ -109,7 +110,7 @@ impl RedisStore {
     }
 
     /// Marks the (checked) link's challenge confirmed, if it still waits.
-    async fn confirm(&self, key: &str, challenge: &str, tx: &Transaction) -> Result<bool, StoreError> {
+    async fn confirm(&self, key: &str, challenge: &str, tx: &Transaction) -> Result<bool, BackendUnavailable> {
         let script = &self.links.confirm;
         let (pending, confirmed) = (self.mark(challenge, PENDING), self.mark(challenge, CONFIRMED));
         let done: i64 = self
@@ -129,7 +130,12 @@ impl RedisStore {
     }
 
     /// Makes `tx` a link challenge whose link is `token`.
-    pub(super) async fn attach(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), StoreError> {
+    pub(super) async fn attach(
+        &self,
+        user: &str,
+        tx: &Transaction,
+        token: &LinkToken,
+    ) -> Result<(), BackendUnavailable> {
         let (script, key) = (&self.links.attach, self.link_key(token));
         let opened_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
