@@ -20,7 +20,7 @@ use crate::health::Health;
 use crate::limits::{Limiter, MemoryLimiter};
 use crate::mail::MailQueue;
 use crate::server::{Clients, Context};
-use crate::users::HashPool;
+use crate::users::HashThreads;
 
 /// Binds `count` UDP sockets to `addr` with SO_REUSEPORT, so that the kernel
 /// spreads requests over them and each gets a receive loop of its own (one
@@ -86,7 +86,7 @@ pub async fn run(config: Config, options: LoadOptions) -> Result<(), CliError> {
         let exporter = crate::exporter::serve(
             listener,
             Arc::clone(&running.ctx),
-            running.pool.clone(),
+            running.hash_threads.clone(),
             metrics.http,
             tasks.clone(),
             shutdown.clone(),
@@ -145,7 +145,7 @@ fn systemd(states: &[NotifyState<'_>]) {
 struct Running {
     ctx: Arc<Context>,
     store: Arc<dyn ChallengeStore>,
-    pool: HashPool,
+    hash_threads: HashThreads,
     health: Arc<Health>,
     options: LoadOptions,
 }
@@ -159,8 +159,8 @@ async fn start(
 ) -> Result<Running, CliError> {
     // Backends report here; `server` consults it before answering Status-Server.
     let health = Arc::new(Health::default());
-    let pool = HashPool::new(config.server.hash_workers);
-    let users = crate::users::open_reporting(&config.users, pool.clone(), Arc::clone(&health))?;
+    let hash_threads = HashThreads::new(config.server.hash_workers);
+    let users = crate::users::open_reporting(&config.users, hash_threads.clone(), Arc::clone(&health))?;
     let email = &config.email;
     let (store, limits, mail) = start_state(config, &health, tasks, shutdown).await?;
     if let Delivery::Link(link) = &email.delivery {
@@ -185,7 +185,7 @@ async fn start(
     Ok(Running {
         ctx: Arc::new(ctx),
         store,
-        pool,
+        hash_threads,
         health,
         options,
     })
@@ -237,7 +237,7 @@ impl Running {
     }
 
     fn swap(&self, config: &Config) -> Result<(), CliError> {
-        let users = crate::users::open_reporting(&config.users, self.pool.clone(), Arc::clone(&self.health))?;
+        let users = crate::users::open_reporting(&config.users, self.hash_threads.clone(), Arc::clone(&self.health))?;
         let auth = &self.ctx.auth;
         self.ctx.clients.store(Arc::new(Clients::new(config.clients.clone())));
         auth.users.store(Arc::new(users));

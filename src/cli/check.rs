@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use super::CliError;
 use crate::config::{Config, Delivery, Provider, StateConfig};
-use crate::users::{HashPool, UserDirectory};
+use crate::users::{HashThreads, UserDirectory};
 
 /// Checks `config` (already loaded, so the configuration itself is valid).
 pub(super) fn run(config: Config, connect: bool) -> Result<ExitCode, CliError> {
-    let users = crate::users::open(&config.users, HashPool::new(1))?;
+    let users = crate::users::open(&config.users, HashThreads::new(1))?;
     summary(&config, users.as_ref());
     for warning in config.cleartext_warnings() {
         println!("warning: {warning}");
