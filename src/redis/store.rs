@@ -68,9 +68,10 @@ use crate::otp::{CodeDigest, CodeSealer, Otp};
 
 /// KEYS[1] user list; ARGV prefix, state, user, digest, validity ms,
 /// blocking ms, max open, MAC, expires (Unix ms), origin. While the newest
-/// challenge blocks, returns its State (to be checked: it may be forged)
-/// after `=` when it is of the same origin, after `!` when not; else opens
-/// (and counts it in the open set until it expires) and returns nil.
+/// challenge blocks, returns `=` when it is of the same origin (`!` when
+/// not) and its record as [`DIGESTS`] reads one, to be checked (it may be
+/// forged), so that no second read is needed; else opens (and counts it in
+/// the open set until it expires) and returns nil.
 const OPEN: &str = r"
 local p = ARGV[1]
 local t = redis.call('TIME')
@@ -81,10 +82,14 @@ for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
   else redis.call('LREM', KEYS[1], 0, tx) end
 end
 if #live > 0 then
-  local b = tonumber(redis.call('HGET', p .. 'c:' .. live[#live], 'b'))
+  local c = p .. 'c:' .. live[#live]
+  local b = tonumber(redis.call('HGET', c, 'b'))
   if b and b > now then
-    if redis.call('HGET', p .. 'c:' .. live[#live], 'o') == ARGV[10] then return '=' .. live[#live] end
-    return '!' .. live[#live]
+    local r = redis.call('HMGET', c, 'u', 'd', 'e', 'o', 'm', 'k')
+    local out = {'!', live[#live]}
+    if r[4] == ARGV[10] then out[1] = '=' end
+    for i = 1, 6 do out[#out + 1] = r[i] or '' end
+    return out
   end
 end
 local i = 1
@@ -192,14 +197,20 @@ end
 return 0
 ";
 
-/// What one OPEN did; a State that blocks is still to be checked.
+/// What one OPEN did.
 enum Tried {
     /// Opened the new challenge.
     Opened,
-    /// The user's challenge from the same origin blocks.
-    Mine(Transaction),
-    /// The user's challenge from another origin blocks.
-    Elsewhere(Transaction),
+    /// The user's newest challenge blocks; its record passed its check.
+    Blocked {
+        /// Its State.
+        tx: Transaction,
+        /// Whether it was opened from the same origin.
+        mine: bool,
+    },
+    /// The user's list names a challenge whose record fails its check: the
+    /// entry as listed, to be taken out.
+    Forged(Vec<u8>),
 }
 
 /// Challenges in Redis.
@@ -398,7 +409,7 @@ impl RedisStore {
         Ok(done == 1)
     }
 
-    /// One OPEN: a new challenge, or the State that blocks (still unchecked).
+    /// One OPEN: a new challenge, or the challenge that blocks, checked.
     async fn try_open(
         &self,
         user: &str,
@@ -414,7 +425,7 @@ impl RedisStore {
             &challenge_fields(user.as_bytes(), &digest, expires.as_bytes(), origin.as_bytes()),
         );
         let script = &self.open;
-        let blocking: Option<Vec<u8>> = self
+        let blocking: Option<Vec<Vec<u8>>> = self
             .redis
             .run("open challenge", |mut c| async move {
                 script
@@ -433,25 +444,27 @@ impl RedisStore {
                     .await
             })
             .await?;
-        let Some((&mark, state)) = blocking.as_deref().and_then(<[u8]>::split_first) else {
+        let Some([mark, record @ ..]) = blocking.as_deref() else {
             return Ok(Tried::Opened);
         };
-        Ok(match (mark, Transaction::from_state(state)) {
-            (b'=', Some(open)) => Tried::Mine(open),
-            (_, Some(open)) => Tried::Elsewhere(open),
-            (_, None) => Tried::Opened,
+        Ok(match self.checked(user, record) {
+            Some(open) => Tried::Blocked {
+                tx: open.tx,
+                mine: mark.as_slice() == b"=",
+            },
+            None => Tried::Forged(record.first().cloned().unwrap_or_default()),
         })
     }
 
-    /// Takes a State out of the user's list (its record stays: it may be
+    /// Takes an entry out of the user's list (its record stays: it may be
     /// another user's, copied here).
-    async fn forget(&self, user: &str, tx: &Transaction) -> Result<(), BackendUnavailable> {
+    async fn forget(&self, user: &str, entry: &[u8]) -> Result<(), BackendUnavailable> {
         self.redis
             .run("forget challenge", |mut c| async move {
                 redis::cmd("LREM")
                     .arg(challenges_of(user))
                     .arg(0)
-                    .arg(tx.to_string())
+                    .arg(entry)
                     .query_async::<()>(&mut c)
                     .await
             })
@@ -480,15 +493,12 @@ impl ChallengeStore for RedisStore {
         // leaves the user's list and the open is retried.
         let origin = origin.encode();
         for _ in 0..=MAX_OPEN_PER_USER {
-            let (opened, blocking) = match self.try_open(user, &origin, tx, code).await? {
+            match self.try_open(user, &origin, tx, code).await? {
                 Tried::Opened => return Ok(Opened::New),
-                Tried::Mine(open) => (Opened::AlreadySent(open), open),
-                Tried::Elsewhere(open) => (Opened::SentElsewhere, open),
-            };
-            if self.digests(user).await?.iter().any(|o| o.tx == blocking) {
-                return Ok(opened);
+                Tried::Blocked { tx, mine: true } => return Ok(Opened::AlreadySent(tx)),
+                Tried::Blocked { mine: false, .. } => return Ok(Opened::SentElsewhere),
+                Tried::Forged(entry) => self.forget(user, &entry).await?,
             }
-            self.forget(user, &blocking).await?;
         }
         Err(BackendUnavailable {
             reason: format!("redis keeps handing out unchecked challenges for {user}"),

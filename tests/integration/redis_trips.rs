@@ -165,6 +165,13 @@ fn round_trips_of_a_pin_request_and_an_answer_are_counted() {
     let challenge = send_pin(&server, "alice", pin("alice")).unwrap();
     assert_eq!(challenge.code, "Access-Challenge");
     monitor.mark("pin-done");
+    let again = send_pin(&server, "alice", pin("alice")).unwrap();
+    assert_eq!(
+        again.state(),
+        challenge.state(),
+        "the PIN again gets the open challenge"
+    );
+    monitor.mark("again-done");
     let otp = smtp.wait_for_mails(2)[1].otp();
     monitor.mark("answer-starts");
     assert_eq!(
@@ -174,14 +181,20 @@ fn round_trips_of_a_pin_request_and_an_answer_are_counted() {
     monitor.mark("answer-done");
 
     let pin_trips = monitor.trips("pin-starts", "pin-done");
+    let again_trips = monitor.trips("pin-done", "again-done");
     let answer_trips = monitor.trips("answer-starts", "answer-done");
     eprintln!("PIN request: {} round trips: {pin_trips:#?}", pin_trips.len());
+    eprintln!("PIN again: {} round trips: {again_trips:#?}", again_trips.len());
     eprintln!("answer: {} round trips: {answer_trips:#?}", answer_trips.len());
     assert_eq!(pin_trips.len(), PIN_TRIPS, "{pin_trips:#?}");
+    assert_eq!(again_trips.len(), AGAIN_TRIPS, "{again_trips:#?}");
     assert_eq!(answer_trips.len(), ANSWER_TRIPS, "{answer_trips:#?}");
 }
 
 /// Round trips of a PIN request that opens a challenge and queues its mail.
 const PIN_TRIPS: usize = 5;
+/// Round trips of the PIN again within the blocking timeout: the open
+/// challenge's record comes back with the refusal to open, checked at once.
+const AGAIN_TRIPS: usize = 3;
 /// Round trips of a right answer to a State.
 const ANSWER_TRIPS: usize = 4;
