@@ -286,7 +286,12 @@ impl Authenticator {
             None => Otp::generate(settings.otp_length),
         };
         let tx = Transaction::random();
-        let (message, reason) = match self.challenges.open(&user.name, origin, tx, &otp).await? {
+        let token = settings.link_base.is_some().then(LinkToken::random);
+        let opened = self
+            .challenges
+            .open(&user.name, origin, tx, &otp, token.as_ref())
+            .await?;
+        let (message, reason) = match opened {
             Opened::AlreadySent(open) => {
                 let message = format!("{ALREADY_SUBMITTED} (transaction {open})");
                 return Ok(prompt(req.challenge_mode, open, message, Reason::AlreadySent));
@@ -299,7 +304,7 @@ impl Authenticator {
                     ..Decision::reject(Reason::SentElsewhere)
                 });
             }
-            Opened::New => match self.send_new(req, user, tx, otp, &settings).await? {
+            Opened::New => match self.send_new(req, user, tx, otp, token, &settings).await? {
                 Ok(message) => (message, Reason::ChallengeSent),
                 Err(refusal) => return Ok(refusal),
             },
@@ -307,14 +312,15 @@ impl Authenticator {
         Ok(prompt(req.challenge_mode, tx, message, reason))
     }
 
-    /// Throttles, makes a link challenge of `tx` if links are delivered, and
-    /// queues the mail. Returns the prompt, or the refusal after closing `tx`.
+    /// Throttles and queues the mail, with the link of `token` if `tx` is a
+    /// link challenge. Returns the prompt, or the refusal after closing `tx`.
     async fn send_new(
         &self,
         req: &Request<'_>,
         user: User,
         tx: Transaction,
         otp: Otp,
+        token: Option<LinkToken>,
         settings: &AuthSettings,
     ) -> Result<Result<String, Decision>, Unavailable> {
         let refuse = |reply: &str, reason| Decision {
@@ -327,17 +333,15 @@ impl Authenticator {
             return Ok(Err(refuse(THROTTLED, Reason::Throttled)));
         }
         let mailbox = mask(user.email.email.as_ref());
-        let (link, prompt) = match &settings.link_base {
-            Some(base) => {
-                let token = LinkToken::random();
-                self.challenges.attach_link(&user.name, &tx, &token).await?;
+        let (link, prompt) = match (&settings.link_base, token) {
+            (Some(base), Some(token)) => {
                 let link = Zeroizing::new(format!("{base}/l/{}", token.to_path()));
                 (
                     Some(link),
                     format!("Open the link in the e-mail sent to {mailbox}, then press Enter"),
                 )
             }
-            None => (None, format!("Enter the one-time password sent to {mailbox}")),
+            _ => (None, format!("Enter the one-time password sent to {mailbox}")),
         };
         let name = user.name.clone();
         let job = MailJob {

@@ -246,12 +246,16 @@ pub enum Answer {
 pub trait ChallengeStore: Send + Sync + 'static {
     /// Opens a challenge for `user` from `origin` under `tx` with `code`,
     /// unless the user's newest one is still within the blocking timeout.
+    /// With `link`, it is a link challenge: answered only after that token
+    /// is confirmed (set in the same step, so that a store in Redis needs no
+    /// second round trip).
     async fn open(
         &self,
         user: &str,
         origin: &Origin,
         tx: Transaction,
         code: &Otp,
+        link: Option<&LinkToken>,
     ) -> Result<Opened, BackendUnavailable>;
 
     /// Answers the challenge under `state` for `user` from `origin` with
@@ -296,9 +300,6 @@ pub trait ChallengeStore: Send + Sync + 'static {
     fn answers_at_once(&self) -> bool {
         false
     }
-
-    /// Makes `tx` a link challenge: answered only after `token` is confirmed.
-    async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), BackendUnavailable>;
 
     /// What `token` stands for, changing nothing (the page a GET shows).
     async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable>;

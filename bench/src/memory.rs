@@ -44,7 +44,7 @@ pub fn bytes_per_challenge(total: usize) -> (f64, usize) {
         for i in 0..total {
             let user = format!("user-{}", i / MAX_OPEN_PER_USER);
             store
-                .open(&user, &origin, Transaction::random(), &Otp::generate(6))
+                .open(&user, &origin, Transaction::random(), &Otp::generate(6), None)
                 .await
                 .expect("the memory store always answers");
         }

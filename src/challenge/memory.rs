@@ -221,6 +221,7 @@ impl ChallengeStore for MemoryStore {
         origin: &Origin,
         tx: Transaction,
         code: &Otp,
+        link: Option<&LinkToken>,
     ) -> Result<Opened, BackendUnavailable> {
         let now = Instant::now();
         let origin = self.origin(origin);
@@ -268,6 +269,9 @@ impl ChallengeStore for MemoryStore {
         };
         if was_empty {
             self.wake_sweeper.notify_one();
+        }
+        if let Some(token) = link {
+            self.attach(user, &tx, token);
         }
         Ok(Opened::New)
     }
@@ -379,9 +383,20 @@ impl ChallengeStore for MemoryStore {
         true
     }
 
-    async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), BackendUnavailable> {
+    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable> {
+        self.link(token, false)
+    }
+
+    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable> {
+        self.link(token, true)
+    }
+}
+
+impl MemoryStore {
+    /// Makes `tx` a link challenge whose link is `token`.
+    fn attach(&self, user: &str, tx: &Transaction, token: &LinkToken) {
         let Some(mut record) = self.challenges.get_mut(tx) else {
-            return Ok(());
+            return;
         };
         record.link = LinkState::Pending;
         let forget_at = self.instant(record.expires) + LINK_MEMORY;
@@ -401,19 +416,8 @@ impl ChallengeStore for MemoryStore {
             .expect("link expiry lock poisoned")
             .push(forget_at, digest);
         self.wake_sweeper.notify_one();
-        Ok(())
     }
 
-    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable> {
-        self.link(token, false)
-    }
-
-    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable> {
-        self.link(token, true)
-    }
-}
-
-impl MemoryStore {
     /// Looks a link up and, with `confirm`, confirms it if it is pending.
     fn link(&self, token: &LinkToken, confirm: bool) -> Result<LinkStatus, BackendUnavailable> {
         let digest = self.sealer.seal_link(&token.0);

@@ -66,8 +66,10 @@ use crate::challenge::{
 };
 use crate::otp::{CodeDigest, CodeSealer, Otp};
 
-/// KEYS[1] user list; ARGV prefix, state, user, digest, validity ms,
-/// blocking ms, max open, MAC, expires (Unix ms), origin. While the newest
+/// KEYS[1] user list, KEYS[2] link (empty without); ARGV prefix, state,
+/// user, digest, validity ms, blocking ms, max open, MAC, expires (Unix ms),
+/// origin, then for a link challenge [`link::LinkArgs`] (an empty mark
+/// without). While the newest
 /// challenge blocks, returns `=` when it is of the same origin (`!` when
 /// not) and its record as [`DIGESTS`] reads one, to be checked (it may be
 /// forged), so that no second read is needed; else opens (and counts it in
@@ -102,6 +104,11 @@ end
 local c = p .. 'c:' .. ARGV[2]
 redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'e', ARGV[9], 'o', ARGV[10], 'm', ARGV[8], 'b', now + tonumber(ARGV[6]), 'a', 0)
 redis.call('PEXPIRE', c, ARGV[5])
+if ARGV[11] ~= '' then
+  redis.call('HSET', c, 'k', ARGV[11])
+  redis.call('HSET', KEYS[2], 't', ARGV[2], 'u', ARGV[3], 'o', ARGV[12], 'm', ARGV[13])
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]) + tonumber(ARGV[14]))
+end
 redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('ZADD', p .. 'open', now + tonumber(ARGV[5]), ARGV[2])
@@ -416,6 +423,7 @@ impl RedisStore {
         origin: &str,
         tx: Transaction,
         code: &Otp,
+        link: Option<&link::LinkArgs>,
     ) -> Result<Tried, BackendUnavailable> {
         let settings = **self.settings.load();
         let digest = self.sealer.seal(&tx, code.expose().as_bytes());
@@ -428,8 +436,8 @@ impl RedisStore {
         let blocking: Option<Vec<Vec<u8>>> = self
             .redis
             .run("open challenge", |mut c| async move {
-                script
-                    .key(challenges_of(user))
+                let mut call = script.key(challenges_of(user));
+                call.key(link.map_or("", |l| l.key.as_str()))
                     .arg(KEY_PREFIX)
                     .arg(tx.to_string())
                     .arg(user)
@@ -439,9 +447,16 @@ impl RedisStore {
                     .arg(MAX_OPEN_PER_USER)
                     .arg(&mac[..])
                     .arg(&expires)
-                    .arg(origin)
-                    .invoke_async(&mut c)
-                    .await
+                    .arg(origin);
+                if let Some(link) = link {
+                    call.arg(&link.pending[..])
+                        .arg(&link.opened_unix)
+                        .arg(&link.mac[..])
+                        .arg(link::LinkArgs::memory_ms());
+                } else {
+                    call.arg("");
+                }
+                call.invoke_async(&mut c).await
             })
             .await?;
         let Some([mark, record @ ..]) = blocking.as_deref() else {
@@ -487,13 +502,15 @@ impl ChallengeStore for RedisStore {
         origin: &Origin,
         tx: Transaction,
         code: &Otp,
+        link: Option<&LinkToken>,
     ) -> Result<Opened, BackendUnavailable> {
+        let link = link.map(|token| self.link_args(user, &tx, token));
         // A State that blocks counts only when its record passes its check
         // (handed out, or refusing the PIN from elsewhere); a forged one
         // leaves the user's list and the open is retried.
         let origin = origin.encode();
         for _ in 0..=MAX_OPEN_PER_USER {
-            match self.try_open(user, &origin, tx, code).await? {
+            match self.try_open(user, &origin, tx, code, link.as_ref()).await? {
                 Tried::Opened => return Ok(Opened::New),
                 Tried::Blocked { tx, mine: true } => return Ok(Opened::AlreadySent(tx)),
                 Tried::Blocked { mine: false, .. } => return Ok(Opened::SentElsewhere),
@@ -584,10 +601,6 @@ impl ChallengeStore for RedisStore {
 
     fn set_settings(&self, settings: ChallengeSettings) {
         self.settings.store(Arc::new(settings));
-    }
-
-    async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), BackendUnavailable> {
-        self.attach(user, tx, token).await
     }
 
     async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable> {

@@ -11,10 +11,10 @@ use crate::harness::*;
 use crate::pool_support::*;
 
 /// One instance of a pool with metrics; its metrics address.
-fn instance(redis: &RedisServer, key: &PoolKey, smtp: &SmtpSink, email: &str) -> (Server, String) {
+fn instance(redis: &RedisServer, key: &PoolKey, smtp: &SmtpSink, email: &str, extra: &str) -> (Server, String) {
     let mut setup = Setup::new(smtp.port);
     setup.email = email.to_owned();
-    setup.extra = "[metrics]\nlisten = \"127.0.0.1:0\"\n".to_owned();
+    setup.extra = format!("[metrics]\nlisten = \"127.0.0.1:0\"\n{extra}");
     let server = start_pool_with(1, setup, redis, key).pop().unwrap();
     let line = server.wait_for_log("metrics on http://");
     let metrics = line.split("metrics on http://").nth(1).unwrap();
@@ -47,8 +47,8 @@ fn the_open_challenges_gauge_counts_the_whole_pool() {
     let redis = RedisServer::start();
     let key = PoolKey::new();
     let smtp = SmtpSink::start();
-    let (a, metrics_a) = instance(&redis, &key, &smtp, "");
-    let (b, metrics_b) = instance(&redis, &key, &smtp, "");
+    let (a, metrics_a) = instance(&redis, &key, &smtp, "", "");
+    let (b, metrics_b) = instance(&redis, &key, &smtp, "", "");
     gauge_reaches(&metrics_a, "0");
 
     let alice = send_pin(&a, "alice", pin("alice")).unwrap();
@@ -70,7 +70,13 @@ fn the_open_challenges_gauge_forgets_expired_challenges() {
     let redis = RedisServer::start();
     let key = PoolKey::new();
     let smtp = SmtpSink::start();
-    let (a, metrics) = instance(&redis, &key, &smtp, "challenge_validity = 2\nblocking_timeout = 1\n");
+    let (a, metrics) = instance(
+        &redis,
+        &key,
+        &smtp,
+        "challenge_validity = 2\nblocking_timeout = 1\n",
+        "",
+    );
     send_pin(&a, "alice", pin("alice")).unwrap();
     gauge_reaches(&metrics, "1");
     gauge_reaches(&metrics, "0");
@@ -151,7 +157,7 @@ fn round_trips_of_a_pin_request_and_an_answer_are_counted() {
     let redis = RedisServer::start();
     let key = PoolKey::new();
     let smtp = SmtpSink::start();
-    let (server, _) = instance(&redis, &key, &smtp, "");
+    let (server, _) = instance(&redis, &key, &smtp, "", "");
     // Once through first: scripts loaded, the pool key checked.
     let first = send_pin(&server, "alice", pin("alice")).unwrap();
     let otp = smtp.wait_for_mails(1)[0].otp();
@@ -189,6 +195,31 @@ fn round_trips_of_a_pin_request_and_an_answer_are_counted() {
     assert_eq!(pin_trips.len(), PIN_TRIPS, "{pin_trips:#?}");
     assert_eq!(again_trips.len(), AGAIN_TRIPS, "{again_trips:#?}");
     assert_eq!(answer_trips.len(), ANSWER_TRIPS, "{answer_trips:#?}");
+}
+
+#[test]
+fn a_link_challenge_costs_no_more_round_trips_than_a_code() {
+    let redis = RedisServer::start();
+    let key = PoolKey::new();
+    let smtp = SmtpSink::start();
+    let link = "[link]\nlisten = \"127.0.0.1:0\"\nbase_url = \"https://otp.example.test/\"\n";
+    let (server, _) = instance(&redis, &key, &smtp, "delivery = \"link\"\n", link);
+    // Once through first: scripts loaded, the pool key checked.
+    send_pin(&server, "bob", pin("bob")).unwrap();
+    smtp.wait_for_mails(1);
+
+    let mut monitor = Monitor::start(&redis);
+    monitor.mark("pin-starts");
+    assert_eq!(
+        send_pin(&server, "alice", pin("alice")).unwrap().code,
+        "Access-Challenge"
+    );
+    monitor.mark("pin-done");
+    let body = smtp.wait_for_mails(2)[1].body();
+    assert!(body.contains("https://otp.example.test/l/"), "{body}");
+    let trips = monitor.trips("pin-starts", "pin-done");
+    eprintln!("PIN request, link delivery: {} round trips: {trips:#?}", trips.len());
+    assert_eq!(trips.len(), PIN_TRIPS, "{trips:#?}");
 }
 
 /// Round trips of a PIN request that opens a challenge and queues its mail.

@@ -10,19 +10,6 @@ use crate::challenge::{LinkStatus, LinkToken, Transaction, LINK_MEMORY};
 use crate::redis::record::bad_record;
 use crate::redis::{millis, KEY_PREFIX};
 
-/// KEYS[1] link; ARGV prefix, State, user, opened (Unix s), memory ms,
-/// pending mark, link MAC. Marks the challenge as waiting for its link; the
-/// link outlives it by `memory`.
-const ATTACH_LINK: &str = r"
-local c = ARGV[1] .. 'c:' .. ARGV[2]
-local ttl = redis.call('PTTL', c)
-if ttl <= 0 then return 0 end
-redis.call('HSET', c, 'k', ARGV[6])
-redis.call('HSET', KEYS[1], 't', ARGV[2], 'u', ARGV[3], 'o', ARGV[4], 'm', ARGV[7])
-redis.call('PEXPIRE', KEYS[1], ttl + tonumber(ARGV[5]))
-return 1
-";
-
 /// KEYS[1] link; ARGV prefix. The link's State, user, opened, MAC and its
 /// challenge's link mark; empty when there is no such link.
 const READ_LINK: &str = r"
@@ -44,7 +31,6 @@ return 1
 
 /// The link scripts, loaded once.
 pub(super) struct Scripts {
-    attach: Script,
     read: Script,
     confirm: Script,
 }
@@ -52,7 +38,6 @@ pub(super) struct Scripts {
 impl Scripts {
     pub(super) fn new() -> Scripts {
         Scripts {
-            attach: Script::new(ATTACH_LINK),
             read: Script::new(READ_LINK),
             confirm: Script::new(CONFIRM_LINK),
         }
@@ -129,14 +114,10 @@ impl RedisStore {
         Ok(done == 1)
     }
 
-    /// Makes `tx` a link challenge whose link is `token`.
-    pub(super) async fn attach(
-        &self,
-        user: &str,
-        tx: &Transaction,
-        token: &LinkToken,
-    ) -> Result<(), BackendUnavailable> {
-        let (script, key) = (&self.links.attach, self.link_key(token));
+    /// What OPEN writes to make `tx` a link challenge whose link is `token`
+    /// (see [`LinkArgs`]).
+    pub(super) fn link_args(&self, user: &str, tx: &Transaction, token: &LinkToken) -> LinkArgs {
+        let key = self.link_key(token);
         let opened_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
@@ -146,22 +127,29 @@ impl RedisStore {
             &key,
             &link_fields(state.as_bytes(), user.as_bytes(), opened_unix.as_bytes()),
         );
-        let pending = self.mark(&challenge_key(&state), PENDING);
-        self.redis
-            .run("attach link", |mut c| async move {
-                script
-                    .key(key)
-                    .arg(KEY_PREFIX)
-                    .arg(state)
-                    .arg(user)
-                    .arg(opened_unix)
-                    .arg(millis(LINK_MEMORY))
-                    .arg(pending)
-                    .arg(&mac[..])
-                    .invoke_async::<i64>(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(())
+        LinkArgs {
+            pending: self.mark(&challenge_key(&state), PENDING),
+            opened_unix,
+            mac: mac.to_vec(),
+            key,
+        }
+    }
+}
+
+/// A new link record and the challenge's pending mark, for OPEN: KEYS[2] the
+/// link's key; ARGV[11..] the mark, opened (Unix s), the link record's MAC,
+/// how long the link outlives its challenge (ms). The link record holds the
+/// State (`t`), user (`u`), opened (`o`) and their MAC (`m`).
+pub(super) struct LinkArgs {
+    pub(super) key: String,
+    pub(super) pending: Vec<u8>,
+    pub(super) opened_unix: String,
+    pub(super) mac: Vec<u8>,
+}
+
+impl LinkArgs {
+    /// How long a link is remembered after its challenge, as OPEN takes it.
+    pub(super) fn memory_ms() -> u64 {
+        millis(LINK_MEMORY)
     }
 }
