@@ -16,29 +16,13 @@ fn instance(redis: &RedisServer, key: &PoolKey, smtp: &SmtpSink, email: &str, ex
     setup.email = email.to_owned();
     setup.extra = format!("[metrics]\nlisten = \"127.0.0.1:0\"\n{extra}");
     let server = start_pool_with(1, setup, redis, key).pop().unwrap();
-    let line = server.wait_for_log("metrics on http://");
-    let metrics = line.split("metrics on http://").nth(1).unwrap();
-    let metrics = metrics.split(|c: char| c.is_whitespace() || c == '/').next().unwrap();
-    (server, metrics.to_owned())
-}
-
-/// The value of `mailotp_open_challenges` the instance exports.
-fn open_gauge(metrics: &str) -> String {
-    let mut stream = TcpStream::connect(metrics).unwrap();
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {metrics}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .lines()
-        .find_map(|l| l.strip_prefix("mailotp_open_challenges "))
-        .unwrap_or_else(|| panic!("no open-challenges gauge in {response}"))
-        .trim()
-        .to_owned()
+    let metrics = metrics_address(&server);
+    (server, metrics)
 }
 
 fn gauge_reaches(metrics: &str, value: &str) {
     poll(&format!("mailotp_open_challenges {value}"), DEADLINE, || {
-        (open_gauge(metrics) == value).then_some(())
+        (metric(metrics, "mailotp_open_challenges") == value).then_some(())
     });
 }
 
