@@ -594,7 +594,7 @@ impl ChallengeStore for RedisStore {
             .await
     }
 
-    /// The whole pool's, as the watcher last counted them (see [`open`]).
+    /// The whole pool's, as the watcher last counted them (module `open`).
     fn open_count(&self) -> usize {
         self.open_now.load(std::sync::atomic::Ordering::Relaxed)
     }
