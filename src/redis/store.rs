@@ -50,6 +50,7 @@
 mod attempts;
 mod link;
 mod open;
+mod scripts;
 
 use std::sync::Arc;
 
@@ -65,73 +66,9 @@ use crate::challenge::{
     MAX_OPEN_PER_USER,
 };
 use crate::otp::{CodeDigest, CodeSealer, Otp};
+use scripts::{CONSUME, DIGESTS, OPEN, WRONG};
 
-/// KEYS[1] user list, KEYS[2] link (empty without); ARGV prefix, state,
-/// user, digest, validity ms, blocking ms, max open, MAC, expires (Unix ms),
-/// origin, then for a link challenge [`link::LinkArgs`] (an empty mark
-/// without). While the newest
-/// challenge blocks, returns `=` when it is of the same origin (`!` when
-/// not) and its record as [`DIGESTS`] reads one, to be checked (it may be
-/// forged), so that no second read is needed; else opens (and counts it in
-/// the open set until it expires) and returns nil.
-const OPEN: &str = r"
-local p = ARGV[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local live = {}
-for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if redis.call('HGET', p .. 'c:' .. tx, 'u') == ARGV[3] then live[#live + 1] = tx
-  else redis.call('LREM', KEYS[1], 0, tx) end
-end
-if #live > 0 then
-  local c = p .. 'c:' .. live[#live]
-  local b = tonumber(redis.call('HGET', c, 'b'))
-  if b and b > now then
-    local r = redis.call('HMGET', c, 'u', 'd', 'e', 'o', 'm', 'k')
-    local out = {'!', live[#live]}
-    if r[4] == ARGV[10] then out[1] = '=' end
-    for i = 1, 6 do out[#out + 1] = r[i] or '' end
-    return out
-  end
-end
-local i = 1
-while #live - i + 1 >= tonumber(ARGV[7]) do
-  redis.call('DEL', p .. 'c:' .. live[i])
-  redis.call('LREM', KEYS[1], 0, live[i])
-  redis.call('ZREM', p .. 'open', live[i])
-  i = i + 1
-end
-local c = p .. 'c:' .. ARGV[2]
-redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'e', ARGV[9], 'o', ARGV[10], 'm', ARGV[8], 'b', now + tonumber(ARGV[6]), 'a', 0)
-redis.call('PEXPIRE', c, ARGV[5])
-if ARGV[11] ~= '' then
-  redis.call('HSET', c, 'k', ARGV[11])
-  redis.call('HSET', KEYS[2], 't', ARGV[2], 'u', ARGV[3], 'o', ARGV[12], 'm', ARGV[13])
-  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]) + tonumber(ARGV[14]))
-end
-redis.call('RPUSH', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('ZADD', p .. 'open', now + tonumber(ARGV[5]), ARGV[2])
-if redis.call('PTTL', p .. 'open') < tonumber(ARGV[5]) then redis.call('PEXPIRE', p .. 'open', ARGV[5]) end
-return false
-";
-
-/// KEYS[1] user list; ARGV prefix. Returns [`READ_FIELDS`] values per
-/// challenge of the list: State, user, digest, expires, origin, MAC, link
-/// mark (empty: none).
-const DIGESTS: &str = r"
-local out = {}
-for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local r = redis.call('HMGET', ARGV[1] .. 'c:' .. tx, 'u', 'd', 'e', 'o', 'm', 'k')
-  if r[2] then
-    out[#out + 1] = tx
-    for i = 1, 6 do out[#out + 1] = r[i] or '' end
-  end
-end
-return out
-";
-
-/// Values [`DIGESTS`] returns per challenge.
+/// Values [`DIGESTS`] returns per challenge (and OPEN for the one that blocks).
 const READ_FIELDS: usize = 7;
 
 /// One of a user's open challenges, checked, as `answer` and `find` need it.
@@ -171,38 +108,6 @@ fn challenge_fields<'a>(
 fn challenge_key(state: &str) -> String {
     format!("{KEY_PREFIX}c:{state}")
 }
-
-/// KEYS[1] user list; ARGV prefix, user, state, matched. Closes all of the
-/// user's challenges if both are still open and the user's; 1 when it did.
-/// An entry of another user's (copied into the list) is left alone.
-const CONSUME: &str = r"
-local p = ARGV[1]
-if redis.call('HGET', p .. 'c:' .. ARGV[3], 'u') ~= ARGV[2] then return 0 end
-if redis.call('HGET', p .. 'c:' .. ARGV[4], 'u') ~= ARGV[2] then return 0 end
-for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local c = p .. 'c:' .. tx
-  if redis.call('HGET', c, 'u') == ARGV[2] then
-    redis.call('DEL', c)
-    redis.call('ZREM', p .. 'open', tx)
-  end
-end
-redis.call('DEL', KEYS[1])
-return 1
-";
-
-/// KEYS[1] user list; ARGV prefix, user, state, max attempts. -1: not open;
-/// 0: one attempt used; 1: that was the last, the challenge is closed.
-const WRONG: &str = r"
-local c = ARGV[1] .. 'c:' .. ARGV[3]
-if redis.call('HGET', c, 'u') ~= ARGV[2] then return -1 end
-if redis.call('HINCRBY', c, 'a', 1) >= tonumber(ARGV[4]) then
-  redis.call('DEL', c)
-  redis.call('LREM', KEYS[1], 0, ARGV[3])
-  redis.call('ZREM', ARGV[1] .. 'open', ARGV[3])
-  return 1
-end
-return 0
-";
 
 /// What one OPEN did.
 enum Tried {
