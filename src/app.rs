@@ -206,9 +206,9 @@ async fn start_state(
             (shared.challenges, shared.limits, shared.mail)
         }
         StateConfig::Memory => {
-            let store: Arc<dyn ChallengeStore> = MemoryStore::start(email.into(), tasks, shutdown.clone());
-            let mail = crate::mail::start(email, grace, tasks, shutdown.clone())?;
             let limits = MemoryLimiter::start(email.throttling, lockout, tasks, shutdown.clone());
+            let store = MemoryStore::start(email.into(), Arc::clone(&limits), tasks, shutdown.clone());
+            let mail = crate::mail::start(email, grace, tasks, shutdown.clone())?;
             (store, limits, mail)
         }
     })

@@ -289,7 +289,7 @@ impl Authenticator {
         let token = settings.link_base.is_some().then(LinkToken::random);
         let opened = self
             .challenges
-            .open(&user.name, origin, tx, &otp, token.as_ref())
+            .open(&user.name, origin, tx, &otp, token.as_ref(), req.client_ip)
             .await?;
         let (message, reason) = match opened {
             Opened::AlreadySent(open) => {
@@ -299,12 +299,13 @@ impl Authenticator {
             Opened::SentElsewhere => {
                 // Someone else may have the PIN: the admin should know.
                 tracing::warn!(user = %user.name, %origin, "right PIN from another origin while the user's challenge is open: refused without State");
-                return Ok(Decision {
-                    reply_message: Some(ALREADY_SUBMITTED.to_owned()),
-                    ..Decision::reject(Reason::SentElsewhere)
-                });
+                return Ok(refusal(ALREADY_SUBMITTED, Reason::SentElsewhere));
             }
-            Opened::New => match self.send_new(req, user, tx, otp, token, &settings).await? {
+            Opened::Throttled(limit) => {
+                tracing::info!(user = %user.name, limit = limit.as_str(), "e-mail throttled");
+                return Ok(refusal(THROTTLED, Reason::Throttled));
+            }
+            Opened::New => match self.send_new(user, tx, otp, token, &settings).await? {
                 Ok(message) => (message, Reason::ChallengeSent),
                 Err(refusal) => return Ok(refusal),
             },
@@ -312,26 +313,17 @@ impl Authenticator {
         Ok(prompt(req.challenge_mode, tx, message, reason))
     }
 
-    /// Throttles and queues the mail, with the link of `token` if `tx` is a
-    /// link challenge. Returns the prompt, or the refusal after closing `tx`.
+    /// Queues the mail (the store counted it toward the throttles), with the
+    /// link of `token` if `tx` is a link challenge. Returns the prompt, or the
+    /// refusal after closing `tx`.
     async fn send_new(
         &self,
-        req: &Request<'_>,
         user: User,
         tx: Transaction,
         otp: Otp,
         token: Option<LinkToken>,
         settings: &AuthSettings,
     ) -> Result<Result<String, Decision>, Unavailable> {
-        let refuse = |reply: &str, reason| Decision {
-            reply_message: Some(reply.to_owned()),
-            ..Decision::reject(reason)
-        };
-        if let Err(limit) = self.limits.count_mail(&user.name, req.client_ip).await? {
-            tracing::info!(user = %user.name, limit = limit.as_str(), "e-mail throttled");
-            self.challenges.cancel(&user.name, &tx).await?;
-            return Ok(Err(refuse(THROTTLED, Reason::Throttled)));
-        }
         let mailbox = mask(user.email.email.as_ref());
         let (link, prompt) = match (&settings.link_base, token) {
             (Some(base), Some(token)) => {
@@ -358,7 +350,7 @@ impl Authenticator {
             }
             tracing::error!(user = %name, %error, "cannot queue the e-mail; rejecting");
             self.challenges.cancel(&name, &tx).await?;
-            return Ok(Err(refuse(QUEUE_FULL, Reason::MailQueueFull)));
+            return Ok(Err(refusal(QUEUE_FULL, Reason::MailQueueFull)));
         }
         Ok(Ok(prompt))
     }
@@ -414,6 +406,14 @@ fn prompt(mode: ChallengeMode, tx: Transaction, message: String, reason: Reason)
             reply_message: Some(message),
             ..Decision::reject(reason)
         },
+    }
+}
+
+/// Access-Reject with `reply` as the Reply-Message.
+fn refusal(reply: &str, reason: Reason) -> Decision {
+    Decision {
+        reply_message: Some(reply.to_owned()),
+        ..Decision::reject(reason)
     }
 }
 

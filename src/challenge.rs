@@ -19,6 +19,7 @@ use rand::RngCore;
 
 use crate::backend::BackendUnavailable;
 use crate::config::EmailConfig;
+use crate::limits::Throttled;
 use crate::otp::Otp;
 
 /// How many challenges one user may have open at once; opening another closes
@@ -206,6 +207,9 @@ pub enum Opened {
     /// The user's newest challenge is within the blocking timeout but belongs
     /// to another origin: no new e-mail, and its State is not handed out.
     SentElsewhere,
+    /// A new challenge would have been opened, but its e-mail would pass
+    /// this limit of `[email.throttling]`: nothing was opened or counted.
+    Throttled(Throttled),
 }
 
 /// What the code part of a PIN+code password is, among the user's open code
@@ -245,10 +249,11 @@ pub enum Answer {
 #[async_trait]
 pub trait ChallengeStore: Send + Sync + 'static {
     /// Opens a challenge for `user` from `origin` under `tx` with `code`,
-    /// unless the user's newest one is still within the blocking timeout.
-    /// With `link`, it is a link challenge: answered only after that token
-    /// is confirmed (set in the same step, so that a store in Redis needs no
-    /// second round trip).
+    /// unless the user's newest one is still within the blocking timeout,
+    /// and counts its e-mail toward the throttles, as triggered from
+    /// `client_ip` (unless a limit is reached: then nothing is opened). With
+    /// `link`, it is a link challenge: answered only after that token is
+    /// confirmed. All in one step, so a store in Redis needs one round trip.
     async fn open(
         &self,
         user: &str,
@@ -256,6 +261,7 @@ pub trait ChallengeStore: Send + Sync + 'static {
         tx: Transaction,
         code: &Otp,
         link: Option<&LinkToken>,
+        client_ip: Option<&str>,
     ) -> Result<Opened, BackendUnavailable>;
 
     /// Answers the challenge under `state` for `user` from `origin` with

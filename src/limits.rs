@@ -1,9 +1,11 @@
 //! limits: the abuse controls — e-mail throttling (Curity's per-user and
 //! per-client-address windows) and user lockout after failures in a row.
 //!
-//! [`Limiter`] is the seam `auth` talks to, with plain values only, so a
-//! shared store (Redis) can stand behind it for a pool of instances;
-//! [`MemoryLimiter`] is the in-process one. Only users whose PIN was right
+//! [`Limiter`] is the seam `auth` asks about lockout, with plain values only,
+//! so a shared store (Redis) stands behind it for a pool of instances;
+//! [`MemoryLimiter`] is the in-process one. The e-mail throttles are counted
+//! when a challenge opens, by the challenge store (the in-memory one through
+//! [`MemoryLimiter::count_mail`]; in Redis, within the same script). Only users whose PIN was right
 //! (throttling) or who exist (lockout) get state here, so a stranger sending
 //! random names cannot grow it. Nothing here logs or sees a secret.
 
@@ -66,17 +68,11 @@ impl Throttled {
     }
 }
 
-/// Throttle windows and lockout counters.
+/// Lockout counters. The e-mail throttles are counted by the challenge
+/// store when it opens a challenge (one step, so one round trip in Redis):
+/// see [`MemoryLimiter::count_mail`] and `ChallengeStore::open`.
 #[async_trait]
 pub trait Limiter: Send + Sync + 'static {
-    /// Counts one e-mail to `user` triggered from `client_ip`, unless a limit
-    /// is reached; then nothing is counted and the limit is named.
-    async fn count_mail(
-        &self,
-        user: &str,
-        client_ip: Option<&str>,
-    ) -> Result<Result<(), Throttled>, BackendUnavailable>;
-
     /// Whether `user` is locked now.
     async fn is_locked(&self, user: &str) -> Result<bool, BackendUnavailable>;
 
@@ -157,31 +153,32 @@ fn reached(limit: Option<u32>, count: usize) -> bool {
     limit.is_some_and(|max| count >= max as usize)
 }
 
-#[async_trait]
-impl Limiter for MemoryLimiter {
-    async fn count_mail(
-        &self,
-        user: &str,
-        client_ip: Option<&str>,
-    ) -> Result<Result<(), Throttled>, BackendUnavailable> {
+impl MemoryLimiter {
+    /// Counts one e-mail to `user` triggered from `client_ip`, unless a limit
+    /// is reached; then nothing is counted and the limit is named.
+    pub fn count_mail(&self, user: &str, client_ip: Option<&str>) -> Result<(), Throttled> {
         let now = Instant::now();
         let t = self.throttling;
+        if t == Throttling::default() {
+            // No limit: nothing to count toward.
+            return Ok(());
+        }
         // Both windows are held while checking and counting, so two requests
         // racing for the last allowed mail cannot both get it.
         let mut user_sent = self.user_mails.entry(user.to_owned()).or_default();
         forget_older(&mut user_sent, now, HOUR);
         if reached(t.per_user_per_hour, user_sent.len()) {
-            return Ok(Err(Throttled::UserHour));
+            return Err(Throttled::UserHour);
         }
         if reached(t.per_user_in_five_minutes, within(&user_sent, now, FIVE_MINUTES)) {
-            return Ok(Err(Throttled::UserFiveMinutes));
+            return Err(Throttled::UserFiveMinutes);
         }
         let ip_sent = match (client_ip, t.per_client_ip_per_hour) {
             (Some(ip), Some(max)) => {
                 let mut sent = self.ip_mails.entry(ip.to_owned()).or_default();
                 forget_older(&mut sent, now, HOUR);
                 if sent.len() >= max as usize {
-                    return Ok(Err(Throttled::ClientIpHour));
+                    return Err(Throttled::ClientIpHour);
                 }
                 Some(sent)
             }
@@ -191,9 +188,12 @@ impl Limiter for MemoryLimiter {
             sent.push_back(now);
         }
         user_sent.push_back(now);
-        Ok(Ok(()))
+        Ok(())
     }
+}
 
+#[async_trait]
+impl Limiter for MemoryLimiter {
     async fn is_locked(&self, user: &str) -> Result<bool, BackendUnavailable> {
         let now = Instant::now();
         Ok(self
@@ -248,15 +248,12 @@ mod tests {
             },
             0,
         );
-        assert_eq!(l.count_mail("alice", None).await.unwrap(), Ok(()));
-        assert_eq!(l.count_mail("alice", None).await.unwrap(), Ok(()));
-        assert_eq!(
-            l.count_mail("alice", None).await.unwrap(),
-            Err(Throttled::UserFiveMinutes)
-        );
-        assert_eq!(l.count_mail("bob", None).await.unwrap(), Ok(()));
+        assert_eq!(l.count_mail("alice", None), Ok(()));
+        assert_eq!(l.count_mail("alice", None), Ok(()));
+        assert_eq!(l.count_mail("alice", None), Err(Throttled::UserFiveMinutes));
+        assert_eq!(l.count_mail("bob", None), Ok(()));
         tokio::time::advance(FIVE_MINUTES).await;
-        assert_eq!(l.count_mail("alice", None).await.unwrap(), Ok(()));
+        assert_eq!(l.count_mail("alice", None), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]
@@ -269,22 +266,15 @@ mod tests {
             },
             0,
         );
-        assert_eq!(l.count_mail("a", Some("192.0.2.1")).await.unwrap(), Ok(()));
-        assert_eq!(l.count_mail("b", Some("192.0.2.1")).await.unwrap(), Ok(()));
-        assert_eq!(
-            l.count_mail("c", Some("192.0.2.1")).await.unwrap(),
-            Err(Throttled::ClientIpHour)
-        );
-        assert_eq!(
-            l.count_mail("c", None).await.unwrap(),
-            Ok(()),
-            "no address: not counted per address"
-        );
-        assert_eq!(l.count_mail("a", None).await.unwrap(), Ok(()));
-        assert_eq!(l.count_mail("a", None).await.unwrap(), Ok(()));
-        assert_eq!(l.count_mail("a", None).await.unwrap(), Err(Throttled::UserHour));
+        assert_eq!(l.count_mail("a", Some("192.0.2.1")), Ok(()));
+        assert_eq!(l.count_mail("b", Some("192.0.2.1")), Ok(()));
+        assert_eq!(l.count_mail("c", Some("192.0.2.1")), Err(Throttled::ClientIpHour));
+        assert_eq!(l.count_mail("c", None), Ok(()), "no address: not counted per address");
+        assert_eq!(l.count_mail("a", None), Ok(()));
+        assert_eq!(l.count_mail("a", None), Ok(()));
+        assert_eq!(l.count_mail("a", None), Err(Throttled::UserHour));
         tokio::time::advance(HOUR).await;
-        assert_eq!(l.count_mail("a", Some("192.0.2.1")).await.unwrap(), Ok(()));
+        assert_eq!(l.count_mail("a", Some("192.0.2.1")), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]

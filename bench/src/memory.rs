@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use mailotp::challenge::{ChallengeSettings, ChallengeStore, MemoryStore, Origin, Transaction, MAX_OPEN_PER_USER};
+use mailotp::limits::{Lockout, MemoryLimiter, Throttling};
 use mailotp::otp::Otp;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,13 +39,19 @@ pub fn bytes_per_challenge(total: usize) -> (f64, usize) {
             blocking: Duration::ZERO,
             max_attempts: 3,
         };
+        // No throttles (the default): opening counts nothing beside the store.
+        let lockout = Lockout {
+            after: 0,
+            duration: Duration::ZERO,
+        };
+        let limits = MemoryLimiter::start(Throttling::default(), lockout, &tasks, shutdown.clone());
         let before = rss_kib();
-        let store = MemoryStore::start(settings, &tasks, shutdown.clone());
+        let store = MemoryStore::start(settings, limits, &tasks, shutdown.clone());
         let origin = Origin::Station("198.51.100.7".to_owned());
         for i in 0..total {
             let user = format!("user-{}", i / MAX_OPEN_PER_USER);
             store
-                .open(&user, &origin, Transaction::random(), &Otp::generate(6), None)
+                .open(&user, &origin, Transaction::random(), &Otp::generate(6), None, None)
                 .await
                 .expect("the memory store always answers");
         }

@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 use super::*;
 use crate::challenge::{ChallengeSettings, MemoryStore};
 use crate::config::{Config, LoadOptions, Source};
-use crate::limits::{Lockout, MemoryLimiter, Throttled, Throttling};
+use crate::limits::{Lockout, MemoryLimiter, Throttling};
 use crate::users::DirectoryError;
 
 /// alice's PIN is 1234; nobody else exists.
@@ -44,10 +44,6 @@ struct Counting {
 
 #[async_trait::async_trait]
 impl Limiter for Counting {
-    async fn count_mail(&self, user: &str, ip: Option<&str>) -> Result<Result<(), Throttled>, BackendUnavailable> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.inner.count_mail(user, ip).await
-    }
     async fn is_locked(&self, user: &str) -> Result<bool, BackendUnavailable> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.is_locked(user).await
@@ -79,7 +75,7 @@ fn authenticator(limits: Arc<Counting>) -> Authenticator {
     };
     Authenticator {
         users: ArcSwap::from_pointee(Box::new(Stub) as Box<dyn UserDirectory>),
-        challenges: MemoryStore::start(settings, &tasks, shutdown.clone()),
+        challenges: MemoryStore::start(settings, Arc::clone(&limits.inner), &tasks, shutdown.clone()),
         limits,
         mail: crate::mail::start(&config.email, Duration::from_secs(1), &tasks, shutdown).unwrap(),
         settings: ArcSwap::from_pointee(AuthSettings::from(&config.email)),

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::*;
 use crate::expiry::ExpiryQueue;
+use crate::limits::MemoryLimiter;
 use crate::otp::{CodeDigest, CodeSealer, DIGEST_LEN};
 
 /// A link challenge's progress.
@@ -75,14 +76,22 @@ pub struct MemoryStore {
     link_expiry: Mutex<ExpiryQueue<[u8; DIGEST_LEN]>>,
     wake_sweeper: Notify,
     settings: ArcSwap<ChallengeSettings>,
+    /// Counts the e-mail of each challenge opened.
+    limits: Arc<MemoryLimiter>,
     sealer: CodeSealer,
     origins: RandomState,
     epoch: Instant,
 }
 
 impl MemoryStore {
-    /// A store whose sweeper runs on `tasks` until `shutdown`.
-    pub fn start(settings: ChallengeSettings, tasks: &TaskTracker, shutdown: CancellationToken) -> Arc<MemoryStore> {
+    /// A store that counts e-mails in `limits`, whose sweeper runs on
+    /// `tasks` until `shutdown`.
+    pub fn start(
+        settings: ChallengeSettings,
+        limits: Arc<MemoryLimiter>,
+        tasks: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Arc<MemoryStore> {
         let store = Arc::new(MemoryStore {
             challenges: DashMap::new(),
             by_user: DashMap::new(),
@@ -91,6 +100,7 @@ impl MemoryStore {
             link_expiry: Mutex::new(ExpiryQueue::default()),
             wake_sweeper: Notify::new(),
             settings: ArcSwap::from_pointee(settings),
+            limits,
             sealer: CodeSealer::random(),
             origins: RandomState::new(),
             epoch: Instant::now(),
@@ -222,6 +232,7 @@ impl ChallengeStore for MemoryStore {
         tx: Transaction,
         code: &Otp,
         link: Option<&LinkToken>,
+        client_ip: Option<&str>,
     ) -> Result<Opened, BackendUnavailable> {
         let now = Instant::now();
         let origin = self.origin(origin);
@@ -247,6 +258,9 @@ impl ChallengeStore for MemoryStore {
         if list.len() >= MAX_OPEN_PER_USER {
             let oldest = list.remove(0);
             self.challenges.remove(&oldest);
+        }
+        if let Err(limit) = self.limits.count_mail(user, client_ip) {
+            return Ok(Opened::Throttled(limit));
         }
         let expires = self.stamp(now + settings.validity);
         let record = Record {

@@ -284,9 +284,9 @@ pub async fn start(
         }
         Err(error) => tracing::warn!(%error, "cannot check the pool key in redis now; checking before its first use"),
     }
-    let challenges = store::RedisStore::new(redis.clone(), &keys, ChallengeSettings::from(email));
+    let challenges = store::RedisStore::new(redis.clone(), &keys, ChallengeSettings::from(email), email.throttling);
     challenges.watch(tasks, shutdown.clone());
-    let limits = limiter::RedisLimiter::new(redis.clone(), email.throttling, lockout);
+    let limits = limiter::RedisLimiter::new(redis.clone(), lockout);
     let queue = mail::RedisMail::new(
         redis.clone(),
         config,

@@ -65,6 +65,7 @@ use crate::challenge::{
     Answer, ChallengeSettings, ChallengeStore, CodeMatch, LinkStatus, LinkToken, Opened, Origin, Transaction,
     MAX_OPEN_PER_USER,
 };
+use crate::limits::{Throttled, Throttling};
 use crate::otp::{CodeDigest, CodeSealer, Otp};
 use scripts::{CONSUME, DIGESTS, OPEN, WRONG};
 
@@ -123,6 +124,8 @@ enum Tried {
     /// The user's list names a challenge whose record fails its check: the
     /// entry as listed, to be taken out.
     Forged(Vec<u8>),
+    /// The mail would pass this throttle: nothing was opened.
+    Throttled(Throttled),
 }
 
 /// Challenges in Redis.
@@ -131,6 +134,8 @@ pub struct RedisStore {
     sealer: CodeSealer,
     records: RecordKey,
     settings: ArcSwap<ChallengeSettings>,
+    /// `[email.throttling]`, counted by OPEN.
+    throttling: Throttling,
     open: Script,
     digests: Script,
     consume: Script,
@@ -142,6 +147,11 @@ pub struct RedisStore {
     open_now: std::sync::atomic::AtomicUsize,
 }
 
+/// A throttle window: `mailotp:m:u:{user}` or `mailotp:m:ip:{address}`.
+fn mail_window(kind: &str, name: &str) -> String {
+    format!("{KEY_PREFIX}m:{kind}:{name}")
+}
+
 fn challenges_of(user: &str) -> String {
     format!("{KEY_PREFIX}u:{user}")
 }
@@ -149,12 +159,13 @@ fn challenges_of(user: &str) -> String {
 impl RedisStore {
     /// A store on `redis` that seals codes and authenticates its records
     /// with keys derived from the pool key.
-    pub fn new(redis: Redis, keys: &PoolKeys, settings: ChallengeSettings) -> Arc<RedisStore> {
+    pub fn new(redis: Redis, keys: &PoolKeys, settings: ChallengeSettings, throttling: Throttling) -> Arc<RedisStore> {
         Arc::new(RedisStore {
             redis,
             sealer: keys.sealer.clone(),
             records: keys.records.clone(),
             settings: ArcSwap::from_pointee(settings),
+            throttling,
             open: Script::new(OPEN),
             digests: Script::new(DIGESTS),
             consume: Script::new(CONSUME),
@@ -321,7 +332,8 @@ impl RedisStore {
         Ok(done == 1)
     }
 
-    /// One OPEN: a new challenge, or the challenge that blocks, checked.
+    /// One OPEN: a new challenge with its mail counted, the throttle that
+    /// refused it, or the challenge that blocks, checked.
     async fn try_open(
         &self,
         user: &str,
@@ -329,6 +341,7 @@ impl RedisStore {
         tx: Transaction,
         code: &Otp,
         link: Option<&link::LinkArgs>,
+        client_ip: Option<&str>,
     ) -> Result<Tried, BackendUnavailable> {
         let settings = **self.settings.load();
         let digest = self.sealer.seal(&tx, code.expose().as_bytes());
@@ -337,12 +350,14 @@ impl RedisStore {
             &challenge_key(&tx.to_string()),
             &challenge_fields(user.as_bytes(), &digest, expires.as_bytes(), origin.as_bytes()),
         );
-        let script = &self.open;
-        let blocking: Option<Vec<Vec<u8>>> = self
+        let (script, t) = (&self.open, self.throttling);
+        let reply: Option<Vec<Vec<u8>>> = self
             .redis
             .run("open challenge", |mut c| async move {
                 let mut call = script.key(challenges_of(user));
                 call.key(link.map_or("", |l| l.key.as_str()))
+                    .key(mail_window("u", user))
+                    .key(mail_window("ip", client_ip.unwrap_or("")))
                     .arg(KEY_PREFIX)
                     .arg(tx.to_string())
                     .arg(user)
@@ -352,28 +367,44 @@ impl RedisStore {
                     .arg(MAX_OPEN_PER_USER)
                     .arg(&mac[..])
                     .arg(&expires)
-                    .arg(origin);
-                if let Some(link) = link {
-                    call.arg(&link.pending[..])
+                    .arg(origin)
+                    .arg(t.per_user_per_hour.unwrap_or(0))
+                    .arg(t.per_user_in_five_minutes.unwrap_or(0))
+                    .arg(t.per_client_ip_per_hour.unwrap_or(0))
+                    .arg(if client_ip.is_some() { "1" } else { "0" });
+                match link {
+                    Some(link) => call
+                        .arg(&link.pending[..])
                         .arg(&link.opened_unix)
                         .arg(&link.mac[..])
-                        .arg(link::LinkArgs::memory_ms());
-                } else {
-                    call.arg("");
-                }
+                        .arg(link::LinkArgs::memory_ms()),
+                    None => call.arg(""),
+                };
                 call.invoke_async(&mut c).await
             })
             .await?;
-        let Some([mark, record @ ..]) = blocking.as_deref() else {
-            return Ok(Tried::Opened);
+        Ok(self.tried(user, reply.as_deref()))
+    }
+
+    /// What OPEN's reply says (see [`scripts::OPEN`]).
+    fn tried(&self, user: &str, reply: Option<&[Vec<u8>]>) -> Tried {
+        let Some([mark, rest @ ..]) = reply else {
+            return Tried::Opened;
         };
-        Ok(match self.checked(user, record) {
+        if mark.as_slice() == b"t" {
+            return Tried::Throttled(match rest.first().map(Vec::as_slice) {
+                Some(b"1") => Throttled::UserHour,
+                Some(b"2") => Throttled::UserFiveMinutes,
+                _ => Throttled::ClientIpHour,
+            });
+        }
+        match self.checked(user, rest) {
             Some(open) => Tried::Blocked {
                 tx: open.tx,
                 mine: mark.as_slice() == b"=",
             },
-            None => Tried::Forged(record.first().cloned().unwrap_or_default()),
-        })
+            None => Tried::Forged(rest.first().cloned().unwrap_or_default()),
+        }
     }
 
     /// Takes an entry out of the user's list (its record stays: it may be
@@ -408,6 +439,7 @@ impl ChallengeStore for RedisStore {
         tx: Transaction,
         code: &Otp,
         link: Option<&LinkToken>,
+        client_ip: Option<&str>,
     ) -> Result<Opened, BackendUnavailable> {
         let link = link.map(|token| self.link_args(user, &tx, token));
         // A State that blocks counts only when its record passes its check
@@ -415,8 +447,9 @@ impl ChallengeStore for RedisStore {
         // leaves the user's list and the open is retried.
         let origin = origin.encode();
         for _ in 0..=MAX_OPEN_PER_USER {
-            match self.try_open(user, &origin, tx, code, link.as_ref()).await? {
+            match self.try_open(user, &origin, tx, code, link.as_ref(), client_ip).await? {
                 Tried::Opened => return Ok(Opened::New),
+                Tried::Throttled(limit) => return Ok(Opened::Throttled(limit)),
                 Tried::Blocked { tx, mine: true } => return Ok(Opened::AlreadySent(tx)),
                 Tried::Blocked { mine: false, .. } => return Ok(Opened::SentElsewhere),
                 Tried::Forged(entry) => self.forget(user, &entry).await?,

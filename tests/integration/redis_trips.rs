@@ -207,7 +207,7 @@ fn a_link_challenge_costs_no_more_round_trips_than_a_code() {
 }
 
 /// Round trips of a PIN request that opens a challenge and queues its mail.
-const PIN_TRIPS: usize = 5;
+const PIN_TRIPS: usize = 4;
 /// Round trips of the PIN again within the blocking timeout: the open
 /// challenge's record comes back with the refusal to open, checked at once.
 const AGAIN_TRIPS: usize = 3;

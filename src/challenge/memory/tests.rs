@@ -10,8 +10,18 @@ fn settings() -> ChallengeSettings {
     }
 }
 
+/// Limits that never refuse (the throttles are `limits`' tests).
+fn no_limits() -> Arc<MemoryLimiter> {
+    let lockout = crate::limits::Lockout {
+        after: 0,
+        duration: Duration::ZERO,
+    };
+    let throttling = crate::limits::Throttling::default();
+    MemoryLimiter::start(throttling, lockout, &TaskTracker::new(), CancellationToken::new())
+}
+
 fn store() -> Arc<MemoryStore> {
-    MemoryStore::start(settings(), &TaskTracker::new(), CancellationToken::new())
+    MemoryStore::start(settings(), no_limits(), &TaskTracker::new(), CancellationToken::new())
 }
 
 async fn open(store: &MemoryStore, user: &str, code: u32) -> (Transaction, Opened) {
@@ -21,7 +31,7 @@ async fn open(store: &MemoryStore, user: &str, code: u32) -> (Transaction, Opene
 async fn open_from(store: &MemoryStore, user: &str, origin: &Origin, code: u32) -> (Transaction, Opened) {
     let tx = Transaction::random();
     let opened = store
-        .open(user, origin, tx, &Otp::from_value(code, 6), None)
+        .open(user, origin, tx, &Otp::from_value(code, 6), None, None)
         .await
         .unwrap();
     (tx, opened)
@@ -164,6 +174,7 @@ async fn open_challenges_per_user_are_bounded() {
             blocking: Duration::ZERO,
             ..settings()
         },
+        no_limits(),
         &TaskTracker::new(),
         CancellationToken::new(),
     );

@@ -137,7 +137,7 @@ impl RedisStore {
 }
 
 /// A new link record and the challenge's pending mark, for OPEN: KEYS[2] the
-/// link's key; ARGV[11..] the mark, opened (Unix s), the link record's MAC,
+/// link's key; ARGV[15..] the mark, opened (Unix s), the link record's MAC,
 /// how long the link outlives its challenge (ms). The link record holds the
 /// State (`t`), user (`u`), opened (`o`) and their MAC (`m`).
 pub(super) struct LinkArgs {

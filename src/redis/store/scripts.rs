@@ -3,13 +3,18 @@
 //! They check nothing cryptographic (Redis never holds a key): what they
 //! return is checked in Rust before it counts (see the parent module).
 
-/// KEYS[1] user list, KEYS[2] link (empty without); ARGV prefix, state,
-/// user, digest, validity ms, blocking ms, max open, MAC, expires (Unix ms),
-/// origin, then for a link challenge `link::LinkArgs` (an empty mark
-/// without). While the newest challenge blocks, returns `=` when it is of the
-/// same origin (`!` when not) and its record as [`DIGESTS`] reads one, to be
-/// checked (it may be forged), so that no second read is needed; else opens
-/// (and counts it in the open set until it expires) and returns nil.
+/// KEYS[1] user list, KEYS[2] link (empty without), KEYS[3] the user's mail
+/// window, KEYS[4] the address's; ARGV prefix, state, user, digest, validity
+/// ms, blocking ms, max open, MAC, expires (Unix ms), origin, then the
+/// throttles (per hour, in five minutes, per address per hour, 0: no limit;
+/// whether an address was given), then for a link challenge
+/// `link::LinkArgs` (an empty mark without). While the newest challenge
+/// blocks, returns `=` when it is of the same origin (`!` when not) and its
+/// record as [`DIGESTS`] reads one, to be checked (it may be forged), so that
+/// no second read is needed. When the mail would pass a throttle, returns `t`
+/// and the limit (1 hour, 2 five minutes, 3 address) and opens nothing; else
+/// counts the mail in the windows (sorted sets of send times, kept an hour),
+/// opens (and counts it in the open set until it expires) and returns nil.
 pub(super) const OPEN: &str = r"
 local p = ARGV[1]
 local t = redis.call('TIME')
@@ -37,13 +42,31 @@ while #live - i + 1 >= tonumber(ARGV[7]) do
   redis.call('ZREM', p .. 'open', live[i])
   i = i + 1
 end
+local hour, five = 3600000, 300000
+local per_hour, per_five, per_ip = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - hour)
+if per_hour > 0 and redis.call('ZCARD', KEYS[3]) >= per_hour then return {'t', '1'} end
+if per_five > 0 and redis.call('ZCOUNT', KEYS[3], now - five + 1, '+inf') >= per_five then return {'t', '2'} end
+local by_ip = ARGV[14] == '1' and per_ip > 0
+if by_ip then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - hour)
+  if redis.call('ZCARD', KEYS[4]) >= per_ip then return {'t', '3'} end
+end
+local member = now .. ':' .. redis.call('INCR', KEYS[3] .. ':seq')
+redis.call('PEXPIRE', KEYS[3] .. ':seq', hour)
+redis.call('ZADD', KEYS[3], now, member)
+redis.call('PEXPIRE', KEYS[3], hour)
+if by_ip then
+  redis.call('ZADD', KEYS[4], now, member)
+  redis.call('PEXPIRE', KEYS[4], hour)
+end
 local c = p .. 'c:' .. ARGV[2]
 redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'e', ARGV[9], 'o', ARGV[10], 'm', ARGV[8], 'b', now + tonumber(ARGV[6]), 'a', 0)
 redis.call('PEXPIRE', c, ARGV[5])
-if ARGV[11] ~= '' then
-  redis.call('HSET', c, 'k', ARGV[11])
-  redis.call('HSET', KEYS[2], 't', ARGV[2], 'u', ARGV[3], 'o', ARGV[12], 'm', ARGV[13])
-  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]) + tonumber(ARGV[14]))
+if ARGV[15] ~= '' then
+  redis.call('HSET', c, 'k', ARGV[15])
+  redis.call('HSET', KEYS[2], 't', ARGV[2], 'u', ARGV[3], 'o', ARGV[16], 'm', ARGV[17])
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]) + tonumber(ARGV[18]))
 end
 redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
