@@ -156,16 +156,15 @@ impl Authenticator {
 
     /// State + code: the second round of a challenge. The store refuses a
     /// State of another user or origin, so a name as typed that is not the
-    /// canonical one is refused here, never accepted for someone else.
+    /// canonical one is refused here, never accepted for someone else; it
+    /// also refuses a locked user first, and resets the failures on success.
     async fn answer(&self, req: &Request<'_>, origin: &Origin, state: &[u8]) -> Result<Decision, Unavailable> {
         let Some(tx) = Transaction::from_state(state) else {
             return Ok(Decision::reject(Reason::UnknownState));
         };
-        if self.limits.is_locked(req.user).await? {
-            return Ok(Decision::reject(Reason::Locked));
-        }
         let reason = match self.challenges.answer(&tx, req.user, origin, req.password).await? {
-            Answer::Accepted => return self.accept(req.user, Reason::OtpAccepted).await,
+            Answer::Locked => return Ok(Decision::reject(Reason::Locked)),
+            Answer::Accepted => return Ok(self.accept(req.user, Reason::OtpAccepted)),
             Answer::Wrong { void: false } => Reason::WrongOtp,
             Answer::Wrong { void: true } => Reason::ChallengeVoid,
             Answer::Unknown => return Ok(Decision::reject(Reason::UnknownState)),
@@ -223,7 +222,7 @@ impl Authenticator {
         let name = user.name.as_str();
         let decision = match self.challenges.find(name, origin, code).await? {
             CodeMatch::Matched(tx) if self.challenges.consume(name, &tx).await? => {
-                self.accept(name, Reason::PinOtpAccepted).await?
+                self.accept(name, Reason::PinOtpAccepted)
             }
             CodeMatch::Wrong => {
                 self.challenges.wrong_code(name, origin).await?;
@@ -266,12 +265,13 @@ impl Authenticator {
         Ok(Decision::reject(reason))
     }
 
-    async fn accept(&self, name: &str, reason: Reason) -> Result<Decision, Unavailable> {
-        self.limits.succeeded(name).await?;
-        Ok(Decision {
+    /// Access-Accept with the user's reply attributes (the store that
+    /// consumed the challenge reset the failures in a row).
+    fn accept(&self, name: &str, reason: Reason) -> Decision {
+        Decision {
             attributes: self.users.load().reply_attributes(name),
             ..Decision::accept(reason)
-        })
+        }
     }
 
     /// Right PIN: a new challenge and its mail, or the open one within the

@@ -242,6 +242,8 @@ pub enum Answer {
     /// A link challenge whose link was not confirmed yet: ask again, count
     /// no attempt (nothing was guessed).
     LinkPending,
+    /// The user is locked out: nothing was compared or counted.
+    Locked,
 }
 
 /// Where challenges live. Every method is atomic for one user: two requests
@@ -268,7 +270,9 @@ pub trait ChallengeStore: Send + Sync + 'static {
     /// `code`. A code of any of the user's open code challenges from the same
     /// origin counts (the older mail may arrive last); a wrong one uses up one
     /// attempt of the State's challenge. A State of another origin is
-    /// `Unknown` and changes nothing.
+    /// `Unknown` and changes nothing. A locked user (lockout) is `Locked`
+    /// before anything is compared; an accepted answer starts the user's
+    /// failures in a row from zero. All in one step for a store in Redis.
     async fn answer(
         &self,
         state: &Transaction,
@@ -286,8 +290,9 @@ pub trait ChallengeStore: Send + Sync + 'static {
     /// are void).
     async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), BackendUnavailable>;
 
-    /// Closes all of the user's challenges if `tx` is still open among them;
-    /// `false` when it is not (another request consumed it first).
+    /// Closes all of the user's challenges if `tx` is still open among them
+    /// and starts the user's failures in a row from zero; `false` when it is
+    /// not (another request consumed it first).
     async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, BackendUnavailable>;
 
     /// Closes one challenge, e.g. when its e-mail could not be queued.

@@ -68,9 +68,11 @@ impl Throttled {
     }
 }
 
-/// Lockout counters. The e-mail throttles are counted by the challenge
-/// store when it opens a challenge (one step, so one round trip in Redis):
-/// see [`MemoryLimiter::count_mail`] and `ChallengeStore::open`.
+/// Lockout counters, as the PIN check asks them. The challenge store does
+/// the rest in the same step as the challenge (one round trip in Redis): it
+/// counts the e-mail toward the throttles when it opens a challenge, refuses
+/// an answer from a locked user and resets the failures on success (see
+/// [`MemoryLimiter::count_mail`] and `ChallengeStore`).
 #[async_trait]
 pub trait Limiter: Send + Sync + 'static {
     /// Whether `user` is locked now.
@@ -78,9 +80,6 @@ pub trait Limiter: Send + Sync + 'static {
 
     /// Counts a failed PIN or code; `true` when this failure locked the user.
     async fn failed(&self, user: &str) -> Result<bool, BackendUnavailable>;
-
-    /// A successful login: the failures in a row start again from zero.
-    async fn succeeded(&self, user: &str) -> Result<(), BackendUnavailable>;
 }
 
 #[derive(Debug, Default)]
@@ -190,6 +189,11 @@ impl MemoryLimiter {
         user_sent.push_back(now);
         Ok(())
     }
+
+    /// A successful login: the failures in a row start again from zero.
+    pub fn succeeded(&self, user: &str) {
+        self.failures.remove(user);
+    }
 }
 
 #[async_trait]
@@ -219,11 +223,6 @@ impl Limiter for MemoryLimiter {
             f.locked_until = Some(now + self.lockout.duration);
         }
         Ok(locks)
-    }
-
-    async fn succeeded(&self, user: &str) -> Result<(), BackendUnavailable> {
-        self.failures.remove(user);
-        Ok(())
     }
 }
 
@@ -282,7 +281,7 @@ mod tests {
         let l = limiter(Throttling::default(), 3);
         assert!(!l.failed("alice").await.unwrap());
         assert!(!l.failed("alice").await.unwrap());
-        l.succeeded("alice").await.unwrap();
+        l.succeeded("alice");
         assert!(!l.failed("alice").await.unwrap());
         assert!(!l.failed("alice").await.unwrap());
         assert!(!l.is_locked("alice").await.unwrap());

@@ -52,10 +52,6 @@ impl Limiter for Counting {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.failed(user).await
     }
-    async fn succeeded(&self, user: &str) -> Result<(), BackendUnavailable> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.inner.succeeded(user).await
-    }
 }
 
 fn authenticator(limits: Arc<Counting>) -> Authenticator {

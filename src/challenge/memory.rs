@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::*;
 use crate::expiry::ExpiryQueue;
-use crate::limits::MemoryLimiter;
+use crate::limits::{Limiter, MemoryLimiter};
 use crate::otp::{CodeDigest, CodeSealer, DIGEST_LEN};
 
 /// A link challenge's progress.
@@ -297,37 +297,14 @@ impl ChallengeStore for MemoryStore {
         origin: &Origin,
         code: &[u8],
     ) -> Result<Answer, BackendUnavailable> {
-        let now = Instant::now();
-        let origin = self.origin(origin);
-        let owner = match self.challenges.get(state) {
-            Some(r) if r.expires > self.stamp(now) && &*r.user == user && r.origin == origin => r.user.clone(),
-            _ => return Ok(Answer::Unknown),
-        };
-        let Some(mut list) = self.by_user.get_mut(&owner) else {
-            return Ok(Answer::Unknown);
-        };
-        if !list.contains(state) {
-            return Ok(Answer::Unknown);
+        if self.limits.is_locked(user).await? {
+            return Ok(Answer::Locked);
         }
-        match self.challenges.get(state).map(|r| r.link) {
-            Some(LinkState::Pending) => return Ok(Answer::LinkPending),
-            Some(LinkState::Confirmed) => {
-                self.close_all(&mut list);
-                return Ok(Answer::Accepted);
-            }
-            _ => {}
+        let answer = self.answer_now(state, user, origin, code);
+        if answer == Answer::Accepted {
+            self.limits.succeeded(user);
         }
-        if self.matching(&list, origin, code, now).flatten().is_some() {
-            self.close_all(&mut list);
-            return Ok(Answer::Accepted);
-        }
-        let Some(void) = self.count_wrong(state) else {
-            return Ok(Answer::Unknown);
-        };
-        if void {
-            list.retain(|t| t != state);
-        }
-        Ok(Answer::Wrong { void })
+        Ok(answer)
     }
 
     async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, BackendUnavailable> {
@@ -374,6 +351,8 @@ impl ChallengeStore for MemoryStore {
             return Ok(false);
         }
         self.close_all(&mut list);
+        drop(list);
+        self.limits.succeeded(user);
         Ok(true)
     }
 
@@ -407,6 +386,42 @@ impl ChallengeStore for MemoryStore {
 }
 
 impl MemoryStore {
+    /// [`ChallengeStore::answer`] without the lockout: holds the user's
+    /// list while it decides.
+    fn answer_now(&self, state: &Transaction, user: &str, origin: &Origin, code: &[u8]) -> Answer {
+        let now = Instant::now();
+        let origin = self.origin(origin);
+        let owner = match self.challenges.get(state) {
+            Some(r) if r.expires > self.stamp(now) && &*r.user == user && r.origin == origin => r.user.clone(),
+            _ => return Answer::Unknown,
+        };
+        let Some(mut list) = self.by_user.get_mut(&owner) else {
+            return Answer::Unknown;
+        };
+        if !list.contains(state) {
+            return Answer::Unknown;
+        }
+        match self.challenges.get(state).map(|r| r.link) {
+            Some(LinkState::Pending) => return Answer::LinkPending,
+            Some(LinkState::Confirmed) => {
+                self.close_all(&mut list);
+                return Answer::Accepted;
+            }
+            _ => {}
+        }
+        if self.matching(&list, origin, code, now).flatten().is_some() {
+            self.close_all(&mut list);
+            return Answer::Accepted;
+        }
+        let Some(void) = self.count_wrong(state) else {
+            return Answer::Unknown;
+        };
+        if void {
+            list.retain(|t| t != state);
+        }
+        Answer::Wrong { void }
+    }
+
     /// Makes `tx` a link challenge whose link is `token`.
     fn attach(&self, user: &str, tx: &Transaction, token: &LinkToken) {
         let Some(mut record) = self.challenges.get_mut(tx) else {

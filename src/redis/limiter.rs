@@ -7,6 +7,8 @@
 //! Keys (all with a TTL): `mailotp:f:{user}` counts failures in a row (kept a
 //! day after the last one); `mailotp:l:{user}` exists while the user is locked.
 //! Counting is one Lua script, so two instances racing cannot both miss it.
+//! The challenge store reads the lock and deletes the failures in its own
+//! scripts on the answer path (one round trip with the challenge).
 //!
 //! Redis is not trusted, yet these counters carry no MAC, on purpose: anyone
 //! who can write to Redis can delete a key, which resets its counter, and no
@@ -59,7 +61,8 @@ impl RedisLimiter {
     }
 }
 
-fn key(kind: &str, name: &str) -> String {
+/// `mailotp:{kind}:{name}`: `f` failures in a row, `l` the lock.
+pub(super) fn key(kind: &str, name: &str) -> String {
     format!("{KEY_PREFIX}{kind}:{name}")
 }
 
@@ -97,14 +100,5 @@ impl Limiter for RedisLimiter {
             })
             .await?;
         Ok(locked == 1)
-    }
-
-    async fn succeeded(&self, user: &str) -> Result<(), BackendUnavailable> {
-        let failures = key("f", user);
-        self.redis
-            .run("reset failures", |mut c| async move {
-                redis::cmd("DEL").arg(failures).query_async::<()>(&mut c).await
-            })
-            .await
     }
 }

@@ -59,7 +59,7 @@ use async_trait::async_trait;
 use redis::Script;
 
 use super::record::{bad_record, RecordKey};
-use super::{millis, now_unix_ms, PoolKeys, Redis, KEY_PREFIX};
+use super::{limiter, millis, now_unix_ms, PoolKeys, Redis, KEY_PREFIX};
 use crate::backend::BackendUnavailable;
 use crate::challenge::{
     Answer, ChallengeSettings, ChallengeStore, CodeMatch, LinkStatus, LinkToken, Opened, Origin, Transaction,
@@ -180,21 +180,36 @@ impl RedisStore {
     /// The user's open challenges with their digests, as one atomic read;
     /// only those that pass their check.
     async fn digests(&self, user: &str) -> Result<Vec<OpenChallenge>, BackendUnavailable> {
+        Ok(self.read(user, false).await?.unwrap_or_default())
+    }
+
+    /// [`Self::digests`], asking the user's lock first when `lock`: `None`
+    /// when the user is locked (nothing was read).
+    async fn read(&self, user: &str, lock: bool) -> Result<Option<Vec<OpenChallenge>>, BackendUnavailable> {
         let script = &self.digests;
+        let lock = if lock { limiter::key("l", user) } else { String::new() };
         let flat: Vec<Vec<u8>> = self
             .redis
             .run("read challenges", |mut c| async move {
                 script
                     .key(challenges_of(user))
+                    .key(lock)
                     .arg(KEY_PREFIX)
                     .invoke_async(&mut c)
                     .await
             })
             .await?;
-        Ok(flat
-            .chunks_exact(READ_FIELDS)
-            .filter_map(|read| self.checked(user, read))
-            .collect())
+        let Some((locked, flat)) = flat.split_first() else {
+            return Ok(Some(Vec::new()));
+        };
+        if locked.as_slice() == b"1" {
+            return Ok(None);
+        }
+        Ok(Some(
+            flat.chunks_exact(READ_FIELDS)
+                .filter_map(|read| self.checked(user, read))
+                .collect(),
+        ))
     }
 
     /// One challenge as [`DIGESTS`] read it, if it passes its check: its MAC,
@@ -296,8 +311,8 @@ impl RedisStore {
         })
     }
 
-    /// Runs `script` on one of `user`'s challenges: KEYS the user's list,
-    /// ARGV prefix, user, `state`, then `last`.
+    /// Runs `script` on one of `user`'s challenges: KEYS the user's list and
+    /// failures in a row, ARGV prefix, user, `state`, then `last`.
     async fn on_challenge(
         &self,
         what: &'static str,
@@ -310,6 +325,7 @@ impl RedisStore {
             .run(what, |mut c| async move {
                 script
                     .key(challenges_of(user))
+                    .key(limiter::key("f", user))
                     .arg(KEY_PREFIX)
                     .arg(user)
                     .arg(state.to_string())
@@ -467,7 +483,9 @@ impl ChallengeStore for RedisStore {
         origin: &Origin,
         code: &[u8],
     ) -> Result<Answer, BackendUnavailable> {
-        let open = self.digests(user).await?;
+        let Some(open) = self.read(user, true).await? else {
+            return Ok(Answer::Locked);
+        };
         let Some(this) = open.iter().find(|o| o.tx == *state) else {
             return Ok(Answer::Unknown);
         };

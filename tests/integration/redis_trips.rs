@@ -212,4 +212,4 @@ const PIN_TRIPS: usize = 4;
 /// challenge's record comes back with the refusal to open, checked at once.
 const AGAIN_TRIPS: usize = 3;
 /// Round trips of a right answer to a State.
-const ANSWER_TRIPS: usize = 4;
+const ANSWER_TRIPS: usize = 2;

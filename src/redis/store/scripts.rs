@@ -75,11 +75,13 @@ if redis.call('PTTL', p .. 'open') < tonumber(ARGV[5]) then redis.call('PEXPIRE'
 return false
 ";
 
-/// KEYS[1] user list; ARGV prefix. Returns `READ_FIELDS` values per
-/// challenge of the list: State, user, digest, expires, origin, MAC, link
-/// mark (empty: none).
+/// KEYS[1] user list, KEYS[2] the user's lock (empty: not asked); ARGV
+/// prefix. Returns `1` alone when the user is locked; else `0`, then
+/// `READ_FIELDS` values per challenge of the list: State, user, digest,
+/// expires, origin, MAC, link mark (empty: none).
 pub(super) const DIGESTS: &str = r"
-local out = {}
+if KEYS[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {'1'} end
+local out = {'0'}
 for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
   local r = redis.call('HMGET', ARGV[1] .. 'c:' .. tx, 'u', 'd', 'e', 'o', 'm', 'k')
   if r[2] then
@@ -90,9 +92,11 @@ end
 return out
 ";
 
-/// KEYS[1] user list; ARGV prefix, user, state, matched. Closes all of the
-/// user's challenges if both are still open and the user's; 1 when it did.
-/// An entry of another user's (copied into the list) is left alone.
+/// KEYS[1] user list, KEYS[2] the user's failures in a row; ARGV prefix,
+/// user, state, matched. Closes all of the user's challenges if both are
+/// still open and the user's, and deletes the failures (a login succeeded);
+/// 1 when it did. An entry of another user's (copied into the list) is left
+/// alone.
 pub(super) const CONSUME: &str = r"
 local p = ARGV[1]
 if redis.call('HGET', p .. 'c:' .. ARGV[3], 'u') ~= ARGV[2] then return 0 end
@@ -105,10 +109,11 @@ for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
   end
 end
 redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
 return 1
 ";
 
-/// KEYS[1] user list; ARGV prefix, user, state, max attempts. -1: not open;
+/// KEYS[1] user list (KEYS[2] unused); ARGV prefix, user, state, max attempts. -1: not open;
 /// 0: one attempt used; 1: that was the last, the challenge is closed.
 pub(super) const WRONG: &str = r"
 local c = ARGV[1] .. 'c:' .. ARGV[3]
