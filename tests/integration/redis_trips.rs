@@ -206,10 +206,13 @@ fn a_link_challenge_costs_no_more_round_trips_than_a_code() {
     assert_eq!(trips.len(), PIN_TRIPS, "{trips:#?}");
 }
 
-/// Round trips of a PIN request that opens a challenge and queues its mail.
+/// Round trips of a PIN request that opens a challenge and queues its mail:
+/// the read for a PIN+code password (the PIN is longer than a code), the
+/// lockout before the PIN check, open with throttles and link, the queue.
 const PIN_TRIPS: usize = 4;
 /// Round trips of the PIN again within the blocking timeout: the open
 /// challenge's record comes back with the refusal to open, checked at once.
 const AGAIN_TRIPS: usize = 3;
-/// Round trips of a right answer to a State.
+/// Round trips of a right answer to a State: the lockout with the read, the
+/// consume with the reset of the failures.
 const ANSWER_TRIPS: usize = 2;
