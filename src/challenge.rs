@@ -10,6 +10,12 @@
 //!
 //! Every challenge belongs to its [`Origin`]: a State, a code or a confirmed
 //! link from another origin never finishes, voids or reveals it.
+//!
+//! The abuse controls that go with a challenge are the store's part of the
+//! step too, so that a store in Redis does them in the same round trip:
+//! opening counts the e-mail toward the throttles, answering refuses a locked
+//! user first and a consumed challenge resets the failures in a row (the
+//! counters themselves are `limits`').
 
 use std::fmt;
 use std::time::Duration;
@@ -255,7 +261,7 @@ pub trait ChallengeStore: Send + Sync + 'static {
     /// and counts its e-mail toward the throttles, as triggered from
     /// `client_ip` (unless a limit is reached: then nothing is opened). With
     /// `link`, it is a link challenge: answered only after that token is
-    /// confirmed. All in one step, so a store in Redis needs one round trip.
+    /// confirmed. All in one step (one round trip for a store in Redis).
     async fn open(
         &self,
         user: &str,
@@ -272,7 +278,8 @@ pub trait ChallengeStore: Send + Sync + 'static {
     /// attempt of the State's challenge. A State of another origin is
     /// `Unknown` and changes nothing. A locked user (lockout) is `Locked`
     /// before anything is compared; an accepted answer starts the user's
-    /// failures in a row from zero. All in one step for a store in Redis.
+    /// failures in a row from zero (a store in Redis reads the lock with the
+    /// challenges and resets the failures with the consume).
     async fn answer(
         &self,
         state: &Transaction,
