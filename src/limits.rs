@@ -3,9 +3,11 @@
 //!
 //! [`Limiter`] is the seam `auth` asks about lockout, with plain values only,
 //! so a shared store (Redis) stands behind it for a pool of instances;
-//! [`MemoryLimiter`] is the in-process one. The e-mail throttles are counted
-//! when a challenge opens, by the challenge store (the in-memory one through
-//! [`MemoryLimiter::count_mail`]; in Redis, within the same script). Only users whose PIN was right
+//! [`MemoryLimiter`] is the in-process one. The challenge store does the
+//! rest with its challenges: it counts the e-mail toward the throttles when
+//! it opens one (the in-memory store through [`MemoryLimiter::count_mail`];
+//! in Redis, within the same script), refuses an answer from a locked user
+//! and resets the failures on success. Only users whose PIN was right
 //! (throttling) or who exist (lockout) get state here, so a stranger sending
 //! random names cannot grow it. Nothing here logs or sees a secret.
 

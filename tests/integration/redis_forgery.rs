@@ -14,7 +14,7 @@ use crate::pool_support::*;
 
 /// Fields of a challenge hash covered by its MAC (a change voids the record).
 const COVERED: [&str; 5] = ["u", "d", "e", "o", "m"];
-/// Counters the scripts update in place, not covered (see src/pool/store.rs):
+/// Counters the scripts update in place, not covered (see src/redis/store.rs):
 /// changing them can deny service but never accept a wrong code.
 const UNCOVERED: [&str; 2] = ["a", "b"];
 
