@@ -11,17 +11,15 @@ use sd_notify::NotifyState;
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::auth::{AuthSettings, Authenticator, Handler};
-use crate::challenge::ChallengeStore;
-use crate::challenge::{ChallengeSettings, MemoryStore};
-use crate::config::{Config, ConfigError, Delivery, EmailConfig, LoadOptions, Source, StateConfig};
+use crate::challenge::{ChallengeStore, MemoryStore};
+use crate::config::{Config, ConfigError, Delivery, LoadOptions, Source, StateConfig};
 use crate::health::Health;
 use crate::lifecycle::Lifecycle;
 use crate::limits::{Limiter, MemoryLimiter};
 use crate::mail::MailQueue;
-use crate::pool::store::RedisStore;
-use crate::pool::PoolError;
+use crate::redis::PoolError;
 use crate::server::{Clients, Context};
-use crate::users::HashPool;
+use crate::users::HashThreads;
 
 /// Why the server could not start, or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +117,7 @@ pub async fn run(config: Config, options: LoadOptions) -> Result<(), Error> {
         let exporter = crate::exporter::serve(
             listener,
             Arc::clone(&running.ctx),
-            running.pool.clone(),
+            running.hash_threads.clone(),
             metrics.http,
             life.clone(),
         );
@@ -174,8 +172,8 @@ fn systemd(states: &[NotifyState<'_>]) {
 /// What a reload swaps, and what it needs to build the new parts.
 struct Running {
     ctx: Arc<Context>,
-    store: Store,
-    pool: HashPool,
+    store: Arc<dyn ChallengeStore>,
+    hash_threads: HashThreads,
     health: Arc<Health>,
     life: Lifecycle,
     options: LoadOptions,
@@ -185,8 +183,8 @@ struct Running {
 async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Result<Running, Error> {
     // Backends report here; the handler consults it before answering Status-Server.
     let health = Arc::new(Health::default());
-    let pool = HashPool::new(config.server.hash_workers);
-    let users = crate::users::open_reporting(&config.users, pool.clone(), Arc::clone(&health), life)?;
+    let hash_threads = HashThreads::new(config.server.hash_workers);
+    let users = crate::users::open_reporting(&config.users, hash_threads.clone(), Arc::clone(&health), life)?;
     let email = &config.email;
     let (store, limits, mail) = start_state(config, &health, life).await?;
     if let Delivery::Link(link) = &email.delivery {
@@ -196,12 +194,12 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
             source,
         })?;
         tracing::info!("link page server on http://{}", listener.local_addr()?);
-        let pages = crate::link::serve(listener, store.shared(), link.http, life.clone());
+        let pages = crate::link::serve(listener, Arc::clone(&store), link.http, life.clone());
         life.spawn(pages);
     }
     let auth = Authenticator {
         users: ArcSwap::from_pointee(users),
-        challenges: store.shared(),
+        challenges: Arc::clone(&store),
         limits,
         mail,
         settings: ArcSwap::from_pointee(AuthSettings::from(email)),
@@ -217,35 +215,11 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
     Ok(Running {
         ctx: Arc::new(ctx),
         store,
-        pool,
+        hash_threads,
         health,
         life: life.clone(),
         options,
     })
-}
-
-/// The challenge store, kept by its kind so a reload can change its settings.
-enum Store {
-    /// This process only.
-    Memory(Arc<MemoryStore>),
-    /// Shared with the pool through Redis.
-    Redis(Arc<RedisStore>),
-}
-
-impl Store {
-    fn shared(&self) -> Arc<dyn ChallengeStore> {
-        match self {
-            Store::Memory(store) => store.clone(),
-            Store::Redis(store) => store.clone(),
-        }
-    }
-
-    fn set_settings(&self, settings: ChallengeSettings) {
-        match self {
-            Store::Memory(store) => store.set_settings(settings),
-            Store::Redis(store) => store.set_settings(settings),
-        }
-    }
 }
 
 /// Challenges, limits and the mail queue: in this process, or in Redis.
@@ -253,29 +227,21 @@ async fn start_state(
     config: &Config,
     health: &Arc<Health>,
     life: &Lifecycle,
-) -> Result<(Store, Arc<dyn Limiter>, MailQueue), Error> {
+) -> Result<(Arc<dyn ChallengeStore>, Arc<dyn Limiter>, MailQueue), Error> {
     let (email, lockout) = (&config.email, config.users.lockout);
     Ok(match &config.state {
         StateConfig::Redis(redis) => {
-            let shared = crate::pool::start(redis, email, lockout, health, life).await?;
+            let shared = crate::redis::start(redis, email, lockout, health, life).await?;
             tracing::info!("state in redis: challenges, limits and the mail queue are shared with the pool");
-            (Store::Redis(shared.challenges), shared.limits, shared.mail)
+            (shared.challenges, shared.limits, shared.mail)
         }
         StateConfig::Memory => {
-            let store = MemoryStore::start(challenge_settings(email), life);
-            let mail = crate::mail::start(email, life)?;
             let limits = MemoryLimiter::start(email.throttling, lockout, life);
-            (Store::Memory(store), limits, mail)
+            let store = MemoryStore::start(email.into(), Arc::clone(&limits), life);
+            let mail = crate::mail::start(email, life)?;
+            (store, limits, mail)
         }
     })
-}
-
-fn challenge_settings(email: &EmailConfig) -> ChallengeSettings {
-    ChallengeSettings {
-        validity: email.challenge_validity,
-        blocking: email.blocking_timeout,
-        max_attempts: email.max_attempts,
-    }
 }
 
 impl Running {
@@ -301,14 +267,18 @@ impl Running {
     }
 
     fn swap(&self, config: &Config) -> Result<(), Error> {
-        let users =
-            crate::users::open_reporting(&config.users, self.pool.clone(), Arc::clone(&self.health), &self.life)?;
+        let users = crate::users::open_reporting(
+            &config.users,
+            self.hash_threads.clone(),
+            Arc::clone(&self.health),
+            &self.life,
+        )?;
         let auth = &self.ctx.handler.auth;
         self.ctx.clients.store(Arc::new(Clients::new(config.clients.clone())));
         auth.users.store(Arc::new(users));
         auth.settings.store(Arc::new(AuthSettings::from(&config.email)));
         auth.mail.update_messages(&config.email);
-        self.store.set_settings(challenge_settings(&config.email));
+        self.store.set_settings((&config.email).into());
         Ok(())
     }
 }

@@ -19,7 +19,8 @@ use lettre::message::Mailbox;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, Opened, Origin, StoreError, Transaction};
+use crate::backend::BackendUnavailable;
+use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, Opened, Origin, Transaction};
 use crate::config::{ChallengeMode, Delivery, EmailConfig};
 use crate::limits::Limiter;
 use crate::mail::{MailError, MailJob, MailQueue};
@@ -49,7 +50,7 @@ pub const QUEUE_FULL: &str = "The e-mail service is busy, please try again later
 pub enum Unavailable {
     /// The challenge store.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] BackendUnavailable),
     /// The user directory.
     #[error(transparent)]
     Directory(#[from] DirectoryError),
@@ -158,16 +159,15 @@ impl Authenticator {
 
     /// State + code: the second round of a challenge. The store refuses a
     /// State of another user or origin, so a name as typed that is not the
-    /// canonical one is refused here, never accepted for someone else.
+    /// canonical one is refused here, never accepted for someone else; it
+    /// also refuses a locked user first, and resets the failures on success.
     async fn answer(&self, req: &Request<'_>, origin: &Origin, state: &[u8]) -> Result<Decision, Unavailable> {
         let Some(tx) = Transaction::from_state(state) else {
             return Ok(Decision::reject(Reason::UnknownState));
         };
-        if self.limits.is_locked(req.user).await? {
-            return Ok(Decision::reject(Reason::Locked));
-        }
         let reason = match self.challenges.answer(&tx, req.user, origin, req.password).await? {
-            Answer::Accepted => return self.accept(req.user, Reason::OtpAccepted).await,
+            Answer::Locked => return Ok(Decision::reject(Reason::Locked)),
+            Answer::Accepted => return Ok(self.accept(req.user, Reason::OtpAccepted)),
             Answer::Wrong { void: false } => Reason::WrongOtp,
             Answer::Wrong { void: true } => Reason::ChallengeVoid,
             Answer::Unknown => return Ok(Decision::reject(Reason::UnknownState)),
@@ -225,7 +225,7 @@ impl Authenticator {
         let name = user.name.as_str();
         let decision = match self.challenges.find(name, origin, code).await? {
             CodeMatch::Matched(tx) if self.challenges.consume(name, &tx).await? => {
-                self.accept(name, Reason::PinOtpAccepted).await?
+                self.accept(name, Reason::PinOtpAccepted)
             }
             CodeMatch::Wrong => {
                 self.challenges.wrong_code(name, origin).await?;
@@ -268,12 +268,13 @@ impl Authenticator {
         Ok(Decision::reject(reason))
     }
 
-    async fn accept(&self, name: &str, reason: Reason) -> Result<Decision, Unavailable> {
-        self.limits.succeeded(name).await?;
-        Ok(Decision {
+    /// Access-Accept with the user's reply attributes (the store that
+    /// consumed the challenge reset the failures in a row).
+    fn accept(&self, name: &str, reason: Reason) -> Decision {
+        Decision {
             attributes: self.users.load().reply_attributes(name),
             ..Decision::accept(reason)
-        })
+        }
     }
 
     /// Right PIN: a new challenge and its mail, or the open one within the
@@ -288,7 +289,12 @@ impl Authenticator {
             None => Otp::generate(settings.otp_length),
         };
         let tx = Transaction::random();
-        let (message, reason) = match self.challenges.open(&user.name, origin, tx, &otp).await? {
+        let token = settings.link_base.is_some().then(LinkToken::random);
+        let opened = self
+            .challenges
+            .open(&user.name, origin, tx, &otp, token.as_ref(), req.client_ip)
+            .await?;
+        let (message, reason) = match opened {
             Opened::AlreadySent(open) => {
                 let message = format!("{ALREADY_SUBMITTED} (transaction {open})");
                 return Ok(prompt(req.challenge_mode, open, message, Reason::AlreadySent));
@@ -296,12 +302,13 @@ impl Authenticator {
             Opened::SentElsewhere => {
                 // Someone else may have the PIN: the admin should know.
                 tracing::warn!(user = %user.name, %origin, "right PIN from another origin while the user's challenge is open: refused without State");
-                return Ok(Decision {
-                    reply_message: Some(ALREADY_SUBMITTED.to_owned()),
-                    ..Decision::reject(Reason::SentElsewhere)
-                });
+                return Ok(refusal(ALREADY_SUBMITTED, Reason::SentElsewhere));
             }
-            Opened::New => match self.send_new(req, user, tx, otp, &settings).await? {
+            Opened::Throttled(limit) => {
+                tracing::info!(user = %user.name, limit = limit.as_str(), "e-mail throttled");
+                return Ok(refusal(THROTTLED, Reason::Throttled));
+            }
+            Opened::New => match self.send_new(user, tx, otp, token, &settings).await? {
                 Ok(message) => (message, Reason::ChallengeSent),
                 Err(refusal) => return Ok(refusal),
             },
@@ -309,37 +316,27 @@ impl Authenticator {
         Ok(prompt(req.challenge_mode, tx, message, reason))
     }
 
-    /// Throttles, makes a link challenge of `tx` if links are delivered, and
-    /// queues the mail. Returns the prompt, or the refusal after closing `tx`.
+    /// Queues the mail (the store counted it toward the throttles), with the
+    /// link of `token` if `tx` is a link challenge. Returns the prompt, or the
+    /// refusal after closing `tx`.
     async fn send_new(
         &self,
-        req: &Request<'_>,
         user: User,
         tx: Transaction,
         otp: Otp,
+        token: Option<LinkToken>,
         settings: &AuthSettings,
     ) -> Result<Result<String, Decision>, Unavailable> {
-        let refuse = |reply: &str, reason| Decision {
-            reply_message: Some(reply.to_owned()),
-            ..Decision::reject(reason)
-        };
-        if let Err(limit) = self.limits.count_mail(&user.name, req.client_ip).await? {
-            tracing::info!(user = %user.name, limit = limit.as_str(), "e-mail throttled");
-            self.challenges.cancel(&user.name, &tx).await?;
-            return Ok(Err(refuse(THROTTLED, Reason::Throttled)));
-        }
         let mailbox = mask(user.email.email.as_ref());
-        let (link, prompt) = match &settings.link_base {
-            Some(base) => {
-                let token = LinkToken::random();
-                self.challenges.attach_link(&user.name, &tx, &token).await?;
+        let (link, prompt) = match (&settings.link_base, token) {
+            (Some(base), Some(token)) => {
                 let link = Zeroizing::new(format!("{base}/l/{}", token.to_path()));
                 (
                     Some(link),
                     format!("Open the link in the e-mail sent to {mailbox}, then press Enter"),
                 )
             }
-            None => (None, format!("Enter the one-time password sent to {mailbox}")),
+            _ => (None, format!("Enter the one-time password sent to {mailbox}")),
         };
         let name = user.name.clone();
         let job = MailJob {
@@ -351,12 +348,12 @@ impl Authenticator {
             expires: Instant::now() + settings.validity,
         };
         if let Err(error) = self.mail.enqueue(job).await {
-            if let MailError::Unavailable { reason } = error {
-                return Err(StoreError::Unavailable { reason }.into());
+            if let MailError::Unavailable(error) = error {
+                return Err(error.into());
             }
             tracing::error!(user = %name, %error, "cannot queue the e-mail; rejecting");
             self.challenges.cancel(&name, &tx).await?;
-            return Ok(Err(refuse(QUEUE_FULL, Reason::MailQueueFull)));
+            return Ok(Err(refusal(QUEUE_FULL, Reason::MailQueueFull)));
         }
         Ok(Ok(prompt))
     }
@@ -367,7 +364,7 @@ impl Authenticator {
 /// for [`Authenticator::check_pin`] to report: no answer goes out then.
 struct Gate<'a> {
     limits: &'a dyn Limiter,
-    error: Mutex<Option<StoreError>>,
+    error: Mutex<Option<BackendUnavailable>>,
 }
 
 #[async_trait::async_trait]
@@ -412,6 +409,14 @@ fn prompt(mode: ChallengeMode, tx: Transaction, message: String, reason: Reason)
             reply_message: Some(message),
             ..Decision::reject(reason)
         },
+    }
+}
+
+/// Access-Reject with `reply` as the Reply-Message.
+fn refusal(reply: &str, reason: Reason) -> Decision {
+    Decision {
+        reply_message: Some(reply.to_owned()),
+        ..Decision::reject(reason)
     }
 }
 

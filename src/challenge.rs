@@ -1,19 +1,29 @@
 //! challenge: open e-mail challenges, keyed by transaction id (the RADIUS State).
 //!
 //! [`ChallengeStore`] is the seam: `auth` opens, answers and consumes
-//! challenges through it and never learns how they are kept. Its API carries
-//! only plain values (user names, transaction ids, codes) so that a store in
-//! Redis can stand behind it later. [`MemoryStore`] is the in-process one. The
-//! store keeps a keyed digest of each code, never the code, and never logs.
+//! challenges through it, `app` builds one and changes its settings through
+//! it, and neither learns how they are kept. Its API carries only plain values
+//! (user names, transaction ids, codes), so that the store in Redis
+//! (`crate::redis::store`) stands behind it as well as [`MemoryStore`], the
+//! in-process one. A store keeps a keyed digest of each code, never the code,
+//! and never logs.
 //!
 //! Every challenge belongs to its [`Origin`]: a State, a code or a confirmed
 //! link from another origin never finishes, voids or reveals it.
+//!
+//! The abuse controls that go with a challenge are the store's part of the
+//! step too, so that a store in Redis does them in the same round trip:
+//! opening counts the e-mail toward the throttles, answering refuses a locked
+//! user first and a consumed challenge resets the failures in a row (the
+//! counters themselves are `limits`').
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use thiserror::Error;
 
+use crate::backend::BackendUnavailable;
+use crate::config::EmailConfig;
+use crate::limits::Throttled;
 use crate::otp::Otp;
 
 pub use crate::ids::{LinkToken, Origin, Transaction};
@@ -40,6 +50,10 @@ pub enum LinkStatus {
     Unknown,
 }
 
+/// How long a used or expired link is remembered, so that it gets "410 Gone"
+/// rather than "404 Not Found".
+pub const LINK_MEMORY: Duration = Duration::from_secs(3600);
+
 /// Timing and attempt limits, from `[email]`; a reload applies them to
 /// challenges opened afterwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +67,16 @@ pub struct ChallengeSettings {
     pub max_attempts: u8,
 }
 
+impl From<&EmailConfig> for ChallengeSettings {
+    fn from(email: &EmailConfig) -> ChallengeSettings {
+        ChallengeSettings {
+            validity: email.challenge_validity,
+            blocking: email.blocking_timeout,
+            max_attempts: email.max_attempts,
+        }
+    }
+}
+
 /// What a PIN request opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Opened {
@@ -64,6 +88,9 @@ pub enum Opened {
     /// The user's newest challenge is within the blocking timeout but belongs
     /// to another origin: no new e-mail, and its State is not handed out.
     SentElsewhere,
+    /// A new challenge would have been opened, but its e-mail would pass
+    /// this limit of `[email.throttling]`: nothing was opened or counted.
+    Throttled(Throttled),
 }
 
 /// What the code part of a PIN+code password is, among the user's open code
@@ -96,18 +123,8 @@ pub enum Answer {
     /// A link challenge whose link was not confirmed yet: ask again, count
     /// no attempt (nothing was guessed).
     LinkPending,
-}
-
-/// Why a store could not answer; with the in-memory store this never happens.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The shared store cannot be reached.
-    #[error("challenge store unavailable: {reason}")]
-    Unavailable {
-        /// What went wrong, in words for the log.
-        reason: String,
-    },
+    /// The user is locked out: nothing was compared or counted.
+    Locked,
 }
 
 /// Where challenges live. Every method is atomic for one user: two requests
@@ -115,35 +132,60 @@ pub enum StoreError {
 #[async_trait]
 pub trait ChallengeStore: Send + Sync + 'static {
     /// Opens a challenge for `user` from `origin` under `tx` with `code`,
-    /// unless the user's newest one is still within the blocking timeout.
-    async fn open(&self, user: &str, origin: &Origin, tx: Transaction, code: &Otp) -> Result<Opened, StoreError>;
+    /// unless the user's newest one is still within the blocking timeout,
+    /// and counts its e-mail toward the throttles, as triggered from
+    /// `client_ip` (unless a limit is reached: then nothing is opened). With
+    /// `link`, it is a link challenge: answered only after that token is
+    /// confirmed. All in one step (one round trip for a store in Redis).
+    async fn open(
+        &self,
+        user: &str,
+        origin: &Origin,
+        tx: Transaction,
+        code: &Otp,
+        link: Option<&LinkToken>,
+        client_ip: Option<&str>,
+    ) -> Result<Opened, BackendUnavailable>;
 
     /// Answers the challenge under `state` for `user` from `origin` with
     /// `code`. A code of any of the user's open code challenges from the same
     /// origin counts (the older mail may arrive last); a wrong one uses up one
     /// attempt of the State's challenge. A State of another origin is
-    /// `Unknown` and changes nothing.
-    async fn answer(&self, state: &Transaction, user: &str, origin: &Origin, code: &[u8])
-        -> Result<Answer, StoreError>;
+    /// `Unknown` and changes nothing. A locked user (lockout) is `Locked`
+    /// before anything is compared; an accepted answer starts the user's
+    /// failures in a row from zero (a store in Redis reads the lock with the
+    /// challenges and resets the failures with the consume).
+    async fn answer(
+        &self,
+        state: &Transaction,
+        user: &str,
+        origin: &Origin,
+        code: &[u8],
+    ) -> Result<Answer, BackendUnavailable>;
 
     /// Which of the user's open code challenges from `origin` `code` belongs
     /// to, changing nothing.
-    async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, StoreError>;
+    async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, BackendUnavailable>;
 
     /// A wrong code in a PIN+code password: one attempt of each of the user's
     /// open code challenges from `origin` is used up (those at `max_attempts`
     /// are void).
-    async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), StoreError>;
+    async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), BackendUnavailable>;
 
-    /// Closes all of the user's challenges if `tx` is still open among them;
-    /// `false` when it is not (another request consumed it first).
-    async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, StoreError>;
+    /// Closes all of the user's challenges if `tx` is still open among them
+    /// and starts the user's failures in a row from zero; `false` when it is
+    /// not (another request consumed it first).
+    async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, BackendUnavailable>;
 
     /// Closes one challenge, e.g. when its e-mail could not be queued.
-    async fn cancel(&self, user: &str, tx: &Transaction) -> Result<(), StoreError>;
+    async fn cancel(&self, user: &str, tx: &Transaction) -> Result<(), BackendUnavailable>;
 
     /// How many challenges are open, for metrics.
     fn open_count(&self) -> usize;
+
+    /// Applies new limits to challenges opened (and answered) from now on;
+    /// challenges already open keep theirs.
+    fn set_settings(&self, settings: ChallengeSettings);
 
     /// Whether every call completes at once, without waiting on I/O (a store
     /// in this process). The server then answers State + code requests on
@@ -151,26 +193,12 @@ pub trait ChallengeStore: Send + Sync + 'static {
     fn answers_at_once(&self) -> bool {
         false
     }
-    /// Makes `tx` a link challenge: answered only after `token` is confirmed.
-    async fn attach_link(&self, _user: &str, _tx: &Transaction, _token: &LinkToken) -> Result<(), StoreError> {
-        Err(link_unsupported())
-    }
 
     /// What `token` stands for, changing nothing (the page a GET shows).
-    async fn link_status(&self, _token: &LinkToken) -> Result<LinkStatus, StoreError> {
-        Err(link_unsupported())
-    }
+    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable>;
 
     /// Confirms the challenge of `token` once; `Pending` when this call did.
-    async fn confirm_link(&self, _token: &LinkToken) -> Result<LinkStatus, StoreError> {
-        Err(link_unsupported())
-    }
-}
-
-fn link_unsupported() -> StoreError {
-    StoreError::Unavailable {
-        reason: "this challenge store does not support link delivery".to_owned(),
-    }
+    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable>;
 }
 
 mod memory;

@@ -1,7 +1,7 @@
 //! exporter: `GET /metrics` in Prometheus text format on `[metrics] listen`.
 //!
 //! The counters stay plain atomics where they are counted (`metrics`, the
-//! mail queue, the hash pool); this module reads them at scrape time through
+//! mail queue, the hash threads); this module reads them at scrape time through
 //! a `prometheus-client` collector, so the request path pays nothing for
 //! the exporter. The decision's side comes as one snapshot
 //! ([`crate::auth::Stats`]), not by reaching into its stores and queue. It
@@ -27,14 +27,14 @@ use crate::config::HttpLimits;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::DropReason;
 use crate::server::Context;
-use crate::users::HashPool;
+use crate::users::HashThreads;
 use crate::wire::Code;
 
 /// Reads the server's counters at each scrape.
 #[derive(Clone)]
 struct Counters {
     ctx: Arc<Context>,
-    pool: HashPool,
+    hash_threads: HashThreads,
 }
 
 impl std::fmt::Debug for Counters {
@@ -134,7 +134,7 @@ impl Collector for Counters {
             "Mails waiting, being sent or waiting for a retry",
             queued,
         )?;
-        let hashes = self.pool.stats();
+        let hashes = self.hash_threads.stats();
         counter(
             &mut encoder,
             "mailotp_pin_hashes",
@@ -153,9 +153,15 @@ impl Collector for Counters {
 
 /// Serves `/metrics` on `listener` until shutdown, within `limits`
 /// (connections, time per request; see [`crate::http`]).
-pub async fn serve(listener: TcpListener, ctx: Arc<Context>, pool: HashPool, limits: HttpLimits, life: Lifecycle) {
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    hash_threads: HashThreads,
+    limits: HttpLimits,
+    life: Lifecycle,
+) {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Counters { ctx, pool }));
+    registry.register_collector(Box::new(Counters { ctx, hash_threads }));
     let registry = Arc::new(registry);
     let app = Router::new().route(
         "/metrics",

@@ -10,8 +10,9 @@
 //! - [`auth`] — the request handler seam and the Access-Request decision.
 //! - [`ids`] — transaction ids, origins and link tokens: plain values.
 //! - [`challenge`] — open challenges (the in-memory store) behind a trait.
+//! - [`backend`] — the error of a shared backend that cannot answer now.
 //! - [`otp`] — HOTP codes and the digest the store keeps instead of them.
-//! - [`pool`] — several instances as one through Redis (`[state] backend = "redis"`).
+//! - [`redis`] — several instances as one through Redis (`[state] backend = "redis"`).
 //! - [`limits`] — e-mail throttling and user lockout, behind a trait.
 //! - [`users`] — the users file and PIN hashes, behind a trait.
 //! - [`mail`] — the delivery queue, templates and providers (SMTP, file).
@@ -33,6 +34,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod backend;
 pub mod challenge;
 pub mod cli;
 pub mod config;
@@ -50,7 +52,7 @@ pub mod logging;
 pub mod mail;
 pub mod metrics;
 pub mod otp;
-pub mod pool;
+pub mod redis;
 pub mod server;
 pub mod users;
 pub mod wire;

@@ -1,9 +1,13 @@
 //! limits: the abuse controls — e-mail throttling (Curity's per-user and
 //! per-client-address windows) and user lockout after failures in a row.
 //!
-//! [`Limiter`] is the seam `auth` talks to, with plain values only, so a
-//! shared store (Redis) can stand behind it for a pool of instances;
-//! [`MemoryLimiter`] is the in-process one. Only users whose PIN was right
+//! [`Limiter`] is the seam `auth` asks about lockout, with plain values only,
+//! so a shared store (Redis) stands behind it for a pool of instances;
+//! [`MemoryLimiter`] is the in-process one. The challenge store does the
+//! rest with its challenges: it counts the e-mail toward the throttles when
+//! it opens one (the in-memory store through [`MemoryLimiter::count_mail`];
+//! in Redis, within the same script), refuses an answer from a locked user
+//! and resets the failures on success. Only users whose PIN was right
 //! (throttling) or who exist (lockout) get state here, so a stranger sending
 //! random names cannot grow it. Nothing here logs or sees a secret.
 
@@ -15,7 +19,7 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use tokio::time::Instant;
 
-use crate::challenge::StoreError;
+use crate::backend::BackendUnavailable;
 use crate::lifecycle::Lifecycle;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -65,21 +69,18 @@ impl Throttled {
     }
 }
 
-/// Throttle windows and lockout counters.
+/// Lockout counters, as the PIN check asks them. The challenge store does
+/// the rest in the same step as the challenge (one round trip in Redis): it
+/// counts the e-mail toward the throttles when it opens a challenge, refuses
+/// an answer from a locked user and resets the failures on success (see
+/// [`MemoryLimiter::count_mail`] and `ChallengeStore`).
 #[async_trait]
 pub trait Limiter: Send + Sync + 'static {
-    /// Counts one e-mail to `user` triggered from `client_ip`, unless a limit
-    /// is reached; then nothing is counted and the limit is named.
-    async fn count_mail(&self, user: &str, client_ip: Option<&str>) -> Result<Result<(), Throttled>, StoreError>;
-
     /// Whether `user` is locked now.
-    async fn is_locked(&self, user: &str) -> Result<bool, StoreError>;
+    async fn is_locked(&self, user: &str) -> Result<bool, BackendUnavailable>;
 
     /// Counts a failed PIN or code; `true` when this failure locked the user.
-    async fn failed(&self, user: &str) -> Result<bool, StoreError>;
-
-    /// A successful login: the failures in a row start again from zero.
-    async fn succeeded(&self, user: &str) -> Result<(), StoreError>;
+    async fn failed(&self, user: &str) -> Result<bool, BackendUnavailable>;
 }
 
 #[derive(Debug, Default)]
@@ -148,27 +149,32 @@ fn reached(limit: Option<u32>, count: usize) -> bool {
     limit.is_some_and(|max| count >= max as usize)
 }
 
-#[async_trait]
-impl Limiter for MemoryLimiter {
-    async fn count_mail(&self, user: &str, client_ip: Option<&str>) -> Result<Result<(), Throttled>, StoreError> {
+impl MemoryLimiter {
+    /// Counts one e-mail to `user` triggered from `client_ip`, unless a limit
+    /// is reached; then nothing is counted and the limit is named.
+    pub fn count_mail(&self, user: &str, client_ip: Option<&str>) -> Result<(), Throttled> {
         let now = Instant::now();
         let t = self.throttling;
+        if t == Throttling::default() {
+            // No limit: nothing to count toward.
+            return Ok(());
+        }
         // Both windows are held while checking and counting, so two requests
         // racing for the last allowed mail cannot both get it.
         let mut user_sent = self.user_mails.entry(user.to_owned()).or_default();
         forget_older(&mut user_sent, now, HOUR);
         if reached(t.per_user_per_hour, user_sent.len()) {
-            return Ok(Err(Throttled::UserHour));
+            return Err(Throttled::UserHour);
         }
         if reached(t.per_user_in_five_minutes, within(&user_sent, now, FIVE_MINUTES)) {
-            return Ok(Err(Throttled::UserFiveMinutes));
+            return Err(Throttled::UserFiveMinutes);
         }
         let ip_sent = match (client_ip, t.per_client_ip_per_hour) {
             (Some(ip), Some(max)) => {
                 let mut sent = self.ip_mails.entry(ip.to_owned()).or_default();
                 forget_older(&mut sent, now, HOUR);
                 if sent.len() >= max as usize {
-                    return Ok(Err(Throttled::ClientIpHour));
+                    return Err(Throttled::ClientIpHour);
                 }
                 Some(sent)
             }
@@ -178,10 +184,18 @@ impl Limiter for MemoryLimiter {
             sent.push_back(now);
         }
         user_sent.push_back(now);
-        Ok(Ok(()))
+        Ok(())
     }
 
-    async fn is_locked(&self, user: &str) -> Result<bool, StoreError> {
+    /// A successful login: the failures in a row start again from zero.
+    pub fn succeeded(&self, user: &str) {
+        self.failures.remove(user);
+    }
+}
+
+#[async_trait]
+impl Limiter for MemoryLimiter {
+    async fn is_locked(&self, user: &str) -> Result<bool, BackendUnavailable> {
         let now = Instant::now();
         Ok(self
             .failures
@@ -190,7 +204,7 @@ impl Limiter for MemoryLimiter {
             .is_some_and(|until| until > now))
     }
 
-    async fn failed(&self, user: &str) -> Result<bool, StoreError> {
+    async fn failed(&self, user: &str) -> Result<bool, BackendUnavailable> {
         if self.lockout.after == 0 {
             return Ok(false);
         }
@@ -206,11 +220,6 @@ impl Limiter for MemoryLimiter {
             f.locked_until = Some(now + self.lockout.duration);
         }
         Ok(locks)
-    }
-
-    async fn succeeded(&self, user: &str) -> Result<(), StoreError> {
-        self.failures.remove(user);
-        Ok(())
     }
 }
 
@@ -235,15 +244,12 @@ mod tests {
             },
             0,
         );
-        assert_eq!(l.count_mail("alice", None).await.unwrap(), Ok(()));
-        assert_eq!(l.count_mail("alice", None).await.unwrap(), Ok(()));
-        assert_eq!(
-            l.count_mail("alice", None).await.unwrap(),
-            Err(Throttled::UserFiveMinutes)
-        );
-        assert_eq!(l.count_mail("bob", None).await.unwrap(), Ok(()));
+        assert_eq!(l.count_mail("alice", None), Ok(()));
+        assert_eq!(l.count_mail("alice", None), Ok(()));
+        assert_eq!(l.count_mail("alice", None), Err(Throttled::UserFiveMinutes));
+        assert_eq!(l.count_mail("bob", None), Ok(()));
         tokio::time::advance(FIVE_MINUTES).await;
-        assert_eq!(l.count_mail("alice", None).await.unwrap(), Ok(()));
+        assert_eq!(l.count_mail("alice", None), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]
@@ -256,22 +262,15 @@ mod tests {
             },
             0,
         );
-        assert_eq!(l.count_mail("a", Some("192.0.2.1")).await.unwrap(), Ok(()));
-        assert_eq!(l.count_mail("b", Some("192.0.2.1")).await.unwrap(), Ok(()));
-        assert_eq!(
-            l.count_mail("c", Some("192.0.2.1")).await.unwrap(),
-            Err(Throttled::ClientIpHour)
-        );
-        assert_eq!(
-            l.count_mail("c", None).await.unwrap(),
-            Ok(()),
-            "no address: not counted per address"
-        );
-        assert_eq!(l.count_mail("a", None).await.unwrap(), Ok(()));
-        assert_eq!(l.count_mail("a", None).await.unwrap(), Ok(()));
-        assert_eq!(l.count_mail("a", None).await.unwrap(), Err(Throttled::UserHour));
+        assert_eq!(l.count_mail("a", Some("192.0.2.1")), Ok(()));
+        assert_eq!(l.count_mail("b", Some("192.0.2.1")), Ok(()));
+        assert_eq!(l.count_mail("c", Some("192.0.2.1")), Err(Throttled::ClientIpHour));
+        assert_eq!(l.count_mail("c", None), Ok(()), "no address: not counted per address");
+        assert_eq!(l.count_mail("a", None), Ok(()));
+        assert_eq!(l.count_mail("a", None), Ok(()));
+        assert_eq!(l.count_mail("a", None), Err(Throttled::UserHour));
         tokio::time::advance(HOUR).await;
-        assert_eq!(l.count_mail("a", Some("192.0.2.1")).await.unwrap(), Ok(()));
+        assert_eq!(l.count_mail("a", Some("192.0.2.1")), Ok(()));
     }
 
     #[tokio::test(start_paused = true)]
@@ -279,7 +278,7 @@ mod tests {
         let l = limiter(Throttling::default(), 3);
         assert!(!l.failed("alice").await.unwrap());
         assert!(!l.failed("alice").await.unwrap());
-        l.succeeded("alice").await.unwrap();
+        l.succeeded("alice");
         assert!(!l.failed("alice").await.unwrap());
         assert!(!l.failed("alice").await.unwrap());
         assert!(!l.is_locked("alice").await.unwrap());

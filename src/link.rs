@@ -105,7 +105,7 @@ async fn confirm(State(store): State<Store>, Path(token): Path<String>, _body: B
     }
 }
 
-fn status_page(status: Result<LinkStatus, crate::challenge::StoreError>) -> Response {
+fn status_page(status: Result<LinkStatus, crate::backend::BackendUnavailable>) -> Response {
     match status {
         Ok(LinkStatus::Gone) => page(StatusCode::GONE, GONE),
         Ok(LinkStatus::Unknown | LinkStatus::Pending { .. }) => page(StatusCode::NOT_FOUND, NOT_FOUND),

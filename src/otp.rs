@@ -3,8 +3,9 @@
 //!
 //! Each challenge gets a fresh random HOTP key, so codes are unpredictable and
 //! never repeat a sequence. The store never sees a code in clear: it keeps
-//! `HMAC-SHA1(process key, transaction ‖ code)`, so a dump of the store (or of
-//! Redis, later) hands out no codes. Nothing here logs.
+//! `HMAC-SHA1(key, transaction ‖ code)` (a key of the process, or one derived
+//! from the pool key in Redis), so a dump of the store or of Redis hands out
+//! no codes. Nothing here logs.
 
 use std::fmt;
 

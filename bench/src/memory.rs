@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use mailotp::challenge::{ChallengeSettings, ChallengeStore, MemoryStore, Origin, Transaction, MAX_OPEN_PER_USER};
 use mailotp::lifecycle::Lifecycle;
+use mailotp::limits::{Lockout, MemoryLimiter, Throttling};
 use mailotp::otp::Otp;
 
 /// Resident set of this process now, in KiB.
@@ -36,13 +37,19 @@ pub fn bytes_per_challenge(total: usize) -> (f64, usize) {
             blocking: Duration::ZERO,
             max_attempts: 3,
         };
+        // No throttles (the default): opening counts nothing beside the store.
+        let lockout = Lockout {
+            after: 0,
+            duration: Duration::ZERO,
+        };
+        let limits = MemoryLimiter::start(Throttling::default(), lockout, &life);
         let before = rss_kib();
-        let store = MemoryStore::start(settings, &life);
+        let store = MemoryStore::start(settings, limits, &life);
         let origin = Origin::Station("198.51.100.7".to_owned());
         for i in 0..total {
             let user = format!("user-{}", i / MAX_OPEN_PER_USER);
             store
-                .open(&user, &origin, Transaction::random(), &Otp::generate(6))
+                .open(&user, &origin, Transaction::random(), &Otp::generate(6), None, None)
                 .await
                 .expect("the memory store always answers");
         }

@@ -15,11 +15,8 @@ use tokio::time::Instant;
 use super::*;
 use crate::expiry::ExpiryQueue;
 use crate::lifecycle::Lifecycle;
+use crate::limits::{Limiter, MemoryLimiter};
 use crate::otp::{CodeDigest, CodeSealer, DIGEST_LEN};
-
-/// How long a used or expired link is remembered, so that it gets "410 Gone"
-/// rather than "404 Not Found".
-const LINK_MEMORY: Duration = Duration::from_secs(3600);
 
 /// A link challenge's progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,14 +75,17 @@ pub struct MemoryStore {
     link_expiry: Mutex<ExpiryQueue<[u8; DIGEST_LEN]>>,
     wake_sweeper: Notify,
     settings: ArcSwap<ChallengeSettings>,
+    /// Counts the e-mail of each challenge opened.
+    limits: Arc<MemoryLimiter>,
     sealer: CodeSealer,
     origins: RandomState,
     epoch: Instant,
 }
 
 impl MemoryStore {
-    /// A store whose sweeper runs on `life` until shutdown.
-    pub fn start(settings: ChallengeSettings, life: &Lifecycle) -> Arc<MemoryStore> {
+    /// A store that counts e-mails in `limits`, whose sweeper runs on
+    /// `life` until shutdown.
+    pub fn start(settings: ChallengeSettings, limits: Arc<MemoryLimiter>, life: &Lifecycle) -> Arc<MemoryStore> {
         let store = Arc::new(MemoryStore {
             challenges: DashMap::new(),
             by_user: DashMap::new(),
@@ -94,17 +94,13 @@ impl MemoryStore {
             link_expiry: Mutex::new(ExpiryQueue::default()),
             wake_sweeper: Notify::new(),
             settings: ArcSwap::from_pointee(settings),
+            limits,
             sealer: CodeSealer::random(),
             origins: RandomState::new(),
             epoch: Instant::now(),
         });
         life.spawn(sweep(Arc::clone(&store), life.clone()));
         store
-    }
-
-    /// Applies new limits to challenges opened from now on.
-    pub fn set_settings(&self, settings: ChallengeSettings) {
-        self.settings.store(Arc::new(settings));
     }
 
     fn stamp(&self, at: Instant) -> Stamp {
@@ -223,7 +219,15 @@ async fn sweep(store: Arc<MemoryStore>, life: Lifecycle) {
 
 #[async_trait]
 impl ChallengeStore for MemoryStore {
-    async fn open(&self, user: &str, origin: &Origin, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
+    async fn open(
+        &self,
+        user: &str,
+        origin: &Origin,
+        tx: Transaction,
+        code: &Otp,
+        link: Option<&LinkToken>,
+        client_ip: Option<&str>,
+    ) -> Result<Opened, BackendUnavailable> {
         let now = Instant::now();
         let origin = self.origin(origin);
         let settings = **self.settings.load();
@@ -249,6 +253,9 @@ impl ChallengeStore for MemoryStore {
             let oldest = list.remove(0);
             self.challenges.remove(&oldest);
         }
+        if let Err(limit) = self.limits.count_mail(user, client_ip) {
+            return Ok(Opened::Throttled(limit));
+        }
         let expires = self.stamp(now + settings.validity);
         let record = Record {
             user: list.key().clone(),
@@ -271,6 +278,9 @@ impl ChallengeStore for MemoryStore {
         if was_empty {
             self.wake_sweeper.notify_one();
         }
+        if let Some(token) = link {
+            self.attach(user, &tx, token);
+        }
         Ok(Opened::New)
     }
 
@@ -280,41 +290,18 @@ impl ChallengeStore for MemoryStore {
         user: &str,
         origin: &Origin,
         code: &[u8],
-    ) -> Result<Answer, StoreError> {
-        let now = Instant::now();
-        let origin = self.origin(origin);
-        let owner = match self.challenges.get(state) {
-            Some(r) if r.expires > self.stamp(now) && &*r.user == user && r.origin == origin => r.user.clone(),
-            _ => return Ok(Answer::Unknown),
-        };
-        let Some(mut list) = self.by_user.get_mut(&owner) else {
-            return Ok(Answer::Unknown);
-        };
-        if !list.contains(state) {
-            return Ok(Answer::Unknown);
+    ) -> Result<Answer, BackendUnavailable> {
+        if self.limits.is_locked(user).await? {
+            return Ok(Answer::Locked);
         }
-        match self.challenges.get(state).map(|r| r.link) {
-            Some(LinkState::Pending) => return Ok(Answer::LinkPending),
-            Some(LinkState::Confirmed) => {
-                self.close_all(&mut list);
-                return Ok(Answer::Accepted);
-            }
-            _ => {}
+        let answer = self.answer_now(state, user, origin, code);
+        if answer == Answer::Accepted {
+            self.limits.succeeded(user);
         }
-        if self.matching(&list, origin, code, now).flatten().is_some() {
-            self.close_all(&mut list);
-            return Ok(Answer::Accepted);
-        }
-        let Some(void) = self.count_wrong(state) else {
-            return Ok(Answer::Unknown);
-        };
-        if void {
-            list.retain(|t| t != state);
-        }
-        Ok(Answer::Wrong { void })
+        Ok(answer)
     }
 
-    async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, StoreError> {
+    async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, BackendUnavailable> {
         let now = Instant::now();
         let found = self
             .by_user
@@ -327,7 +314,7 @@ impl ChallengeStore for MemoryStore {
         })
     }
 
-    async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), StoreError> {
+    async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), BackendUnavailable> {
         let (now, origin) = (self.stamp(Instant::now()), self.origin(origin));
         let Some(mut list) = self.by_user.get_mut(user) else {
             return Ok(());
@@ -349,7 +336,7 @@ impl ChallengeStore for MemoryStore {
         Ok(())
     }
 
-    async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, StoreError> {
+    async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, BackendUnavailable> {
         let now = Instant::now();
         let Some(mut list) = self.by_user.get_mut(user) else {
             return Ok(false);
@@ -358,10 +345,12 @@ impl ChallengeStore for MemoryStore {
             return Ok(false);
         }
         self.close_all(&mut list);
+        drop(list);
+        self.limits.succeeded(user);
         Ok(true)
     }
 
-    async fn cancel(&self, user: &str, tx: &Transaction) -> Result<(), StoreError> {
+    async fn cancel(&self, user: &str, tx: &Transaction) -> Result<(), BackendUnavailable> {
         if let Some(mut list) = self.by_user.get_mut(user) {
             list.retain(|t| t != tx);
             self.challenges.remove(tx);
@@ -373,13 +362,64 @@ impl ChallengeStore for MemoryStore {
         self.challenges.len()
     }
 
+    fn set_settings(&self, settings: ChallengeSettings) {
+        self.settings.store(Arc::new(settings));
+    }
+
     fn answers_at_once(&self) -> bool {
         true
     }
 
-    async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), StoreError> {
+    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable> {
+        self.link(token, false)
+    }
+
+    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable> {
+        self.link(token, true)
+    }
+}
+
+impl MemoryStore {
+    /// [`ChallengeStore::answer`] without the lockout: holds the user's
+    /// list while it decides.
+    fn answer_now(&self, state: &Transaction, user: &str, origin: &Origin, code: &[u8]) -> Answer {
+        let now = Instant::now();
+        let origin = self.origin(origin);
+        let owner = match self.challenges.get(state) {
+            Some(r) if r.expires > self.stamp(now) && &*r.user == user && r.origin == origin => r.user.clone(),
+            _ => return Answer::Unknown,
+        };
+        let Some(mut list) = self.by_user.get_mut(&owner) else {
+            return Answer::Unknown;
+        };
+        if !list.contains(state) {
+            return Answer::Unknown;
+        }
+        match self.challenges.get(state).map(|r| r.link) {
+            Some(LinkState::Pending) => return Answer::LinkPending,
+            Some(LinkState::Confirmed) => {
+                self.close_all(&mut list);
+                return Answer::Accepted;
+            }
+            _ => {}
+        }
+        if self.matching(&list, origin, code, now).flatten().is_some() {
+            self.close_all(&mut list);
+            return Answer::Accepted;
+        }
+        let Some(void) = self.count_wrong(state) else {
+            return Answer::Unknown;
+        };
+        if void {
+            list.retain(|t| t != state);
+        }
+        Answer::Wrong { void }
+    }
+
+    /// Makes `tx` a link challenge whose link is `token`.
+    fn attach(&self, user: &str, tx: &Transaction, token: &LinkToken) {
         let Some(mut record) = self.challenges.get_mut(tx) else {
-            return Ok(());
+            return;
         };
         record.link = LinkState::Pending;
         let forget_at = self.instant(record.expires) + LINK_MEMORY;
@@ -399,21 +439,10 @@ impl ChallengeStore for MemoryStore {
             .expect("link expiry lock poisoned")
             .push(forget_at, digest);
         self.wake_sweeper.notify_one();
-        Ok(())
     }
 
-    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, StoreError> {
-        self.link(token, false)
-    }
-
-    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, StoreError> {
-        self.link(token, true)
-    }
-}
-
-impl MemoryStore {
     /// Looks a link up and, with `confirm`, confirms it if it is pending.
-    fn link(&self, token: &LinkToken, confirm: bool) -> Result<LinkStatus, StoreError> {
+    fn link(&self, token: &LinkToken, confirm: bool) -> Result<LinkStatus, BackendUnavailable> {
         let digest = self.sealer.seal_link(&token.0);
         let Some(entry) = self.links.get(&digest) else {
             return Ok(LinkStatus::Unknown);

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use super::CliError;
 use crate::config::{Config, Delivery, Provider, StateConfig};
-use crate::users::{HashPool, UserDirectory};
+use crate::users::{HashThreads, UserDirectory};
 
 /// Checks `config` (already loaded, so the configuration itself is valid).
 pub(super) fn run(config: Config, connect: bool) -> Result<ExitCode, CliError> {
-    let users = crate::users::open(&config.users, HashPool::new(1))?;
+    let users = crate::users::open(&config.users, HashThreads::new(1))?;
     summary(&config, users.as_ref());
     for warning in config.cleartext_warnings() {
         println!("warning: {warning}");
@@ -88,7 +88,7 @@ async fn probes(config: &Config, users: &dyn UserDirectory) -> usize {
     }
     if let StateConfig::Redis(redis) = &config.state {
         // Not the URL: it may carry the Redis password.
-        let result = crate::pool::check_connection(redis).await.map_err(|e| e.to_string());
+        let result = crate::redis::check_connection(redis).await.map_err(|e| e.to_string());
         report("Redis (shared state)".to_owned(), result);
     }
     failed

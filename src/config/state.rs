@@ -2,7 +2,7 @@
 //! process (`memory`, the default) or in Redis shared by a pool of instances.
 //!
 //! Checks the section and reads the pool's shared key; connects to nothing
-//! (`pool::check_connection` does that).
+//! (`redis::check_connection` does that).
 
 use std::fmt;
 use std::path::PathBuf;

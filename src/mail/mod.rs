@@ -3,7 +3,7 @@
 //! `auth` only calls [`MailQueue::enqueue`], which puts the job in an
 //! [`Outbox`] and never waits: the RADIUS answer goes out before the mail.
 //! Jobs wait in memory ([`MemoryOutbox`]) or, in a pool, in the Redis stream
-//! (`pool::mail`). One delivery worker (`mail/delivery.rs`) takes them from the
+//! (`redis::mail`). One delivery worker (`mail/delivery.rs`) takes them from the
 //! outbox, renders each and hands it to the provider, a few at a time,
 //! retries transient failures with backoff while the challenge is still
 //! valid, so an SMTP outage delays mail but loses none, and reports each
@@ -63,11 +63,8 @@ pub enum MailError {
         reason: String,
     },
     /// The shared queue (Redis) cannot be reached: the request gets no answer.
-    #[error("shared mail queue unavailable: {reason}")]
-    Unavailable {
-        /// What went wrong.
-        reason: String,
-    },
+    #[error("shared mail queue: {0}")]
+    Unavailable(#[from] crate::backend::BackendUnavailable),
 }
 
 /// One e-mail to send: a challenge's code for a user. Its Debug shows

@@ -1,6 +1,6 @@
 //! outbox: where mail jobs wait between the request path and the delivery
 //! worker — in this process ([`MemoryOutbox`]) or in the pool's Redis
-//! stream (`pool::mail`).
+//! stream (`redis::mail`).
 //!
 //! The request path only calls [`Outbox::enqueue`], which never waits for
 //! delivery. The one delivery worker (`mail::delivery`) takes jobs with

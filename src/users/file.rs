@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::dictionary::{Dictionary, WireAttribute};
 use crate::wire::attr;
 
-use super::{DirectoryError, HashPool, LockGate, PinCheck, User, UserDirectory};
+use super::{DirectoryError, HashThreads, LockGate, PinCheck, User, UserDirectory};
 use crate::config::{parse_toml, read_text, ConfigError, UsersSource, EMBEDDED_USERS};
 
 #[derive(Debug, Deserialize)]
@@ -53,15 +53,15 @@ struct Entry {
 pub struct FileUsers {
     users: HashMap<String, Entry>,
     dummy_hash: Arc<str>,
-    pool: HashPool,
+    hashes: HashThreads,
 }
 
 impl FileUsers {
     /// Reads and checks the users file (or the embedded demo users).
-    pub fn load(source: &UsersSource, pool: HashPool) -> Result<FileUsers, ConfigError> {
+    pub fn load(source: &UsersSource, hashes: HashThreads) -> Result<FileUsers, ConfigError> {
         match source {
-            UsersSource::File(path) => FileUsers::parse(&read_text(path)?, &path.display(), pool),
-            UsersSource::Embedded => FileUsers::parse(EMBEDDED_USERS, &"<embedded demo users>", pool),
+            UsersSource::File(path) => FileUsers::parse(&read_text(path)?, &path.display(), hashes),
+            UsersSource::Embedded => FileUsers::parse(EMBEDDED_USERS, &"<embedded demo users>", hashes),
             UsersSource::Ldap(_) => Err(ConfigError::invalid(
                 "[users]",
                 "backend",
@@ -71,7 +71,7 @@ impl FileUsers {
     }
 
     /// Checks users-file text that came from `file`.
-    pub fn parse(text: &str, file: &dyn std::fmt::Display, pool: HashPool) -> Result<FileUsers, ConfigError> {
+    pub fn parse(text: &str, file: &dyn std::fmt::Display, hashes: HashThreads) -> Result<FileUsers, ConfigError> {
         let raw: RawUsersFile = parse_toml(text, file)?;
         let mut users = HashMap::with_capacity(raw.users.len());
         let mut dummy_params = None;
@@ -111,7 +111,7 @@ impl FileUsers {
         Ok(FileUsers {
             users,
             dummy_hash,
-            pool,
+            hashes,
         })
     }
 }
@@ -133,10 +133,10 @@ impl UserDirectory for FileUsers {
         let entry = self.users.get(name);
         let locked = gate.is_locked(entry.map_or(name, |e| e.user.name.as_str())).await;
         let Some(entry) = entry.filter(|_| !locked) else {
-            self.pool.verify(Arc::clone(&self.dummy_hash), pin).await?;
+            self.hashes.verify(Arc::clone(&self.dummy_hash), pin).await?;
             return Ok(entry.map_or(PinCheck::UnknownUser, |e| PinCheck::Locked(e.user.name.clone())));
         };
-        let (ok, _waited) = self.pool.verify(Arc::clone(&entry.pin_hash), pin).await?;
+        let (ok, _waited) = self.hashes.verify(Arc::clone(&entry.pin_hash), pin).await?;
         Ok(match (ok, entry.active) {
             (false, _) => PinCheck::WrongPin(entry.user.name.clone()),
             (true, false) => PinCheck::Inactive(entry.user.name.clone()),
@@ -189,8 +189,8 @@ fn reply_attributes(reply: &BTreeMap<String, toml::Value>) -> Result<Vec<WireAtt
 }
 
 /// Reads users from a path, for tests and `check`.
-pub fn load_file(path: &Path, pool: HashPool) -> Result<FileUsers, ConfigError> {
-    FileUsers::load(&UsersSource::File(path.to_path_buf()), pool)
+pub fn load_file(path: &Path, hashes: HashThreads) -> Result<FileUsers, ConfigError> {
+    FileUsers::load(&UsersSource::File(path.to_path_buf()), hashes)
 }
 
 #[cfg(test)]
@@ -199,7 +199,7 @@ mod tests {
     use crate::users::{hash_pin, NoLockout};
 
     fn users(text: &str) -> Result<FileUsers, ConfigError> {
-        FileUsers::parse(text, &"users.toml", HashPool::new(2))
+        FileUsers::parse(text, &"users.toml", HashThreads::new(2))
     }
 
     /// Locks everyone, and remembers whom it was asked about.
@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn embedded_demo_users_load() {
-        let users = FileUsers::load(&UsersSource::Embedded, HashPool::new(1)).unwrap();
+        let users = FileUsers::load(&UsersSource::Embedded, HashThreads::new(1)).unwrap();
         assert!(users.len() >= 2);
     }
 }

@@ -43,12 +43,12 @@ tokio::task_local! {
 /// Checks PINs on `workers` threads of its own; clones share them, and the
 /// threads end when the last clone is dropped.
 #[derive(Debug, Clone)]
-pub struct HashPool {
+pub struct HashThreads {
     queue: Arc<Closer>,
     stats: Arc<HashStats>,
 }
 
-/// What the hash pool did, for metrics.
+/// What the hash threads did, for metrics.
 #[derive(Debug, Default)]
 pub struct HashStats {
     /// PIN hashes computed.
@@ -114,7 +114,7 @@ impl Queue {
         self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `job` in `lane`; gives it back when the pool is closed.
+    /// Queues `job` in `lane`; gives it back when the queue is closed.
     fn push(&self, lane: Arc<str>, job: Job) -> Result<(), Job> {
         let mut lanes = self.lock();
         if lanes.closed {
@@ -126,7 +126,7 @@ impl Queue {
         Ok(())
     }
 
-    /// The next job in turn, waiting for one; `None` once the pool is closed.
+    /// The next job in turn, waiting for one; `None` once the queue is closed.
     fn next(&self) -> Option<Job> {
         let mut lanes = self.lock();
         loop {
@@ -146,7 +146,7 @@ impl Queue {
     }
 }
 
-/// Held by the pool's clones only (the threads hold the queue itself): the
+/// Held by the handle's clones only (the threads hold the queue itself): the
 /// last clone dropped closes the queue and ends the threads.
 #[derive(Debug)]
 struct Closer(Arc<Queue>);
@@ -157,9 +157,9 @@ impl Drop for Closer {
     }
 }
 
-impl HashPool {
-    /// A pool of `workers` threads.
-    pub fn new(workers: usize) -> HashPool {
+impl HashThreads {
+    /// `workers` threads.
+    pub fn new(workers: usize) -> HashThreads {
         let queue = Arc::new(Queue::default());
         let warned = Arc::new(AtomicBool::new(false));
         for n in 0..workers.max(1) {
@@ -169,7 +169,7 @@ impl HashPool {
                 .spawn(move || work(&queue, &warned))
                 .expect("a thread for PIN hashes");
         }
-        HashPool {
+        HashThreads {
             queue: Arc::new(Closer(queue)),
             stats: Arc::default(),
         }
@@ -207,7 +207,7 @@ impl HashPool {
 /// The nice value of the hash threads (the answering threads keep 0).
 const HASH_NICE: i32 = 5;
 
-/// One worker: checks PINs until the pool is gone, in one memory block of
+/// One worker: checks PINs until the handle is gone, in one memory block of
 /// its own that grows to the largest m_cost it meets and is then reused.
 fn work(queue: &Queue, warned: &AtomicBool) {
     if let Err(e) = lower_priority() {
@@ -273,12 +273,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_pin_is_checked_against_its_hash() {
-        let pool = HashPool::new(1);
+        let threads = HashThreads::new(1);
         let hash: Arc<str> = Arc::from(super::super::hash_pin(b"4711"));
-        assert!(pool.verify(Arc::clone(&hash), b"4711").await.unwrap().0);
-        assert!(!pool.verify(Arc::clone(&hash), b"4712").await.unwrap().0);
-        assert!(!pool.verify(Arc::from("not a hash"), b"4711").await.unwrap().0);
-        assert_eq!(pool.stats().hashes.load(Ordering::Relaxed), 3);
+        assert!(threads.verify(Arc::clone(&hash), b"4711").await.unwrap().0);
+        assert!(!threads.verify(Arc::clone(&hash), b"4712").await.unwrap().0);
+        assert!(!threads.verify(Arc::from("not a hash"), b"4711").await.unwrap().0);
+        assert_eq!(threads.stats().hashes.load(Ordering::Relaxed), 3);
     }
 
     fn job(pin: &[u8]) -> Job {
@@ -335,10 +335,10 @@ mod tests {
 
     #[tokio::test]
     async fn hash_threads_run_at_their_nice_value() {
-        let pool = HashPool::new(2);
+        let threads = HashThreads::new(2);
         let hash: Arc<str> = Arc::from(super::super::hash_pin(b"4711"));
         // A job done means at least one thread is past its set-up.
-        assert!(pool.verify(hash, b"4711").await.unwrap().0);
+        assert!(threads.verify(hash, b"4711").await.unwrap().0);
         let mut nice = Vec::new();
         for task in std::fs::read_dir("/proc/self/task").unwrap() {
             let dir = task.unwrap().path();

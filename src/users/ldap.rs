@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use ldap3::{ldap_escape, Scope, SearchEntry, SearchOptions};
 use lettre::message::Mailbox;
 
-use self::conn::{Connector, ServicePool};
+use self::conn::{Connector, ServiceConnections};
 use super::{DirectoryError, LockGate, PinCheck, User, UserDirectory};
 use crate::config::{ConfigError, LdapConfig, USER_PLACEHOLDER};
 use crate::health::{Backend, Health};
@@ -45,7 +45,7 @@ pub struct LdapUsers {
 struct Inner {
     config: Box<LdapConfig>,
     connector: Arc<Connector>,
-    service: ServicePool,
+    service: ServiceConnections,
     /// Bound as for unknown users, so that they cost a bind too.
     absent_dn: String,
     /// Where up and down are reported.
@@ -63,11 +63,11 @@ struct Found {
 }
 
 impl LdapUsers {
-    /// Sets up TLS and the pool; connects on first use, so a directory that
+    /// Sets up TLS and the service connections; connects on first use, so a directory that
     /// is down at start delays nothing.
     pub fn new(config: Box<LdapConfig>, health: Arc<Health>, life: Lifecycle) -> Result<LdapUsers, ConfigError> {
         let connector = Arc::new(Connector::new(&config)?);
-        let service = ServicePool::new(
+        let service = ServiceConnections::new(
             Arc::clone(&connector),
             config.bind_dn.clone(),
             config.bind_password.clone(),

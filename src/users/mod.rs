@@ -10,7 +10,7 @@
 //! the PIN, it asks the [`LockGate`]: a locked user's PIN is never checked (no
 //! bind that could count against the account in the directory), and costs
 //! the time of an unknown user's. PIN hashes run on a fixed set of threads of
-//! their own ([`HashPool`]),
+//! their own ([`HashThreads`]),
 //! never on the UDP loop. An unknown user costs one hash of a
 //! dummy PIN, so time does not tell known and unknown users apart. Nothing
 //! here logs a PIN.
@@ -33,7 +33,7 @@ use crate::health::Health;
 use crate::lifecycle::Lifecycle;
 
 pub use file::{load_file, FileUsers};
-pub use hash::{HashPool, HashStats, PIN_LANE};
+pub use hash::{HashStats, HashThreads, PIN_LANE};
 pub use ldap::LdapUsers;
 
 /// A user whose PIN was right.
@@ -103,7 +103,7 @@ impl PinCheck {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum DirectoryError {
-    /// The hash pool is gone (the server is stopping), or the directory is
+    /// The hash threads are gone (the server is stopping), or the directory is
     /// unreachable, too slow, or refuses the service account.
     #[error("PIN check could not run: {reason}")]
     Unavailable {
@@ -152,8 +152,13 @@ pub fn hash_pin(pin: &[u8]) -> String {
 
 /// The directory `[users]` asks for, for `check`: an LDAP directory reports
 /// its health to a flag nobody reads, under a lifecycle nobody drains.
-pub fn open(config: &UsersConfig, pool: HashPool) -> Result<Box<dyn UserDirectory>, ConfigError> {
-    open_reporting(config, pool, Arc::default(), &Lifecycle::new(std::time::Duration::ZERO))
+pub fn open(config: &UsersConfig, hashes: HashThreads) -> Result<Box<dyn UserDirectory>, ConfigError> {
+    open_reporting(
+        config,
+        hashes,
+        Arc::default(),
+        &Lifecycle::new(std::time::Duration::ZERO),
+    )
 }
 
 /// The directory `[users]` asks for; an LDAP directory reports up and down to
@@ -161,12 +166,12 @@ pub fn open(config: &UsersConfig, pool: HashPool) -> Result<Box<dyn UserDirector
 /// to recover on `life`.
 pub fn open_reporting(
     config: &UsersConfig,
-    pool: HashPool,
+    hashes: HashThreads,
     health: Arc<Health>,
     life: &Lifecycle,
 ) -> Result<Box<dyn UserDirectory>, ConfigError> {
     Ok(match &config.source {
         UsersSource::Ldap(ldap) => Box::new(LdapUsers::new(ldap.clone(), health, life.clone())?),
-        source => Box::new(FileUsers::load(source, pool)?),
+        source => Box::new(FileUsers::load(source, hashes)?),
     })
 }

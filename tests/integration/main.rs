@@ -19,6 +19,7 @@ mod packets;
 mod pool_support;
 mod redis;
 mod redis_forgery;
+mod redis_trips;
 mod second_factor;
 mod service;
 mod slapd;

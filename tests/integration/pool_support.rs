@@ -96,6 +96,30 @@ pub fn start_pool_with(n: usize, mut setup: Setup, redis: &RedisServer, key: &Po
     (0..n).map(|_| Server::start(&setup)).collect()
 }
 
+/// The `/metrics` address `server` logged (`[metrics] listen` on port 0).
+pub fn metrics_address(server: &Server) -> String {
+    let line = server.wait_for_log("metrics on http://");
+    let metrics = line.split("metrics on http://").nth(1).unwrap();
+    let metrics = metrics.split(|c: char| c.is_whitespace() || c == '/').next().unwrap();
+    metrics.to_owned()
+}
+
+/// The value of the metric `name` (a line without labels) at `metrics`.
+pub fn metric(metrics: &str, name: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(metrics).unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {metrics}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let prefix = format!("{name} ");
+    response
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in {response}"))
+        .trim()
+        .to_owned()
+}
+
 /// The HTTP status curl gets for `method` (GET or POST, as a browser's form) on `url`.
 pub fn http_status(method: &str, url: &str) -> u16 {
     let mut cmd = Command::new("curl");

@@ -14,7 +14,7 @@ use crate::pool_support::*;
 
 /// Fields of a challenge hash covered by its MAC (a change voids the record).
 const COVERED: [&str; 5] = ["u", "d", "e", "o", "m"];
-/// Counters the scripts update in place, not covered (see src/pool/store.rs):
+/// Counters the scripts update in place, not covered (see src/redis/store.rs):
 /// changing them can deny service but never accept a wrong code.
 const UNCOVERED: [&str; 2] = ["a", "b"];
 
@@ -59,30 +59,13 @@ fn one_instance(redis: &RedisServer, key: &PoolKey, smtp: &SmtpSink, email: &str
     setup.users = "lockout_after = 0\n".to_owned();
     setup.extra = format!("[metrics]\nlisten = \"127.0.0.1:0\"\n{extra}");
     let server = start_pool_with(1, setup, redis, key).pop().unwrap();
-    let line = server.wait_for_log("metrics on http://");
-    let metrics = line.split("metrics on http://").nth(1).unwrap();
-    let metrics = metrics
-        .split(|c: char| c.is_whitespace() || c == '/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let metrics = metrics_address(&server);
     (server, metrics)
 }
 
 /// `mailotp_redis_bad_records_total` as the instance exports it.
 fn bad_records(metrics: &str) -> u64 {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(metrics).unwrap();
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {metrics}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .lines()
-        .find_map(|l| l.strip_prefix("mailotp_redis_bad_records_total "))
-        .unwrap_or_else(|| panic!("no bad-records counter in {response}"))
-        .trim()
-        .parse()
-        .unwrap()
+    metric(metrics, "mailotp_redis_bad_records_total").parse().unwrap()
 }
 
 fn rejected(server: &Server, user: &str, password: &str, state: &str) -> bool {

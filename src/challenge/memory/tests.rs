@@ -10,8 +10,18 @@ fn settings() -> ChallengeSettings {
     }
 }
 
+/// Limits that never refuse (the throttles are `limits`' tests).
+fn no_limits() -> Arc<MemoryLimiter> {
+    let lockout = crate::limits::Lockout {
+        after: 0,
+        duration: Duration::ZERO,
+    };
+    let throttling = crate::limits::Throttling::default();
+    MemoryLimiter::start(throttling, lockout, &Lifecycle::new(Duration::ZERO))
+}
+
 fn store() -> Arc<MemoryStore> {
-    MemoryStore::start(settings(), &Lifecycle::new(Duration::ZERO))
+    MemoryStore::start(settings(), no_limits(), &Lifecycle::new(Duration::ZERO))
 }
 
 async fn open(store: &MemoryStore, user: &str, code: u32) -> (Transaction, Opened) {
@@ -20,7 +30,10 @@ async fn open(store: &MemoryStore, user: &str, code: u32) -> (Transaction, Opene
 
 async fn open_from(store: &MemoryStore, user: &str, origin: &Origin, code: u32) -> (Transaction, Opened) {
     let tx = Transaction::random();
-    let opened = store.open(user, origin, tx, &Otp::from_value(code, 6)).await.unwrap();
+    let opened = store
+        .open(user, origin, tx, &Otp::from_value(code, 6), None, None)
+        .await
+        .unwrap();
     (tx, opened)
 }
 
@@ -161,6 +174,7 @@ async fn open_challenges_per_user_are_bounded() {
             blocking: Duration::ZERO,
             ..settings()
         },
+        no_limits(),
         &Lifecycle::new(Duration::ZERO),
     );
     let mut txs = Vec::new();
@@ -189,7 +203,7 @@ async fn a_link_challenge_waits_for_one_confirmation() {
     let store = store();
     let (tx, _) = open(&store, "alice", 123456).await;
     let token = LinkToken::random();
-    store.attach_link("alice", &tx, &token).await.unwrap();
+    store.attach("alice", &tx, &token);
     assert!(matches!(store.link_status(&token).await.unwrap(), LinkStatus::Pending { user, .. } if user == "alice"));
     for _ in 0..5 {
         assert_eq!(
@@ -234,7 +248,7 @@ async fn an_expired_link_is_gone_then_forgotten() {
     let store = store();
     let (tx, _) = open(&store, "alice", 123456).await;
     let token = LinkToken::random();
-    store.attach_link("alice", &tx, &token).await.unwrap();
+    store.attach("alice", &tx, &token);
     tokio::time::advance(Duration::from_secs(601)).await;
     assert_eq!(store.confirm_link(&token).await.unwrap(), LinkStatus::Gone);
     tokio::time::advance(LINK_MEMORY).await;
@@ -305,7 +319,7 @@ async fn wrong_codes_in_pin_and_code_void_the_origins_code_challenges() {
 async fn a_link_challenge_is_not_found_by_its_code() {
     let store = store();
     let (tx, _) = open(&store, "alice", 123456).await;
-    store.attach_link("alice", &tx, &LinkToken::random()).await.unwrap();
+    store.attach("alice", &tx, &LinkToken::random());
     assert_eq!(
         store.find("alice", &here(), b"123456").await.unwrap(),
         CodeMatch::NoChallenge

@@ -1,5 +1,5 @@
 //! users::ldap::conn: opening LDAP connections (ldap://, ldaps://, STARTTLS,
-//! the TLS trust) and the bounded pool of service-account connections.
+//! the TLS trust) and the service account's connections, bounded in number.
 //!
 //! Every step runs under the configured per-operation timeout. A connection
 //! that failed or timed out is dropped, never put back. This module knows
@@ -149,7 +149,7 @@ fn tls_config(config: &LdapConfig) -> Result<Arc<ClientConfig>, ConfigError> {
 }
 
 /// Bound service-account connections, reused between requests.
-pub(super) struct ServicePool {
+pub(super) struct ServiceConnections {
     connector: Arc<Connector>,
     bind_dn: String,
     password: Secret,
@@ -157,10 +157,10 @@ pub(super) struct ServicePool {
     permits: Semaphore,
 }
 
-impl ServicePool {
-    /// An empty pool; connections open on first use.
-    pub(super) fn new(connector: Arc<Connector>, bind_dn: String, password: Secret) -> ServicePool {
-        ServicePool {
+impl ServiceConnections {
+    /// None yet; connections open on first use.
+    pub(super) fn new(connector: Arc<Connector>, bind_dn: String, password: Secret) -> ServiceConnections {
+        ServiceConnections {
             connector,
             bind_dn,
             password,
@@ -169,7 +169,7 @@ impl ServicePool {
         }
     }
 
-    /// Runs `op` on a bound service connection. A pooled connection that
+    /// Runs `op` on a bound service connection. A kept connection that
     /// fails (not one that times out) is dropped and `op` runs once more on a
     /// fresh one, so a directory restart costs no request; a fresh connection
     /// failing is `Unavailable`.
@@ -203,7 +203,7 @@ impl ServicePool {
         Ok(value)
     }
 
-    /// A fresh connection bound as the service account, not pooled: for
+    /// A fresh connection bound as the service account, not kept: for
     /// `check --connect` and for noticing that the directory is back.
     pub(super) async fn probe(&self) -> Result<(), DirectoryError> {
         let mut ldap = self.connect().await?;

@@ -2,27 +2,13 @@
 //! link stands for, and its confirmation, both checked against the pool key
 //! before they count (see the parent module for the records).
 
-use std::time::Duration;
-
 use redis::Script;
 
 use super::{challenge_key, Link, RedisStore, CONFIRMED, PENDING};
-use crate::challenge::{LinkStatus, LinkToken, StoreError, Transaction};
-use crate::pool::record::bad_record;
-use crate::pool::{millis, KEY_PREFIX};
-
-/// KEYS[1] link; ARGV prefix, State, user, opened (Unix s), memory ms,
-/// pending mark, link MAC. Marks the challenge as waiting for its link; the
-/// link outlives it by `memory`.
-const ATTACH_LINK: &str = r"
-local c = ARGV[1] .. 'c:' .. ARGV[2]
-local ttl = redis.call('PTTL', c)
-if ttl <= 0 then return 0 end
-redis.call('HSET', c, 'k', ARGV[6])
-redis.call('HSET', KEYS[1], 't', ARGV[2], 'u', ARGV[3], 'o', ARGV[4], 'm', ARGV[7])
-redis.call('PEXPIRE', KEYS[1], ttl + tonumber(ARGV[5]))
-return 1
-";
+use crate::backend::BackendUnavailable;
+use crate::challenge::{LinkStatus, LinkToken, Transaction, LINK_MEMORY};
+use crate::redis::record::bad_record;
+use crate::redis::{millis, KEY_PREFIX};
 
 /// KEYS[1] link; ARGV prefix. The link's State, user, opened, MAC and its
 /// challenge's link mark; empty when there is no such link.
@@ -43,13 +29,8 @@ redis.call('HSET', c, 'k', ARGV[4])
 return 1
 ";
 
-/// How long a used or expired link is remembered after its challenge, so
-/// that it gets "410 Gone" rather than "404 Not Found" (as in memory).
-const LINK_MEMORY: Duration = Duration::from_secs(3600);
-
 /// The link scripts, loaded once.
 pub(super) struct Scripts {
-    attach: Script,
     read: Script,
     confirm: Script,
 }
@@ -57,7 +38,6 @@ pub(super) struct Scripts {
 impl Scripts {
     pub(super) fn new() -> Scripts {
         Scripts {
-            attach: Script::new(ATTACH_LINK),
             read: Script::new(READ_LINK),
             confirm: Script::new(CONFIRM_LINK),
         }
@@ -78,7 +58,7 @@ impl RedisStore {
 
     /// A link's status, checked: a link record that fails its MAC is an
     /// unknown link, and only a checked link record's State gets confirmed.
-    pub(super) async fn link(&self, token: &LinkToken, confirm: bool) -> Result<LinkStatus, StoreError> {
+    pub(super) async fn link(&self, token: &LinkToken, confirm: bool) -> Result<LinkStatus, BackendUnavailable> {
         let (script, key) = (&self.links.read, self.link_key(token));
         let name = &key;
         let read: Vec<Vec<u8>> = self
@@ -115,7 +95,7 @@ impl RedisStore {
     }
 
     /// Marks the (checked) link's challenge confirmed, if it still waits.
-    async fn confirm(&self, key: &str, challenge: &str, tx: &Transaction) -> Result<bool, StoreError> {
+    async fn confirm(&self, key: &str, challenge: &str, tx: &Transaction) -> Result<bool, BackendUnavailable> {
         let script = &self.links.confirm;
         let (pending, confirmed) = (self.mark(challenge, PENDING), self.mark(challenge, CONFIRMED));
         let done: i64 = self
@@ -134,9 +114,10 @@ impl RedisStore {
         Ok(done == 1)
     }
 
-    /// Makes `tx` a link challenge whose link is `token`.
-    pub(super) async fn attach(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), StoreError> {
-        let (script, key) = (&self.links.attach, self.link_key(token));
+    /// What OPEN writes to make `tx` a link challenge whose link is `token`
+    /// (see [`LinkArgs`]).
+    pub(super) fn link_args(&self, user: &str, tx: &Transaction, token: &LinkToken) -> LinkArgs {
+        let key = self.link_key(token);
         let opened_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
@@ -146,22 +127,29 @@ impl RedisStore {
             &key,
             &link_fields(state.as_bytes(), user.as_bytes(), opened_unix.as_bytes()),
         );
-        let pending = self.mark(&challenge_key(&state), PENDING);
-        self.redis
-            .run("attach link", |mut c| async move {
-                script
-                    .key(key)
-                    .arg(KEY_PREFIX)
-                    .arg(state)
-                    .arg(user)
-                    .arg(opened_unix)
-                    .arg(millis(LINK_MEMORY))
-                    .arg(pending)
-                    .arg(&mac[..])
-                    .invoke_async::<i64>(&mut c)
-                    .await
-            })
-            .await?;
-        Ok(())
+        LinkArgs {
+            pending: self.mark(&challenge_key(&state), PENDING),
+            opened_unix,
+            mac: mac.to_vec(),
+            key,
+        }
+    }
+}
+
+/// A new link record and the challenge's pending mark, for OPEN: KEYS[2] the
+/// link's key; ARGV[15..] the mark, opened (Unix s), the link record's MAC,
+/// how long the link outlives its challenge (ms). The link record holds the
+/// State (`t`), user (`u`), opened (`o`) and their MAC (`m`).
+pub(super) struct LinkArgs {
+    pub(super) key: String,
+    pub(super) pending: Vec<u8>,
+    pub(super) opened_unix: String,
+    pub(super) mac: Vec<u8>,
+}
+
+impl LinkArgs {
+    /// How long a link is remembered after its challenge, as OPEN takes it.
+    pub(super) fn memory_ms() -> u64 {
+        millis(LINK_MEMORY)
     }
 }

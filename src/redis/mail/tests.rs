@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use super::*;
 use crate::config::PoolKey;
 use crate::health::Health;
-use crate::pool::PoolKeys;
+use crate::redis::PoolKeys;
 
 fn queue(key: [u8; 32]) -> Arc<RedisOutbox> {
     queue_at("redis://127.0.0.1:1/0", key)

@@ -228,7 +228,7 @@ impl Outbox for RedisOutbox {
                     .await
             })
             .await
-            .map_err(|e| MailError::Unavailable { reason: e.to_string() })?;
+            .map_err(MailError::Unavailable)?;
         if queued == 1 {
             Ok(())
         } else {

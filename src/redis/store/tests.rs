@@ -20,7 +20,7 @@ fn store(key: u8) -> Arc<RedisStore> {
         blocking: Duration::from_secs(120),
         max_attempts: 3,
     };
-    RedisStore::new(redis, &keys, settings)
+    RedisStore::new(redis, &keys, settings, crate::limits::Throttling::default())
 }
 
 /// A record as OPEN writes it, in the order DIGESTS reads it back.

@@ -1,6 +1,6 @@
 //! The challenge store in Redis, shared by the instances of a pool.
 //!
-//! Keys (all with a TTL, so nothing is swept):
+//! Keys (all with a TTL, so nothing needs sweeping):
 //! - `mailotp:c:{state}`: a hash with the user (`u`), the keyed digest of the
 //!   code (`d`, sealed with a key derived from the pool key: a read of Redis
 //!   hands out no codes), its end of validity in wall-clock Unix milliseconds
@@ -9,6 +9,9 @@
 //!   (`a`); it expires with the challenge;
 //! - `mailotp:u:{user}`: the user's challenges, oldest first, for "PIN again
 //!   within blocking_timeout" and "a code of any of the user's challenges";
+//! - `mailotp:open`: a sorted set of the pool's open States scored by their
+//!   end of validity in Redis server milliseconds, kept by the scripts that
+//!   open and close challenges, for the open-challenges gauge (module `open`);
 //! - `mailotp:k:{digest of a link token}` (link delivery): the State (`t`),
 //!   user (`u`), opening time (`o`) and their MAC (`m`); the challenge's `k`
 //!   says whether its link is pending (`p`) or confirmed (`c`), followed by a
@@ -46,6 +49,8 @@
 
 mod attempts;
 mod link;
+mod open;
+mod scripts;
 
 use std::sync::Arc;
 
@@ -54,64 +59,17 @@ use async_trait::async_trait;
 use redis::Script;
 
 use super::record::{bad_record, RecordKey};
-use super::{millis, now_unix_ms, PoolKeys, Redis, KEY_PREFIX};
+use super::{limiter, millis, now_unix_ms, PoolKeys, Redis, KEY_PREFIX};
+use crate::backend::BackendUnavailable;
 use crate::challenge::{
-    Answer, ChallengeSettings, ChallengeStore, CodeMatch, LinkStatus, LinkToken, Opened, Origin, StoreError,
-    Transaction, MAX_OPEN_PER_USER,
+    Answer, ChallengeSettings, ChallengeStore, CodeMatch, LinkStatus, LinkToken, Opened, Origin, Transaction,
+    MAX_OPEN_PER_USER,
 };
+use crate::limits::{Throttled, Throttling};
 use crate::otp::{CodeDigest, CodeSealer, Otp};
+use scripts::{CONSUME, DIGESTS, OPEN, WRONG};
 
-/// KEYS[1] user list; ARGV prefix, state, user, digest, validity ms,
-/// blocking ms, max open, MAC, expires (Unix ms), origin. While the newest
-/// challenge blocks, returns its State (to be checked: it may be forged)
-/// after `=` when it is of the same origin, after `!` when not; else opens
-/// and returns nil.
-const OPEN: &str = r"
-local p = ARGV[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local live = {}
-for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if redis.call('HGET', p .. 'c:' .. tx, 'u') == ARGV[3] then live[#live + 1] = tx
-  else redis.call('LREM', KEYS[1], 0, tx) end
-end
-if #live > 0 then
-  local b = tonumber(redis.call('HGET', p .. 'c:' .. live[#live], 'b'))
-  if b and b > now then
-    if redis.call('HGET', p .. 'c:' .. live[#live], 'o') == ARGV[10] then return '=' .. live[#live] end
-    return '!' .. live[#live]
-  end
-end
-local i = 1
-while #live - i + 1 >= tonumber(ARGV[7]) do
-  redis.call('DEL', p .. 'c:' .. live[i])
-  redis.call('LREM', KEYS[1], 0, live[i])
-  i = i + 1
-end
-local c = p .. 'c:' .. ARGV[2]
-redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'e', ARGV[9], 'o', ARGV[10], 'm', ARGV[8], 'b', now + tonumber(ARGV[6]), 'a', 0)
-redis.call('PEXPIRE', c, ARGV[5])
-redis.call('RPUSH', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return false
-";
-
-/// KEYS[1] user list; ARGV prefix. Returns [`READ_FIELDS`] values per
-/// challenge of the list: State, user, digest, expires, origin, MAC, link
-/// mark (empty: none).
-const DIGESTS: &str = r"
-local out = {}
-for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local r = redis.call('HMGET', ARGV[1] .. 'c:' .. tx, 'u', 'd', 'e', 'o', 'm', 'k')
-  if r[2] then
-    out[#out + 1] = tx
-    for i = 1, 6 do out[#out + 1] = r[i] or '' end
-  end
-end
-return out
-";
-
-/// Values [`DIGESTS`] returns per challenge.
+/// Values [`DIGESTS`] returns per challenge (and OPEN for the one that blocks).
 const READ_FIELDS: usize = 7;
 
 /// One of a user's open challenges, checked, as `answer` and `find` need it.
@@ -152,42 +110,22 @@ fn challenge_key(state: &str) -> String {
     format!("{KEY_PREFIX}c:{state}")
 }
 
-/// KEYS[1] user list; ARGV prefix, user, state, matched. Closes all of the
-/// user's challenges if both are still open and the user's; 1 when it did.
-/// An entry of another user's (copied into the list) is left alone.
-const CONSUME: &str = r"
-local p = ARGV[1]
-if redis.call('HGET', p .. 'c:' .. ARGV[3], 'u') ~= ARGV[2] then return 0 end
-if redis.call('HGET', p .. 'c:' .. ARGV[4], 'u') ~= ARGV[2] then return 0 end
-for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local c = p .. 'c:' .. tx
-  if redis.call('HGET', c, 'u') == ARGV[2] then redis.call('DEL', c) end
-end
-redis.call('DEL', KEYS[1])
-return 1
-";
-
-/// KEYS[1] user list; ARGV prefix, user, state, max attempts. -1: not open;
-/// 0: one attempt used; 1: that was the last, the challenge is closed.
-const WRONG: &str = r"
-local c = ARGV[1] .. 'c:' .. ARGV[3]
-if redis.call('HGET', c, 'u') ~= ARGV[2] then return -1 end
-if redis.call('HINCRBY', c, 'a', 1) >= tonumber(ARGV[4]) then
-  redis.call('DEL', c)
-  redis.call('LREM', KEYS[1], 0, ARGV[3])
-  return 1
-end
-return 0
-";
-
-/// What one OPEN did; a State that blocks is still to be checked.
+/// What one OPEN did.
 enum Tried {
     /// Opened the new challenge.
     Opened,
-    /// The user's challenge from the same origin blocks.
-    Mine(Transaction),
-    /// The user's challenge from another origin blocks.
-    Elsewhere(Transaction),
+    /// The user's newest challenge blocks; its record passed its check.
+    Blocked {
+        /// Its State.
+        tx: Transaction,
+        /// Whether it was opened from the same origin.
+        mine: bool,
+    },
+    /// The user's list names a challenge whose record fails its check: the
+    /// entry as listed, to be taken out.
+    Forged(Vec<u8>),
+    /// The mail would pass this throttle: nothing was opened.
+    Throttled(Throttled),
 }
 
 /// Challenges in Redis.
@@ -196,12 +134,22 @@ pub struct RedisStore {
     sealer: CodeSealer,
     records: RecordKey,
     settings: ArcSwap<ChallengeSettings>,
+    /// `[email.throttling]`, counted by OPEN.
+    throttling: Throttling,
     open: Script,
     digests: Script,
     consume: Script,
     wrong: Script,
     links: link::Scripts,
     attempts: attempts::Attempts,
+    count_open: Script,
+    /// The pool's open challenges, as last counted.
+    open_now: std::sync::atomic::AtomicUsize,
+}
+
+/// A throttle window: `mailotp:m:u:{user}` or `mailotp:m:ip:{address}`.
+fn mail_window(kind: &str, name: &str) -> String {
+    format!("{KEY_PREFIX}m:{kind}:{name}")
 }
 
 fn challenges_of(user: &str) -> String {
@@ -211,44 +159,57 @@ fn challenges_of(user: &str) -> String {
 impl RedisStore {
     /// A store on `redis` that seals codes and authenticates its records
     /// with keys derived from the pool key.
-    pub fn new(redis: Redis, keys: &PoolKeys, settings: ChallengeSettings) -> Arc<RedisStore> {
+    pub fn new(redis: Redis, keys: &PoolKeys, settings: ChallengeSettings, throttling: Throttling) -> Arc<RedisStore> {
         Arc::new(RedisStore {
             redis,
             sealer: keys.sealer.clone(),
             records: keys.records.clone(),
             settings: ArcSwap::from_pointee(settings),
+            throttling,
             open: Script::new(OPEN),
             digests: Script::new(DIGESTS),
             consume: Script::new(CONSUME),
             wrong: Script::new(WRONG),
             links: link::Scripts::new(),
             attempts: attempts::Attempts::default(),
+            count_open: Script::new(open::COUNT_OPEN),
+            open_now: std::sync::atomic::AtomicUsize::new(0),
         })
-    }
-
-    /// Applies new limits to challenges opened (and answered) from now on.
-    pub fn set_settings(&self, settings: ChallengeSettings) {
-        self.settings.store(Arc::new(settings));
     }
 
     /// The user's open challenges with their digests, as one atomic read;
     /// only those that pass their check.
-    async fn digests(&self, user: &str) -> Result<Vec<OpenChallenge>, StoreError> {
+    async fn digests(&self, user: &str) -> Result<Vec<OpenChallenge>, BackendUnavailable> {
+        Ok(self.read(user, false).await?.unwrap_or_default())
+    }
+
+    /// [`Self::digests`], asking the user's lock first when `lock`: `None`
+    /// when the user is locked (nothing was read).
+    async fn read(&self, user: &str, lock: bool) -> Result<Option<Vec<OpenChallenge>>, BackendUnavailable> {
         let script = &self.digests;
+        let lock = if lock { limiter::key("l", user) } else { String::new() };
         let flat: Vec<Vec<u8>> = self
             .redis
             .run("read challenges", |mut c| async move {
                 script
                     .key(challenges_of(user))
+                    .key(lock)
                     .arg(KEY_PREFIX)
                     .invoke_async(&mut c)
                     .await
             })
             .await?;
-        Ok(flat
-            .chunks_exact(READ_FIELDS)
-            .filter_map(|read| self.checked(user, read))
-            .collect())
+        let Some((locked, flat)) = flat.split_first() else {
+            return Ok(Some(Vec::new()));
+        };
+        if locked.as_slice() == b"1" {
+            return Ok(None);
+        }
+        Ok(Some(
+            flat.chunks_exact(READ_FIELDS)
+                .filter_map(|read| self.checked(user, read))
+                .collect(),
+        ))
     }
 
     /// One challenge as [`DIGESTS`] read it, if it passes its check: its MAC,
@@ -332,7 +293,7 @@ impl RedisStore {
 
     /// One wrong answer to `state`: counted in Redis and here. `None` when the
     /// challenge is no longer open.
-    async fn wrong(&self, user: &str, state: &Transaction) -> Result<Option<Answer>, StoreError> {
+    async fn wrong(&self, user: &str, state: &Transaction) -> Result<Option<Answer>, BackendUnavailable> {
         let settings = **self.settings.load();
         let verdict = self
             .on_challenge("count attempt", &self.wrong, user, state, settings.max_attempts)
@@ -350,8 +311,8 @@ impl RedisStore {
         })
     }
 
-    /// Runs `script` on one of `user`'s challenges: KEYS the user's list,
-    /// ARGV prefix, user, `state`, then `last`.
+    /// Runs `script` on one of `user`'s challenges: KEYS the user's list and
+    /// failures in a row, ARGV prefix, user, `state`, then `last`.
     async fn on_challenge(
         &self,
         what: &'static str,
@@ -359,11 +320,12 @@ impl RedisStore {
         user: &str,
         state: &Transaction,
         last: impl redis::ToRedisArgs + Send + Sync,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<i64, BackendUnavailable> {
         self.redis
             .run(what, |mut c| async move {
                 script
                     .key(challenges_of(user))
+                    .key(limiter::key("f", user))
                     .arg(KEY_PREFIX)
                     .arg(user)
                     .arg(state.to_string())
@@ -374,15 +336,29 @@ impl RedisStore {
             .await
     }
 
-    async fn consume_pair(&self, user: &str, state: &Transaction, matched: &Transaction) -> Result<bool, StoreError> {
+    async fn consume_pair(
+        &self,
+        user: &str,
+        state: &Transaction,
+        matched: &Transaction,
+    ) -> Result<bool, BackendUnavailable> {
         let done = self
             .on_challenge("consume challenge", &self.consume, user, state, matched.to_string())
             .await?;
         Ok(done == 1)
     }
 
-    /// One OPEN: a new challenge, or the State that blocks (still unchecked).
-    async fn try_open(&self, user: &str, origin: &str, tx: Transaction, code: &Otp) -> Result<Tried, StoreError> {
+    /// One OPEN: a new challenge with its mail counted, the throttle that
+    /// refused it, or the challenge that blocks, checked.
+    async fn try_open(
+        &self,
+        user: &str,
+        origin: &str,
+        tx: Transaction,
+        code: &Otp,
+        link: Option<&link::LinkArgs>,
+        client_ip: Option<&str>,
+    ) -> Result<Tried, BackendUnavailable> {
         let settings = **self.settings.load();
         let digest = self.sealer.seal(&tx, code.expose().as_bytes());
         let expires = (now_unix_ms() + millis(settings.validity)).to_string();
@@ -390,12 +366,14 @@ impl RedisStore {
             &challenge_key(&tx.to_string()),
             &challenge_fields(user.as_bytes(), &digest, expires.as_bytes(), origin.as_bytes()),
         );
-        let script = &self.open;
-        let blocking: Option<Vec<u8>> = self
+        let (script, t) = (&self.open, self.throttling);
+        let reply: Option<Vec<Vec<u8>>> = self
             .redis
             .run("open challenge", |mut c| async move {
-                script
-                    .key(challenges_of(user))
+                let mut call = script.key(challenges_of(user));
+                call.key(link.map_or("", |l| l.key.as_str()))
+                    .key(mail_window("u", user))
+                    .key(mail_window("ip", client_ip.unwrap_or("")))
                     .arg(KEY_PREFIX)
                     .arg(tx.to_string())
                     .arg(user)
@@ -406,29 +384,54 @@ impl RedisStore {
                     .arg(&mac[..])
                     .arg(&expires)
                     .arg(origin)
-                    .invoke_async(&mut c)
-                    .await
+                    .arg(t.per_user_per_hour.unwrap_or(0))
+                    .arg(t.per_user_in_five_minutes.unwrap_or(0))
+                    .arg(t.per_client_ip_per_hour.unwrap_or(0))
+                    .arg(if client_ip.is_some() { "1" } else { "0" });
+                match link {
+                    Some(link) => call
+                        .arg(&link.pending[..])
+                        .arg(&link.opened_unix)
+                        .arg(&link.mac[..])
+                        .arg(link::LinkArgs::memory_ms()),
+                    None => call.arg(""),
+                };
+                call.invoke_async(&mut c).await
             })
             .await?;
-        let Some((&mark, state)) = blocking.as_deref().and_then(<[u8]>::split_first) else {
-            return Ok(Tried::Opened);
-        };
-        Ok(match (mark, Transaction::from_state(state)) {
-            (b'=', Some(open)) => Tried::Mine(open),
-            (_, Some(open)) => Tried::Elsewhere(open),
-            (_, None) => Tried::Opened,
-        })
+        Ok(self.tried(user, reply.as_deref()))
     }
 
-    /// Takes a State out of the user's list (its record stays: it may be
+    /// What OPEN's reply says (see [`scripts::OPEN`]).
+    fn tried(&self, user: &str, reply: Option<&[Vec<u8>]>) -> Tried {
+        let Some([mark, rest @ ..]) = reply else {
+            return Tried::Opened;
+        };
+        if mark.as_slice() == b"t" {
+            return Tried::Throttled(match rest.first().map(Vec::as_slice) {
+                Some(b"1") => Throttled::UserHour,
+                Some(b"2") => Throttled::UserFiveMinutes,
+                _ => Throttled::ClientIpHour,
+            });
+        }
+        match self.checked(user, rest) {
+            Some(open) => Tried::Blocked {
+                tx: open.tx,
+                mine: mark.as_slice() == b"=",
+            },
+            None => Tried::Forged(rest.first().cloned().unwrap_or_default()),
+        }
+    }
+
+    /// Takes an entry out of the user's list (its record stays: it may be
     /// another user's, copied here).
-    async fn forget(&self, user: &str, tx: &Transaction) -> Result<(), StoreError> {
+    async fn forget(&self, user: &str, entry: &[u8]) -> Result<(), BackendUnavailable> {
         self.redis
             .run("forget challenge", |mut c| async move {
                 redis::cmd("LREM")
                     .arg(challenges_of(user))
                     .arg(0)
-                    .arg(tx.to_string())
+                    .arg(entry)
                     .query_async::<()>(&mut c)
                     .await
             })
@@ -445,23 +448,30 @@ fn code_challenges<'a>(open: &'a [OpenChallenge], origin: &Origin) -> impl Itera
 
 #[async_trait]
 impl ChallengeStore for RedisStore {
-    async fn open(&self, user: &str, origin: &Origin, tx: Transaction, code: &Otp) -> Result<Opened, StoreError> {
+    async fn open(
+        &self,
+        user: &str,
+        origin: &Origin,
+        tx: Transaction,
+        code: &Otp,
+        link: Option<&LinkToken>,
+        client_ip: Option<&str>,
+    ) -> Result<Opened, BackendUnavailable> {
+        let link = link.map(|token| self.link_args(user, &tx, token));
         // A State that blocks counts only when its record passes its check
         // (handed out, or refusing the PIN from elsewhere); a forged one
         // leaves the user's list and the open is retried.
         let origin = origin.encode();
         for _ in 0..=MAX_OPEN_PER_USER {
-            let (opened, blocking) = match self.try_open(user, &origin, tx, code).await? {
+            match self.try_open(user, &origin, tx, code, link.as_ref(), client_ip).await? {
                 Tried::Opened => return Ok(Opened::New),
-                Tried::Mine(open) => (Opened::AlreadySent(open), open),
-                Tried::Elsewhere(open) => (Opened::SentElsewhere, open),
-            };
-            if self.digests(user).await?.iter().any(|o| o.tx == blocking) {
-                return Ok(opened);
+                Tried::Throttled(limit) => return Ok(Opened::Throttled(limit)),
+                Tried::Blocked { tx, mine: true } => return Ok(Opened::AlreadySent(tx)),
+                Tried::Blocked { mine: false, .. } => return Ok(Opened::SentElsewhere),
+                Tried::Forged(entry) => self.forget(user, &entry).await?,
             }
-            self.forget(user, &blocking).await?;
         }
-        Err(StoreError::Unavailable {
+        Err(BackendUnavailable {
             reason: format!("redis keeps handing out unchecked challenges for {user}"),
         })
     }
@@ -472,8 +482,10 @@ impl ChallengeStore for RedisStore {
         user: &str,
         origin: &Origin,
         code: &[u8],
-    ) -> Result<Answer, StoreError> {
-        let open = self.digests(user).await?;
+    ) -> Result<Answer, BackendUnavailable> {
+        let Some(open) = self.read(user, true).await? else {
+            return Ok(Answer::Locked);
+        };
         let Some(this) = open.iter().find(|o| o.tx == *state) else {
             return Ok(Answer::Unknown);
         };
@@ -503,12 +515,12 @@ impl ChallengeStore for RedisStore {
         Ok(self.wrong(user, state).await?.unwrap_or(Answer::Unknown))
     }
 
-    async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, StoreError> {
+    async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, BackendUnavailable> {
         let open = self.digests(user).await?;
         Ok(self.matching(&open, origin, code))
     }
 
-    async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), StoreError> {
+    async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), BackendUnavailable> {
         let open = self.digests(user).await?;
         for o in code_challenges(&open, origin) {
             self.wrong(user, &o.tx).await?;
@@ -516,11 +528,11 @@ impl ChallengeStore for RedisStore {
         Ok(())
     }
 
-    async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, StoreError> {
+    async fn consume(&self, user: &str, tx: &Transaction) -> Result<bool, BackendUnavailable> {
         self.consume_pair(user, tx, tx).await
     }
 
-    async fn cancel(&self, user: &str, tx: &Transaction) -> Result<(), StoreError> {
+    async fn cancel(&self, user: &str, tx: &Transaction) -> Result<(), BackendUnavailable> {
         let key = format!("{KEY_PREFIX}c:{tx}");
         self.redis
             .run("cancel challenge", |mut c| async move {
@@ -530,26 +542,28 @@ impl ChallengeStore for RedisStore {
                     .ignore()
                     .lrem(challenges_of(user), 0, tx.to_string())
                     .ignore()
+                    .zrem(open::OPEN_SET, tx.to_string())
+                    .ignore()
                     .query_async::<()>(&mut c)
                     .await
             })
             .await
     }
 
-    /// Not known here: the challenges are the whole pool's, in Redis.
+    /// The whole pool's, as the watcher last counted them (module `open`).
     fn open_count(&self) -> usize {
-        0
+        self.open_now.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    async fn attach_link(&self, user: &str, tx: &Transaction, token: &LinkToken) -> Result<(), StoreError> {
-        self.attach(user, tx, token).await
+    fn set_settings(&self, settings: ChallengeSettings) {
+        self.settings.store(Arc::new(settings));
     }
 
-    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, StoreError> {
+    async fn link_status(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable> {
         self.link(token, false).await
     }
 
-    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, StoreError> {
+    async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable> {
         self.link(token, true).await
     }
 }

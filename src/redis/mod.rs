@@ -1,12 +1,12 @@
-//! pool: several instances as one through Redis (`[state] backend = "redis"`).
+//! redis: several instances as one through Redis (`[state] backend = "redis"`).
 //!
 //! This module owns the Redis connection, the keys derived from the pool's
 //! shared key, and the health of the backend: every Redis call goes through
 //! [`Redis::run`], which reports to [`Health`] and logs the transition once,
 //! so while Redis is unreachable the instance answers nothing (Access-Request
 //! and Status-Server alike) and answers again as soon as a call succeeds. A
-//! watcher pings Redis every second so that the way back does not wait for an
-//! Access-Request. The stores in [`store`], [`limiter`] and [`mail`] keep every
+//! watcher counts the open challenges every second, so that the way back does
+//! not wait for an Access-Request. The stores in [`store`], [`limiter`] and [`mail`] keep every
 //! key with a TTL, so nothing needs sweeping. Nothing here logs a code, a key
 //! or the Redis URL (it may carry a password).
 //!
@@ -33,7 +33,8 @@ use sha2::Sha256;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use crate::challenge::{ChallengeSettings, StoreError};
+use crate::backend::BackendUnavailable;
+use crate::challenge::{ChallengeSettings, ChallengeStore};
 use crate::config::{EmailConfig, PoolKey, RedisConfig};
 use crate::health::{Backend, Health};
 use crate::lifecycle::Lifecycle;
@@ -47,8 +48,8 @@ use record::{RecordKey, FINGERPRINT_KEY};
 pub const KEY_PREFIX: &str = "mailotp:";
 /// How long one Redis call may take before the backend counts as down.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How often the watcher pings Redis.
-const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the watcher calls Redis (see `store::open`).
+pub(crate) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The Redis backend could not be set up.
 #[derive(Debug, Error)]
@@ -181,9 +182,9 @@ impl Redis {
     }
 
     /// Runs one Redis call; a failure marks the backend down and becomes
-    /// [`StoreError::Unavailable`], a success marks it up. Until the pool
+    /// [`BackendUnavailable`], a success marks it up. Until the pool
     /// key's fingerprint matched, it is checked first.
-    pub async fn run<T, F, Fut>(&self, what: &'static str, call: F) -> Result<T, StoreError>
+    pub async fn run<T, F, Fut>(&self, what: &'static str, call: F) -> Result<T, BackendUnavailable>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
@@ -200,7 +201,7 @@ impl Redis {
     }
 
     /// Health and the log for the outcome of a call.
-    fn report<T>(&self, what: &'static str, result: Result<T, RedisError>) -> Result<T, StoreError> {
+    fn report<T>(&self, what: &'static str, result: Result<T, RedisError>) -> Result<T, BackendUnavailable> {
         match result {
             Ok(value) => {
                 if self.health.up(Backend::State) {
@@ -212,7 +213,7 @@ impl Redis {
                 if self.health.down(Backend::State) {
                     tracing::error!(%error, "redis unreachable: answering nothing until it is back");
                 }
-                Err(StoreError::Unavailable {
+                Err(BackendUnavailable {
                     reason: format!("redis {what}: {error}"),
                 })
             }
@@ -237,37 +238,20 @@ impl Redis {
 
     /// The pool uses another key: this instance answers nothing, as while
     /// Redis is down (another instance, with the right key, answers).
-    fn mismatched(&self, theirs: &str) -> StoreError {
+    fn mismatched(&self, theirs: &str) -> BackendUnavailable {
         let reason = mismatch(theirs, &self.key.fingerprint);
         self.health.down(Backend::State);
         if !self.key.mismatch_logged.swap(true, Ordering::Relaxed) {
             tracing::error!(%reason, "this instance's pool key is not the pool's: answering nothing");
         }
-        StoreError::Unavailable { reason }
-    }
-
-    /// Pings Redis every second until shutdown, so that health follows
-    /// Redis even when no request comes (a proxy probing with Status-Server).
-    pub fn watch(&self, life: &Lifecycle) {
-        let (redis, stop) = (self.clone(), life.clone());
-        life.spawn(async move {
-            let mut tick = tokio::time::interval(WATCH_INTERVAL);
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tick.tick() => {
-                        let _ = redis.run("ping", |mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await }).await;
-                    }
-                }
-            }
-        });
+        BackendUnavailable { reason }
     }
 }
 
 /// What `auth` needs, kept in Redis for the whole pool.
 pub struct Shared {
     /// Open challenges.
-    pub challenges: Arc<store::RedisStore>,
+    pub challenges: Arc<dyn ChallengeStore>,
     /// Throttles and lockout.
     pub limits: Arc<dyn Limiter>,
     /// The mail queue (this instance delivers from it too).
@@ -297,13 +281,9 @@ pub async fn start(
         }
         Err(error) => tracing::warn!(%error, "cannot check the pool key in redis now; checking before its first use"),
     }
-    let settings = ChallengeSettings {
-        validity: email.challenge_validity,
-        blocking: email.blocking_timeout,
-        max_attempts: email.max_attempts,
-    };
-    let challenges = store::RedisStore::new(redis.clone(), &keys, settings);
-    let limits = limiter::RedisLimiter::new(redis.clone(), email.throttling, lockout);
+    let challenges = store::RedisStore::new(redis.clone(), &keys, ChallengeSettings::from(email), email.throttling);
+    challenges.watch(life);
+    let limits = limiter::RedisLimiter::new(redis.clone(), lockout);
     let outbox = mail::RedisOutbox::new(
         redis.clone(),
         config,
@@ -313,7 +293,6 @@ pub async fn start(
     )?;
     outbox.start(life);
     let mail = crate::mail::start_with(outbox, email, life)?;
-    redis.watch(life);
     Ok(Shared {
         challenges,
         limits,

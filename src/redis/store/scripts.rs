@@ -1,0 +1,128 @@
+//! The Lua scripts of the challenge store: each change to a user's
+//! challenges is one script, so it is atomic across the instances of a pool.
+//! They check nothing cryptographic (Redis never holds a key): what they
+//! return is checked in Rust before it counts (see the parent module).
+
+/// KEYS[1] user list, KEYS[2] link (empty without), KEYS[3] the user's mail
+/// window, KEYS[4] the address's; ARGV prefix, state, user, digest, validity
+/// ms, blocking ms, max open, MAC, expires (Unix ms), origin, then the
+/// throttles (per hour, in five minutes, per address per hour, 0: no limit;
+/// whether an address was given), then for a link challenge
+/// `link::LinkArgs` (an empty mark without). While the newest challenge
+/// blocks, returns `=` when it is of the same origin (`!` when not) and its
+/// record as [`DIGESTS`] reads one, to be checked (it may be forged), so that
+/// no second read is needed. When the mail would pass a throttle, returns `t`
+/// and the limit (1 hour, 2 five minutes, 3 address) and opens nothing; else
+/// counts the mail in the windows (sorted sets of send times, kept an hour),
+/// opens (and counts it in the open set until it expires) and returns nil.
+pub(super) const OPEN: &str = r"
+local p = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live = {}
+for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if redis.call('HGET', p .. 'c:' .. tx, 'u') == ARGV[3] then live[#live + 1] = tx
+  else redis.call('LREM', KEYS[1], 0, tx) end
+end
+if #live > 0 then
+  local c = p .. 'c:' .. live[#live]
+  local b = tonumber(redis.call('HGET', c, 'b'))
+  if b and b > now then
+    local r = redis.call('HMGET', c, 'u', 'd', 'e', 'o', 'm', 'k')
+    local out = {'!', live[#live]}
+    if r[4] == ARGV[10] then out[1] = '=' end
+    for i = 1, 6 do out[#out + 1] = r[i] or '' end
+    return out
+  end
+end
+local i = 1
+while #live - i + 1 >= tonumber(ARGV[7]) do
+  redis.call('DEL', p .. 'c:' .. live[i])
+  redis.call('LREM', KEYS[1], 0, live[i])
+  redis.call('ZREM', p .. 'open', live[i])
+  i = i + 1
+end
+local hour, five = 3600000, 300000
+local per_hour, per_five, per_ip = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - hour)
+if per_hour > 0 and redis.call('ZCARD', KEYS[3]) >= per_hour then return {'t', '1'} end
+if per_five > 0 and redis.call('ZCOUNT', KEYS[3], now - five + 1, '+inf') >= per_five then return {'t', '2'} end
+local by_ip = ARGV[14] == '1' and per_ip > 0
+if by_ip then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - hour)
+  if redis.call('ZCARD', KEYS[4]) >= per_ip then return {'t', '3'} end
+end
+local member = now .. ':' .. redis.call('INCR', KEYS[3] .. ':seq')
+redis.call('PEXPIRE', KEYS[3] .. ':seq', hour)
+redis.call('ZADD', KEYS[3], now, member)
+redis.call('PEXPIRE', KEYS[3], hour)
+if by_ip then
+  redis.call('ZADD', KEYS[4], now, member)
+  redis.call('PEXPIRE', KEYS[4], hour)
+end
+local c = p .. 'c:' .. ARGV[2]
+redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'e', ARGV[9], 'o', ARGV[10], 'm', ARGV[8], 'b', now + tonumber(ARGV[6]), 'a', 0)
+redis.call('PEXPIRE', c, ARGV[5])
+if ARGV[15] ~= '' then
+  redis.call('HSET', c, 'k', ARGV[15])
+  redis.call('HSET', KEYS[2], 't', ARGV[2], 'u', ARGV[3], 'o', ARGV[16], 'm', ARGV[17])
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]) + tonumber(ARGV[18]))
+end
+redis.call('RPUSH', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', p .. 'open', now + tonumber(ARGV[5]), ARGV[2])
+if redis.call('PTTL', p .. 'open') < tonumber(ARGV[5]) then redis.call('PEXPIRE', p .. 'open', ARGV[5]) end
+return false
+";
+
+/// KEYS[1] user list, KEYS[2] the user's lock (empty: not asked); ARGV
+/// prefix. Returns `1` alone when the user is locked; else `0`, then
+/// `READ_FIELDS` values per challenge of the list: State, user, digest,
+/// expires, origin, MAC, link mark (empty: none).
+pub(super) const DIGESTS: &str = r"
+if KEYS[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {'1'} end
+local out = {'0'}
+for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local r = redis.call('HMGET', ARGV[1] .. 'c:' .. tx, 'u', 'd', 'e', 'o', 'm', 'k')
+  if r[2] then
+    out[#out + 1] = tx
+    for i = 1, 6 do out[#out + 1] = r[i] or '' end
+  end
+end
+return out
+";
+
+/// KEYS[1] user list, KEYS[2] the user's failures in a row; ARGV prefix,
+/// user, state, matched. Closes all of the user's challenges if both are
+/// still open and the user's, and deletes the failures (a login succeeded);
+/// 1 when it did. An entry of another user's (copied into the list) is left
+/// alone.
+pub(super) const CONSUME: &str = r"
+local p = ARGV[1]
+if redis.call('HGET', p .. 'c:' .. ARGV[3], 'u') ~= ARGV[2] then return 0 end
+if redis.call('HGET', p .. 'c:' .. ARGV[4], 'u') ~= ARGV[2] then return 0 end
+for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local c = p .. 'c:' .. tx
+  if redis.call('HGET', c, 'u') == ARGV[2] then
+    redis.call('DEL', c)
+    redis.call('ZREM', p .. 'open', tx)
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2])
+return 1
+";
+
+/// KEYS[1] user list (KEYS[2] unused); ARGV prefix, user, state, max attempts. -1: not open;
+/// 0: one attempt used; 1: that was the last, the challenge is closed.
+pub(super) const WRONG: &str = r"
+local c = ARGV[1] .. 'c:' .. ARGV[3]
+if redis.call('HGET', c, 'u') ~= ARGV[2] then return -1 end
+if redis.call('HINCRBY', c, 'a', 1) >= tonumber(ARGV[4]) then
+  redis.call('DEL', c)
+  redis.call('LREM', KEYS[1], 0, ARGV[3])
+  redis.call('ZREM', ARGV[1] .. 'open', ARGV[3])
+  return 1
+end
+return 0
+";
