@@ -24,7 +24,7 @@ use crate::users::HashThreads;
 /// Why the server could not start, or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub(crate) enum Error {
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}{purpose}: {source}")]
     Listen {
@@ -85,7 +85,7 @@ fn udp_socket(addr: SocketAddr, receive_buffer: Option<usize>, reuse_port: bool)
 
 /// Runs the server on `config` until SIGTERM or SIGINT; SIGHUP reloads it.
 /// `options` are the command line's, kept for reloads.
-pub async fn run(config: Config, options: LoadOptions) -> Result<(), Error> {
+pub(crate) async fn run(config: Config, options: LoadOptions) -> Result<(), Error> {
     let life = Lifecycle::new(config.server.shutdown_grace);
     raise_open_files_limit();
     for warning in config.cleartext_warnings() {

@@ -31,23 +31,23 @@ use crate::wire::Code;
 mod decision;
 mod handler;
 
-pub use decision::{Decision, Reason, Request};
-pub use handler::{Handler, Incoming, Kind, RequestHandler, Stats};
+pub(crate) use decision::{Decision, Reason, Request};
+pub(crate) use handler::{Handler, Incoming, Kind, RequestHandler};
 
 /// Reply-Message when the same user asks again within the blocking timeout
 /// (LinOTP's wording, which admins search for).
-pub const ALREADY_SUBMITTED: &str = "e-mail with otp already submitted";
+pub(crate) const ALREADY_SUBMITTED: &str = "e-mail with otp already submitted";
 /// Reply-Message when an e-mail throttle is reached.
-pub const THROTTLED: &str = "Too many e-mails were sent to you, please try again later";
+pub(crate) const THROTTLED: &str = "Too many e-mails were sent to you, please try again later";
 /// Reply-Message when a link challenge is answered before its link was confirmed.
-pub const LINK_PENDING: &str = "Open the link in the e-mail and press Confirm, then press Enter here";
+pub(crate) const LINK_PENDING: &str = "Open the link in the e-mail and press Confirm, then press Enter here";
 /// Reply-Message when the mail queue is full.
-pub const QUEUE_FULL: &str = "The e-mail service is busy, please try again later";
+pub(crate) const QUEUE_FULL: &str = "The e-mail service is busy, please try again later";
 
 /// The decision could not be made: a store or directory is unreachable. The
 /// server then answers nothing, so that a proxy in front fails over.
 #[derive(Debug, thiserror::Error)]
-pub enum Unavailable {
+pub(crate) enum Unavailable {
     /// The challenge store.
     #[error(transparent)]
     Store(#[from] BackendUnavailable),
@@ -61,7 +61,7 @@ pub enum Unavailable {
 
 /// The `[email]` settings the decision uses; replaced on reload.
 #[derive(Debug, Clone)]
-pub struct AuthSettings {
+pub(crate) struct AuthSettings {
     /// Digits per code.
     pub otp_length: u32,
     /// A fixed code (test mode).
@@ -87,7 +87,7 @@ impl From<&EmailConfig> for AuthSettings {
 }
 
 /// Everything the decision needs.
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     /// The users (swapped whole on reload).
     pub users: ArcSwap<Box<dyn UserDirectory>>,
     /// Open challenges.
@@ -102,7 +102,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// Decides an Access-Request.
-    pub async fn decide(&self, req: &Request<'_>) -> Result<Decision, Unavailable> {
+    pub(crate) async fn decide(&self, req: &Request<'_>) -> Result<Decision, Unavailable> {
         if req.user.is_empty() {
             return Ok(Decision::reject(Reason::NoUserName));
         }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 /// Deadlines in the order they were pushed.
 #[derive(Debug)]
-pub struct ExpiryQueue<K, D = Instant> {
+pub(crate) struct ExpiryQueue<K, D = Instant> {
     entries: VecDeque<(D, K)>,
 }
 
@@ -28,12 +28,12 @@ impl<K, D> Default for ExpiryQueue<K, D> {
 
 impl<K, D: Copy + Ord> ExpiryQueue<K, D> {
     /// Remembers that `key` expires at `deadline`.
-    pub fn push(&mut self, deadline: D, key: K) {
+    pub(crate) fn push(&mut self, deadline: D, key: K) {
         self.entries.push_back((deadline, key));
     }
 
     /// Takes every key whose deadline is at or before `now`, oldest first.
-    pub fn pop_expired(&mut self, now: D) -> impl Iterator<Item = K> + '_ {
+    pub(crate) fn pop_expired(&mut self, now: D) -> impl Iterator<Item = K> + '_ {
         std::iter::from_fn(move || {
             if self.entries.front()?.0 <= now {
                 self.entries.pop_front().map(|(_, k)| k)
@@ -43,28 +43,23 @@ impl<K, D: Copy + Ord> ExpiryQueue<K, D> {
         })
     }
 
-    /// The key with the earliest deadline.
-    pub fn front(&self) -> Option<&K> {
-        self.entries.front().map(|(_, k)| k)
-    }
-
     /// Takes the key with the earliest deadline, due or not.
-    pub fn pop_front(&mut self) -> Option<K> {
+    pub(crate) fn pop_front(&mut self) -> Option<K> {
         self.entries.pop_front().map(|(_, k)| k)
     }
 
     /// The earliest deadline still queued.
-    pub fn next_deadline(&self) -> Option<D> {
+    pub(crate) fn next_deadline(&self) -> Option<D> {
         self.entries.front().map(|(d, _)| *d)
     }
 
     /// How many deadlines are queued.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 }

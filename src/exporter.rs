@@ -153,7 +153,7 @@ impl Collector for Counters {
 
 /// Serves `/metrics` on `listener` until shutdown, within `limits`
 /// (connections, time per request; see [`crate::http`]).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     ctx: Arc<Context>,
     hash_threads: HashThreads,
@@ -180,7 +180,7 @@ pub async fn serve(
 }
 
 /// Binds `[metrics] listen` and logs where the metrics are.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
     Ok(listener)

@@ -34,7 +34,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Serves `app` on `listener` until shutdown, within `limits`; connections
 /// run on `life`. `name` tells the listener apart in the log.
-pub async fn serve(name: &'static str, listener: TcpListener, app: Router, limits: HttpLimits, life: Lifecycle) {
+pub(crate) async fn serve(name: &'static str, listener: TcpListener, app: Router, limits: HttpLimits, life: Lifecycle) {
     let shutdown = life.token();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut backoff = Backoff::default();

@@ -5,54 +5,56 @@
 //!
 //! # Layout
 //! Imports go one way; README's "Layout" lists the modules in that order.
+//! Only what the binary, the benchmark and the fuzz targets use is `pub`;
+//! the rest is `pub(crate)`, so `unreachable_pub` and dead-code lints bite.
 //! - [`wire`] — RADIUS bytes ↔ packets; knows nothing of users or mail.
-//! - [`server`] — sockets, the cheap checks, the duplicate cache, answering.
-//! - [`auth`] — the request handler seam and the Access-Request decision.
-//! - [`ids`] — transaction ids, origins and link tokens: plain values.
+//! - `server` — sockets, the cheap checks, the duplicate cache, answering.
+//! - `auth` — the request handler seam and the Access-Request decision.
+//! - `ids` — transaction ids, origins and link tokens: plain values.
 //! - [`challenge`] — open challenges (the in-memory store) behind a trait.
-//! - [`backend`] — the error of a shared backend that cannot answer now.
+//! - `backend` — the error of a shared backend that cannot answer now.
 //! - [`otp`] — HOTP codes and the digest the store keeps instead of them.
-//! - [`redis`] — several instances as one through Redis (`[state] backend = "redis"`).
+//! - `redis` — several instances as one through Redis (`[state] backend = "redis"`).
 //! - [`limits`] — e-mail throttling and user lockout, behind a trait.
 //! - [`users`] — the users file and PIN hashes, behind a trait.
-//! - [`mail`] — the delivery queue, templates and providers (SMTP, file).
+//! - `mail` — the delivery queue, templates and providers (SMTP, file).
 //! - [`dictionary`] — attribute names ↔ wire types (FreeRADIUS format files).
-//! - [`config`] — the configuration file, strictly parsed and checked.
-//! - [`health`] — whether backends are up (Status-Server goes silent when not).
-//! - [`link`] — the confirmation page server for link delivery.
-//! - [`exporter`] — `/metrics` in Prometheus text format.
-//! - [`http`] — the accept loop and limits both HTTP listeners share.
-//! - [`metrics`] — counters.
-//! - [`logging`] — `serve`'s log lines, written to stderr in blocks.
+//! - `config` — the configuration file, strictly parsed and checked.
+//! - `health` — whether backends are up (Status-Server goes silent when not).
+//! - `link` — the confirmation page server for link delivery.
+//! - `exporter` — `/metrics` in Prometheus text format.
+//! - `http` — the accept loop and limits both HTTP listeners share.
+//! - `metrics` — counters.
+//! - `logging` — `serve`'s log lines, written to stderr in blocks.
 //! - [`lifecycle`] — shutdown token, task tracker and grace, as one value.
-//! - [`expiry`] — deadline queues for challenges and the duplicate cache.
+//! - `expiry` — deadline queues for challenges and the duplicate cache.
 //! - [`invariants`] — properties of any input, for fuzzing and property tests.
-//! - [`app`] — wires a configuration into a running server; signals.
+//! - `app` — wires a configuration into a running server; signals.
 //! - [`cli`] — the `mailotp` commands; `main.rs` only calls into it.
 
 #![warn(missing_docs, unreachable_pub)]
 
-pub mod app;
-pub mod auth;
-pub mod backend;
+pub(crate) mod app;
+pub(crate) mod auth;
+pub(crate) mod backend;
 pub mod challenge;
 pub mod cli;
-pub mod config;
+pub(crate) mod config;
 pub mod dictionary;
-pub mod expiry;
-pub mod exporter;
-pub mod health;
-pub mod http;
-pub mod ids;
+pub(crate) mod expiry;
+pub(crate) mod exporter;
+pub(crate) mod health;
+pub(crate) mod http;
+pub(crate) mod ids;
 pub mod invariants;
 pub mod lifecycle;
 pub mod limits;
-pub mod link;
-pub mod logging;
-pub mod mail;
-pub mod metrics;
+pub(crate) mod link;
+pub(crate) mod logging;
+pub(crate) mod mail;
+pub(crate) mod metrics;
 pub mod otp;
-pub mod redis;
-pub mod server;
+pub(crate) mod redis;
+pub(crate) mod server;
 pub mod users;
 pub mod wire;

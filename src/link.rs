@@ -37,7 +37,7 @@ type Store = Arc<dyn ChallengeStore>;
 /// Serves the pages on `listener` until shutdown, within `limits`
 /// (connections, time per request; see [`crate::http`]); connections run
 /// on `life`.
-pub async fn serve(listener: TcpListener, store: Store, limits: HttpLimits, life: Lifecycle) {
+pub(crate) async fn serve(listener: TcpListener, store: Store, limits: HttpLimits, life: Lifecycle) {
     crate::http::serve("link", listener, router(store), limits, life).await;
 }
 

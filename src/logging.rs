@@ -26,13 +26,13 @@ use tracing_subscriber::fmt::MakeWriter;
 use crate::config::LogFormat;
 
 /// How long a line may wait for others to share its write.
-pub const FLUSH_DELAY: Duration = Duration::from_millis(5);
+pub(crate) const FLUSH_DELAY: Duration = Duration::from_millis(5);
 /// Bytes gathered before they are written without waiting.
-pub const BLOCK: usize = 16 * 1024;
+pub(crate) const BLOCK: usize = 16 * 1024;
 
 /// Sets up `tracing` for `serve`: the level from `RUST_LOG` (default info),
 /// text or JSON, into stderr in blocks. Keep the guard until the end.
-pub fn init(format: LogFormat) -> Flusher {
+pub(crate) fn init(format: LogFormat) -> Flusher {
     let (blocks, flusher) = Blocks::start(Box::new(std::io::stderr()));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -57,7 +57,7 @@ pub fn init(format: LogFormat) -> Flusher {
 
 /// The shared buffer, as a `tracing` writer.
 #[derive(Clone)]
-pub struct Blocks {
+pub(crate) struct Blocks {
     shared: Arc<Shared>,
 }
 
@@ -101,7 +101,7 @@ impl Shared {
 }
 
 /// Writes what is left when dropped, and stops the flushing thread.
-pub struct Flusher {
+pub(crate) struct Flusher {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
@@ -109,7 +109,7 @@ pub struct Flusher {
 impl Blocks {
     /// The buffer in front of `writer`, and the thread that empties it every
     /// [`FLUSH_DELAY`].
-    pub fn start(writer: Box<dyn Write + Send>) -> (Blocks, Flusher) {
+    pub(crate) fn start(writer: Box<dyn Write + Send>) -> (Blocks, Flusher) {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
                 bytes: Vec::with_capacity(BLOCK),
@@ -164,7 +164,7 @@ impl Drop for Flusher {
 }
 
 /// One log line on its way into the buffer.
-pub struct Line<'a> {
+pub(crate) struct Line<'a> {
     shared: &'a Shared,
     urgent: bool,
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why a datagram got no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
+pub(crate) enum DropReason {
     /// The source address is no configured client.
     UnknownClient,
     /// Not a well-formed RADIUS packet (length, attribute framing).
@@ -33,7 +33,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in the order of [`Metrics::drops`].
-    pub const ALL: [DropReason; 10] = [
+    pub(crate) const ALL: [DropReason; 10] = [
         DropReason::UnknownClient,
         DropReason::Malformed,
         DropReason::UnsupportedCode,
@@ -47,7 +47,7 @@ impl DropReason {
     ];
 
     /// The reason as logs and metrics name it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DropReason::UnknownClient => "unknown-client",
             DropReason::Malformed => "malformed",
@@ -70,11 +70,11 @@ impl DropReason {
 /// Records read from Redis that failed their pool-key check (forged, altered,
 /// or written under another key): counted by the pool, which runs before the
 /// server's [`Metrics`] exist.
-pub static REDIS_BAD_RECORDS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static REDIS_BAD_RECORDS: AtomicU64 = AtomicU64::new(0);
 
 /// The server's counters.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     drops: [AtomicU64; DropReason::ALL.len()],
     /// Access-Accepts sent.
     pub accepts: AtomicU64,
@@ -88,12 +88,12 @@ pub struct Metrics {
 
 impl Metrics {
     /// Counts one dropped datagram.
-    pub fn drop(&self, reason: DropReason) {
+    pub(crate) fn drop(&self, reason: DropReason) {
         self.drops[reason.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Datagrams dropped for `reason` so far.
-    pub fn drops(&self, reason: DropReason) -> u64 {
+    pub(crate) fn drops(&self, reason: DropReason) -> u64 {
         self.drops[reason.index()].load(Ordering::Relaxed)
     }
 }

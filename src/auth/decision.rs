@@ -9,7 +9,7 @@ use crate::wire::Code;
 
 /// Why the decision came out as it did, for the one log line per request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// Status-Server: the server is alive.
     StatusServer,
     /// Right PIN: a code was queued for e-mail.
@@ -49,7 +49,7 @@ pub enum Reason {
 
 impl Reason {
     /// The reason as it appears in logs and metrics.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::StatusServer => "status-server",
             Reason::ChallengeSent => "challenge-sent",
@@ -74,7 +74,7 @@ impl Reason {
 
 /// A decoded, authenticated Access-Request. Its `Debug` shows no password.
 #[derive(Clone, Copy)]
-pub struct Request<'a> {
+pub(crate) struct Request<'a> {
     /// User-Name.
     pub user: &'a str,
     /// User-Password in clear (PIN, OTP, or PIN followed by OTP); may be empty.
@@ -94,7 +94,7 @@ pub struct Request<'a> {
 
 impl Request<'_> {
     /// Where the login comes from.
-    pub fn origin(&self) -> Origin {
+    pub(crate) fn origin(&self) -> Origin {
         Origin::of(self.client_ip, self.client)
     }
 }
@@ -115,7 +115,7 @@ impl std::fmt::Debug for Request<'_> {
 
 /// What to answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// Access-Accept, Access-Reject or Access-Challenge.
     pub code: Code,
     /// The State to send (Access-Challenge).
@@ -133,7 +133,7 @@ pub struct Decision {
 
 impl Decision {
     /// An Access-Accept with nothing but the reason.
-    pub fn accept(reason: Reason) -> Decision {
+    pub(crate) fn accept(reason: Reason) -> Decision {
         Decision {
             code: Code::AccessAccept,
             state: None,
@@ -145,7 +145,7 @@ impl Decision {
     }
 
     /// An Access-Reject with nothing but the reason.
-    pub fn reject(reason: Reason) -> Decision {
+    pub(crate) fn reject(reason: Reason) -> Decision {
         Decision {
             code: Code::AccessReject,
             state: None,

@@ -17,7 +17,7 @@ use crate::wire::Code;
 /// What a request will cost, read from its code and whether it carries a
 /// State, before any work is done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Status-Server: is the server alive?
     StatusServer,
     /// An Access-Request with State: the answer to a challenge.
@@ -29,7 +29,7 @@ pub enum Kind {
 
 impl Kind {
     /// The kind of a request with `code`, carrying a State or not.
-    pub fn of(code: Code, has_state: bool) -> Kind {
+    pub(crate) fn of(code: Code, has_state: bool) -> Kind {
         match code {
             Code::StatusServer => Kind::StatusServer,
             _ if has_state => Kind::Answer,
@@ -41,7 +41,7 @@ impl Kind {
 /// A request as a transport hands it over: authenticated and decoded, the
 /// password already in clear. Its `Debug` shows no password.
 #[derive(Debug, Clone, Copy)]
-pub enum Incoming<'a> {
+pub(crate) enum Incoming<'a> {
     /// Status-Server (RFC 5997).
     StatusServer,
     /// An Access-Request.
@@ -49,7 +49,7 @@ pub enum Incoming<'a> {
 }
 
 /// Answers requests for a transport.
-pub trait RequestHandler: Send + Sync + 'static {
+pub(crate) trait RequestHandler: Send + Sync + 'static {
     /// Whether a request of `kind` is decided without waiting (no PIN hash,
     /// no remote store): the transport then answers it where it received it,
     /// instead of in a task of its own.
@@ -62,7 +62,7 @@ pub trait RequestHandler: Send + Sync + 'static {
 
 /// What `/metrics` shows of the decision's side, read at once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Challenges open now.
     pub open_challenges: usize,
     /// Mails the provider accepted.
@@ -77,7 +77,7 @@ pub struct Stats {
 
 /// mailotp's handler: Status-Server by the backends' health, Access-Requests
 /// by the [`Authenticator`].
-pub struct Handler {
+pub(crate) struct Handler {
     /// The decision.
     pub auth: Authenticator,
     /// Backend health, shared with the backends that report to it.
@@ -86,7 +86,7 @@ pub struct Handler {
 
 impl Handler {
     /// The counters behind `/metrics`, as they are now.
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         use std::sync::atomic::Ordering::Relaxed;
         let mail = self.auth.mail.stats();
         Stats {

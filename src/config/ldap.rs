@@ -10,7 +10,7 @@ use super::validate::Validator;
 use super::{read_text, ConfigError, Secret};
 
 /// What `{user}` in `user_filter` stands for.
-pub const USER_PLACEHOLDER: &str = "{user}";
+pub(crate) const USER_PLACEHOLDER: &str = "{user}";
 
 /// How the connection to the directory is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

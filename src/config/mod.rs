@@ -9,7 +9,7 @@
 mod ldap;
 mod raw;
 mod state;
-pub mod template;
+pub(crate) mod template;
 mod validate;
 mod warnings;
 
@@ -24,26 +24,26 @@ use serde::Deserialize;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-pub use ldap::{LdapConfig, LdapTls, USER_PLACEHOLDER};
+pub(crate) use ldap::{LdapConfig, LdapTls, USER_PLACEHOLDER};
 
 use crate::dictionary::AttrDef;
 use crate::limits::{Lockout, Throttling};
 use raw::RawConfig;
-pub use state::{PoolKey, RedisConfig, StateConfig, POOL_KEY_LEN};
+pub(crate) use state::{PoolKey, RedisConfig, StateConfig};
 use template::Templates;
 use validate::Validator;
 
 /// `[server] pin_queue_per_client` when the configuration sets none.
-pub const DEFAULT_PIN_QUEUE_PER_CLIENT: usize = 64;
+pub(crate) const DEFAULT_PIN_QUEUE_PER_CLIENT: usize = 64;
 
 /// The configuration `mailotp serve` runs on without `-c`.
-pub const EMBEDDED_CONFIG: &str = include_str!("../../conf/embedded.toml");
+pub(crate) const EMBEDDED_CONFIG: &str = include_str!("../../conf/embedded.toml");
 /// The demo users of `conf/users.toml`, compiled in for the embedded default.
-pub const EMBEDDED_USERS: &str = include_str!("../../conf/users.toml");
+pub(crate) const EMBEDDED_USERS: &str = include_str!("../../conf/users.toml");
 
 /// Where a configuration came from, as error messages name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// A file given with `-c`.
     File(PathBuf),
     /// The embedded default; relative paths are relative to the working directory.
@@ -104,7 +104,7 @@ impl ConfigError {
 }
 
 /// Parses TOML text strictly; an error names the key path and the line.
-pub fn parse_toml<T: for<'de> Deserialize<'de>>(text: &str, file: &dyn fmt::Display) -> Result<T, ConfigError> {
+pub(crate) fn parse_toml<T: for<'de> Deserialize<'de>>(text: &str, file: &dyn fmt::Display) -> Result<T, ConfigError> {
     let deserializer = toml::Deserializer::new(text);
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let key = e.path().to_string();
@@ -147,7 +147,7 @@ impl fmt::Debug for Secret {
 /// How a client is asked for the OTP.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
-pub enum ChallengeMode {
+pub(crate) enum ChallengeMode {
     /// Access-Challenge with State (RFC 2865 §4.4).
     #[default]
     AccessChallenge,
@@ -171,7 +171,7 @@ pub enum SmtpTls {
 /// Log line format.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     #[default]
     Text,
@@ -181,7 +181,7 @@ pub enum LogFormat {
 
 /// A RADIUS client (NAS, VPN, proxy) allowed to send requests.
 #[derive(Debug, Clone)]
-pub struct Client {
+pub(crate) struct Client {
     /// Name used in logs.
     pub name: String,
     /// Source addresses it sends from.
@@ -200,7 +200,7 @@ pub struct Client {
 
 /// `[server]`: sockets and limits.
 #[derive(Debug, Clone)]
-pub struct ServerConfig {
+pub(crate) struct ServerConfig {
     /// Addresses to answer on.
     pub listen: Vec<SocketAddr>,
     /// Status-Server and State answers worked on at once; more are dropped
@@ -331,7 +331,7 @@ pub struct HttpLimits {
 
 /// `[metrics]`: where Prometheus scrapes `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MetricsConfig {
+pub(crate) struct MetricsConfig {
     /// `listen`.
     pub listen: SocketAddr,
     /// Connections and time per request.
@@ -340,21 +340,21 @@ pub struct MetricsConfig {
 
 /// `[log]`.
 #[derive(Debug, Clone)]
-pub struct LogConfig {
+pub(crate) struct LogConfig {
     /// Line format.
     pub format: LogFormat,
 }
 
 /// Options from the command line that change what a configuration may hold.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct LoadOptions {
+pub(crate) struct LoadOptions {
     /// `serve --test-mode`: allows `fixed_otp_for_testing`.
     pub test_mode: bool,
 }
 
 /// A checked configuration.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// Where it was read from.
     pub source: Source,
     /// `[server]`.
@@ -375,26 +375,26 @@ pub struct Config {
 
 impl Config {
     /// Reads and checks a configuration file.
-    pub fn load(path: &Path, options: LoadOptions) -> Result<Config, ConfigError> {
+    pub(crate) fn load(path: &Path, options: LoadOptions) -> Result<Config, ConfigError> {
         let source = Source::File(path.to_path_buf());
         let text = read_text(path)?;
         Config::from_text(&text, source, options)
     }
 
     /// The embedded default.
-    pub fn embedded() -> Result<Config, ConfigError> {
+    pub(crate) fn embedded() -> Result<Config, ConfigError> {
         Config::from_text(EMBEDDED_CONFIG, Source::Embedded, LoadOptions::default())
     }
 
     /// Checks configuration text that came from `source`.
-    pub fn from_text(text: &str, source: Source, options: LoadOptions) -> Result<Config, ConfigError> {
+    pub(crate) fn from_text(text: &str, source: Source, options: LoadOptions) -> Result<Config, ConfigError> {
         let raw: RawConfig = parse_toml(text, &source)?;
         Validator::new(&source).config(raw, options)
     }
 }
 
 /// Reads a whole file, naming it in the error.
-pub fn read_text(path: &Path) -> Result<String, ConfigError> {
+pub(crate) fn read_text(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         file: path.display().to_string(),
         source,

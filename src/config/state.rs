@@ -14,7 +14,7 @@ use super::validate::Validator;
 use super::{read_bytes, ConfigError};
 
 /// Length of the pool's shared key in bytes.
-pub const POOL_KEY_LEN: usize = 32;
+pub(crate) const POOL_KEY_LEN: usize = 32;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +41,7 @@ impl Default for RawState {
 
 /// `[state]`.
 #[derive(Debug, Clone, Default)]
-pub enum StateConfig {
+pub(crate) enum StateConfig {
     /// Everything in this process (one instance).
     #[default]
     Memory,
@@ -51,7 +51,7 @@ pub enum StateConfig {
 
 /// `[state] backend = "redis"`.
 #[derive(Clone)]
-pub struct RedisConfig {
+pub(crate) struct RedisConfig {
     /// `redis_url`, e.g. `redis://:password@10.0.0.5:6379/0`; may hold a password.
     pub url: String,
     /// The pool's shared key from `secret_file`: codes are digested and
@@ -68,16 +68,16 @@ impl fmt::Debug for RedisConfig {
 
 /// The pool's shared key; its Debug never shows it.
 #[derive(Clone)]
-pub struct PoolKey(Zeroizing<[u8; POOL_KEY_LEN]>);
+pub(crate) struct PoolKey(Zeroizing<[u8; POOL_KEY_LEN]>);
 
 impl PoolKey {
     /// Wraps key bytes.
-    pub fn new(bytes: [u8; POOL_KEY_LEN]) -> PoolKey {
+    pub(crate) fn new(bytes: [u8; POOL_KEY_LEN]) -> PoolKey {
         PoolKey(Zeroizing::new(bytes))
     }
 
     /// The bytes, for key derivation only.
-    pub fn expose(&self) -> &[u8; POOL_KEY_LEN] {
+    pub(crate) fn expose(&self) -> &[u8; POOL_KEY_LEN] {
         &self.0
     }
 }

@@ -59,7 +59,7 @@ enum Part {
 
 /// A parsed body template.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template {
+pub(crate) struct Template {
     parts: Vec<Part>,
 }
 
@@ -80,7 +80,7 @@ impl Template {
     /// Parses template text. `{word}` where word is a placeholder name is
     /// replaced; `{word}` with any other identifier is an error (a typo would
     /// otherwise reach users); other braces (CSS in HTML) stay as they are.
-    pub fn parse(text: &str) -> Result<Template, String> {
+    pub(crate) fn parse(text: &str) -> Result<Template, String> {
         let mut parts = Vec::new();
         let mut literal = String::new();
         let mut rest = text;
@@ -118,7 +118,7 @@ impl Template {
 
     /// Fills in the values; `escape` is applied to each (HTML escaping for
     /// the HTML body).
-    pub fn render(&self, values: &Values<'_>, escape: fn(&str) -> String) -> String {
+    pub(crate) fn render(&self, values: &Values<'_>, escape: fn(&str) -> String) -> String {
         let mut out = String::new();
         for part in &self.parts {
             match part {

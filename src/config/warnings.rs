@@ -10,7 +10,7 @@ use super::{Config, LdapTls, Provider, SmtpTls, UsersSource};
 impl Config {
     /// Clear-text credentials this configuration would send, one sentence
     /// each, naming the key that fixes it.
-    pub fn cleartext_warnings(&self) -> Vec<String> {
+    pub(crate) fn cleartext_warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         if let UsersSource::Ldap(ldap) = &self.users.source {
             if ldap.tls == LdapTls::None {

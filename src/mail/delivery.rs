@@ -30,7 +30,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Mail counters for metrics.
 #[derive(Debug, Default)]
-pub struct MailStats {
+pub(crate) struct MailStats {
     /// Mails the provider accepted.
     pub sent: AtomicU64,
     /// Failed attempts (each retry counts).

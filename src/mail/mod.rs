@@ -13,9 +13,9 @@
 //! link's shortened).
 
 mod delivery;
-pub mod outbox;
-pub mod provider;
-pub mod template;
+pub(crate) mod outbox;
+pub(crate) mod provider;
+pub(crate) mod template;
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,14 +29,14 @@ use crate::challenge::Transaction;
 use crate::config::{ConfigError, EmailConfig};
 use crate::lifecycle::Lifecycle;
 use crate::otp::Otp;
-pub use delivery::MailStats;
+pub(crate) use delivery::MailStats;
 use delivery::{Delivery, Renderer};
-pub use outbox::{MemoryOutbox, Outbox, Outcome};
+pub(crate) use outbox::{MemoryOutbox, Outbox};
 
 /// Why a mail was not sent.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum MailError {
+pub(crate) enum MailError {
     /// The queue holds `limit` mails already.
     #[error("mail queue full ({limit} mails waiting)")]
     QueueFull {
@@ -69,7 +69,7 @@ pub enum MailError {
 
 /// One e-mail to send: a challenge's code for a user. Its Debug shows
 /// neither the code nor the link, and the transaction as logs show it.
-pub struct MailJob {
+pub(crate) struct MailJob {
     /// Recipient.
     pub to: Mailbox,
     /// User name, for the body and the log.
@@ -88,7 +88,7 @@ impl MailJob {
     /// The transaction as log lines show it: in full for a code's challenge,
     /// only its first 8 hex digits for a link's, whose State logs the user in
     /// once the link is confirmed (a bearer credential).
-    pub fn logged_tx(&self) -> String {
+    pub(crate) fn logged_tx(&self) -> String {
         let mut tx = self.tx.to_string();
         if self.link.is_some() {
             tx.truncate(8);
@@ -117,7 +117,7 @@ impl fmt::Debug for MailJob {
 /// The handle on the mail queue: the request path enqueues through it, the
 /// exporter reads its counters, a reload swaps its messages.
 #[derive(Clone)]
-pub struct MailQueue {
+pub(crate) struct MailQueue {
     outbox: Arc<dyn Outbox>,
     stats: Arc<MailStats>,
     renderer: Arc<ArcSwap<Renderer>>,
@@ -126,24 +126,24 @@ pub struct MailQueue {
 impl MailQueue {
     /// Queues a mail without waiting for delivery. Fails when the queue is
     /// full or the outbox (Redis) is unreachable.
-    pub async fn enqueue(&self, job: MailJob) -> Result<(), MailError> {
+    pub(crate) async fn enqueue(&self, job: MailJob) -> Result<(), MailError> {
         self.outbox.enqueue(job).await
     }
 
     /// Mails this instance has queued or taken, being sent or waiting for a
     /// retry.
-    pub fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         self.outbox.pending()
     }
 
     /// Counters of the delivery worker.
-    pub fn stats(&self) -> &MailStats {
+    pub(crate) fn stats(&self) -> &MailStats {
         &self.stats
     }
 
     /// Takes sender, subject and templates from a reloaded configuration;
     /// mails already queued are rendered with the new ones.
-    pub fn update_messages(&self, config: &EmailConfig) {
+    pub(crate) fn update_messages(&self, config: &EmailConfig) {
         self.renderer.store(Arc::new(Renderer::new(config)));
     }
 }
@@ -157,12 +157,16 @@ impl std::fmt::Debug for MailQueue {
 /// Starts the delivery worker on `life` for an instance on its own (jobs
 /// wait in memory, at most `queue_limit`); it stops on shutdown after giving
 /// the mails it holds the grace period to go out.
-pub fn start(config: &EmailConfig, life: &Lifecycle) -> Result<MailQueue, ConfigError> {
+pub(crate) fn start(config: &EmailConfig, life: &Lifecycle) -> Result<MailQueue, ConfigError> {
     start_with(Arc::new(MemoryOutbox::new(config.queue_limit)), config, life)
 }
 
 /// Like [`start`], with jobs waiting in `outbox` (the pool's Redis stream).
-pub fn start_with(outbox: Arc<dyn Outbox>, config: &EmailConfig, life: &Lifecycle) -> Result<MailQueue, ConfigError> {
+pub(crate) fn start_with(
+    outbox: Arc<dyn Outbox>,
+    config: &EmailConfig,
+    life: &Lifecycle,
+) -> Result<MailQueue, ConfigError> {
     let queue = MailQueue {
         outbox,
         stats: Arc::new(MailStats::default()),

@@ -20,7 +20,7 @@ use super::{MailError, MailJob};
 /// What became of a job the worker took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The provider accepted it.
     Delivered,
     /// The provider failed in a way that may pass; the worker tries again
@@ -34,14 +34,14 @@ pub enum Outcome {
 
 impl Outcome {
     /// Whether the job is finished with (nothing more will be tried).
-    pub fn is_final(self) -> bool {
+    pub(crate) fn is_final(self) -> bool {
         self != Outcome::RetryLater
     }
 }
 
 /// Where mail jobs wait for the delivery worker.
 #[async_trait]
-pub trait Outbox: Send + Sync + fmt::Debug + 'static {
+pub(crate) trait Outbox: Send + Sync + fmt::Debug + 'static {
     /// Puts a job where the delivery worker takes it, without waiting for
     /// delivery. Fails when `queue_limit` jobs wait already, or when the
     /// outbox cannot be reached.
@@ -66,7 +66,7 @@ pub trait Outbox: Send + Sync + fmt::Debug + 'static {
 
 /// Jobs handed from whoever finds them to the delivery worker, in order.
 #[derive(Debug)]
-pub struct Handoff {
+pub(crate) struct Handoff {
     sender: mpsc::UnboundedSender<MailJob>,
     receiver: Mutex<mpsc::UnboundedReceiver<MailJob>>,
 }
@@ -83,13 +83,13 @@ impl Default for Handoff {
 
 impl Handoff {
     /// Adds a job behind the others.
-    pub fn push(&self, job: MailJob) {
+    pub(crate) fn push(&self, job: MailJob) {
         // The receiver lives as long as `self`: sending cannot fail.
         let _ = self.sender.send(job);
     }
 
     /// Waits for the next job (cancel-safe).
-    pub async fn next(&self) -> MailJob {
+    pub(crate) async fn next(&self) -> MailJob {
         let mut receiver = self.receiver.lock().await;
         match receiver.recv().await {
             Some(job) => job,
@@ -99,14 +99,14 @@ impl Handoff {
     }
 
     /// The next job if one waits and no one else is waiting for it.
-    pub fn ready(&self) -> Option<MailJob> {
+    pub(crate) fn ready(&self) -> Option<MailJob> {
         self.receiver.try_lock().ok()?.try_recv().ok()
     }
 }
 
 /// The outbox of an instance on its own: a bounded queue in memory.
 #[derive(Debug)]
-pub struct MemoryOutbox {
+pub(crate) struct MemoryOutbox {
     jobs: Handoff,
     /// Jobs enqueued and not finished with (waiting, being sent, or
     /// waiting for a retry).
@@ -116,7 +116,7 @@ pub struct MemoryOutbox {
 
 impl MemoryOutbox {
     /// An outbox that holds at most `limit` unfinished jobs.
-    pub fn new(limit: usize) -> MemoryOutbox {
+    pub(crate) fn new(limit: usize) -> MemoryOutbox {
         MemoryOutbox {
             jobs: Handoff::default(),
             pending: AtomicUsize::new(0),

@@ -14,7 +14,7 @@ use crate::config::{read_text, ConfigError, Provider, SmtpConfig, SmtpTls};
 
 /// Sends one message.
 #[async_trait]
-pub trait MailProvider: Send + Sync + 'static {
+pub(crate) trait MailProvider: Send + Sync + 'static {
     /// Delivers `message` to the next hop.
     async fn send(&self, message: Message) -> Result<(), MailError>;
 
@@ -23,7 +23,7 @@ pub trait MailProvider: Send + Sync + 'static {
 }
 
 /// Builds the provider `[email.provider]` asks for.
-pub fn build(config: &Provider) -> Result<Box<dyn MailProvider>, ConfigError> {
+pub(crate) fn build(config: &Provider) -> Result<Box<dyn MailProvider>, ConfigError> {
     Ok(match config {
         Provider::File { outbox } => Box::new(FileProvider { outbox: outbox.clone() }),
         Provider::Smtp(smtp) => Box::new(SmtpProvider::new(smtp)?),

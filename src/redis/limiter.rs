@@ -44,7 +44,7 @@ return 0
 ";
 
 /// Limits in Redis.
-pub struct RedisLimiter {
+pub(crate) struct RedisLimiter {
     redis: Redis,
     lockout: Lockout,
     failed: Script,
@@ -52,7 +52,7 @@ pub struct RedisLimiter {
 
 impl RedisLimiter {
     /// A limiter on `redis` with the configured limits.
-    pub fn new(redis: Redis, lockout: Lockout) -> Arc<RedisLimiter> {
+    pub(crate) fn new(redis: Redis, lockout: Lockout) -> Arc<RedisLimiter> {
         Arc::new(RedisLimiter {
             redis,
             lockout,

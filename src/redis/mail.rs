@@ -49,9 +49,9 @@ use crate::mail::{MailError, MailJob};
 use crate::otp::Otp;
 
 /// A job idle this long belongs to an instance presumed dead.
-pub const TAKEOVER_IDLE: Duration = Duration::from_secs(10);
+pub(crate) const TAKEOVER_IDLE: Duration = Duration::from_secs(10);
 /// How often held jobs are re-claimed and idle ones looked for.
-pub const KEEP_INTERVAL: Duration = Duration::from_secs(3);
+pub(crate) const KEEP_INTERVAL: Duration = Duration::from_secs(3);
 /// How long one read waits for new jobs.
 const READ_BLOCK: Duration = Duration::from_secs(1);
 /// Jobs taken at once.
@@ -83,7 +83,7 @@ struct Plain {
 }
 
 /// The pool's outbox.
-pub struct RedisOutbox {
+pub(crate) struct RedisOutbox {
     redis: Redis,
     reader: Redis,
     cipher: XChaCha20Poly1305,
@@ -117,7 +117,7 @@ impl RedisOutbox {
     /// long the stream outlives its last job, `limit` how many jobs wait in
     /// it and how many this instance holds. Nothing is read before
     /// [`RedisOutbox::start`].
-    pub fn new(
+    pub(crate) fn new(
         redis: Redis,
         config: &RedisConfig,
         key: &Zeroizing<[u8; 32]>,
@@ -265,7 +265,7 @@ impl RedisOutbox {
     /// Starts reading new jobs for this instance's delivery worker, and
     /// keeping the held ones and taking over those of dead instances, until
     /// shutdown.
-    pub fn start(self: &Arc<RedisOutbox>, life: &Lifecycle) {
+    pub(crate) fn start(self: &Arc<RedisOutbox>, life: &Lifecycle) {
         life.spawn(Arc::clone(self).read(life.token()));
         life.spawn(Arc::clone(self).keep(life.token()));
     }

@@ -16,10 +16,10 @@
 //! reach Redis at start checks before its first call and, on a mismatch,
 //! answers nothing (as while Redis is down) and says why once.
 
-pub mod limiter;
-pub mod mail;
-pub mod record;
-pub mod store;
+pub(crate) mod limiter;
+pub(crate) mod mail;
+pub(crate) mod record;
+pub(crate) mod store;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,7 +45,7 @@ use record::{RecordKey, FINGERPRINT_KEY};
 
 /// Every key this program writes starts with this, so a Redis can be shared
 /// with other applications.
-pub const KEY_PREFIX: &str = "mailotp:";
+pub(crate) const KEY_PREFIX: &str = "mailotp:";
 /// How long one Redis call may take before the backend counts as down.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the watcher calls Redis (see `store::open`).
@@ -53,7 +53,7 @@ pub(crate) const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The Redis backend could not be set up.
 #[derive(Debug, Error)]
-pub enum PoolError {
+pub(crate) enum PoolError {
     /// `redis_url` is not a URL the client understands.
     #[error("state.redis_url is not a usable Redis URL: {reason}")]
     Url {
@@ -88,7 +88,7 @@ fn mismatch(theirs: &str, ours: &str) -> String {
 
 /// Keys derived from the pool's shared key, one per purpose.
 #[derive(Clone)]
-pub struct PoolKeys {
+pub(crate) struct PoolKeys {
     /// Seals codes into the digests challenges keep.
     pub sealer: CodeSealer,
     /// Encrypts queued mails.
@@ -101,7 +101,7 @@ pub struct PoolKeys {
 
 impl PoolKeys {
     /// HKDF-SHA256 of the shared key, with a label per purpose.
-    pub fn derive(key: &PoolKey) -> PoolKeys {
+    pub(crate) fn derive(key: &PoolKey) -> PoolKeys {
         let hk = Hkdf::<Sha256>::new(Some(b"mailotp pool"), key.expose());
         let expand = |label: &[u8]| {
             let mut out = Zeroizing::new([0u8; 32]);
@@ -120,7 +120,7 @@ impl PoolKeys {
 
 /// The shared Redis connection of one instance, with health reporting.
 #[derive(Clone)]
-pub struct Redis {
+pub(crate) struct Redis {
     conn: ConnectionManager,
     health: Arc<Health>,
     key: Arc<KeyCheck>,
@@ -159,7 +159,7 @@ fn manager(url: &str, response_timeout: Duration) -> Result<ConnectionManager, P
 impl Redis {
     /// A handle on `config`'s Redis that reports to `health`; connects on
     /// first use, and checks the pool key's `fingerprint` before its first call.
-    pub fn connect(config: &RedisConfig, fingerprint: &str, health: Arc<Health>) -> Result<Redis, PoolError> {
+    pub(crate) fn connect(config: &RedisConfig, fingerprint: &str, health: Arc<Health>) -> Result<Redis, PoolError> {
         Ok(Redis {
             conn: manager(&config.url, RESPONSE_TIMEOUT)?,
             health,
@@ -184,7 +184,7 @@ impl Redis {
     /// Runs one Redis call; a failure marks the backend down and becomes
     /// [`BackendUnavailable`], a success marks it up. Until the pool
     /// key's fingerprint matched, it is checked first.
-    pub async fn run<T, F, Fut>(&self, what: &'static str, call: F) -> Result<T, BackendUnavailable>
+    pub(crate) async fn run<T, F, Fut>(&self, what: &'static str, call: F) -> Result<T, BackendUnavailable>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
@@ -249,7 +249,7 @@ impl Redis {
 }
 
 /// What `auth` needs, kept in Redis for the whole pool.
-pub struct Shared {
+pub(crate) struct Shared {
     /// Open challenges.
     pub challenges: Arc<dyn ChallengeStore>,
     /// Throttles and lockout.
@@ -262,7 +262,7 @@ pub struct Shared {
 /// the shared mail queue with this instance's delivery, and the watcher.
 /// An instance whose pool key differs from the pool's refuses to start; one
 /// that cannot reach Redis now checks the key once it can.
-pub async fn start(
+pub(crate) async fn start(
     config: &RedisConfig,
     email: &EmailConfig,
     lockout: Lockout,
@@ -302,7 +302,7 @@ pub async fn start(
 
 /// `mailotp check --connect`: whether Redis answers at `config`'s URL and
 /// holds our key's fingerprint (or none yet: this only reads it).
-pub async fn check_connection(config: &RedisConfig) -> Result<(), PoolError> {
+pub(crate) async fn check_connection(config: &RedisConfig) -> Result<(), PoolError> {
     let mut conn = manager(&config.url, Duration::from_secs(3))?;
     let theirs: Option<String> = redis::cmd("GET")
         .arg(FINGERPRINT_KEY)

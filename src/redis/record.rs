@@ -31,31 +31,31 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Length of a record MAC: HMAC-SHA256 cut to 128 bits (RFC 2104 §5), as
 /// forging one means guessing it blind, one request per guess.
-pub const MAC_LEN: usize = 16;
+pub(crate) const MAC_LEN: usize = 16;
 
 /// The MAC of one record.
-pub type RecordMac = [u8; MAC_LEN];
+pub(crate) type RecordMac = [u8; MAC_LEN];
 
 /// Bad records logged already, by key name; forgotten all at once past this.
 const LOGGED_REMEMBERED: usize = 4096;
 
 /// Where the pool key's fingerprint lives, without expiry.
-pub const FINGERPRINT_KEY: &str = "mailotp:keyfp";
+pub(crate) const FINGERPRINT_KEY: &str = "mailotp:keyfp";
 
 /// Computes and checks record MACs with a key derived from the pool key.
 #[derive(Clone)]
-pub struct RecordKey {
+pub(crate) struct RecordKey {
     key: Zeroizing<[u8; 32]>,
 }
 
 impl RecordKey {
     /// A record key from the pool's derived key.
-    pub fn from_key(key: Zeroizing<[u8; 32]>) -> RecordKey {
+    pub(crate) fn from_key(key: Zeroizing<[u8; 32]>) -> RecordKey {
         RecordKey { key }
     }
 
     /// The MAC of the record at Redis key `name` with `fields`, in order.
-    pub fn mac(&self, name: &str, fields: &[(&str, &[u8])]) -> RecordMac {
+    pub(crate) fn mac(&self, name: &str, fields: &[(&str, &[u8])]) -> RecordMac {
         let mut mac = HmacSha256::new_from_slice(&self.key[..]).expect("HMAC takes a key of any length");
         mac.update(b"mailotp record v1");
         put(&mut mac, name.as_bytes());
@@ -69,7 +69,7 @@ impl RecordKey {
     }
 
     /// Whether `mac` is the MAC of that record, in constant time.
-    pub fn verify(&self, name: &str, fields: &[(&str, &[u8])], mac: &[u8]) -> bool {
+    pub(crate) fn verify(&self, name: &str, fields: &[(&str, &[u8])], mac: &[u8]) -> bool {
         mac.len() == MAC_LEN && bool::from(self.mac(name, fields).ct_eq(mac))
     }
 }
@@ -89,7 +89,7 @@ fn put(mac: &mut HmacSha256, bytes: &[u8]) {
 
 /// A record read from Redis failed its check: logged by key name (with why)
 /// and counted; the caller ignores it.
-pub fn bad_record(key: &str, why: &'static str) {
+pub(crate) fn bad_record(key: &str, why: &'static str) {
     count_bad_record();
     if first_time(key) {
         tracing::warn!(
@@ -113,7 +113,7 @@ fn first_time(key: &str) -> bool {
 }
 
 /// Counts a record that failed its check (for callers that log their own line).
-pub fn count_bad_record() {
+pub(crate) fn count_bad_record() {
     REDIS_BAD_RECORDS.fetch_add(1, Ordering::Relaxed);
 }
 

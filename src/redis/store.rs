@@ -129,7 +129,7 @@ enum Tried {
 }
 
 /// Challenges in Redis.
-pub struct RedisStore {
+pub(crate) struct RedisStore {
     redis: Redis,
     sealer: CodeSealer,
     records: RecordKey,
@@ -159,7 +159,12 @@ fn challenges_of(user: &str) -> String {
 impl RedisStore {
     /// A store on `redis` that seals codes and authenticates its records
     /// with keys derived from the pool key.
-    pub fn new(redis: Redis, keys: &PoolKeys, settings: ChallengeSettings, throttling: Throttling) -> Arc<RedisStore> {
+    pub(crate) fn new(
+        redis: Redis,
+        keys: &PoolKeys,
+        settings: ChallengeSettings,
+        throttling: Throttling,
+    ) -> Arc<RedisStore> {
         Arc::new(RedisStore {
             redis,
             sealer: keys.sealer.clone(),

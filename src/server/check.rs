@@ -14,7 +14,7 @@ const MAX_HIDDEN_PASSWORD: usize = 128;
 /// says 0-1; RFC 3579 §3.2 for Message-Authenticator). A second copy would let
 /// the server and a proxy in front read different values, so such a request
 /// is malformed.
-pub const SINGLE_VALUED: [u8; 5] = [
+pub(crate) const SINGLE_VALUED: [u8; 5] = [
     attr::USER_NAME,
     attr::USER_PASSWORD,
     attr::STATE,
@@ -27,7 +27,7 @@ pub const SINGLE_VALUED: [u8; 5] = [
 /// (wherever it stands) is right, or absent where `require_ma` allows it.
 /// More than one of a single-valued attribute is malformed. `Err` says why
 /// it must be dropped unanswered.
-pub fn check_request<'a>(datagram: &'a [u8], secret: &[u8], require_ma: bool) -> Result<Packet<'a>, DropReason> {
+pub(crate) fn check_request<'a>(datagram: &'a [u8], secret: &[u8], require_ma: bool) -> Result<Packet<'a>, DropReason> {
     let packet = Packet::decode(datagram).map_err(|_| DropReason::Malformed)?;
     let code = packet.code();
     if !matches!(code, Code::AccessRequest | Code::StatusServer) {

@@ -17,11 +17,11 @@ use tokio::time::Instant;
 use crate::expiry::ExpiryQueue;
 
 /// How long an answer is kept: NASes retransmit a few times, seconds apart.
-pub const TTL: Duration = Duration::from_secs(30);
+pub(crate) const TTL: Duration = Duration::from_secs(30);
 
 /// What identifies one request on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RequestKey {
+pub(crate) struct RequestKey {
     /// Source address and port.
     pub source: SocketAddr,
     /// Identifier octet.
@@ -38,7 +38,7 @@ enum Slot {
 
 /// What the cache knows of a request.
 #[derive(Debug)]
-pub enum Seen {
+pub(crate) enum Seen {
     /// First time: it is now marked in progress.
     New,
     /// A copy is being worked on.
@@ -51,7 +51,7 @@ pub enum Seen {
 
 /// Recent requests and their answers.
 #[derive(Debug)]
-pub struct DuplicateCache {
+pub(crate) struct DuplicateCache {
     slots: DashMap<RequestKey, Slot>,
     expiry: Mutex<ExpiryQueue<RequestKey>>,
     capacity: usize,
@@ -59,7 +59,7 @@ pub struct DuplicateCache {
 
 impl DuplicateCache {
     /// A cache of at most `capacity` requests.
-    pub fn new(capacity: usize) -> DuplicateCache {
+    pub(crate) fn new(capacity: usize) -> DuplicateCache {
         DuplicateCache {
             slots: DashMap::new(),
             expiry: Mutex::new(ExpiryQueue::default()),
@@ -68,7 +68,7 @@ impl DuplicateCache {
     }
 
     /// Looks a request up, marking it in progress when it is new.
-    pub fn check(&self, key: RequestKey) -> Seen {
+    pub(crate) fn check(&self, key: RequestKey) -> Seen {
         if self.slots.len() >= self.capacity && !self.slots.contains_key(&key) && !self.evict_oldest_answered() {
             return Seen::Full;
         }
@@ -116,14 +116,14 @@ impl DuplicateCache {
     }
 
     /// Keeps the answer for retransmissions.
-    pub fn answered(&self, key: RequestKey, bytes: Arc<[u8]>) {
+    pub(crate) fn answered(&self, key: RequestKey, bytes: Arc<[u8]>) {
         if let Some(mut slot) = self.slots.get_mut(&key) {
             *slot = Slot::Answered(bytes);
         }
     }
 
     /// Forgets a request that got no answer, so a retransmission is tried anew.
-    pub fn forget(&self, key: &RequestKey) {
+    pub(crate) fn forget(&self, key: &RequestKey) {
         self.slots.remove(key);
     }
 
@@ -131,7 +131,7 @@ impl DuplicateCache {
     /// kept however old it is (a PIN check behind a slow directory may take
     /// longer than the TTL): dropping it would let a retransmission be
     /// decided, and mailed, a second time. It is looked at again a TTL later.
-    pub fn sweep(&self, now: Instant) {
+    pub(crate) fn sweep(&self, now: Instant) {
         let due: Vec<RequestKey> = self
             .expiry
             .lock()
@@ -147,13 +147,9 @@ impl DuplicateCache {
     }
 
     /// Requests remembered.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.slots.len()
-    }
-
-    /// Whether nothing is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
     }
 }
 

@@ -30,9 +30,9 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use batch::{Inbox, Outbox};
-pub use check::{check_request, SINGLE_VALUED};
-pub use dedup::{DuplicateCache, RequestKey, Seen, TTL as DUPLICATE_TTL};
-pub use shares::PinShares;
+pub(crate) use check::{check_request, SINGLE_VALUED};
+pub(crate) use dedup::{DuplicateCache, RequestKey, Seen};
+pub(crate) use shares::PinShares;
 
 use crate::auth::{Decision, Handler, Incoming, Kind, Request, RequestHandler};
 use crate::config::Client;
@@ -55,18 +55,18 @@ const DEFAULT_DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The configured clients, most specific network first.
 #[derive(Debug, Default)]
-pub struct Clients(Vec<Arc<Client>>);
+pub(crate) struct Clients(Vec<Arc<Client>>);
 
 impl Clients {
     /// Orders clients so that a host entry wins over the network around it.
-    pub fn new(clients: Vec<Client>) -> Clients {
+    pub(crate) fn new(clients: Vec<Client>) -> Clients {
         let mut clients: Vec<Arc<Client>> = clients.into_iter().map(Arc::new).collect();
         clients.sort_by_key(|c| std::cmp::Reverse(c.network.prefix_len()));
         Clients(clients)
     }
 
     /// The client a source address belongs to.
-    pub fn find(&self, ip: IpAddr) -> Option<&Arc<Client>> {
+    pub(crate) fn find(&self, ip: IpAddr) -> Option<&Arc<Client>> {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
@@ -76,7 +76,7 @@ impl Clients {
 }
 
 /// Shared state of the running server.
-pub struct Context<H = Handler> {
+pub(crate) struct Context<H = Handler> {
     /// Who may send requests (swapped whole on reload).
     pub clients: ArcSwap<Clients>,
     /// What decides the requests.
@@ -98,7 +98,7 @@ pub struct Context<H = Handler> {
 
 impl<H: RequestHandler> Context<H> {
     /// A context around a request handler.
-    pub fn new(clients: Clients, handler: H, max_in_flight: usize) -> Context<H> {
+    pub(crate) fn new(clients: Clients, handler: H, max_in_flight: usize) -> Context<H> {
         Context {
             clients: ArcSwap::from_pointee(clients),
             handler,
@@ -115,7 +115,7 @@ impl<H: RequestHandler> Context<H> {
 
 /// Serves RADIUS on already-bound sockets until shutdown; request tasks run
 /// on `life`, so the caller can wait for them to finish.
-pub async fn serve<H: RequestHandler>(sockets: Vec<UdpSocket>, ctx: Arc<Context<H>>, life: Lifecycle) {
+pub(crate) async fn serve<H: RequestHandler>(sockets: Vec<UdpSocket>, ctx: Arc<Context<H>>, life: Lifecycle) {
     let mut loops = tokio::task::JoinSet::new();
     for socket in sockets {
         loops.spawn(receive_loop(Arc::new(socket), Arc::clone(&ctx), life.clone()));
@@ -403,7 +403,7 @@ async fn respond<H: RequestHandler>(
 /// The signed answer to `request`: Message-Authenticator first, then State,
 /// the request's Proxy-State attributes in their order, Reply-Message, and
 /// the decision's reply attributes.
-pub fn encode_response(request: &Packet<'_>, decision: &Decision, secret: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_response(request: &Packet<'_>, decision: &Decision, secret: &[u8]) -> Vec<u8> {
     let mut response = ResponseBuilder::new(decision.code, request.identifier());
     // What the NAS and a proxy cannot do without comes first: the builder
     // stops at 4096 bytes, and then only reply attributes are cut.

@@ -15,14 +15,14 @@ use crate::config::DEFAULT_PIN_QUEUE_PER_CLIENT;
 
 /// One semaphore of `per_client` places per client name.
 #[derive(Debug)]
-pub struct PinShares {
+pub(crate) struct PinShares {
     per_client: usize,
     shares: DashMap<String, Arc<Semaphore>>,
 }
 
 impl PinShares {
     /// Shares of `per_client` places each.
-    pub fn new(per_client: usize) -> PinShares {
+    pub(crate) fn new(per_client: usize) -> PinShares {
         PinShares {
             per_client,
             shares: DashMap::new(),
@@ -30,13 +30,13 @@ impl PinShares {
     }
 
     /// Places per client.
-    pub fn per_client(&self) -> usize {
+    pub(crate) fn per_client(&self) -> usize {
         self.per_client
     }
 
     /// A place in `client`'s share, held until the permit drops; `None`
     /// when the share is full.
-    pub fn try_acquire(&self, client: &str) -> Option<OwnedSemaphorePermit> {
+    pub(crate) fn try_acquire(&self, client: &str) -> Option<OwnedSemaphorePermit> {
         let share = match self.shares.get(client) {
             Some(share) => Arc::clone(&share),
             None => Arc::clone(

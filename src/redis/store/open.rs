@@ -32,7 +32,7 @@ impl RedisStore {
     /// Counts the pool's open challenges every second until shutdown; the
     /// call reports to health like any other, so health follows Redis even
     /// when no request comes (a proxy probing with Status-Server).
-    pub fn watch(self: &Arc<Self>, life: &Lifecycle) {
+    pub(crate) fn watch(self: &Arc<Self>, life: &Lifecycle) {
         let (store, stop) = (Arc::clone(self), life.clone());
         life.spawn(async move {
             let mut tick = tokio::time::interval(WATCH_INTERVAL);
