@@ -79,15 +79,33 @@ impl Server {
 
     /// mailotp's `mailotp_drops_total{reason}` now, read from `/metrics`.
     pub fn drops(&self, reason: &str) -> Option<u64> {
+        self.metric(&format!("mailotp_drops_total{{reason=\"{reason}\"}}"))
+    }
+
+    /// One series of mailotp's `/metrics` now (name and labels as printed).
+    pub fn metric(&self, series: &str) -> Option<u64> {
         let mut stream = TcpStream::connect(self.metrics?).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
         let mut text = String::new();
         stream.read_to_string(&mut text).ok()?;
-        let series = format!("mailotp_drops_total{{reason=\"{reason}\"}} ");
+        let series = format!("{series} ");
         text.lines()
             .find_map(|l| l.strip_prefix(series.as_str()))
             .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Waits (up to `limit`) until mailotp has sent `mails` e-mails, so that
+    /// a measured phase does not pay for the mails of its set-up.
+    pub fn wait_for_mails(&self, mails: u64, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while self.metric("mailotp_mails_sent_total").unwrap_or(0) < mails {
+            if std::time::Instant::now() > deadline {
+                eprintln!("  warning: {mails} set-up mails not all sent after {limit:?}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

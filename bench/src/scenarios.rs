@@ -172,6 +172,7 @@ fn status_server(plan: &Plan, backend: Backend) -> Figures {
 fn answers(plan: &Plan, backend: Backend) -> Figures {
     let server = plan.mailotp(plan.challenges, 0, backend);
     let opened = preopen(plan, &server, plan.challenges);
+    server.wait_for_mails(opened.len() as u64, Duration::from_secs(120));
     let drive = plan.drive_with(&server, plan.drive.in_flight, Duration::from_secs(1));
     measure(&server, &drive, &Answers::new("cheap", opened))
 }
