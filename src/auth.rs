@@ -23,7 +23,7 @@ use crate::backend::BackendUnavailable;
 use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, Opened, Origin, Transaction};
 use crate::config::{ChallengeMode, Delivery, EmailConfig};
 use crate::limits::Limiter;
-use crate::mail::{MailError, MailJob, MailQueue};
+use crate::mail::{AskedBy, MailError, MailJob, MailQueue};
 use crate::otp::Otp;
 use crate::users::{DirectoryError, LockGate, PinCheck, User, UserDirectory};
 use crate::wire::Code;
@@ -308,7 +308,10 @@ impl Authenticator {
                 tracing::info!(user = %user.name, limit = limit.as_str(), "e-mail throttled");
                 return Ok(refusal(THROTTLED, Reason::Throttled));
             }
-            Opened::New => match self.send_new(user, tx, otp, token, &settings).await? {
+            Opened::New => match self
+                .send_new(user, tx, otp, token, asked_by(req, &settings), &settings)
+                .await?
+            {
                 Ok(message) => (message, Reason::ChallengeSent),
                 Err(refusal) => return Ok(refusal),
             },
@@ -325,6 +328,7 @@ impl Authenticator {
         tx: Transaction,
         otp: Otp,
         token: Option<LinkToken>,
+        asked: AskedBy,
         settings: &AuthSettings,
     ) -> Result<Result<String, Decision>, Unavailable> {
         let mailbox = mask(user.email.email.as_ref());
@@ -344,6 +348,8 @@ impl Authenticator {
             user: user.name,
             otp,
             link,
+            deny_link: None,
+            asked,
             tx,
             expires: Instant::now() + settings.validity,
         };
@@ -397,6 +403,20 @@ fn with_trusted_email(mut user: User, trusted: Option<&str>) -> User {
 
 /// The answer that asks for the code (or the link): Access-Challenge with
 /// State, or in reject mode Access-Reject with the prompt.
+/// Who asked for the mail: where from, through which NAS, and when.
+fn asked_by(req: &Request<'_>, settings: &AuthSettings) -> AskedBy {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let unix = |secs: u64| i64::try_from(secs).unwrap_or(i64::MAX);
+    AskedBy {
+        client_ip: req.client_ip.map(str::to_owned),
+        nas: req.client.to_owned(),
+        at_unix: unix(now),
+        until_unix: unix(now.saturating_add(settings.validity.as_secs())),
+    }
+}
+
 fn prompt(mode: ChallengeMode, tx: Transaction, message: String, reason: Reason) -> Decision {
     match mode {
         ChallengeMode::AccessChallenge => Decision {

@@ -288,8 +288,10 @@ pub struct EmailConfig {
     pub from: Mailbox,
     /// Subject line.
     pub subject: String,
-    /// Text and HTML bodies.
+    /// Subject, text and HTML bodies.
     pub templates: Templates,
+    /// `timezone`: where `{time}` and `{expires}` are told (default UTC).
+    pub timezone: jiff::tz::TimeZone,
     /// `[email.throttling]`; all `None` when the section is absent.
     pub throttling: Throttling,
     /// A code or a confirmation link.

@@ -169,6 +169,7 @@ pub(super) struct RawEmail {
     pub delivery: String,
     pub body_file: Option<PathBuf>,
     pub html_body_file: Option<PathBuf>,
+    pub timezone: Option<String>,
     pub fixed_otp_for_testing: Option<String>,
     #[serde(default = "default_queue_limit")]
     pub queue_limit: usize,

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use lettre::message::Mailbox;
 
 use super::raw::{self, ProviderKind, RawClient, RawConfig, RawEmail, RawProvider};
-use super::template::Templates;
+use super::template::{Sources, Templates};
 use super::*;
 use crate::dictionary::{Dictionary, Kind};
 use crate::limits::{Lockout, Throttling};
@@ -295,11 +295,22 @@ impl<'a> Validator<'a> {
                 ));
             }
         }
-        let templates = Templates::load(
-            raw.body_file.map(|p| self.path(&p)).as_deref(),
-            raw.html_body_file.map(|p| self.path(&p)).as_deref(),
-            matches!(delivery, Delivery::Link(_)),
-        )?;
+        let (body_file, html_body_file) = (
+            raw.body_file.map(|p| self.path(&p)),
+            raw.html_body_file.map(|p| self.path(&p)),
+        );
+        let templates = Templates::load(&Sources {
+            subject: &raw.provider.email_subject,
+            body_file: body_file.as_deref(),
+            html_body_file: html_body_file.as_deref(),
+            link: matches!(delivery, Delivery::Link(_)),
+            deny: false,
+        })?;
+        let timezone = match &raw.timezone {
+            None => jiff::tz::TimeZone::UTC,
+            Some(name) => jiff::tz::TimeZone::get(name)
+                .map_err(|e| self.err("email.timezone", format!("`{name}` is not a known IANA time zone: {e}")))?,
+        };
         let from = raw.provider.email_from.parse::<Mailbox>().map_err(|e| {
             self.err(
                 "email.provider.email_from",
@@ -319,6 +330,7 @@ impl<'a> Validator<'a> {
             from,
             subject,
             templates,
+            timezone,
             provider,
             throttling,
             delivery,
