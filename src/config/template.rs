@@ -24,7 +24,10 @@ your one-time password is: {otp}
 
 It is valid for {minutes} minutes, until {expires}.
 
-The login was asked for from {client_ip} through {nas} at {time}.
+The login was asked for
+from:    {client_ip}
+through: {nas}
+at:      {time}
 If you did not just try to log in, do not use the code,
 and please tell your IT team.
 ";
@@ -35,10 +38,13 @@ to finish logging in, open this link and press Confirm:
 
 {link}
 
-The link works once, for {minutes} minutes (until {expires}). Then go
-back to your VPN client and press Enter.
+The link works once, for {minutes} minutes (until {expires}).
+Then go back to your VPN client and press Enter.
 
-The login was asked for from {client_ip} through {nas} at {time}.
+The login was asked for
+from:    {client_ip}
+through: {nas}
+at:      {time}
 If you did not just try to log in, do not open the link,
 and please tell your IT team.
 ";
@@ -352,7 +358,9 @@ mod tests {
     fn built_in_body_says_where_and_when() {
         let (_, text, _) = Templates::load(&sources(false)).unwrap().render(&VALUES);
         assert!(
-            text.contains("from 203.0.113.9Bcc: eve@example.com through vpn1 at 2026-12-06T13:04:18+01:00"),
+            text.contains(
+                "from:    203.0.113.9Bcc: eve@example.com\nthrough: vpn1\nat:      2026-12-06T13:04:18+01:00\n"
+            ),
             "{text}"
         );
         assert!(text.contains("until 2026-12-06T13:14:18+01:00") && !text.contains("This wasn't me"));
