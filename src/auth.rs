@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::backend::BackendUnavailable;
-use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, Opened, Origin, Transaction};
+use crate::challenge::{Answer, ChallengeStore, CodeMatch, DenyRecord, LinkToken, Opened, Origin, Transaction};
 use crate::config::{ChallengeMode, Delivery, EmailConfig};
 use crate::limits::Limiter;
 use crate::mail::{AskedBy, MailError, MailJob, MailQueue};
@@ -70,6 +70,9 @@ pub struct AuthSettings {
     pub validity: std::time::Duration,
     /// With link delivery: the base URL the e-mailed links start with.
     pub link_base: Option<String>,
+    /// With `[link]` configured: the base URL of the deny links every mail
+    /// carries.
+    pub deny_base: Option<String>,
 }
 
 impl From<&EmailConfig> for AuthSettings {
@@ -82,6 +85,7 @@ impl From<&EmailConfig> for AuthSettings {
                 Delivery::Link(link) => Some(link.base_url.clone()),
                 Delivery::Otp => None,
             },
+            deny_base: e.pages.as_ref().map(|p| p.base_url.clone()),
         }
     }
 }
@@ -98,6 +102,8 @@ pub struct Authenticator {
     pub mail: MailQueue,
     /// Code settings (swapped on reload).
     pub settings: ArcSwap<AuthSettings>,
+    /// Logins their user denied on the deny page (counted by `link`).
+    pub denied: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Authenticator {
@@ -343,12 +349,13 @@ impl Authenticator {
             _ => (None, format!("Enter the one-time password sent to {mailbox}")),
         };
         let name = user.name.clone();
+        let deny_link = self.deny_link(&name, tx, &asked, settings).await?;
         let job = MailJob {
             to: user.email,
             user: user.name,
             otp,
             link,
-            deny_link: None,
+            deny_link,
             asked,
             tx,
             expires: Instant::now() + settings.validity,
@@ -362,6 +369,32 @@ impl Authenticator {
             return Ok(Err(refusal(QUEUE_FULL, Reason::MailQueueFull)));
         }
         Ok(Ok(prompt))
+    }
+}
+
+impl Authenticator {
+    /// With `[link]` configured: a new deny ("this wasn't me") link for the
+    /// login `tx`, its token kept by the store for the challenge's validity.
+    async fn deny_link(
+        &self,
+        user: &str,
+        tx: Transaction,
+        asked: &AskedBy,
+        settings: &AuthSettings,
+    ) -> Result<Option<Zeroizing<String>>, Unavailable> {
+        let Some(base) = &settings.deny_base else {
+            return Ok(None);
+        };
+        let token = LinkToken::random();
+        let record = DenyRecord {
+            user: user.to_owned(),
+            tx,
+            client_ip: asked.client_ip.clone(),
+            nas: asked.nas.clone(),
+            asked_unix: u64::try_from(asked.at_unix).unwrap_or(0),
+        };
+        self.challenges.add_deny(&token, &record, settings.validity).await?;
+        Ok(Some(Zeroizing::new(format!("{base}/d/{}", token.to_path()))))
     }
 }
 

@@ -227,6 +227,8 @@ pub struct UsersConfig {
     pub source: UsersSource,
     /// Failed PINs or OTPs in a row before the user is locked, and for how long.
     pub lockout: Lockout,
+    /// `deny_locks`: "this wasn't me" locks the user for the lockout time.
+    pub deny_locks: bool,
 }
 
 /// Where the users come from.
@@ -292,6 +294,9 @@ pub struct EmailConfig {
     pub templates: Templates,
     /// `timezone`: where `{time}` and `{expires}` are told (default UTC).
     pub timezone: jiff::tz::TimeZone,
+    /// `[link]`, when configured: the page server of confirmation links
+    /// (link delivery) and of the deny link every mail then carries.
+    pub pages: Option<LinkConfig>,
     /// `[email.throttling]`; all `None` when the section is absent.
     pub throttling: Throttling,
     /// A code or a confirmation link.

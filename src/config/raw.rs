@@ -127,6 +127,8 @@ pub(super) struct RawUsers {
     pub lockout_after: u32,
     #[serde(default = "default_lockout_time")]
     pub lockout_time: u64,
+    #[serde(default = "default_true")]
+    pub deny_locks: bool,
     // backend = "ldap" only: checked in `config::ldap`, refused with "file".
     pub ldap_url: Option<String>,
     pub ldap_starttls: Option<bool>,

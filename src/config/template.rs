@@ -283,6 +283,14 @@ impl Templates {
     }
 }
 
+/// `unix` seconds as RFC 3339 in `zone`, as mails and pages tell times.
+pub fn rfc3339(unix: i64, zone: &jiff::tz::TimeZone) -> String {
+    match jiff::Timestamp::from_second(unix) {
+        Ok(t) => t.to_zoned(zone.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+        Err(_) => "unknown".to_owned(),
+    }
+}
+
 fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {

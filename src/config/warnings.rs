@@ -1,6 +1,7 @@
 //! config::warnings: what a valid configuration still does unsafely, said
 //! at start by `serve` (log) and `check` (output): a password that would
-//! cross the network in clear text. Each warning names the key to change.
+//! cross the network in clear text, or a custom mail template that leaves
+//! out the deny link. Each warning names the key to change.
 //! Nothing here refuses a configuration or opens a connection.
 
 use std::net::IpAddr;
@@ -30,6 +31,24 @@ impl Config {
             }
         }
         warnings
+    }
+
+    /// With `[link]` configured every mail has a deny link: a custom body
+    /// that does not place `{deny_link}` hides it from the user.
+    pub fn template_warnings(&self) -> Vec<String> {
+        if self.email.pages.is_none() {
+            return Vec::new();
+        }
+        self.email
+            .templates
+            .without_deny_link()
+            .into_iter()
+            .map(|key| {
+                format!(
+                    "[email] {key} has no {{deny_link}}: users cannot stop a login that is not theirs from that mail"
+                )
+            })
+            .collect()
     }
 }
 

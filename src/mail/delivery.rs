@@ -18,7 +18,7 @@ use tokio_util::time::DelayQueue;
 
 use super::outbox::{Outbox, Outcome};
 use super::provider::MailProvider;
-use super::template::{Templates, Values};
+use super::template::{rfc3339, Templates, Values};
 use super::{MailError, MailJob};
 use crate::config::EmailConfig;
 
@@ -58,7 +58,10 @@ impl Renderer {
     }
 
     fn render(&self, job: &MailJob) -> Result<Message, MailError> {
-        let (time, expires) = (self.when(job.asked.at_unix), self.when(job.asked.until_unix));
+        let (time, expires) = (
+            rfc3339(job.asked.at_unix, &self.timezone),
+            rfc3339(job.asked.until_unix, &self.timezone),
+        );
         let values = Values {
             otp: job.otp.expose(),
             user: &job.user,
@@ -86,19 +89,6 @@ impl Renderer {
             ),
         };
         message.map_err(|e| MailError::Build { reason: e.to_string() })
-    }
-}
-
-impl Renderer {
-    /// `unix` seconds as RFC 3339 in `[email] timezone`.
-    fn when(&self, unix: i64) -> String {
-        match jiff::Timestamp::from_second(unix) {
-            Ok(t) => t
-                .to_zoned(self.timezone.clone())
-                .strftime("%Y-%m-%dT%H:%M:%S%:z")
-                .to_string(),
-            Err(_) => "unknown".to_owned(),
-        }
     }
 }
 
