@@ -49,7 +49,7 @@ return was
 });
 
 /// The fields a deny record's MAC covers, in order.
-fn fields<'a>(values: &'a [Vec<u8>; 6]) -> [(&'static str, &'a [u8]); 6] {
+fn fields(values: &[Vec<u8>; 6]) -> [(&'static str, &[u8]); 6] {
     let [t, u, i, n, a, e] = values;
     [("t", t), ("u", u), ("i", i), ("n", n), ("a", a), ("e", e)]
 }
