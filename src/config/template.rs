@@ -206,7 +206,7 @@ impl Values<'_> {
 
 /// `s` without control characters (CR, LF, NUL, ESC, …): a value from a
 /// request can start no line or header of its own.
-fn without_controls(s: &str) -> std::borrow::Cow<'_, str> {
+pub fn without_controls(s: &str) -> std::borrow::Cow<'_, str> {
     if s.chars().any(char::is_control) {
         s.chars().filter(|c| !c.is_control()).collect::<String>().into()
     } else {

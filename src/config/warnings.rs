@@ -123,4 +123,30 @@ mod tests {
         assert!(ldap("ldaps://ldap.example.com", "").is_empty());
         assert!(load(MINIMAL).unwrap().cleartext_warnings().is_empty());
     }
+
+    #[test]
+    fn a_custom_body_without_the_deny_link_is_warned_about_when_link_is_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("mail.txt"), "code {otp}\n").unwrap();
+        std::fs::write(dir.path().join("deny.txt"), "code {otp}, not you? {deny_link}\n").unwrap();
+        let with = |body: &str, link: bool| {
+            let mut text = MINIMAL.replace(
+                "[email.provider]\n",
+                &format!("[email]\nbody_file = \"{body}\"\n\n[email.provider]\n"),
+            );
+            if link {
+                text.push_str("\n[link]\nlisten = \"127.0.0.1:0\"\nbase_url = \"https://otp.example.test\"\n");
+            }
+            let path = dir.path().join("mailotp.toml");
+            std::fs::write(&path, text).unwrap();
+            crate::config::Config::load(&path, Default::default())
+                .unwrap()
+                .template_warnings()
+        };
+        let warned = with("mail.txt", true);
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(warned[0].contains("email.body_file has no {deny_link}"), "{warned:?}");
+        assert!(with("deny.txt", true).is_empty());
+        assert!(with("mail.txt", false).is_empty(), "no [link], no deny link");
+    }
 }

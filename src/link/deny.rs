@@ -15,7 +15,7 @@ use axum::response::Response;
 
 use super::{escape, page, unavailable, Store, GONE, NOT_FOUND};
 use crate::challenge::{DenyRecord, DenyStatus, LinkToken};
-use crate::config::template::rfc3339;
+use crate::config::template::{rfc3339, without_controls};
 
 pub(super) async fn show(State(pages): State<Store>, Path(token): Path<String>) -> Response {
     let Some(token) = LinkToken::from_path(&token) else {
@@ -72,7 +72,7 @@ pub(super) async fn deny(State(pages): State<Store>, Path(token): Path<String>, 
 /// User, address, NAS and time of the login, as an HTML list.
 fn facts(pages: &Store, record: &DenyRecord) -> String {
     let time = rfc3339(i64::try_from(record.asked_unix).unwrap_or(i64::MAX), &pages.timezone);
-    let text = |s: &str| escape(&s.chars().filter(|c| !c.is_control()).collect::<String>());
+    let text = |s: &str| escape(&without_controls(s));
     format!(
         "<ul>\n<li>User: <strong>{}</strong></li>\n<li>From: {}</li>\n<li>Through: {}</li>\n<li>At: {}</li>\n</ul>",
         text(&record.user),
