@@ -205,6 +205,7 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
             deny_locks: config.users.deny_locks,
             timezone: email.timezone.clone(),
             denied: Arc::clone(&denied),
+            deny_page: link.deny_page.clone(),
         };
         life.spawn(crate::link::serve(listener, pages, link.http, life.clone()));
     }

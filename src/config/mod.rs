@@ -323,6 +323,8 @@ pub struct LinkConfig {
     pub base_url: String,
     /// Connections and time per request.
     pub http: HttpLimits,
+    /// What the page says once the user stopped a login (`deny_page_file`).
+    pub deny_page: template::Template,
 }
 
 /// What an HTTP listener (`[link]`, `[metrics]`) allows each client.

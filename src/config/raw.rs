@@ -61,6 +61,7 @@ pub(super) struct RawLink {
     pub max_connections: usize,
     #[serde(default = "default_request_timeout")]
     pub request_timeout: u64,
+    pub deny_page_file: Option<PathBuf>,
 }
 
 fn default_max_connections() -> usize {

@@ -55,6 +55,12 @@ If this was not you, open this link and press \"This wasn't me\":
 {deny_link}
 ";
 
+/// The page after "This wasn't me": what happened and what to do next.
+const BUILT_IN_DENY_PAGE: &str = "<h1>The login was stopped</h1>
+<p>The login as <strong>{user}</strong> from {client_ip} through {nas} at {time} was stopped.</p>
+<p>Someone may know your PIN or password. Change it now, and tell your help desk
+that you did not ask for this login.</p>";
+
 /// The placeholders, for error messages.
 const KNOWN: &str = "{otp} {user} {minutes} {link} {client_ip} {nas} {time} {expires} {deny_link}";
 
@@ -101,8 +107,9 @@ pub struct Template {
     parts: Vec<Part>,
 }
 
-/// The values one mail fills in.
-#[derive(Debug, Clone, Copy)]
+/// The values one mail (or page) fills in; a page leaves the code and links
+/// empty.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Values<'a> {
     /// The code.
     pub otp: &'a str,
@@ -180,6 +187,33 @@ impl Template {
             out.push_str(&escape(&without_controls(value)));
         }
         out
+    }
+
+    /// Parses the wording of a page (`[link] deny_page_file`, HTML): it may
+    /// say who asked, never a code or a link.
+    pub fn parse_page(text: &str) -> Result<Template, String> {
+        let template = Template::parse(text)?;
+        let refused = [
+            Placeholder::Otp,
+            Placeholder::Link,
+            Placeholder::DenyLink,
+            Placeholder::Minutes,
+            Placeholder::Expires,
+        ];
+        if refused.iter().any(|p| template.places(*p)) {
+            return Err("a page may place only {user} {client_ip} {nas} {time}".to_owned());
+        }
+        Ok(template)
+    }
+
+    /// The built-in page after "This wasn't me".
+    pub fn built_in_deny_page() -> Template {
+        Template::parse_page(BUILT_IN_DENY_PAGE).expect("built-in page parses")
+    }
+
+    /// Renders a page's HTML (values escaped).
+    pub fn render_html(&self, values: &Values<'_>) -> String {
+        self.render(values, escape_html)
     }
 
     /// Whether the template places `p`.
@@ -419,5 +453,20 @@ mod tests {
             ..sources(false)
         })
         .is_err());
+    }
+
+    #[test]
+    fn a_page_says_who_asked_and_never_a_code_or_link() {
+        let page = Template::parse_page("<b>{user}</b> {client_ip}").unwrap();
+        assert_eq!(
+            page.render_html(&VALUES),
+            "<b>&lt;alice&gt;</b> 203.0.113.9Bcc: eve@example.com"
+        );
+        for refused in ["{otp}", "{link}", "{deny_link}", "{expires}", "{minutes}"] {
+            assert!(Template::parse_page(refused).is_err(), "{refused}");
+        }
+        assert!(Template::built_in_deny_page()
+            .render_html(&VALUES)
+            .contains("help desk"));
     }
 }

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use lettre::message::Mailbox;
 
 use super::raw::{self, ProviderKind, RawClient, RawConfig, RawEmail, RawProvider};
-use super::template::{Sources, Templates};
+use super::template::{Sources, Template, Templates};
 use super::*;
 use crate::dictionary::{Dictionary, Kind};
 use crate::limits::{Lockout, Throttling};
@@ -249,7 +249,20 @@ impl<'a> Validator<'a> {
             ));
         }
         let http = self.http_limits("link", link.max_connections, link.request_timeout)?;
-        Ok(LinkConfig { listen, base_url, http })
+        let deny_page = match &link.deny_page_file {
+            None => Template::built_in_deny_page(),
+            Some(path) => {
+                let path = self.path(path);
+                Template::parse_page(&super::read_text(&path)?)
+                    .map_err(|reason| ConfigError::invalid(path.display(), "link.deny_page_file", reason))?
+            }
+        };
+        Ok(LinkConfig {
+            listen,
+            base_url,
+            http,
+            deny_page,
+        })
     }
 
     fn metrics(&self, raw: raw::RawMetrics) -> Result<MetricsConfig, ConfigError> {

@@ -15,7 +15,7 @@ use axum::response::Response;
 
 use super::{escape, page, unavailable, Store, GONE, NOT_FOUND};
 use crate::challenge::{DenyRecord, DenyStatus, LinkToken};
-use crate::config::template::{rfc3339, without_controls};
+use crate::config::template::{rfc3339, without_controls, Values};
 
 pub(super) async fn show(State(pages): State<Store>, Path(token): Path<String>) -> Response {
     let Some(token) = LinkToken::from_path(&token) else {
@@ -63,15 +63,24 @@ pub(super) async fn deny(State(pages): State<Store>, Path(token): Path<String>, 
         nas = %record.nas,
         "the user said a login was not theirs: their open challenges are closed"
     );
-    let body = "<h1>The login was stopped</h1>\n\
-        <p>Someone may know your PIN or password. Change it now, \
-        and tell your help desk that you did not ask for this login.</p>";
-    page(StatusCode::OK, body)
+    let time = when(&pages, &record);
+    let values = Values {
+        user: &record.user,
+        client_ip: record.client_ip.as_deref().unwrap_or("unknown"),
+        nas: &record.nas,
+        time: &time,
+        ..Values::default()
+    };
+    page(StatusCode::OK, &pages.deny_page.render_html(&values))
+}
+
+fn when(pages: &Store, record: &DenyRecord) -> String {
+    rfc3339(i64::try_from(record.asked_unix).unwrap_or(i64::MAX), &pages.timezone)
 }
 
 /// User, address, NAS and time of the login, as an HTML list.
 fn facts(pages: &Store, record: &DenyRecord) -> String {
-    let time = rfc3339(i64::try_from(record.asked_unix).unwrap_or(i64::MAX), &pages.timezone);
+    let time = when(pages, record);
     let text = |s: &str| escape(&without_controls(s));
     format!(
         "<ul>\n<li>User: <strong>{}</strong></li>\n<li>From: {}</li>\n<li>Through: {}</li>\n<li>At: {}</li>\n</ul>",

@@ -123,13 +123,24 @@ fn get_changes_nothing_post_stops_the_login_and_locks_for_lockout_time() {
 #[test]
 fn after_the_login_the_link_still_warns_and_deny_locks_false_does_not_lock() {
     let smtp = SmtpSink::start();
-    let server = Server::start(&setup(&smtp, "deny_locks = false\n"));
+    let mut setup = setup(&smtp, "deny_locks = false\n");
+    setup.extra = setup
+        .extra
+        .replacen("\n[metrics]", "deny_page_file = \"deny.html\"\n\n[metrics]", 1);
+    let dir = setup.write();
+    let wording = "<p>Stopped: {user} from {client_ip} via {nas} at {time}. Call 555-0100.</p>";
+    std::fs::write(dir.path().join("deny.html"), wording).unwrap();
+    let server = Server::start_in(dir, &[], 1);
     let pages = pages(&server);
     let challenge = pin_from_far(&server);
     let mail = smtp.wait_for_mails(1).remove(0);
     assert_eq!(otp_from_far(&server, &mail.otp(), &challenge.state()), "Access-Accept");
     let (status, body) = page(&format!("{pages}{}", deny_path(&mail)), true);
     assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("<p>Stopped: alice from 198.51.100.23 via local at ") && body.contains("Call 555-0100."),
+        "the configured wording: {body}"
+    );
     let warning = server.wait_for_log("reason=\"denied-by-user\"");
     assert!(warning.contains("after_login=true"), "{warning}");
     assert_eq!(pin_from_far(&server).code, "Access-Challenge", "not locked");
