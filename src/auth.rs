@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::backend::BackendUnavailable;
-use crate::challenge::{Answer, ChallengeStore, CodeMatch, DenyRecord, LinkToken, Opened, Origin, Transaction};
+use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, Opened, Origin, Transaction};
 use crate::config::{ChallengeMode, Delivery, EmailConfig};
 use crate::limits::Limiter;
 use crate::mail::{AskedBy, MailError, MailJob, MailQueue};
@@ -28,6 +28,7 @@ use crate::otp::Otp;
 use crate::users::{DirectoryError, LockGate, PinCheck, User, UserDirectory};
 use crate::wire::Code;
 
+mod asked;
 mod decision;
 mod handler;
 
@@ -315,7 +316,7 @@ impl Authenticator {
                 return Ok(refusal(THROTTLED, Reason::Throttled));
             }
             Opened::New => match self
-                .send_new(user, tx, otp, token, asked_by(req, &settings), &settings)
+                .send_new(user, tx, otp, token, asked::asked_by(req, &settings), &settings)
                 .await?
             {
                 Ok(message) => (message, Reason::ChallengeSent),
@@ -372,32 +373,6 @@ impl Authenticator {
     }
 }
 
-impl Authenticator {
-    /// With `[link]` configured: a new deny ("this wasn't me") link for the
-    /// login `tx`, its token kept by the store for the challenge's validity.
-    async fn deny_link(
-        &self,
-        user: &str,
-        tx: Transaction,
-        asked: &AskedBy,
-        settings: &AuthSettings,
-    ) -> Result<Option<Zeroizing<String>>, Unavailable> {
-        let Some(base) = &settings.deny_base else {
-            return Ok(None);
-        };
-        let token = LinkToken::random();
-        let record = DenyRecord {
-            user: user.to_owned(),
-            tx,
-            client_ip: asked.client_ip.clone(),
-            nas: asked.nas.clone(),
-            asked_unix: u64::try_from(asked.at_unix).unwrap_or(0),
-        };
-        self.challenges.add_deny(&token, &record, settings.validity).await?;
-        Ok(Some(Zeroizing::new(format!("{base}/d/{}", token.to_path()))))
-    }
-}
-
 /// The lockout, asked by the directory before it checks a PIN. A store that
 /// cannot answer counts as locked (nothing is checked), and its error is kept
 /// for [`Authenticator::check_pin`] to report: no answer goes out then.
@@ -436,20 +411,6 @@ fn with_trusted_email(mut user: User, trusted: Option<&str>) -> User {
 
 /// The answer that asks for the code (or the link): Access-Challenge with
 /// State, or in reject mode Access-Reject with the prompt.
-/// Who asked for the mail: where from, through which NAS, and when.
-fn asked_by(req: &Request<'_>, settings: &AuthSettings) -> AskedBy {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let unix = |secs: u64| i64::try_from(secs).unwrap_or(i64::MAX);
-    AskedBy {
-        client_ip: req.client_ip.map(str::to_owned),
-        nas: req.client.to_owned(),
-        at_unix: unix(now),
-        until_unix: unix(now.saturating_add(settings.validity.as_secs())),
-    }
-}
-
 fn prompt(mode: ChallengeMode, tx: Transaction, message: String, reason: Reason) -> Decision {
     match mode {
         ChallengeMode::AccessChallenge => Decision {
