@@ -180,3 +180,51 @@ fn a_deny_on_instance_b_stops_a_login_opened_on_a() {
     assert_eq!(pin_from_far(&pool[0]).code, "Access-Reject", "locked across the pool");
     pool[1].wait_for_log("reason=\"denied-by-user\"");
 }
+
+#[test]
+fn an_altered_deny_record_in_redis_is_an_unknown_link() {
+    let redis = RedisServer::start();
+    let key = PoolKey::new();
+    let smtp = SmtpSink::start();
+    let server = start_pool_with(1, setup(&smtp, ""), &redis, &key).pop().unwrap();
+    let (pages, metrics) = (pages(&server), metrics_address(&server));
+    assert_eq!(pin_from_far(&server).code, "Access-Challenge");
+    let url = format!("{pages}{}", deny_path(&smtp.wait_for_mails(1)[0]));
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("mailotp:d:*").query(&mut conn).unwrap();
+    assert_eq!(keys.len(), 1, "one deny record, named by a digest: {keys:?}");
+    let token = url.rsplit('/').next().unwrap();
+    assert!(!keys[0].contains(token), "the token is not in Redis");
+
+    // The attacker's edit: the record now names bob (to lock him out).
+    let _: () = redis::cmd("HSET")
+        .arg(&keys[0])
+        .arg("u")
+        .arg("bob")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(page(&url, true).0, 404, "a record failing its MAC is unknown");
+    assert!(
+        metric(&metrics, "mailotp_redis_bad_records_total")
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(
+        send_pin(&server, "bob", pin("bob")).unwrap().code,
+        "Access-Challenge",
+        "bob not locked"
+    );
+
+    // The honest record again: the link works.
+    let _: () = redis::cmd("HSET")
+        .arg(&keys[0])
+        .arg("u")
+        .arg("alice")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(page(&url, true).0, 200);
+}
