@@ -127,7 +127,7 @@ pub struct Values<'a> {
     pub time: &'a str,
     /// When the code stops working (same form).
     pub expires: &'a str,
-    /// The "this wasn't me" line with its link, or empty.
+    /// The deny ("this wasn't me") link, `{base_url}/d/{token}`, or empty.
     pub deny_link: &'a str,
 }
 
