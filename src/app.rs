@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use crate::auth::{AuthSettings, Authenticator, Handler};
 use crate::challenge::{ChallengeStore, MemoryStore};
-use crate::config::{Config, ConfigError, Delivery, LoadOptions, Source, StateConfig};
+use crate::config::{Config, ConfigError, LoadOptions, Source, StateConfig};
 use crate::health::Health;
 use crate::lifecycle::Lifecycle;
 use crate::limits::{Limiter, MemoryLimiter};
@@ -88,7 +88,11 @@ fn udp_socket(addr: SocketAddr, receive_buffer: Option<usize>, reuse_port: bool)
 pub(crate) async fn run(config: Config, options: LoadOptions) -> Result<(), Error> {
     let life = Lifecycle::new(config.server.shutdown_grace);
     raise_open_files_limit();
-    for warning in config.cleartext_warnings() {
+    for warning in config
+        .cleartext_warnings()
+        .into_iter()
+        .chain(config.template_warnings())
+    {
         tracing::warn!("{warning}");
     }
     if config.source == Source::Embedded {
@@ -187,15 +191,23 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
     let users = crate::users::open_reporting(&config.users, hash_threads.clone(), Arc::clone(&health), life)?;
     let email = &config.email;
     let (store, limits, mail) = start_state(config, &health, life).await?;
-    if let Delivery::Link(link) = &email.delivery {
+    let denied = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    if let Some(link) = &email.pages {
         let listener = TcpListener::bind(link.listen).await.map_err(|source| Error::Listen {
             addr: link.listen,
             purpose: " for link pages",
             source,
         })?;
         tracing::info!("link page server on http://{}", listener.local_addr()?);
-        let pages = crate::link::serve(listener, Arc::clone(&store), link.http, life.clone());
-        life.spawn(pages);
+        let pages = crate::link::Pages {
+            store: Arc::clone(&store),
+            limits: Arc::clone(&limits),
+            deny_locks: config.users.deny_locks,
+            timezone: email.timezone.clone(),
+            denied: Arc::clone(&denied),
+            deny_page: link.deny_page.clone(),
+        };
+        life.spawn(crate::link::serve(listener, pages, link.http, life.clone()));
     }
     let auth = Authenticator {
         users: ArcSwap::from_pointee(users),
@@ -203,6 +215,7 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
         limits,
         mail,
         settings: ArcSwap::from_pointee(AuthSettings::from(email)),
+        denied,
     };
     let clients = Clients::new(config.clients.clone());
     let handler = Handler {

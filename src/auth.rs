@@ -23,11 +23,12 @@ use crate::backend::BackendUnavailable;
 use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, Opened, Origin, Transaction};
 use crate::config::{ChallengeMode, Delivery, EmailConfig};
 use crate::limits::Limiter;
-use crate::mail::{MailError, MailJob, MailQueue};
+use crate::mail::{AskedBy, MailError, MailJob, MailQueue};
 use crate::otp::Otp;
 use crate::users::{DirectoryError, LockGate, PinCheck, User, UserDirectory};
 use crate::wire::Code;
 
+mod asked;
 mod decision;
 mod handler;
 
@@ -70,6 +71,9 @@ pub(crate) struct AuthSettings {
     pub validity: std::time::Duration,
     /// With link delivery: the base URL the e-mailed links start with.
     pub link_base: Option<String>,
+    /// With `[link]` configured: the base URL of the deny links every mail
+    /// carries.
+    pub deny_base: Option<String>,
 }
 
 impl From<&EmailConfig> for AuthSettings {
@@ -82,6 +86,7 @@ impl From<&EmailConfig> for AuthSettings {
                 Delivery::Link(link) => Some(link.base_url.clone()),
                 Delivery::Otp => None,
             },
+            deny_base: e.pages.as_ref().map(|p| p.base_url.clone()),
         }
     }
 }
@@ -98,6 +103,8 @@ pub(crate) struct Authenticator {
     pub mail: MailQueue,
     /// Code settings (swapped on reload).
     pub settings: ArcSwap<AuthSettings>,
+    /// Logins their user denied on the deny page (counted by `link`).
+    pub denied: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Authenticator {
@@ -308,7 +315,10 @@ impl Authenticator {
                 tracing::info!(user = %user.name, limit = limit.as_str(), "e-mail throttled");
                 return Ok(refusal(THROTTLED, Reason::Throttled));
             }
-            Opened::New => match self.send_new(user, tx, otp, token, &settings).await? {
+            Opened::New => match self
+                .send_new(user, tx, otp, token, asked::asked_by(req, &settings), &settings)
+                .await?
+            {
                 Ok(message) => (message, Reason::ChallengeSent),
                 Err(refusal) => return Ok(refusal),
             },
@@ -325,6 +335,7 @@ impl Authenticator {
         tx: Transaction,
         otp: Otp,
         token: Option<LinkToken>,
+        asked: AskedBy,
         settings: &AuthSettings,
     ) -> Result<Result<String, Decision>, Unavailable> {
         let mailbox = mask(user.email.email.as_ref());
@@ -339,11 +350,14 @@ impl Authenticator {
             _ => (None, format!("Enter the one-time password sent to {mailbox}")),
         };
         let name = user.name.clone();
+        let deny_link = self.deny_link(&name, tx, &asked, settings).await?;
         let job = MailJob {
             to: user.email,
             user: user.name,
             otp,
             link,
+            deny_link,
+            asked,
             tx,
             expires: Instant::now() + settings.validity,
         };

@@ -199,8 +199,24 @@ pub trait ChallengeStore: Send + Sync + 'static {
 
     /// Confirms the challenge of `token` once; `Pending` when this call did.
     async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable>;
+
+    /// Keeps the deny ("this wasn't me") token `token` of a login for
+    /// `valid` (its challenge's validity), as a keyed digest.
+    async fn add_deny(&self, token: &LinkToken, record: &DenyRecord, valid: Duration)
+        -> Result<(), BackendUnavailable>;
+
+    /// What the deny token stands for; with `take`, an open one is used up
+    /// by this call (`Open` only for the one call that did).
+    async fn deny(&self, token: &LinkToken, take: bool) -> Result<DenyStatus, BackendUnavailable>;
+
+    /// Closes every open challenge of `user` (their States get
+    /// Access-Reject); `true` when `tx` was still open among them.
+    async fn close_user(&self, user: &str, tx: &Transaction) -> Result<bool, BackendUnavailable>;
 }
 
+mod deny;
 mod memory;
+
+pub use deny::{DenyRecord, DenyStatus};
 
 pub use memory::MemoryStore;

@@ -127,6 +127,12 @@ impl Collector for Counters {
             "Mails given up: refused for good or expired",
             stats.mails_dropped,
         )?;
+        counter(
+            &mut encoder,
+            "mailotp_denied_by_user",
+            "Logins their user stopped with \"This wasn't me\"",
+            stats.denied_by_user,
+        )?;
         let queued = i64::try_from(stats.mails_queued).unwrap_or(i64::MAX);
         gauge(
             &mut encoder,

@@ -81,6 +81,10 @@ pub trait Limiter: Send + Sync + 'static {
 
     /// Counts a failed PIN or code; `true` when this failure locked the user.
     async fn failed(&self, user: &str) -> Result<bool, BackendUnavailable>;
+
+    /// Locks `user` for the lockout time at once (the user said "this
+    /// wasn't me").
+    async fn lock(&self, user: &str) -> Result<(), BackendUnavailable>;
 }
 
 #[derive(Debug, Default)]
@@ -220,6 +224,14 @@ impl Limiter for MemoryLimiter {
             f.locked_until = Some(now + self.lockout.duration);
         }
         Ok(locks)
+    }
+
+    async fn lock(&self, user: &str) -> Result<(), BackendUnavailable> {
+        let mut f = self.failures.entry(user.to_owned()).or_default();
+        // Counted as a full row, so the sweeper keeps it until it ends.
+        f.in_a_row = f.in_a_row.max(1);
+        f.locked_until = Some(Instant::now() + self.lockout.duration);
+        Ok(())
     }
 }
 

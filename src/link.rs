@@ -11,6 +11,12 @@
 //! The token is the protection: no Origin check (browsers send
 //! `Origin: null` under no-referrer). It shares the challenge store with
 //! `auth`, never blocks the RADIUS side, and never logs a token.
+//!
+//! With `[link]` configured every mail also carries a deny link,
+//! `GET`/`POST /d/{token}` ("this wasn't me", `link/deny.rs`), under the same
+//! headers and limits.
+
+mod deny;
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -27,27 +33,45 @@ use tokio::net::TcpListener;
 use crate::challenge::{ChallengeStore, LinkStatus, LinkToken};
 use crate::config::HttpLimits;
 use crate::lifecycle::Lifecycle;
+use crate::limits::Limiter;
 
 /// Largest request accepted (SPEC: 16 KiB, then 413).
 const MAX_REQUEST: usize = 16 * 1024;
 const CSP: &str = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-type Store = Arc<dyn ChallengeStore>;
+/// What the pages act on.
+pub(crate) struct Pages {
+    /// The challenge store, shared with `auth`.
+    pub store: Arc<dyn ChallengeStore>,
+    /// Where "this wasn't me" locks the user.
+    pub limits: Arc<dyn Limiter>,
+    /// `[users] deny_locks`.
+    pub deny_locks: bool,
+    /// Where times are told (`[email] timezone`).
+    pub timezone: jiff::tz::TimeZone,
+    /// Counts logins denied by their user (`mailotp_denied_by_user_total`).
+    pub denied: Arc<std::sync::atomic::AtomicU64>,
+    /// What the page says once a login was stopped (`[link] deny_page_file`).
+    pub deny_page: crate::config::template::Template,
+}
+
+type Store = Arc<Pages>;
 
 /// Serves the pages on `listener` until shutdown, within `limits`
 /// (connections, time per request; see [`crate::http`]); connections run
 /// on `life`.
-pub(crate) async fn serve(listener: TcpListener, store: Store, limits: HttpLimits, life: Lifecycle) {
-    crate::http::serve("link", listener, router(store), limits, life).await;
+pub(crate) async fn serve(listener: TcpListener, pages: Pages, limits: HttpLimits, life: Lifecycle) {
+    crate::http::serve("link", listener, router(Arc::new(pages)), limits, life).await;
 }
 
-fn router(store: Store) -> Router {
+fn router(pages: Store) -> Router {
     Router::new()
         .route("/l/{token}", get(show).post(confirm))
+        .route("/d/{token}", get(deny::show).post(deny::deny))
         .fallback(|| async { page(StatusCode::NOT_FOUND, NOT_FOUND) })
         .layer(DefaultBodyLimit::max(MAX_REQUEST))
         .layer(middleware::from_fn(guard))
-        .with_state(store)
+        .with_state(pages)
 }
 
 /// Refuses oversized requests before routing and sets the security headers
@@ -76,7 +100,7 @@ async fn show(State(store): State<Store>, Path(token): Path<String>) -> Response
     let Some(token) = LinkToken::from_path(&token) else {
         return page(StatusCode::NOT_FOUND, NOT_FOUND);
     };
-    match store.link_status(&token).await {
+    match store.store.link_status(&token).await {
         Ok(LinkStatus::Pending { user, opened_unix }) => {
             let when = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(opened_unix));
             let body = format!(
@@ -95,7 +119,7 @@ async fn confirm(State(store): State<Store>, Path(token): Path<String>, _body: B
     let Some(token) = LinkToken::from_path(&token) else {
         return page(StatusCode::NOT_FOUND, NOT_FOUND);
     };
-    match store.confirm_link(&token).await {
+    match store.store.confirm_link(&token).await {
         Ok(LinkStatus::Pending { user, .. }) => {
             tracing::info!(%user, "login confirmed by link");
             let body = "<h1>Confirmed</h1>\n<p>You can go back to your VPN client and press Enter.</p>";
@@ -109,11 +133,13 @@ fn status_page(status: Result<LinkStatus, crate::backend::BackendUnavailable>) -
     match status {
         Ok(LinkStatus::Gone) => page(StatusCode::GONE, GONE),
         Ok(LinkStatus::Unknown | LinkStatus::Pending { .. }) => page(StatusCode::NOT_FOUND, NOT_FOUND),
-        Err(e) => {
-            tracing::error!(error = %e, "link page: challenge store unavailable");
-            page(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
-        }
+        Err(e) => unavailable(&e),
     }
+}
+
+fn unavailable(e: &crate::backend::BackendUnavailable) -> Response {
+    tracing::error!(error = %e, "link page: challenge store unavailable");
+    page(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE)
 }
 
 const NOT_FOUND: &str = "<h1>Link not found</h1>\n<p>This link is not valid. Use the link from your newest e-mail.</p>";

@@ -109,6 +109,15 @@ impl CodeSealer {
         truncate(&mac.finalize().into_bytes())
     }
 
+    /// The digest a store keeps of a deny ("this wasn't me") token: the
+    /// same key as links, another domain, so neither passes for the other.
+    pub fn seal_deny(&self, token: &[u8]) -> CodeDigest {
+        let mut mac = HmacSha1::new_from_slice(&self.key[..]).expect("HMAC takes a key of any length");
+        mac.update(b"deny:");
+        mac.update(token);
+        truncate(&mac.finalize().into_bytes())
+    }
+
     /// Whether `code` is the one sealed in `digest`, in constant time.
     pub fn matches(&self, tx: &Transaction, code: &[u8], digest: &CodeDigest) -> bool {
         bool::from(self.seal(tx, code).ct_eq(digest))

@@ -18,6 +18,8 @@ command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 /usr/bin/python3 -c 'import websocket' >/dev/null 2>&1 || missing="$missing python3-websocket"
+# [email] timezone reads the system's time-zone data (jiff).
+[ -e /usr/share/zoneinfo/Asia/Kolkata ] || missing="$missing tzdata"
 # cargo-deb computes Depends with dpkg-shlibdeps.
 command -v dpkg-shlibdeps >/dev/null 2>&1 || missing="$missing dpkg-dev"
 [ -z "$missing" ] && exit 0

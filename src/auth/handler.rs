@@ -73,6 +73,8 @@ pub(crate) struct Stats {
     pub mails_dropped: u64,
     /// Mails waiting, being sent or waiting for a retry.
     pub mails_queued: usize,
+    /// Logins their user denied ("this wasn't me").
+    pub denied_by_user: u64,
 }
 
 /// mailotp's handler: Status-Server by the backends' health, Access-Requests
@@ -95,6 +97,7 @@ impl Handler {
             mail_failed_attempts: mail.failed_attempts.load(Relaxed),
             mails_dropped: mail.dropped.load(Relaxed),
             mails_queued: self.auth.mail.pending(),
+            denied_by_user: self.auth.denied.load(Relaxed),
         }
     }
 }

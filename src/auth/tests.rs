@@ -50,6 +50,9 @@ impl Limiter for Counting {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.failed(user).await
     }
+    async fn lock(&self, user: &str) -> Result<(), BackendUnavailable> {
+        self.inner.lock(user).await
+    }
 }
 
 fn authenticator(limits: Arc<Counting>) -> Authenticator {
@@ -73,6 +76,7 @@ fn authenticator(limits: Arc<Counting>) -> Authenticator {
         limits,
         mail: crate::mail::start(&config.email, &life).unwrap(),
         settings: ArcSwap::from_pointee(AuthSettings::from(&config.email)),
+        denied: Arc::default(),
     }
 }
 

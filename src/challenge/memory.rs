@@ -73,6 +73,7 @@ pub struct MemoryStore {
     expiry: Mutex<ExpiryQueue<Transaction, Stamp>>,
     links: DashMap<[u8; DIGEST_LEN], LinkEntry>,
     link_expiry: Mutex<ExpiryQueue<[u8; DIGEST_LEN]>>,
+    denies: deny::DenyIndex,
     wake_sweeper: Notify,
     settings: ArcSwap<ChallengeSettings>,
     /// Counts the e-mail of each challenge opened.
@@ -92,6 +93,7 @@ impl MemoryStore {
             expiry: Mutex::new(ExpiryQueue::default()),
             links: DashMap::new(),
             link_expiry: Mutex::new(ExpiryQueue::default()),
+            denies: deny::DenyIndex::default(),
             wake_sweeper: Notify::new(),
             settings: ArcSwap::from_pointee(settings),
             limits,
@@ -376,6 +378,29 @@ impl ChallengeStore for MemoryStore {
 
     async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable> {
         self.link(token, true)
+    }
+
+    async fn add_deny(
+        &self,
+        token: &LinkToken,
+        record: &DenyRecord,
+        valid: Duration,
+    ) -> Result<(), BackendUnavailable> {
+        self.denies.add(self.sealer.seal_deny(&token.0), record.clone(), valid);
+        Ok(())
+    }
+
+    async fn deny(&self, token: &LinkToken, take: bool) -> Result<DenyStatus, BackendUnavailable> {
+        Ok(self.denies.status(&self.sealer.seal_deny(&token.0), take))
+    }
+
+    async fn close_user(&self, user: &str, tx: &Transaction) -> Result<bool, BackendUnavailable> {
+        let Some(mut list) = self.by_user.get_mut(user) else {
+            return Ok(false);
+        };
+        let was_open = list.contains(tx) && self.is_open(tx, Instant::now());
+        self.close_all(&mut list);
+        Ok(was_open)
     }
 }
 

@@ -12,7 +12,11 @@ use crate::users::{HashThreads, UserDirectory};
 pub(super) fn run(config: Config, connect: bool) -> Result<ExitCode, CliError> {
     let users = crate::users::open(&config.users, HashThreads::new(1))?;
     summary(&config, users.as_ref());
-    for warning in config.cleartext_warnings() {
+    for warning in config
+        .cleartext_warnings()
+        .into_iter()
+        .chain(config.template_warnings())
+    {
         println!("warning: {warning}");
     }
     if !connect {

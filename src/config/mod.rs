@@ -227,6 +227,8 @@ pub struct UsersConfig {
     pub source: UsersSource,
     /// Failed PINs or OTPs in a row before the user is locked, and for how long.
     pub lockout: Lockout,
+    /// `deny_locks`: "this wasn't me" locks the user for the lockout time.
+    pub deny_locks: bool,
 }
 
 /// Where the users come from.
@@ -288,8 +290,13 @@ pub struct EmailConfig {
     pub from: Mailbox,
     /// Subject line.
     pub subject: String,
-    /// Text and HTML bodies.
+    /// Subject, text and HTML bodies.
     pub templates: Templates,
+    /// `timezone`: where `{time}` and `{expires}` are told (default UTC).
+    pub timezone: jiff::tz::TimeZone,
+    /// `[link]`, when configured: the page server of confirmation links
+    /// (link delivery) and of the deny link every mail then carries.
+    pub pages: Option<LinkConfig>,
     /// `[email.throttling]`; all `None` when the section is absent.
     pub throttling: Throttling,
     /// A code or a confirmation link.
@@ -316,6 +323,8 @@ pub struct LinkConfig {
     pub base_url: String,
     /// Connections and time per request.
     pub http: HttpLimits,
+    /// What the page says once the user stopped a login (`deny_page_file`).
+    pub(crate) deny_page: template::Template,
 }
 
 /// What an HTTP listener (`[link]`, `[metrics]`) allows each client.

@@ -61,6 +61,7 @@ pub(super) struct RawLink {
     pub max_connections: usize,
     #[serde(default = "default_request_timeout")]
     pub request_timeout: u64,
+    pub deny_page_file: Option<PathBuf>,
 }
 
 fn default_max_connections() -> usize {
@@ -127,6 +128,8 @@ pub(super) struct RawUsers {
     pub lockout_after: u32,
     #[serde(default = "default_lockout_time")]
     pub lockout_time: u64,
+    #[serde(default = "default_true")]
+    pub deny_locks: bool,
     // backend = "ldap" only: checked in `config::ldap`, refused with "file".
     pub ldap_url: Option<String>,
     pub ldap_starttls: Option<bool>,
@@ -169,6 +172,7 @@ pub(super) struct RawEmail {
     pub delivery: String,
     pub body_file: Option<PathBuf>,
     pub html_body_file: Option<PathBuf>,
+    pub timezone: Option<String>,
     pub fixed_otp_for_testing: Option<String>,
     #[serde(default = "default_queue_limit")]
     pub queue_limit: usize,

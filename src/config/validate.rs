@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use lettre::message::Mailbox;
 
 use super::raw::{self, ProviderKind, RawClient, RawConfig, RawEmail, RawProvider};
-use super::template::Templates;
+use super::template::{Sources, Template, Templates};
 use super::*;
 use crate::dictionary::{Dictionary, Kind};
 use crate::limits::{Lockout, Throttling};
@@ -57,15 +57,18 @@ impl<'a> Validator<'a> {
             }
         }
         let (lockout_after, lockout_time) = (raw.users.lockout_after, raw.users.lockout_time);
+        let deny_locks = raw.users.deny_locks;
         let users = UsersConfig {
+            deny_locks,
             source: self.users_source(raw.users)?,
             lockout: Lockout {
                 after: lockout_after,
                 duration: Duration::from_secs(lockout_time),
             },
         };
-        let delivery = self.delivery(&raw.email.delivery, raw.link, &clients)?;
-        let email = self.email(raw.email, delivery, options)?;
+        let pages = raw.link.map(|link| self.link(link)).transpose()?;
+        let delivery = self.delivery(&raw.email.delivery, pages.as_ref(), &clients)?;
+        let email = self.email(raw.email, delivery, pages, options)?;
         let state = self.state(raw.state)?;
         Ok(Config {
             source: self.source.clone(),
@@ -206,7 +209,7 @@ impl<'a> Validator<'a> {
         Ok(Secret::new(bytes))
     }
 
-    fn delivery(&self, name: &str, link: Option<raw::RawLink>, clients: &[Client]) -> Result<Delivery, ConfigError> {
+    fn delivery(&self, name: &str, link: Option<&LinkConfig>, clients: &[Client]) -> Result<Delivery, ConfigError> {
         match name {
             "otp" => return Ok(Delivery::Otp),
             "link" => {}
@@ -229,6 +232,11 @@ impl<'a> Validator<'a> {
                 "link delivery needs Access-Challenge (the user presses Enter after confirming); \"reject\" cannot do that",
             ));
         }
+        Ok(Delivery::Link(link.clone()))
+    }
+
+    /// `[link]`: the page server of confirmation and deny links.
+    fn link(&self, link: raw::RawLink) -> Result<LinkConfig, ConfigError> {
         let listen = link
             .listen
             .parse()
@@ -241,7 +249,20 @@ impl<'a> Validator<'a> {
             ));
         }
         let http = self.http_limits("link", link.max_connections, link.request_timeout)?;
-        Ok(Delivery::Link(LinkConfig { listen, base_url, http }))
+        let deny_page = match &link.deny_page_file {
+            None => Template::built_in_deny_page(),
+            Some(path) => {
+                let path = self.path(path);
+                Template::parse_page(&super::read_text(&path)?)
+                    .map_err(|reason| ConfigError::invalid(path.display(), "link.deny_page_file", reason))?
+            }
+        };
+        Ok(LinkConfig {
+            listen,
+            base_url,
+            http,
+            deny_page,
+        })
     }
 
     fn metrics(&self, raw: raw::RawMetrics) -> Result<MetricsConfig, ConfigError> {
@@ -268,7 +289,13 @@ impl<'a> Validator<'a> {
         })
     }
 
-    fn email(&self, raw: RawEmail, delivery: Delivery, options: LoadOptions) -> Result<EmailConfig, ConfigError> {
+    fn email(
+        &self,
+        raw: RawEmail,
+        delivery: Delivery,
+        pages: Option<LinkConfig>,
+        options: LoadOptions,
+    ) -> Result<EmailConfig, ConfigError> {
         if !(6..=8).contains(&raw.otp_length) {
             return Err(self.err("email.otp_length", format!("{} is outside 6..=8", raw.otp_length)));
         }
@@ -295,11 +322,22 @@ impl<'a> Validator<'a> {
                 ));
             }
         }
-        let templates = Templates::load(
-            raw.body_file.map(|p| self.path(&p)).as_deref(),
-            raw.html_body_file.map(|p| self.path(&p)).as_deref(),
-            matches!(delivery, Delivery::Link(_)),
-        )?;
+        let (body_file, html_body_file) = (
+            raw.body_file.map(|p| self.path(&p)),
+            raw.html_body_file.map(|p| self.path(&p)),
+        );
+        let templates = Templates::load(&Sources {
+            subject: &raw.provider.email_subject,
+            body_file: body_file.as_deref(),
+            html_body_file: html_body_file.as_deref(),
+            link: matches!(delivery, Delivery::Link(_)),
+            deny: pages.is_some(),
+        })?;
+        let timezone = match &raw.timezone {
+            None => jiff::tz::TimeZone::UTC,
+            Some(name) => jiff::tz::TimeZone::get(name)
+                .map_err(|e| self.err("email.timezone", format!("`{name}` is not a known IANA time zone: {e}")))?,
+        };
         let from = raw.provider.email_from.parse::<Mailbox>().map_err(|e| {
             self.err(
                 "email.provider.email_from",
@@ -319,6 +357,8 @@ impl<'a> Validator<'a> {
             from,
             subject,
             templates,
+            timezone,
+            pages,
             provider,
             throttling,
             delivery,

@@ -1,6 +1,7 @@
 //! config::warnings: what a valid configuration still does unsafely, said
 //! at start by `serve` (log) and `check` (output): a password that would
-//! cross the network in clear text. Each warning names the key to change.
+//! cross the network in clear text, or a custom mail template that leaves
+//! out the deny link. Each warning names the key to change.
 //! Nothing here refuses a configuration or opens a connection.
 
 use std::net::IpAddr;
@@ -30,6 +31,24 @@ impl Config {
             }
         }
         warnings
+    }
+
+    /// With `[link]` configured every mail has a deny link: a custom body
+    /// that does not place `{deny_link}` hides it from the user.
+    pub(crate) fn template_warnings(&self) -> Vec<String> {
+        if self.email.pages.is_none() {
+            return Vec::new();
+        }
+        self.email
+            .templates
+            .without_deny_link()
+            .into_iter()
+            .map(|key| {
+                format!(
+                    "[email] {key} has no {{deny_link}}: users cannot stop a login that is not theirs from that mail"
+                )
+            })
+            .collect()
     }
 }
 
@@ -103,5 +122,31 @@ mod tests {
         assert!(ldap("ldap://ldap.example.com", "ldap_starttls = true\n").is_empty());
         assert!(ldap("ldaps://ldap.example.com", "").is_empty());
         assert!(load(MINIMAL).unwrap().cleartext_warnings().is_empty());
+    }
+
+    #[test]
+    fn a_custom_body_without_the_deny_link_is_warned_about_when_link_is_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("mail.txt"), "code {otp}\n").unwrap();
+        std::fs::write(dir.path().join("deny.txt"), "code {otp}, not you? {deny_link}\n").unwrap();
+        let with = |body: &str, link: bool| {
+            let mut text = MINIMAL.replace(
+                "[email.provider]\n",
+                &format!("[email]\nbody_file = \"{body}\"\n\n[email.provider]\n"),
+            );
+            if link {
+                text.push_str("\n[link]\nlisten = \"127.0.0.1:0\"\nbase_url = \"https://otp.example.test\"\n");
+            }
+            let path = dir.path().join("mailotp.toml");
+            std::fs::write(&path, text).unwrap();
+            crate::config::Config::load(&path, Default::default())
+                .unwrap()
+                .template_warnings()
+        };
+        let warned = with("mail.txt", true);
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(warned[0].contains("email.body_file has no {deny_link}"), "{warned:?}");
+        assert!(with("deny.txt", true).is_empty());
+        assert!(with("mail.txt", false).is_empty(), "no [link], no deny link");
     }
 }

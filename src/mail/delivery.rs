@@ -18,7 +18,7 @@ use tokio_util::time::DelayQueue;
 
 use super::outbox::{Outbox, Outcome};
 use super::provider::MailProvider;
-use super::template::{Templates, Values};
+use super::template::{rfc3339, Templates, Values};
 use super::{MailError, MailJob};
 use crate::config::EmailConfig;
 
@@ -42,8 +42,8 @@ pub(crate) struct MailStats {
 /// Renders jobs into messages.
 pub(super) struct Renderer {
     from: Mailbox,
-    subject: String,
     templates: Templates,
+    timezone: jiff::tz::TimeZone,
     minutes: u64,
 }
 
@@ -51,24 +51,33 @@ impl Renderer {
     pub(super) fn new(config: &EmailConfig) -> Renderer {
         Renderer {
             from: config.from.clone(),
-            subject: config.subject.clone(),
             templates: config.templates.clone(),
+            timezone: config.timezone.clone(),
             minutes: config.challenge_validity.as_secs().div_ceil(60),
         }
     }
 
     fn render(&self, job: &MailJob) -> Result<Message, MailError> {
+        let (time, expires) = (
+            rfc3339(job.asked.at_unix, &self.timezone),
+            rfc3339(job.asked.until_unix, &self.timezone),
+        );
         let values = Values {
             otp: job.otp.expose(),
             user: &job.user,
             minutes: self.minutes,
             link: job.link.as_deref().map_or("", String::as_str),
+            client_ip: job.asked.client_ip.as_deref().unwrap_or("unknown"),
+            nas: &job.asked.nas,
+            time: &time,
+            expires: &expires,
+            deny_link: job.deny_link.as_deref().map_or("", String::as_str),
         };
-        let (text, html) = self.templates.render(&values);
+        let (subject, text, html) = self.templates.render(&values);
         let builder = Message::builder()
             .from(self.from.clone())
             .to(job.to.clone())
-            .subject(self.subject.clone())
+            .subject(subject)
             .message_id(None);
         let text_part = SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text);
         let message = match html {

@@ -67,8 +67,22 @@ pub(crate) enum MailError {
     Unavailable(#[from] crate::backend::BackendUnavailable),
 }
 
+/// Who asked for a mail, so the user can tell whether the login is theirs.
+/// Request values are text as the NAS sent them; the templates clean them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct AskedBy {
+    /// Calling-Station-Id, if the request had one.
+    pub client_ip: Option<String>,
+    /// The configured name of the client (NAS).
+    pub nas: String,
+    /// When the request arrived, in seconds since the Unix epoch.
+    pub at_unix: i64,
+    /// When the challenge stops working, in seconds since the Unix epoch.
+    pub until_unix: i64,
+}
+
 /// One e-mail to send: a challenge's code for a user. Its Debug shows
-/// neither the code nor the link, and the transaction as logs show it.
+/// neither the code nor the links, and the transaction as logs show it.
 pub(crate) struct MailJob {
     /// Recipient.
     pub to: Mailbox,
@@ -78,6 +92,10 @@ pub(crate) struct MailJob {
     pub otp: Otp,
     /// The confirmation link (link delivery).
     pub link: Option<zeroize::Zeroizing<String>>,
+    /// The "this wasn't me" link (with `[link]` configured).
+    pub deny_link: Option<zeroize::Zeroizing<String>>,
+    /// Who asked, and when.
+    pub asked: AskedBy,
     /// The challenge it belongs to, for the log.
     pub tx: Transaction,
     /// When the challenge expires; a mail still undelivered then is dropped.
@@ -108,6 +126,11 @@ impl fmt::Debug for MailJob {
                 "link",
                 &format_args!("{}", if self.link.is_some() { "[redacted]" } else { "None" }),
             )
+            .field(
+                "deny_link",
+                &format_args!("{}", if self.deny_link.is_some() { "[redacted]" } else { "None" }),
+            )
+            .field("asked", &self.asked)
             .field("tx", &format_args!("{}", self.logged_tx()))
             .field("expires", &self.expires)
             .finish()
@@ -193,6 +216,8 @@ pub(crate) mod tests {
             user: "alice".to_owned(),
             otp: Otp::from_value(493_817, 6),
             link: link.map(|l| zeroize::Zeroizing::new(l.to_owned())),
+            deny_link: None,
+            asked: AskedBy::default(),
             tx: Transaction::random(),
             expires: Instant::now(),
         }

@@ -101,4 +101,19 @@ impl Limiter for RedisLimiter {
             .await?;
         Ok(locked == 1)
     }
+
+    async fn lock(&self, user: &str) -> Result<(), BackendUnavailable> {
+        let (lock, ms) = (key("l", user), millis(self.lockout.duration));
+        self.redis
+            .run("lock user", |mut c| async move {
+                redis::cmd("SET")
+                    .arg(lock)
+                    .arg("1")
+                    .arg("PX")
+                    .arg(ms.max(1))
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await
+    }
 }

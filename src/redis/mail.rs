@@ -45,7 +45,7 @@ use crate::challenge::Transaction;
 use crate::config::RedisConfig;
 use crate::lifecycle::Lifecycle;
 use crate::mail::outbox::{Handoff, Outbox, Outcome};
-use crate::mail::{MailError, MailJob};
+use crate::mail::{AskedBy, MailError, MailJob};
 use crate::otp::Otp;
 
 /// A job idle this long belongs to an instance presumed dead.
@@ -59,7 +59,9 @@ const BATCH: usize = 16;
 const GROUP: &str = "delivery";
 /// Associated data of every sealed job, followed by the stream's key name: a
 /// ciphertext of something else under the same key does not open as a job.
-const AAD: &[u8] = b"mailotp queued mail v2\0";
+/// v3 added who asked and the deny link: a v2 instance leaves such a job for
+/// a v3 one, and the other way round, instead of mailing it without them.
+const AAD: &[u8] = b"mailotp queued mail v3\0";
 /// Foreign jobs remembered, so each is logged once.
 const FOREIGN_REMEMBERED: usize = 1024;
 
@@ -78,8 +80,13 @@ struct Plain {
     user: String,
     otp: String,
     link: Option<String>,
+    deny_link: Option<String>,
     tx: String,
     expires_unix_ms: u64,
+    client_ip: Option<String>,
+    nas: String,
+    asked_unix: i64,
+    until_unix: i64,
 }
 
 /// The pool's outbox.
@@ -151,8 +158,13 @@ impl RedisOutbox {
             user: job.user.clone(),
             otp: job.otp.expose().to_owned(),
             link: job.link.as_deref().cloned(),
+            deny_link: job.deny_link.as_deref().cloned(),
             tx: job.tx.to_string(),
             expires_unix_ms: now_unix_ms() + millis(left),
+            client_ip: job.asked.client_ip.clone(),
+            nas: job.asked.nas.clone(),
+            asked_unix: job.asked.at_unix,
+            until_unix: job.asked.until_unix,
         };
         let text = Zeroizing::new(toml::to_string(&plain).map_err(|e| MailError::Build { reason: e.to_string() })?);
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
@@ -196,6 +208,13 @@ impl RedisOutbox {
             user: plain.user.clone(),
             otp: Otp::fixed(&plain.otp),
             link: plain.link.clone().map(Zeroizing::new),
+            deny_link: plain.deny_link.clone().map(Zeroizing::new),
+            asked: AskedBy {
+                client_ip: plain.client_ip.clone(),
+                nas: plain.nas.clone(),
+                at_unix: plain.asked_unix,
+                until_unix: plain.until_unix,
+            },
             tx: Transaction::from_state(plain.tx.as_bytes())?,
             expires: Instant::now() + left,
         })
@@ -206,6 +225,9 @@ impl Drop for Plain {
     fn drop(&mut self) {
         self.otp.zeroize();
         if let Some(link) = &mut self.link {
+            link.zeroize();
+        }
+        if let Some(link) = &mut self.deny_link {
             link.zeroize();
         }
     }

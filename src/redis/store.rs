@@ -48,11 +48,13 @@
 //! as much: keep the instances on NTP).
 
 mod attempts;
+mod deny;
 mod link;
 mod open;
 mod scripts;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -62,8 +64,8 @@ use super::record::{bad_record, RecordKey};
 use super::{limiter, millis, now_unix_ms, PoolKeys, Redis, KEY_PREFIX};
 use crate::backend::BackendUnavailable;
 use crate::challenge::{
-    Answer, ChallengeSettings, ChallengeStore, CodeMatch, LinkStatus, LinkToken, Opened, Origin, Transaction,
-    MAX_OPEN_PER_USER,
+    Answer, ChallengeSettings, ChallengeStore, CodeMatch, DenyRecord, DenyStatus, LinkStatus, LinkToken, Opened,
+    Origin, Transaction, MAX_OPEN_PER_USER,
 };
 use crate::limits::{Throttled, Throttling};
 use crate::otp::{CodeDigest, CodeSealer, Otp};
@@ -570,6 +572,23 @@ impl ChallengeStore for RedisStore {
 
     async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable> {
         self.link(token, true).await
+    }
+
+    async fn add_deny(
+        &self,
+        token: &LinkToken,
+        record: &DenyRecord,
+        valid: Duration,
+    ) -> Result<(), BackendUnavailable> {
+        self.add_deny_record(token, record, valid).await
+    }
+
+    async fn deny(&self, token: &LinkToken, take: bool) -> Result<DenyStatus, BackendUnavailable> {
+        self.deny_record(token, take).await
+    }
+
+    async fn close_user(&self, user: &str, tx: &Transaction) -> Result<bool, BackendUnavailable> {
+        self.close_all_of(user, tx).await
     }
 }
 

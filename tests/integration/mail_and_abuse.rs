@@ -364,3 +364,117 @@ fn a_fixed_test_code_needs_test_mode_and_each_use_is_logged() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("start with `serve --test-mode`"));
 }
+
+/// The mail a PIN request from `calling_station` through the client named
+/// `vpn1` gets, with `[email]` lines `email`, the given template files and
+/// the subject template `subject`.
+fn asked_mail(email: &str, templates: &[(&str, &str)], calling_station: &str, subject: &str) -> Mail {
+    let smtp = SmtpSink::start();
+    let mut setup = Setup::new(smtp.port);
+    setup.provider.push_str(&format!("email_subject = \"{subject}\"\n"));
+    setup.clients = vec![client("vpn1", "127.0.0.1", SECRET, false, "access-challenge")];
+    setup.email = email.to_owned();
+    let dir = setup.write();
+    for (name, text) in templates {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let server = Server::start_in(dir, &[], 1);
+    assert_eq!(pin_from(&server, "alice", calling_station).code, "Access-Challenge");
+    smtp.wait_for_mails(1).remove(0)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS+HH:MM` at the start of `s`.
+fn starts_with_rfc3339(s: &str, offset: &str) -> bool {
+    let b = s.as_bytes();
+    s.len() >= 25
+        && [4, 7].iter().all(|&i| b[i] == b'-')
+        && b[10] == b'T'
+        && [13, 16].iter().all(|&i| b[i] == b':')
+        && s[19..25] == *offset
+        && s[..19].bytes().filter(u8::is_ascii_digit).count() == 14
+}
+
+#[test]
+fn the_built_in_mail_says_where_when_and_until_when() {
+    let mail = asked_mail("", &[], "198.51.100.23", "Your OTP");
+    let body = mail.body();
+    let line = |label: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label} line in:\n{body}"))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(line("from:"), "198.51.100.23");
+    assert_eq!(line("through:"), "vpn1");
+    assert!(starts_with_rfc3339(&line("at:"), "+00:00"), "{body}");
+    let until = body.split("until ").nth(1).expect("an expiry");
+    assert!(starts_with_rfc3339(until, "+00:00"), "{body}");
+    assert!(
+        until[..19] > *line("at:")[..19].to_owned(),
+        "expires after it was asked"
+    );
+}
+
+#[test]
+fn templates_show_who_asked_in_text_html_and_subject_in_the_configured_zone() {
+    let mail = asked_mail(
+        "body_file = \"mail.txt\"\nhtml_body_file = \"mail.html\"\ntimezone = \"Asia/Kolkata\"\n",
+        &[
+            ("mail.txt", "T {client_ip} via {nas}\nT-at {time}\nT-until {expires}\n"),
+            (
+                "mail.html",
+                "<p>H {client_ip} via {nas}\n<p>H-at {time}\n<p>H-until {expires}\n",
+            ),
+        ],
+        "2001:db8::7",
+        "Login from {client_ip} via {nas}",
+    );
+    assert_eq!(mail.header("Subject"), "Login from 2001:db8::7 via vpn1");
+    let body = mail.body();
+    let line = |label: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label} line in:\n{}", mail.raw))
+            .to_owned()
+    };
+    for part in ["T", "<p>H"] {
+        assert_eq!(line(&format!("{part} ")), "2001:db8::7 via vpn1", "{}", mail.raw);
+        assert!(
+            starts_with_rfc3339(&line(&format!("{part}-at ")), "+05:30"),
+            "{}",
+            mail.raw
+        );
+        assert!(
+            starts_with_rfc3339(&line(&format!("{part}-until ")), "+05:30"),
+            "{}",
+            mail.raw
+        );
+    }
+}
+
+#[test]
+fn a_calling_station_id_cannot_add_a_header_a_recipient_or_html() {
+    let mail = asked_mail(
+        "html_body_file = \"mail.html\"\n",
+        &[("mail.html", "<p>from {client_ip}</p>\n")],
+        "10.9.8.7\\r\\nBcc: eve@evil.test\\r\\n<script>alert(1)</script>",
+        "Login from {client_ip}",
+    );
+    assert_eq!(
+        mail.header("Subject"),
+        "Login from 10.9.8.7Bcc: eve@evil.test<script>alert(1)</script>"
+    );
+    // The value stays inside the one Subject line: no header line of its own.
+    let head = mail.raw.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    let lines_with_it: Vec<&str> = head.lines().filter(|l| l.contains("evil.test")).collect();
+    assert_eq!(lines_with_it.len(), 1, "{}", mail.raw);
+    assert!(lines_with_it[0].starts_with("subject: "), "{}", mail.raw);
+    assert_eq!(mail.header("X-Envelope-To"), "alice@example.test");
+    assert!(
+        mail.body()
+            .contains("<p>from 10.9.8.7Bcc: eve@evil.test&lt;script&gt;alert(1)&lt;/script&gt;</p>"),
+        "{}",
+        mail.raw
+    );
+}

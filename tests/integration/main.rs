@@ -4,6 +4,7 @@
 mod attributes;
 mod certs;
 mod core_flow;
+mod deny;
 mod fast_path;
 mod flood;
 mod floods_http;

@@ -28,6 +28,13 @@ fn job() -> MailJob {
         user: "alice".to_owned(),
         otp: Otp::from_value(493817, 6),
         link: Some(Zeroizing::new("https://otp.example.test/l/0123".to_owned())),
+        deny_link: Some(Zeroizing::new("https://otp.example.test/d/4567".to_owned())),
+        asked: AskedBy {
+            client_ip: Some("203.0.113.9".to_owned()),
+            nas: "vpn1".to_owned(),
+            at_unix: 1_796_000_000,
+            until_unix: 1_796_000_600,
+        },
         tx: Transaction::random(),
         expires: Instant::now() + Duration::from_secs(600),
     }
@@ -47,6 +54,11 @@ async fn queued_mails_are_sealed_and_open_only_under_the_pool_key() {
         Some("https://otp.example.test/l/0123")
     );
     assert_eq!((opened.tx, opened.user.as_str()), (job.tx, "alice"));
+    assert_eq!(opened.asked, job.asked);
+    assert_eq!(
+        opened.deny_link.as_deref().map(String::as_str),
+        Some("https://otp.example.test/d/4567")
+    );
     assert_eq!(opened.to.email.to_string(), "alice@example.test");
     assert!(opened.expires > Instant::now() + Duration::from_secs(590));
     assert!(stranger.open(&sealed).is_none(), "another key does not open it");
