@@ -52,6 +52,7 @@ pub mod logging;
 pub mod mail;
 pub mod metrics;
 pub mod otp;
+pub mod policy;
 pub mod redis;
 pub mod server;
 pub mod users;

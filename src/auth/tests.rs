@@ -23,6 +23,7 @@ impl UserDirectory for Stub {
             ("alice", b"1234") => PinCheck::Valid(User {
                 name: "alice".to_owned(),
                 email: "alice@example.test".parse().unwrap(),
+                groups: vec!["staff".to_owned()],
             }),
             ("alice", _) => PinCheck::WrongPin("alice".to_owned()),
             _ => PinCheck::UnknownUser,
