@@ -25,6 +25,7 @@ use crate::config::{ChallengeMode, Delivery, EmailConfig};
 use crate::limits::Limiter;
 use crate::mail::{MailError, MailJob, MailQueue};
 use crate::otp::Otp;
+use crate::policy::{Policies, Policy, SecondFactor, Subject};
 use crate::users::{DirectoryError, LockGate, PinCheck, User, UserDirectory};
 use crate::wire::Code;
 
@@ -98,6 +99,8 @@ pub struct Authenticator {
     pub mail: MailQueue,
     /// Code settings (swapped on reload).
     pub settings: ArcSwap<AuthSettings>,
+    /// `[[policies]]` (swapped on reload).
+    pub policies: ArcSwap<Policies>,
 }
 
 impl Authenticator {
@@ -128,11 +131,49 @@ impl Authenticator {
         let decision = match self.first_factor(req.user, check).await? {
             Ok(user) => {
                 let name = user.name.clone();
-                let user = with_trusted_email(user, req.trusted_email);
-                named(self.open_challenge(req, &origin, user).await?, req.user, &name)
+                let policy = self.policy(req, &name, &user.groups);
+                let decision = self.second_factor(req, &origin, user, policy.as_ref()).await?;
+                named(decision, req.user, &name)
             }
             Err(decision) => decision,
         };
+        Ok(decision)
+    }
+
+    /// The policy for the canonical `name` in `groups` asking with `req`,
+    /// resolved once per request; `None`: the `[email]` settings.
+    fn policy(&self, req: &Request<'_>, name: &str, groups: &[String]) -> Option<Policy> {
+        let who = Subject {
+            user: name,
+            groups,
+            client: req.client,
+            calling_station: req.client_ip,
+        };
+        self.policies.load().resolve(&who).cloned()
+    }
+
+    /// Right PIN: what the policy asks for. A denied login is answered like
+    /// a wrong PIN but counts as no failure (the PIN was right).
+    async fn second_factor(
+        &self,
+        req: &Request<'_>,
+        origin: &Origin,
+        user: User,
+        policy: Option<&Policy>,
+    ) -> Result<Decision, Unavailable> {
+        let mut decision = match policy.map_or(SecondFactor::Email, |p| p.second_factor) {
+            SecondFactor::None => self.accept(&user.name, Reason::Exempt, policy),
+            SecondFactor::Deny => {
+                // In place of counting a failure: the same round trip.
+                self.limits.is_locked(&user.name).await?;
+                Decision::reject(Reason::DeniedByPolicy)
+            }
+            SecondFactor::Email => {
+                let user = with_trusted_email(user, req.trusted_email);
+                self.open_challenge(req, origin, user).await?
+            }
+        };
+        decision.policy = policy.map(|p| p.name.clone());
         Ok(decision)
     }
 
@@ -167,7 +208,12 @@ impl Authenticator {
         };
         let reason = match self.challenges.answer(&tx, req.user, origin, req.password).await? {
             Answer::Locked => return Ok(Decision::reject(Reason::Locked)),
-            Answer::Accepted => return Ok(self.accept(req.user, Reason::OtpAccepted)),
+            Answer::Accepted => {
+                // No directory on this path: the groups the users file knows.
+                let groups = self.users.load().local_groups(req.user);
+                let policy = self.policy(req, req.user, &groups);
+                return Ok(self.accept(req.user, Reason::OtpAccepted, policy.as_ref()));
+            }
             Answer::Wrong { void: false } => Reason::WrongOtp,
             Answer::Wrong { void: true } => Reason::ChallengeVoid,
             Answer::Unknown => return Ok(Decision::reject(Reason::UnknownState)),
@@ -225,7 +271,8 @@ impl Authenticator {
         let name = user.name.as_str();
         let decision = match self.challenges.find(name, origin, code).await? {
             CodeMatch::Matched(tx) if self.challenges.consume(name, &tx).await? => {
-                self.accept(name, Reason::PinOtpAccepted)
+                let policy = self.policy(req, name, &user.groups);
+                self.accept(name, Reason::PinOtpAccepted, policy.as_ref())
             }
             CodeMatch::Wrong => {
                 self.challenges.wrong_code(name, origin).await?;
@@ -268,11 +315,14 @@ impl Authenticator {
         Ok(Decision::reject(reason))
     }
 
-    /// Access-Accept with the user's reply attributes (the store that
-    /// consumed the challenge reset the failures in a row).
-    fn accept(&self, name: &str, reason: Reason) -> Decision {
+    /// Access-Accept with the user's reply attributes, then the policy's
+    /// (the store that consumed the challenge reset the failures in a row).
+    fn accept(&self, name: &str, reason: Reason, policy: Option<&Policy>) -> Decision {
+        let mut attributes = self.users.load().reply_attributes(name);
+        attributes.extend(policy.iter().flat_map(|p| p.reply.iter().cloned()));
         Decision {
-            attributes: self.users.load().reply_attributes(name),
+            attributes,
+            policy: policy.map(|p| p.name.clone()),
             ..Decision::accept(reason)
         }
     }

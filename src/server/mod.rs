@@ -392,6 +392,7 @@ async fn respond<H: RequestHandler>(
             id = key.identifier,
             user = %user,
             canonical = decision.canonical.as_deref().map(tracing::field::display),
+            policy = decision.policy.as_deref().map(tracing::field::display),
             answer = decision.code.name(),
             reason = decision.reason.as_str(),
             "request answered"
