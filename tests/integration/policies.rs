@@ -1,0 +1,160 @@
+//! `[[policies]]` from outside: an exempt user logs in on the PIN alone, a
+//! denied one gets the answer of a wrong PIN, policies are scoped by client
+//! and by Calling-Station-Id, the first match wins, their reply attributes
+//! follow the user's on Accept, SIGHUP changes them, and `check` refuses
+//! what cannot work.
+
+use crate::harness::*;
+
+/// `text` with `lines` added to the `[[users]]` entry of `user`.
+fn with_user_lines(text: &str, user: &str, lines: &str) -> String {
+    let entry = format!("name = \"{user}\"\n");
+    text.replace(&entry, &format!("{entry}{lines}"))
+}
+
+/// A setup whose users file puts bob in `contractors` and alice in `vpn-admins`.
+fn setup_with(smtp: &SmtpSink, policies: &str) -> Setup {
+    let mut setup = Setup::new(smtp.port);
+    let users = with_user_lines(users_toml(), "bob", "groups = [\"contractors\"]\n");
+    setup.users_file = with_user_lines(&users, "alice", "groups = [\"vpn-admins\"]\n");
+    setup
+        .clients
+        .push(client("other", "127.0.0.9", SECRET, false, "access-challenge"));
+    setup.extra = policies.to_owned();
+    setup
+}
+
+/// The login's first round with a Calling-Station-Id.
+fn send_pin_from(server: &Server, user: &str, station: &str) -> Reply {
+    let attributes = format!(
+        "User-Name = \"{user}\", User-Password = \"{}\", Calling-Station-Id = \"{station}\"",
+        pin(user)
+    );
+    radclient(server.addr(), SECRET, &attributes).expect("an answer")
+}
+
+/// Waits until a mail to alice arrived (she always gets one), then checks
+/// that none went to `user`: the queue is worked in order.
+fn assert_no_mail_to(smtp: &SmtpSink, server: &Server, user: &str) {
+    let before = smtp.mails().len();
+    assert_eq!(
+        send_pin(server, "alice", pin("alice")).unwrap().code,
+        "Access-Challenge"
+    );
+    smtp.wait_for_mails(before + 1);
+    assert!(smtp.mails_to(&format!("{user}@")).is_empty(), "no mail for {user}");
+}
+
+#[test]
+fn an_exempt_user_is_accepted_on_the_pin_with_both_replies_and_no_mail() {
+    let smtp = SmtpSink::start();
+    let policy = "[[policies]]\nname = \"backup-service\"\nusers = [\"bob\"]\nsecond_factor = \"none\"\n\
+                  reply = { Filter-Id = \"backup\" }\n";
+    let mut setup = setup_with(&smtp, policy);
+    setup.users_file = with_user_lines(&setup.users_file, "bob", "reply = { Class = \"svc\" }\n");
+    let server = Server::start(&setup);
+    let accept = send_pin(&server, "bob", pin("bob")).unwrap();
+    assert_eq!(accept.code, "Access-Accept");
+    let names: Vec<&str> = accept.attributes.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["Message-Authenticator", "Class", "Filter-Id"],
+        "the user's reply, then the policy's"
+    );
+    assert_eq!(accept.attr("Filter-Id"), Some("backup"));
+    let line = server.wait_for_log("reason=\"exempt\"");
+    assert!(line.contains("policy=backup-service"), "{line}");
+    // A wrong PIN is still a wrong PIN.
+    assert_eq!(send_pin(&server, "bob", "pin-bob-0000").unwrap().code, "Access-Reject");
+    assert_no_mail_to(&smtp, &server, "bob");
+}
+
+#[test]
+fn a_denied_user_gets_a_wrong_pins_answer_no_mail_no_lockout_and_sighup_lifts_it() {
+    let smtp = SmtpSink::start();
+    let policy = "[[policies]]\nname = \"contractors-off-local\"\ngroups = [\"contractors\"]\n\
+                  clients = [\"local\"]\nsecond_factor = \"deny\"\n";
+    let mut setup = setup_with(&smtp, policy);
+    setup.users = "lockout_after = 2\nlockout_time = 600\n".to_owned();
+    let server = Server::start(&setup);
+    let shape = |r: Reply| (r.code, r.attributes.into_iter().map(|(n, _)| n).collect::<Vec<_>>());
+    let wrong = shape(send_pin(&server, "bob", "pin-bob-0000").unwrap());
+    for _ in 0..3 {
+        assert_eq!(shape(send_pin(&server, "bob", pin("bob")).unwrap()), wrong);
+    }
+    let line = server.wait_for_log("reason=\"denied-by-policy\"");
+    assert!(line.contains("policy=contractors-off-local"), "{line}");
+    assert_no_mail_to(&smtp, &server, "bob");
+
+    // The policy now names another client: bob is asked for his code, and
+    // three denials in a row did not lock him.
+    let moved = setup
+        .config_text()
+        .replace("clients = [\"local\"]", "clients = [\"other\"]");
+    std::fs::write(server.dir.path().join("mailotp.toml"), moved).unwrap();
+    server.process.signal("HUP");
+    server.wait_for_log("configuration reloaded");
+    assert_eq!(send_pin(&server, "bob", pin("bob")).unwrap().code, "Access-Challenge");
+}
+
+#[test]
+fn calling_station_scopes_a_policy_and_the_first_match_wins() {
+    let smtp = SmtpSink::start();
+    let policies = "[[policies]]\nname = \"office\"\ncalling_station = [\"10.0.0.0/8\"]\nsecond_factor = \"none\"\n\
+                    [[policies]]\nname = \"bob-nowhere\"\nusers = [\"bob\"]\nsecond_factor = \"deny\"\n";
+    let server = Server::start(&setup_with(&smtp, policies));
+    let office = send_pin_from(&server, "bob", "10.20.30.40");
+    assert_eq!(office.code, "Access-Accept", "the office policy comes first");
+    let outside = send_pin_from(&server, "bob", "192.0.2.10");
+    assert_eq!((outside.code.as_str(), outside.attr("State")), ("Access-Reject", None));
+    server.wait_for_log("policy=bob-nowhere");
+    let alice = send_pin_from(&server, "alice", "192.0.2.11");
+    assert_eq!(alice.code, "Access-Challenge", "no policy: the [email] settings");
+}
+
+#[test]
+fn a_policys_reply_follows_the_code_and_a_policy_for_another_client_does_not_apply() {
+    let smtp = SmtpSink::start();
+    let policies = "[[policies]]\nname = \"admins-elsewhere\"\ngroups = [\"vpn-admins\"]\nclients = [\"other\"]\n\
+                    second_factor = \"deny\"\n\
+                    [[policies]]\nname = \"admins\"\ngroups = [\"vpn-admins\"]\nclients = [\"local\"]\n\
+                    reply = { Filter-Id = \"admins\" }\n";
+    let server = Server::start(&setup_with(&smtp, policies));
+    let challenge = send_pin(&server, "alice", pin("alice")).unwrap();
+    assert_eq!(
+        (challenge.code.as_str(), challenge.attr("Filter-Id")),
+        ("Access-Challenge", None)
+    );
+    let otp = smtp.wait_for_mails(1)[0].otp();
+    let accept = send_otp(&server, "alice", &otp, &challenge.state()).unwrap();
+    assert_eq!(accept.code, "Access-Accept");
+    assert_eq!(accept.attr("Filter-Id"), Some("admins"));
+    let line = server.wait_for_log("reason=\"otp-accepted\"");
+    assert!(line.contains("policy=admins"), "{line}");
+}
+
+#[test]
+fn check_refuses_an_unreachable_policy_an_unknown_client_and_an_unknown_reply_attribute() {
+    let smtp = SmtpSink::start();
+    let cases = [
+        (
+            "[[policies]]\nname = \"all\"\n[[policies]]\nname = \"never\"\nusers = [\"bob\"]\n",
+            "key `policies[1].name`: policy `never` can never apply",
+        ),
+        (
+            "[[policies]]\nname = \"p\"\nclients = [\"vpn9\"]\n",
+            "key `policies[0].clients`: `vpn9` is not the name of a [[clients]] entry",
+        ),
+        (
+            "[[policies]]\nname = \"p\"\nreply = { Filter-Idd = \"x\" }\n",
+            "key `policies[0].reply.Filter-Idd`: `Filter-Idd` is not an attribute of the dictionary",
+        ),
+    ];
+    for (policies, want) in cases {
+        let dir = setup_with(&smtp, policies).write();
+        let out = run_mailotp("check", dir.path());
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("mailotp.toml: ") && stderr.contains(want), "{stderr}");
+    }
+}
