@@ -13,6 +13,7 @@
 //! started elsewhere. Unknown and known users cost the same store round trips.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use lettre::message::Mailbox;
@@ -22,12 +23,13 @@ use zeroize::Zeroizing;
 use crate::backend::BackendUnavailable;
 use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, Opened, Origin, Transaction};
 use crate::config::{ChallengeMode, Delivery, EmailConfig};
+use crate::dictionary::WireAttribute;
 use crate::limits::Limiter;
 use crate::mail::{MailError, MailJob, MailQueue};
 use crate::otp::Otp;
 use crate::policy::{Policies, Policy, SecondFactor, Subject};
 use crate::users::{DirectoryError, LockGate, PinCheck, User, UserDirectory};
-use crate::wire::Code;
+use crate::wire::{attr, Code};
 
 mod decision;
 mod handler;
@@ -71,6 +73,17 @@ pub struct AuthSettings {
     pub validity: std::time::Duration,
     /// With link delivery: the base URL the e-mailed links start with.
     pub link_base: Option<String>,
+}
+
+impl AuthSettings {
+    /// These settings with the overrides of `policy`.
+    fn for_policy(&self, policy: Option<&Policy>) -> AuthSettings {
+        let mut settings = self.clone();
+        if let Some(validity) = policy.and_then(|p| p.challenge_validity) {
+            settings.validity = validity;
+        }
+        settings
+    }
 }
 
 impl From<&EmailConfig> for AuthSettings {
@@ -170,7 +183,7 @@ impl Authenticator {
             }
             SecondFactor::Email => {
                 let user = with_trusted_email(user, req.trusted_email);
-                self.open_challenge(req, origin, user).await?
+                self.open_challenge(req, origin, user, policy).await?
             }
         };
         decision.policy = policy.map(|p| p.name.clone());
@@ -329,8 +342,14 @@ impl Authenticator {
 
     /// Right PIN: a new challenge and its mail, or the open one within the
     /// blocking timeout (its State only to the origin that opened it).
-    async fn open_challenge(&self, req: &Request<'_>, origin: &Origin, user: User) -> Result<Decision, Unavailable> {
-        let settings = self.settings.load();
+    async fn open_challenge(
+        &self,
+        req: &Request<'_>,
+        origin: &Origin,
+        user: User,
+        policy: Option<&Policy>,
+    ) -> Result<Decision, Unavailable> {
+        let settings = self.settings.load().for_policy(policy);
         let otp = match &settings.fixed_otp {
             Some(code) => {
                 tracing::warn!(user = %user.name, "fixed_otp_for_testing used instead of a random code (test mode)");
@@ -342,12 +361,21 @@ impl Authenticator {
         let token = settings.link_base.is_some().then(LinkToken::random);
         let opened = self
             .challenges
-            .open(&user.name, origin, tx, &otp, token.as_ref(), req.client_ip)
+            .open(
+                &user.name,
+                origin,
+                tx,
+                &otp,
+                token.as_ref(),
+                req.client_ip,
+                settings.validity,
+            )
             .await?;
         let (message, reason) = match opened {
-            Opened::AlreadySent(open) => {
+            Opened::AlreadySent { tx: open, left } => {
                 let message = format!("{ALREADY_SUBMITTED} (transaction {open})");
-                return Ok(prompt(req.challenge_mode, open, message, Reason::AlreadySent));
+                let decision = prompt(req.challenge_mode, open, message, Reason::AlreadySent);
+                return Ok(with_session_timeout(decision, left));
             }
             Opened::SentElsewhere => {
                 // Someone else may have the PIN: the admin should know.
@@ -363,7 +391,10 @@ impl Authenticator {
                 Err(refusal) => return Ok(refusal),
             },
         };
-        Ok(prompt(req.challenge_mode, tx, message, reason))
+        Ok(with_session_timeout(
+            prompt(req.challenge_mode, tx, message, reason),
+            settings.validity,
+        ))
     }
 
     /// Queues the mail (the store counted it toward the throttles), with the
@@ -460,6 +491,22 @@ fn prompt(mode: ChallengeMode, tx: Transaction, message: String, reason: Reason)
             ..Decision::reject(reason)
         },
     }
+}
+
+/// `decision`, when it is an Access-Challenge, with `Session-Timeout` = the
+/// seconds its challenge stays valid (RFC 2865 §5.27), so that the NAS knows
+/// how long to wait for the answer.
+fn with_session_timeout(mut decision: Decision, left: Duration) -> Decision {
+    if decision.code == Code::AccessChallenge {
+        let seconds = u32::try_from(left.as_millis().div_ceil(1000))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        decision.attributes.push(WireAttribute {
+            attr_type: attr::SESSION_TIMEOUT,
+            value: seconds.to_be_bytes().to_vec(),
+        });
+    }
+    decision
 }
 
 /// Access-Reject with `reply` as the Reply-Message.

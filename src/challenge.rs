@@ -84,7 +84,12 @@ pub enum Opened {
     New,
     /// The user's challenge from the same origin, still within the blocking
     /// timeout: no new e-mail.
-    AlreadySent(Transaction),
+    AlreadySent {
+        /// Its transaction.
+        tx: Transaction,
+        /// How long it stays valid (the NAS's Session-Timeout).
+        left: Duration,
+    },
     /// The user's newest challenge is within the blocking timeout but belongs
     /// to another origin: no new e-mail, and its State is not handed out.
     SentElsewhere,
@@ -132,6 +137,8 @@ pub enum Answer {
 #[async_trait]
 pub trait ChallengeStore: Send + Sync + 'static {
     /// Opens a challenge for `user` from `origin` under `tx` with `code`,
+    /// valid for `validity` (the `[email]` setting or the user's policy's;
+    /// its blocking timeout ends with it at the latest),
     /// unless the user's newest one is still within the blocking timeout,
     /// and counts its e-mail toward the throttles, as triggered from
     /// `client_ip` (unless a limit is reached: then nothing is opened). With
@@ -145,6 +152,7 @@ pub trait ChallengeStore: Send + Sync + 'static {
         code: &Otp,
         link: Option<&LinkToken>,
         client_ip: Option<&str>,
+        validity: Duration,
     ) -> Result<Opened, BackendUnavailable>;
 
     /// Answers the challenge under `state` for `user` from `origin` with
@@ -184,7 +192,8 @@ pub trait ChallengeStore: Send + Sync + 'static {
     fn open_count(&self) -> usize;
 
     /// Applies new limits to challenges opened (and answered) from now on;
-    /// challenges already open keep theirs.
+    /// challenges already open keep theirs. Its `validity` is the default;
+    /// `open` is given each challenge's own.
     fn set_settings(&self, settings: ChallengeSettings);
 
     /// Whether every call completes at once, without waiting on I/O (a store

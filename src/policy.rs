@@ -8,6 +8,7 @@
 //! (`config` builds them), asks no directory and logs nothing.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use ipnet::IpNet;
 
@@ -80,6 +81,8 @@ pub struct Policy {
     pub conditions: Conditions,
     /// What a right PIN leads to.
     pub second_factor: SecondFactor,
+    /// `challenge_validity` instead of `[email]`'s.
+    pub challenge_validity: Option<Duration>,
     /// Added to Access-Accept after the user's own `reply`.
     pub reply: Vec<WireAttribute>,
 }
@@ -123,6 +126,7 @@ mod tests {
             name: name.to_owned(),
             conditions,
             second_factor,
+            challenge_validity: None,
             reply: Vec::new(),
         }
     }

@@ -11,6 +11,9 @@ use mailotp::lifecycle::Lifecycle;
 use mailotp::limits::{Lockout, MemoryLimiter, Throttling};
 use mailotp::otp::Otp;
 
+/// How long the benchmark's challenges stay valid.
+const VALIDITY: Duration = Duration::from_secs(3600);
+
 /// Resident set of this process now, in KiB.
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -33,7 +36,7 @@ pub fn bytes_per_challenge(total: usize) -> (f64, usize) {
     runtime.block_on(async {
         let life = Lifecycle::new(Duration::ZERO);
         let settings = ChallengeSettings {
-            validity: Duration::from_secs(3600),
+            validity: VALIDITY,
             blocking: Duration::ZERO,
             max_attempts: 3,
         };
@@ -49,7 +52,15 @@ pub fn bytes_per_challenge(total: usize) -> (f64, usize) {
         for i in 0..total {
             let user = format!("user-{}", i / MAX_OPEN_PER_USER);
             store
-                .open(&user, &origin, Transaction::random(), &Otp::generate(6), None, None)
+                .open(
+                    &user,
+                    &origin,
+                    Transaction::random(),
+                    &Otp::generate(6),
+                    None,
+                    None,
+                    VALIDITY,
+                )
                 .await
                 .expect("the memory store always answers");
         }

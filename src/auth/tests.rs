@@ -171,6 +171,7 @@ fn policy(name: &str, groups: &[&str], second_factor: SecondFactor) -> Policy {
             ..Conditions::default()
         },
         second_factor,
+        challenge_validity: None,
         reply: vec![crate::dictionary::Dictionary::builtin()
             .encode("Filter-Id", "admins")
             .unwrap()],

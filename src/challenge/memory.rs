@@ -227,6 +227,7 @@ impl ChallengeStore for MemoryStore {
         code: &Otp,
         link: Option<&LinkToken>,
         client_ip: Option<&str>,
+        validity: Duration,
     ) -> Result<Opened, BackendUnavailable> {
         let now = Instant::now();
         let origin = self.origin(origin);
@@ -242,10 +243,15 @@ impl ChallengeStore for MemoryStore {
                 .challenges
                 .get(newest)
                 .filter(|r| r.blocking_until > self.second(now))
-                .map(|r| r.origin == origin);
+                .map(|r| {
+                    (
+                        r.origin == origin,
+                        self.instant(r.expires).saturating_duration_since(now),
+                    )
+                });
             match blocking {
-                Some(true) => return Ok(Opened::AlreadySent(*newest)),
-                Some(false) => return Ok(Opened::SentElsewhere),
+                Some((true, left)) => return Ok(Opened::AlreadySent { tx: *newest, left }),
+                Some((false, _)) => return Ok(Opened::SentElsewhere),
                 None => {}
             }
         }
@@ -256,11 +262,11 @@ impl ChallengeStore for MemoryStore {
         if let Err(limit) = self.limits.count_mail(user, client_ip) {
             return Ok(Opened::Throttled(limit));
         }
-        let expires = self.stamp(now + settings.validity);
+        let expires = self.stamp(now + validity);
         let record = Record {
             user: list.key().clone(),
             digest: self.sealer.seal(&tx, code.expose().as_bytes()),
-            blocking_until: self.second(now + settings.blocking),
+            blocking_until: self.second(now + settings.blocking.min(validity)),
             expires,
             origin,
             attempts: 0,

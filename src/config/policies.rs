@@ -74,6 +74,9 @@ impl Validator<'_> {
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
+        if raw.challenge_validity == Some(0) {
+            return Err(self.err(key("challenge_validity"), "must be at least 1 second"));
+        }
         let reply = Dictionary::builtin()
             .reply_attributes(&raw.reply)
             .map_err(|(name, reason)| self.err(key(&format!("reply.{name}")), reason))?;
@@ -90,6 +93,7 @@ impl Validator<'_> {
                 RawSecondFactor::None => SecondFactor::None,
                 RawSecondFactor::Deny => SecondFactor::Deny,
             },
+            challenge_validity: raw.challenge_validity.map(std::time::Duration::from_secs),
             reply,
         })
     }
@@ -108,7 +112,7 @@ mod tests {
     fn policies_load_in_file_order() {
         let text = with_policies(
             "[[policies]]\nname = \"admins\"\ngroups = [\"vpn-admins\"]\nclients = [\"vpn\"]\n\
-             calling_station = [\"10.0.0.0/8\", \"2001:db8::1\"]\nreply = { Filter-Id = \"admins\" }\n\
+             calling_station = [\"10.0.0.0/8\", \"2001:db8::1\"]\nreply = { Filter-Id = \"admins\" }\nchallenge_validity = 60\n\
              [[policies]]\nname = \"backup\"\nusers = [\"backup\"]\nsecond_factor = \"none\"\n\
              [[policies]]\nname = \"rest\"\nsecond_factor = \"deny\"\n",
         );
@@ -122,6 +126,8 @@ mod tests {
             (11, &b"admins"[..])
         );
         assert_eq!(admins.conditions.calling_station.as_ref().unwrap().len(), 2);
+        assert_eq!(admins.challenge_validity, Some(std::time::Duration::from_secs(60)));
+        assert_eq!(policies.0[1].challenge_validity, None);
         assert_eq!(policies.0[1].second_factor, SecondFactor::None);
         assert_eq!(policies.0[2].second_factor, SecondFactor::Deny);
         assert!(load(MINIMAL).unwrap().policies.is_empty());

@@ -46,6 +46,7 @@ pub(super) struct RawPolicy {
     pub calling_station: Option<Vec<String>>,
     #[serde(default)]
     pub second_factor: RawSecondFactor,
+    pub challenge_validity: Option<u64>,
     #[serde(default)]
     pub reply: std::collections::BTreeMap<String, toml::Value>,
 }

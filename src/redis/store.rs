@@ -53,6 +53,7 @@ mod open;
 mod scripts;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -79,6 +80,8 @@ struct OpenChallenge {
     link: Link,
     /// [`Origin::encode`] of where it was opened.
     origin: Vec<u8>,
+    /// The end of its validity (wall clock, from its authenticated record).
+    expires_unix_ms: u64,
 }
 
 /// Where a challenge's link stands, from its checked mark.
@@ -120,6 +123,8 @@ enum Tried {
         tx: Transaction,
         /// Whether it was opened from the same origin.
         mine: bool,
+        /// How long it stays valid.
+        left: Duration,
     },
     /// The user's list names a challenge whose record fails its check: the
     /// entry as listed, to be taken out.
@@ -252,6 +257,7 @@ impl RedisStore {
             digest,
             link,
             origin: origin.clone(),
+            expires_unix_ms: expires,
         })
     }
 
@@ -358,10 +364,11 @@ impl RedisStore {
         code: &Otp,
         link: Option<&link::LinkArgs>,
         client_ip: Option<&str>,
+        validity: Duration,
     ) -> Result<Tried, BackendUnavailable> {
         let settings = **self.settings.load();
         let digest = self.sealer.seal(&tx, code.expose().as_bytes());
-        let expires = (now_unix_ms() + millis(settings.validity)).to_string();
+        let expires = (now_unix_ms() + millis(validity)).to_string();
         let mac = self.records.mac(
             &challenge_key(&tx.to_string()),
             &challenge_fields(user.as_bytes(), &digest, expires.as_bytes(), origin.as_bytes()),
@@ -378,8 +385,8 @@ impl RedisStore {
                     .arg(tx.to_string())
                     .arg(user)
                     .arg(&digest[..])
-                    .arg(millis(settings.validity))
-                    .arg(millis(settings.blocking))
+                    .arg(millis(validity))
+                    .arg(millis(settings.blocking.min(validity)))
                     .arg(MAX_OPEN_PER_USER)
                     .arg(&mac[..])
                     .arg(&expires)
@@ -418,6 +425,7 @@ impl RedisStore {
             Some(open) => Tried::Blocked {
                 tx: open.tx,
                 mine: mark.as_slice() == b"=",
+                left: Duration::from_millis(open.expires_unix_ms.saturating_sub(now_unix_ms())),
             },
             None => Tried::Forged(rest.first().cloned().unwrap_or_default()),
         }
@@ -456,6 +464,7 @@ impl ChallengeStore for RedisStore {
         code: &Otp,
         link: Option<&LinkToken>,
         client_ip: Option<&str>,
+        validity: Duration,
     ) -> Result<Opened, BackendUnavailable> {
         let link = link.map(|token| self.link_args(user, &tx, token));
         // A State that blocks counts only when its record passes its check
@@ -463,10 +472,13 @@ impl ChallengeStore for RedisStore {
         // leaves the user's list and the open is retried.
         let origin = origin.encode();
         for _ in 0..=MAX_OPEN_PER_USER {
-            match self.try_open(user, &origin, tx, code, link.as_ref(), client_ip).await? {
+            match self
+                .try_open(user, &origin, tx, code, link.as_ref(), client_ip, validity)
+                .await?
+            {
                 Tried::Opened => return Ok(Opened::New),
                 Tried::Throttled(limit) => return Ok(Opened::Throttled(limit)),
-                Tried::Blocked { tx, mine: true } => return Ok(Opened::AlreadySent(tx)),
+                Tried::Blocked { tx, mine: true, left } => return Ok(Opened::AlreadySent { tx, left }),
                 Tried::Blocked { mine: false, .. } => return Ok(Opened::SentElsewhere),
                 Tried::Forged(entry) => self.forget(user, &entry).await?,
             }

@@ -158,3 +158,42 @@ fn check_refuses_an_unreachable_policy_an_unknown_client_and_an_unknown_reply_at
         assert!(stderr.contains("mailotp.toml: ") && stderr.contains(want), "{stderr}");
     }
 }
+
+#[test]
+fn every_access_challenge_carries_session_timeout_from_the_policy_or_email() {
+    let smtp = SmtpSink::start();
+    let policies = "[[policies]]\nname = \"short-wait-nas\"\ncalling_station = [\"192.0.2.0/24\"]\n\
+                    challenge_validity = 60\n";
+    let mut setup = setup_with(&smtp, policies);
+    setup.email = "challenge_validity = 500\n".to_owned();
+    let server = Server::start(&setup);
+    let short = send_pin_from(&server, "bob", "192.0.2.10");
+    assert_eq!(
+        (short.code.as_str(), short.attr("Session-Timeout")),
+        ("Access-Challenge", Some("60"))
+    );
+    let long = send_pin(&server, "alice", pin("alice")).unwrap();
+    assert_eq!(long.attr("Session-Timeout"), Some("500"), "no policy: [email]'s");
+    // The same State again: at most the rest of its validity.
+    let again = send_pin_from(&server, "bob", "192.0.2.10");
+    assert_eq!(again.state(), short.state());
+    let left: u32 = again.attr("Session-Timeout").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&left), "{left}");
+    // The code works within the policy's validity.
+    let otp = smtp
+        .wait_for_mails(2)
+        .iter()
+        .find(|m| m.header("To") == "bob@example.test")
+        .unwrap()
+        .otp();
+    let accept = radclient(
+        server.addr(),
+        SECRET,
+        &format!(
+            "User-Name = \"bob\", User-Password = \"{otp}\", State = {}, Calling-Station-Id = \"192.0.2.10\"",
+            short.state()
+        ),
+    )
+    .unwrap();
+    assert_eq!(accept.code, "Access-Accept");
+}

@@ -31,7 +31,15 @@ async fn open(store: &MemoryStore, user: &str, code: u32) -> (Transaction, Opene
 async fn open_from(store: &MemoryStore, user: &str, origin: &Origin, code: u32) -> (Transaction, Opened) {
     let tx = Transaction::random();
     let opened = store
-        .open(user, origin, tx, &Otp::from_value(code, 6), None, None)
+        .open(
+            user,
+            origin,
+            tx,
+            &Otp::from_value(code, 6),
+            None,
+            None,
+            settings().validity,
+        )
         .await
         .unwrap();
     (tx, opened)
@@ -62,7 +70,8 @@ async fn pin_again_within_blocking_timeout_reuses_the_challenge() {
     let (first, opened) = open(&store, "alice", 111111).await;
     assert_eq!(opened, Opened::New);
     let (_, again) = open(&store, "alice", 222222).await;
-    assert_eq!(again, Opened::AlreadySent(first));
+    let left = settings().validity;
+    assert_eq!(again, Opened::AlreadySent { tx: first, left });
     tokio::time::advance(Duration::from_secs(121)).await;
     let (_, later) = open(&store, "alice", 333333).await;
     assert_eq!(later, Opened::New);
@@ -284,7 +293,10 @@ async fn another_origin_can_neither_use_nor_void_nor_learn_a_state() {
         "not even with the right code"
     );
     let (_, same) = open(&store, "alice", 333333).await;
-    assert_eq!(same, Opened::AlreadySent(tx), "a retrying NAS gets the same State");
+    assert!(
+        matches!(same, Opened::AlreadySent { tx: same, .. } if same == tx),
+        "a retrying NAS gets the same State"
+    );
     assert_eq!(
         store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
         Answer::Accepted
@@ -329,4 +341,26 @@ async fn a_link_challenge_is_not_found_by_its_code() {
         store.answer(&tx, "alice", &here(), b"").await.unwrap(),
         Answer::LinkPending
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_challenge_of_its_own_validity_ends_its_blocking_with_it() {
+    let (store, here) = (store(), here());
+    let short = Duration::from_secs(60);
+    let tx = Transaction::random();
+    let code = Otp::from_value(111111, 6);
+    let opened = store.open("alice", &here, tx, &code, None, None, short).await.unwrap();
+    assert_eq!(opened, Opened::New);
+    tokio::time::advance(Duration::from_secs(20)).await;
+    let again = store.open("alice", &here, Transaction::random(), &code, None, None, short);
+    let left = Duration::from_secs(40);
+    assert_eq!(
+        again.await.unwrap(),
+        Opened::AlreadySent { tx, left },
+        "the rest of its validity"
+    );
+    // Past its 60 s (inside the 120 s blocking timeout): a new challenge.
+    tokio::time::advance(Duration::from_secs(41)).await;
+    let later = store.open("alice", &here, Transaction::random(), &code, None, None, short);
+    assert_eq!(later.await.unwrap(), Opened::New);
 }
