@@ -197,3 +197,23 @@ fn every_access_challenge_carries_session_timeout_from_the_policy_or_email() {
     .unwrap();
     assert_eq!(accept.code, "Access-Accept");
 }
+
+#[test]
+fn with_redis_a_policys_validity_holds_on_every_instance() {
+    use crate::pool_support::{start_pool_with, PoolKey, RedisServer};
+    let (redis, key, smtp) = (RedisServer::start(), PoolKey::new(), SmtpSink::start());
+    let policy = "[[policies]]\nname = \"short\"\nusers = [\"bob\"]\nchallenge_validity = 30\n";
+    let pool = start_pool_with(2, setup_with(&smtp, policy), &redis, &key);
+    let (a, b) = (&pool[0], &pool[1]);
+    let opened = send_pin(a, "bob", pin("bob")).unwrap();
+    assert_eq!(opened.attr("Session-Timeout"), Some("30"));
+    let again = send_pin(b, "bob", pin("bob")).unwrap();
+    assert_eq!(again.state(), opened.state(), "B hands out A's challenge");
+    let left: u32 = again.attr("Session-Timeout").unwrap().parse().unwrap();
+    assert!(
+        (1..=30).contains(&left),
+        "B knows the challenge's own validity, not [email]'s: {left}"
+    );
+    let otp = smtp.wait_for_mails(1)[0].otp();
+    assert_eq!(send_otp(b, "bob", &otp, &opened.state()).unwrap().code, "Access-Accept");
+}
