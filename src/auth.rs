@@ -82,6 +82,9 @@ impl AuthSettings {
         if let Some(validity) = policy.and_then(|p| p.challenge_validity) {
             settings.validity = validity;
         }
+        if let Some(otp_length) = policy.and_then(|p| p.otp_length) {
+            settings.otp_length = otp_length;
+        }
         settings
     }
 }
@@ -126,8 +129,7 @@ impl Authenticator {
         if let Some(state) = req.state {
             return self.answer(req, &origin, state).await;
         }
-        let split = self.split(req.password);
-        if let Some((pin, code)) = split {
+        for (pin, code) in self.splits(req.password) {
             // The password ends in the code of a challenge of this user from
             // here: its start is the PIN (one hash, as on the plain path).
             if let CodeMatch::Matched(_) = self.challenges.find(req.user, &origin, code).await? {
@@ -135,6 +137,7 @@ impl Authenticator {
                 return self.pin_and_code(req, &origin, check, code).await;
             }
         }
+        let split = self.split(req.password);
         let check = self.check_pin(req.user, req.password).await?;
         if let Some((pin, code)) = split {
             if let Some(decision) = self.maybe_wrong_code(req, &origin, &check, pin, code).await? {
@@ -207,8 +210,19 @@ impl Authenticator {
     /// The password cut into a PIN and a code of `otp_length` characters,
     /// when it is longer than a code.
     fn split<'p>(&self, password: &'p [u8]) -> Option<(&'p [u8], &'p [u8])> {
-        let otp_length = self.settings.load().otp_length as usize;
-        (password.len() > otp_length).then(|| password.split_at(password.len() - otp_length))
+        split_at_code(password, self.settings.load().otp_length)
+    }
+
+    /// The password cut as [`Self::split`] does, then for each other code
+    /// length a policy sets (the user's policy is not known before the PIN).
+    fn splits<'p>(&self, password: &'p [u8]) -> Vec<(&'p [u8], &'p [u8])> {
+        let mut lengths = vec![self.settings.load().otp_length];
+        for length in self.policies.load().0.iter().filter_map(|p| p.otp_length) {
+            if !lengths.contains(&length) {
+                lengths.push(length);
+            }
+        }
+        lengths.into_iter().filter_map(|l| split_at_code(password, l)).collect()
     }
 
     /// State + code: the second round of a challenge. The store refuses a
@@ -459,6 +473,13 @@ impl LockGate for Gate<'_> {
             }
         }
     }
+}
+
+/// `password` cut into a PIN and a code of `length` characters, when it is
+/// longer than a code.
+fn split_at_code(password: &[u8], length: u32) -> Option<(&[u8], &[u8])> {
+    let length = length as usize;
+    (password.len() > length).then(|| password.split_at(password.len() - length))
 }
 
 /// The user with the address a trusted front proxy sent, if it sent a valid one.

@@ -83,6 +83,8 @@ pub struct Policy {
     pub second_factor: SecondFactor,
     /// `challenge_validity` instead of `[email]`'s.
     pub challenge_validity: Option<Duration>,
+    /// `otp_length` instead of `[email]`'s.
+    pub otp_length: Option<u32>,
     /// Added to Access-Accept after the user's own `reply`.
     pub reply: Vec<WireAttribute>,
 }
@@ -127,6 +129,7 @@ mod tests {
             conditions,
             second_factor,
             challenge_validity: None,
+            otp_length: None,
             reply: Vec::new(),
         }
     }

@@ -172,6 +172,7 @@ fn policy(name: &str, groups: &[&str], second_factor: SecondFactor) -> Policy {
         },
         second_factor,
         challenge_validity: None,
+        otp_length: None,
         reply: vec![crate::dictionary::Dictionary::builtin()
             .encode("Filter-Id", "admins")
             .unwrap()],

@@ -74,6 +74,9 @@ impl Validator<'_> {
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
+        if let Some(length) = raw.otp_length.filter(|l| !(6..=8).contains(l)) {
+            return Err(self.err(key("otp_length"), format!("{length} is outside 6..=8")));
+        }
         if raw.challenge_validity == Some(0) {
             return Err(self.err(key("challenge_validity"), "must be at least 1 second"));
         }
@@ -94,6 +97,7 @@ impl Validator<'_> {
                 RawSecondFactor::Deny => SecondFactor::Deny,
             },
             challenge_validity: raw.challenge_validity.map(std::time::Duration::from_secs),
+            otp_length: raw.otp_length,
             reply,
         })
     }
@@ -164,6 +168,14 @@ mod tests {
             (
                 "[[policies]]\nname = \"p\"\ngroups = []\n",
                 "key `policies[0].groups`: an empty list",
+            ),
+            (
+                "[[policies]]\nname = \"p\"\notp_length = 9\n",
+                "key `policies[0].otp_length`: 9 is outside 6..=8",
+            ),
+            (
+                "[[policies]]\nname = \"p\"\nchallenge_validity = 0\n",
+                "key `policies[0].challenge_validity`: must be at least 1 second",
             ),
             (
                 "[[policies]]\nname = \"p\"\nusers = [\"a\"]\n[[policies]]\nname = \"p\"\nusers = [\"b\"]\n",

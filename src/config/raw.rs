@@ -47,6 +47,7 @@ pub(super) struct RawPolicy {
     #[serde(default)]
     pub second_factor: RawSecondFactor,
     pub challenge_validity: Option<u64>,
+    pub otp_length: Option<u32>,
     #[serde(default)]
     pub reply: std::collections::BTreeMap<String, toml::Value>,
 }

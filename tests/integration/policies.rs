@@ -217,3 +217,24 @@ fn with_redis_a_policys_validity_holds_on_every_instance() {
     let otp = smtp.wait_for_mails(1)[0].otp();
     assert_eq!(send_otp(b, "bob", &otp, &opened.state()).unwrap().code, "Access-Accept");
 }
+
+#[test]
+fn a_policys_otp_length_is_the_mailed_codes_and_works_as_pin_and_code() {
+    let smtp = SmtpSink::start();
+    let policy = "[[policies]]\nname = \"admins\"\ngroups = [\"vpn-admins\"]\notp_length = 8\n";
+    let server = Server::start(&setup_with(&smtp, policy));
+    assert_eq!(
+        send_pin(&server, "alice", pin("alice")).unwrap().code,
+        "Access-Challenge"
+    );
+    let alice = smtp.wait_for_mails(1)[0].otp();
+    assert_eq!(alice.len(), 8, "the policy's length");
+    assert_eq!(send_pin(&server, "bob", pin("bob")).unwrap().code, "Access-Challenge");
+    let bob = poll("bob's mail", DEADLINE, || {
+        smtp.mails_to("bob@").first().map(|m| m.otp())
+    });
+    assert_eq!(bob.len(), 6, "[email]'s length");
+    // PIN and code in one password: the code is cut at the policy's length.
+    let both = format!("{}{alice}", pin("alice"));
+    assert_eq!(send_pin(&server, "alice", &both).unwrap().code, "Access-Accept");
+}
