@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::backend::BackendUnavailable;
-use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, Opened, Origin, Transaction};
+use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, NewChallenge, Opened, Origin, Transaction};
 use crate::config::{ChallengeMode, Delivery, EmailConfig};
 use crate::dictionary::WireAttribute;
 use crate::limits::Limiter;
@@ -373,18 +373,13 @@ impl Authenticator {
         };
         let tx = Transaction::random();
         let token = settings.link_base.is_some().then(LinkToken::random);
-        let opened = self
-            .challenges
-            .open(
-                &user.name,
-                origin,
-                tx,
-                &otp,
-                token.as_ref(),
-                req.client_ip,
-                settings.validity,
-            )
-            .await?;
+        let new = NewChallenge {
+            tx,
+            code: &otp,
+            link: token.as_ref(),
+            validity: settings.validity,
+        };
+        let opened = self.challenges.open(&user.name, origin, new, req.client_ip).await?;
         let (message, reason) = match opened {
             Opened::AlreadySent { tx: open, left } => {
                 let message = format!("{ALREADY_SUBMITTED} (transaction {open})");

@@ -77,6 +77,19 @@ impl From<&EmailConfig> for ChallengeSettings {
     }
 }
 
+/// What a new challenge is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct NewChallenge<'a> {
+    /// Its transaction (the State).
+    pub tx: Transaction,
+    /// The code mailed (a link challenge's too: never mailed, never enough).
+    pub code: &'a Otp,
+    /// With link delivery, the link's token.
+    pub link: Option<&'a LinkToken>,
+    /// How long it stays valid: `[email]`'s or the user's policy's.
+    pub validity: Duration,
+}
+
 /// What a PIN request opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Opened {
@@ -136,23 +149,19 @@ pub enum Answer {
 /// racing on the same challenge never both succeed.
 #[async_trait]
 pub trait ChallengeStore: Send + Sync + 'static {
-    /// Opens a challenge for `user` from `origin` under `tx` with `code`,
-    /// valid for `validity` (the `[email]` setting or the user's policy's;
-    /// its blocking timeout ends with it at the latest),
-    /// unless the user's newest one is still within the blocking timeout,
-    /// and counts its e-mail toward the throttles, as triggered from
-    /// `client_ip` (unless a limit is reached: then nothing is opened). With
-    /// `link`, it is a link challenge: answered only after that token is
-    /// confirmed. All in one step (one round trip for a store in Redis).
+    /// Opens the challenge `new` for `user` from `origin` (its blocking
+    /// timeout ends with its validity at the latest), unless the user's
+    /// newest one is still within the blocking timeout, and counts its
+    /// e-mail toward the throttles, as triggered from `client_ip` (unless a
+    /// limit is reached: then nothing is opened). With a `link`, it is a link
+    /// challenge: answered only after that token is confirmed. All in one
+    /// step (one round trip for a store in Redis).
     async fn open(
         &self,
         user: &str,
         origin: &Origin,
-        tx: Transaction,
-        code: &Otp,
-        link: Option<&LinkToken>,
+        new: NewChallenge<'_>,
         client_ip: Option<&str>,
-        validity: Duration,
     ) -> Result<Opened, BackendUnavailable>;
 
     /// Answers the challenge under `state` for `user` from `origin` with

@@ -223,12 +223,15 @@ impl ChallengeStore for MemoryStore {
         &self,
         user: &str,
         origin: &Origin,
-        tx: Transaction,
-        code: &Otp,
-        link: Option<&LinkToken>,
+        new: NewChallenge<'_>,
         client_ip: Option<&str>,
-        validity: Duration,
     ) -> Result<Opened, BackendUnavailable> {
+        let NewChallenge {
+            tx,
+            code,
+            link,
+            validity,
+        } = new;
         let now = Instant::now();
         let origin = self.origin(origin);
         let settings = **self.settings.load();

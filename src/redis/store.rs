@@ -63,11 +63,11 @@ use super::record::{bad_record, RecordKey};
 use super::{limiter, millis, now_unix_ms, PoolKeys, Redis, KEY_PREFIX};
 use crate::backend::BackendUnavailable;
 use crate::challenge::{
-    Answer, ChallengeSettings, ChallengeStore, CodeMatch, LinkStatus, LinkToken, Opened, Origin, Transaction,
-    MAX_OPEN_PER_USER,
+    Answer, ChallengeSettings, ChallengeStore, CodeMatch, LinkStatus, LinkToken, NewChallenge, Opened, Origin,
+    Transaction, MAX_OPEN_PER_USER,
 };
 use crate::limits::{Throttled, Throttling};
-use crate::otp::{CodeDigest, CodeSealer, Otp};
+use crate::otp::{CodeDigest, CodeSealer};
 use scripts::{CONSUME, DIGESTS, OPEN, WRONG};
 
 /// Values [`DIGESTS`] returns per challenge (and OPEN for the one that blocks).
@@ -360,12 +360,11 @@ impl RedisStore {
         &self,
         user: &str,
         origin: &str,
-        tx: Transaction,
-        code: &Otp,
+        new: NewChallenge<'_>,
         link: Option<&link::LinkArgs>,
         client_ip: Option<&str>,
-        validity: Duration,
     ) -> Result<Tried, BackendUnavailable> {
+        let NewChallenge { tx, code, validity, .. } = new;
         let settings = **self.settings.load();
         let digest = self.sealer.seal(&tx, code.expose().as_bytes());
         let expires = (now_unix_ms() + millis(validity)).to_string();
@@ -460,22 +459,16 @@ impl ChallengeStore for RedisStore {
         &self,
         user: &str,
         origin: &Origin,
-        tx: Transaction,
-        code: &Otp,
-        link: Option<&LinkToken>,
+        new: NewChallenge<'_>,
         client_ip: Option<&str>,
-        validity: Duration,
     ) -> Result<Opened, BackendUnavailable> {
-        let link = link.map(|token| self.link_args(user, &tx, token));
+        let link = new.link.map(|token| self.link_args(user, &new.tx, token));
         // A State that blocks counts only when its record passes its check
         // (handed out, or refusing the PIN from elsewhere); a forged one
         // leaves the user's list and the open is retried.
         let origin = origin.encode();
         for _ in 0..=MAX_OPEN_PER_USER {
-            match self
-                .try_open(user, &origin, tx, code, link.as_ref(), client_ip, validity)
-                .await?
-            {
+            match self.try_open(user, &origin, new, link.as_ref(), client_ip).await? {
                 Tried::Opened => return Ok(Opened::New),
                 Tried::Throttled(limit) => return Ok(Opened::Throttled(limit)),
                 Tried::Blocked { tx, mine: true, left } => return Ok(Opened::AlreadySent { tx, left }),

@@ -30,19 +30,27 @@ async fn open(store: &MemoryStore, user: &str, code: u32) -> (Transaction, Opene
 
 async fn open_from(store: &MemoryStore, user: &str, origin: &Origin, code: u32) -> (Transaction, Opened) {
     let tx = Transaction::random();
-    let opened = store
-        .open(
-            user,
-            origin,
-            tx,
-            &Otp::from_value(code, 6),
-            None,
-            None,
-            settings().validity,
-        )
-        .await
-        .unwrap();
+    let opened = open_valid(store, user, origin, tx, code, settings().validity).await;
     (tx, opened)
+}
+
+/// Opens a code challenge `tx` valid for `validity`.
+async fn open_valid(
+    store: &MemoryStore,
+    user: &str,
+    origin: &Origin,
+    tx: Transaction,
+    code: u32,
+    validity: Duration,
+) -> Opened {
+    let code = Otp::from_value(code, 6);
+    let new = NewChallenge {
+        tx,
+        code: &code,
+        link: None,
+        validity,
+    };
+    store.open(user, origin, new, None).await.unwrap()
 }
 
 /// The origin the user logs in from.
@@ -348,19 +356,13 @@ async fn a_challenge_of_its_own_validity_ends_its_blocking_with_it() {
     let (store, here) = (store(), here());
     let short = Duration::from_secs(60);
     let tx = Transaction::random();
-    let code = Otp::from_value(111111, 6);
-    let opened = store.open("alice", &here, tx, &code, None, None, short).await.unwrap();
-    assert_eq!(opened, Opened::New);
+    assert_eq!(open_valid(&store, "alice", &here, tx, 111111, short).await, Opened::New);
     tokio::time::advance(Duration::from_secs(20)).await;
-    let again = store.open("alice", &here, Transaction::random(), &code, None, None, short);
+    let again = open_valid(&store, "alice", &here, Transaction::random(), 222222, short).await;
     let left = Duration::from_secs(40);
-    assert_eq!(
-        again.await.unwrap(),
-        Opened::AlreadySent { tx, left },
-        "the rest of its validity"
-    );
+    assert_eq!(again, Opened::AlreadySent { tx, left }, "the rest of its validity");
     // Past its 60 s (inside the 120 s blocking timeout): a new challenge.
     tokio::time::advance(Duration::from_secs(41)).await;
-    let later = store.open("alice", &here, Transaction::random(), &code, None, None, short);
-    assert_eq!(later.await.unwrap(), Opened::New);
+    let later = open_valid(&store, "alice", &here, Transaction::random(), 333333, short).await;
+    assert_eq!(later, Opened::New);
 }
