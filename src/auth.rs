@@ -13,7 +13,6 @@
 //! started elsewhere. Unknown and known users cost the same store round trips.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use lettre::message::Mailbox;
@@ -22,18 +21,18 @@ use zeroize::Zeroizing;
 
 use crate::backend::BackendUnavailable;
 use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, NewChallenge, Opened, Origin, Transaction};
-use crate::config::{ChallengeMode, Delivery, EmailConfig};
-use crate::dictionary::WireAttribute;
+use crate::config::{Delivery, EmailConfig};
 use crate::limits::Limiter;
 use crate::mail::{MailError, MailJob, MailQueue};
 use crate::otp::Otp;
 use crate::policy::{Policies, Policy, SecondFactor, Subject};
 use crate::users::{DirectoryError, LockGate, PinCheck, User, UserDirectory};
-use crate::wire::{attr, Code};
 
+mod answers;
 mod decision;
 mod handler;
 
+use answers::{mask, named, prompt, reason_for, refusal, with_session_timeout};
 pub use decision::{Decision, Reason, Request};
 pub use handler::{Handler, Incoming, Kind, RequestHandler, Stats};
 
@@ -490,78 +489,6 @@ fn with_trusted_email(mut user: User, trusted: Option<&str>) -> User {
         None => {}
     }
     user
-}
-
-/// The answer that asks for the code (or the link): Access-Challenge with
-/// State, or in reject mode Access-Reject with the prompt.
-fn prompt(mode: ChallengeMode, tx: Transaction, message: String, reason: Reason) -> Decision {
-    match mode {
-        ChallengeMode::AccessChallenge => Decision {
-            code: Code::AccessChallenge,
-            state: Some(tx),
-            reply_message: Some(message),
-            ..Decision::reject(reason)
-        },
-        ChallengeMode::Reject => Decision {
-            reply_message: Some(message),
-            ..Decision::reject(reason)
-        },
-    }
-}
-
-/// `decision`, when it is an Access-Challenge, with `Session-Timeout` = the
-/// seconds its challenge stays valid (RFC 2865 §5.27), so that the NAS knows
-/// how long to wait for the answer.
-fn with_session_timeout(mut decision: Decision, left: Duration) -> Decision {
-    if decision.code == Code::AccessChallenge {
-        let seconds = u32::try_from(left.as_millis().div_ceil(1000))
-            .unwrap_or(u32::MAX)
-            .max(1);
-        decision.attributes.push(WireAttribute {
-            attr_type: attr::SESSION_TIMEOUT,
-            value: seconds.to_be_bytes().to_vec(),
-        });
-    }
-    decision
-}
-
-/// Access-Reject with `reply` as the Reply-Message.
-fn refusal(reply: &str, reason: Reason) -> Decision {
-    Decision {
-        reply_message: Some(reply.to_owned()),
-        ..Decision::reject(reason)
-    }
-}
-
-/// `decision` with the canonical name for the log, when it is not the name
-/// as typed.
-fn named(mut decision: Decision, typed: &str, canonical: &str) -> Decision {
-    if typed != canonical {
-        decision.canonical = Some(canonical.to_owned());
-    }
-    decision
-}
-
-fn reason_for(check: &PinCheck) -> Reason {
-    match check {
-        PinCheck::Valid(_) => Reason::ChallengeSent,
-        PinCheck::WrongPin(_) | PinCheck::Unusable => Reason::WrongPin,
-        PinCheck::Locked(_) => Reason::Locked,
-        PinCheck::UnknownUser => Reason::UnknownUser,
-        PinCheck::Inactive(_) => Reason::Inactive,
-    }
-}
-
-/// `alice@example.com` → `a***@example.com`: enough for the user to know
-/// which mailbox to open, little for a shoulder-surfer.
-fn mask(address: &str) -> String {
-    match address.split_once('@') {
-        Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}***@{domain}")
-        }
-        None => "your e-mail address".to_owned(),
-    }
 }
 
 #[cfg(test)]

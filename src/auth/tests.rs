@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use super::*;
 use crate::challenge::{ChallengeSettings, MemoryStore};
+use crate::config::ChallengeMode;
 use crate::config::{Config, LoadOptions, Source};
 use crate::lifecycle::Lifecycle;
 use crate::limits::{Lockout, MemoryLimiter, Throttling};
 use crate::policy::Conditions;
 use crate::users::DirectoryError;
+use crate::wire::Code;
 
 /// alice's PIN is 1234; nobody else exists.
 struct Stub;
