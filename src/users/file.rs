@@ -157,6 +157,10 @@ impl UserDirectory for FileUsers {
         self.users.get(name).map(|e| e.reply.clone()).unwrap_or_default()
     }
 
+    async fn lookup(&self, name: &str) -> Result<Option<(User, bool)>, DirectoryError> {
+        Ok(self.users.get(name).map(|e| (e.user.clone(), e.active)))
+    }
+
     fn local_groups(&self, name: &str) -> Vec<String> {
         self.users.get(name).map(|e| e.user.groups.clone()).unwrap_or_default()
     }

@@ -141,6 +141,14 @@ pub trait UserDirectory: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// For `check --explain`: the user `name` (as typed) means, without a
+    /// PIN, and whether the account is active; `None` for nobody.
+    async fn lookup(&self, _name: &str) -> Result<Option<(User, bool)>, DirectoryError> {
+        Err(DirectoryError::Unavailable {
+            reason: "this user directory cannot look users up without a PIN".to_owned(),
+        })
+    }
+
     /// The groups of the canonical `name` that are known without asking a
     /// server (the users file's `groups`), for the policy of a State's answer.
     fn local_groups(&self, _name: &str) -> Vec<String> {

@@ -238,3 +238,47 @@ fn a_policys_otp_length_is_the_mailed_codes_and_works_as_pin_and_code() {
     let both = format!("{}{alice}", pin("alice"));
     assert_eq!(send_pin(&server, "alice", &both).unwrap().code, "Access-Accept");
 }
+
+/// `mailotp check --explain` with `args` on `setup`: its stdout.
+fn explain(setup: &Setup, args: &[&str]) -> String {
+    let dir = setup.write();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailotp"))
+        .args(["check", "-c"])
+        .arg(dir.path().join("mailotp.toml"))
+        .arg("--explain")
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+#[test]
+fn check_explain_names_the_policy_and_what_a_right_pin_would_do() {
+    let smtp = SmtpSink::start();
+    let policies =
+        "[[policies]]\nname = \"contractors-off-other\"\ngroups = [\"contractors\"]\nclients = [\"other\"]\n\
+                    second_factor = \"deny\"\n\
+                    [[policies]]\nname = \"admins\"\ngroups = [\"vpn-admins\"]\ncalling_station = [\"10.0.0.0/8\"]\n\
+                    otp_length = 8\nchallenge_validity = 90\nreply = { Filter-Id = \"admins\" }\n";
+    let setup = setup_with(&smtp, policies);
+    let denied = explain(&setup, &["bob", "--client", "other"]);
+    assert!(denied.contains("policy: contractors-off-other"), "{denied}");
+    assert!(denied.contains("Access-Reject, as for a wrong PIN"), "{denied}");
+    let admin = explain(&setup, &["alice", "--calling-station", "10.9.8.7"]);
+    assert!(
+        admin.contains("groups: vpn-admins") && admin.contains("policy: admins"),
+        "{admin}"
+    );
+    assert!(
+        admin.contains("8-digit code") && admin.contains("valid 90 s"),
+        "{admin}"
+    );
+    let plain = explain(&setup, &["alice", "--client", "local"]);
+    assert!(
+        plain.contains("none matches") && plain.contains("6-digit code"),
+        "{plain}"
+    );
+    assert!(explain(&setup, &["mallory"]).contains("unknown"));
+}
