@@ -98,11 +98,13 @@ fn a_denied_user_gets_a_wrong_pins_answer_no_mail_no_lockout_and_sighup_lifts_it
 }
 
 #[test]
-fn calling_station_scopes_a_policy_and_the_first_match_wins() {
+fn calling_station_scopes_a_policy_the_first_match_wins_and_metrics_name_it() {
     let smtp = SmtpSink::start();
     let policies = "[[policies]]\nname = \"office\"\ncalling_station = [\"10.0.0.0/8\"]\nsecond_factor = \"none\"\n\
                     [[policies]]\nname = \"bob-nowhere\"\nusers = [\"bob\"]\nsecond_factor = \"deny\"\n";
-    let server = Server::start(&setup_with(&smtp, policies));
+    let mut setup = setup_with(&smtp, policies);
+    setup.extra.push_str("[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let server = Server::start(&setup);
     let office = send_pin_from(&server, "bob", "10.20.30.40");
     assert_eq!(office.code, "Access-Accept", "the office policy comes first");
     let outside = send_pin_from(&server, "bob", "192.0.2.10");
@@ -110,6 +112,11 @@ fn calling_station_scopes_a_policy_and_the_first_match_wins() {
     server.wait_for_log("policy=bob-nowhere");
     let alice = send_pin_from(&server, "alice", "192.0.2.11");
     assert_eq!(alice.code, "Access-Challenge", "no policy: the [email] settings");
+    let metrics = crate::pool_support::metrics_address(&server);
+    for policy in ["office", "bob-nowhere"] {
+        let name = format!("mailotp_policy_answers_total{{policy=\"{policy}\"}}");
+        assert_eq!(crate::pool_support::metric(&metrics, &name), "1", "{name}");
+    }
 }
 
 #[test]
