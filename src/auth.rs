@@ -243,9 +243,10 @@ impl Authenticator {
             Answer::Wrong { void: false } => Reason::WrongOtp,
             Answer::Wrong { void: true } => Reason::ChallengeVoid,
             Answer::Unknown => return Ok(Decision::reject(Reason::UnknownState)),
-            Answer::LinkPending => {
+            Answer::LinkPending { left } => {
                 let message = LINK_PENDING.to_owned();
-                return Ok(prompt(req.challenge_mode, tx, message, Reason::LinkPending));
+                let decision = prompt(req.challenge_mode, tx, message, Reason::LinkPending);
+                return Ok(with_session_timeout(decision, left));
             }
         };
         self.failure(req.user, reason).await

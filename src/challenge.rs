@@ -140,7 +140,10 @@ pub enum Answer {
     Unknown,
     /// A link challenge whose link was not confirmed yet: ask again, count
     /// no attempt (nothing was guessed).
-    LinkPending,
+    LinkPending {
+        /// How long the challenge stays valid (the NAS's Session-Timeout).
+        left: Duration,
+    },
     /// The user is locked out: nothing was compared or counted.
     Locked,
 }

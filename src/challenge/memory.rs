@@ -404,9 +404,12 @@ impl MemoryStore {
         if !list.contains(state) {
             return Answer::Unknown;
         }
-        match self.challenges.get(state).map(|r| r.link) {
-            Some(LinkState::Pending) => return Answer::LinkPending,
-            Some(LinkState::Confirmed) => {
+        match self.challenges.get(state).map(|r| (r.link, r.expires)) {
+            Some((LinkState::Pending, expires)) => {
+                let left = self.instant(expires).saturating_duration_since(now);
+                return Answer::LinkPending { left };
+            }
+            Some((LinkState::Confirmed, _)) => {
                 self.close_all(&mut list);
                 return Answer::Accepted;
             }

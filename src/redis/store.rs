@@ -498,7 +498,12 @@ impl ChallengeStore for RedisStore {
             return Ok(Answer::Unknown);
         }
         match this.link {
-            Link::Pending => return Ok(Answer::LinkPending),
+            Link::Pending => {
+                let left = this.expires_unix_ms.saturating_sub(now_unix_ms());
+                return Ok(Answer::LinkPending {
+                    left: Duration::from_millis(left),
+                });
+            }
             Link::Confirmed => {
                 let consumed = self.consume_pair(user, state, state).await?;
                 return Ok(if consumed { Answer::Accepted } else { Answer::Unknown });

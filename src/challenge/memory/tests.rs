@@ -223,9 +223,11 @@ async fn a_link_challenge_waits_for_one_confirmation() {
     store.attach("alice", &tx, &token);
     assert!(matches!(store.link_status(&token).await.unwrap(), LinkStatus::Pending { user, .. } if user == "alice"));
     for _ in 0..5 {
-        assert_eq!(
-            store.answer(&tx, "alice", &here(), b"").await.unwrap(),
-            Answer::LinkPending,
+        assert!(
+            matches!(
+                store.answer(&tx, "alice", &here(), b"").await.unwrap(),
+                Answer::LinkPending { .. }
+            ),
             "no attempt used"
         );
     }
@@ -345,10 +347,10 @@ async fn a_link_challenge_is_not_found_by_its_code() {
         CodeMatch::NoChallenge
     );
     store.wrong_code("alice", &here()).await.unwrap();
-    assert_eq!(
+    assert!(matches!(
         store.answer(&tx, "alice", &here(), b"").await.unwrap(),
-        Answer::LinkPending
-    );
+        Answer::LinkPending { .. }
+    ));
 }
 
 #[tokio::test(start_paused = true)]
