@@ -216,6 +216,7 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
         mail,
         settings: ArcSwap::from_pointee(AuthSettings::from(email)),
         denied,
+        policies: ArcSwap::from_pointee(config.policies.clone()),
     };
     let clients = Clients::new(config.clients.clone());
     let handler = Handler {
@@ -259,7 +260,7 @@ async fn start_state(
 
 impl Running {
     /// SIGHUP: reads the configuration and users again and swaps clients,
-    /// users, code settings and mail templates. Open challenges stay. A bad
+    /// users, code settings, policies and mail templates. Open challenges stay. A bad
     /// file changes nothing: the error is logged and the old one keeps serving.
     async fn reload(&self, source: &Source) {
         let Source::File(path) = source else {
@@ -290,6 +291,7 @@ impl Running {
         self.ctx.clients.store(Arc::new(Clients::new(config.clients.clone())));
         auth.users.store(Arc::new(users));
         auth.settings.store(Arc::new(AuthSettings::from(&config.email)));
+        auth.policies.store(Arc::new(config.policies.clone()));
         auth.mail.update_messages(&config.email);
         self.store.set_settings((&config.email).into());
         Ok(())

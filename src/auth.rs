@@ -20,18 +20,20 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::backend::BackendUnavailable;
-use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, Opened, Origin, Transaction};
-use crate::config::{ChallengeMode, Delivery, EmailConfig};
+use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, NewChallenge, Opened, Origin, Transaction};
+use crate::config::{Delivery, EmailConfig};
 use crate::limits::Limiter;
 use crate::mail::{AskedBy, MailError, MailJob, MailQueue};
 use crate::otp::Otp;
+use crate::policy::{Policies, Policy, SecondFactor, Subject};
 use crate::users::{DirectoryError, LockGate, PinCheck, User, UserDirectory};
-use crate::wire::Code;
 
+mod answers;
 mod asked;
 mod decision;
 mod handler;
 
+use answers::{mask, named, prompt, reason_for, refusal, with_session_timeout};
 pub(crate) use decision::{Decision, Reason, Request};
 pub(crate) use handler::{Handler, Incoming, Kind, RequestHandler};
 
@@ -76,6 +78,20 @@ pub(crate) struct AuthSettings {
     pub deny_base: Option<String>,
 }
 
+impl AuthSettings {
+    /// These settings with the overrides of `policy`.
+    fn for_policy(&self, policy: Option<&Policy>) -> AuthSettings {
+        let mut settings = self.clone();
+        if let Some(validity) = policy.and_then(|p| p.challenge_validity) {
+            settings.validity = validity;
+        }
+        if let Some(otp_length) = policy.and_then(|p| p.otp_length) {
+            settings.otp_length = otp_length;
+        }
+        settings
+    }
+}
+
 impl From<&EmailConfig> for AuthSettings {
     fn from(e: &EmailConfig) -> AuthSettings {
         AuthSettings {
@@ -105,6 +121,8 @@ pub(crate) struct Authenticator {
     pub settings: ArcSwap<AuthSettings>,
     /// Logins their user denied on the deny page (counted by `link`).
     pub denied: Arc<std::sync::atomic::AtomicU64>,
+    /// `[[policies]]` (swapped on reload).
+    pub policies: ArcSwap<Policies>,
 }
 
 impl Authenticator {
@@ -117,8 +135,7 @@ impl Authenticator {
         if let Some(state) = req.state {
             return self.answer(req, &origin, state).await;
         }
-        let split = self.split(req.password);
-        if let Some((pin, code)) = split {
+        for (pin, code) in self.splits(req.password) {
             // The password ends in the code of a challenge of this user from
             // here: its start is the PIN (one hash, as on the plain path).
             if let CodeMatch::Matched(_) = self.challenges.find(req.user, &origin, code).await? {
@@ -126,6 +143,7 @@ impl Authenticator {
                 return self.pin_and_code(req, &origin, check, code).await;
             }
         }
+        let split = self.split(req.password);
         let check = self.check_pin(req.user, req.password).await?;
         if let Some((pin, code)) = split {
             if let Some(decision) = self.maybe_wrong_code(req, &origin, &check, pin, code).await? {
@@ -135,11 +153,49 @@ impl Authenticator {
         let decision = match self.first_factor(req.user, check).await? {
             Ok(user) => {
                 let name = user.name.clone();
-                let user = with_trusted_email(user, req.trusted_email);
-                named(self.open_challenge(req, &origin, user).await?, req.user, &name)
+                let policy = self.policy(req, &name, &user.groups);
+                let decision = self.second_factor(req, &origin, user, policy.as_ref()).await?;
+                named(decision, req.user, &name)
             }
             Err(decision) => decision,
         };
+        Ok(decision)
+    }
+
+    /// The policy for the canonical `name` in `groups` asking with `req`,
+    /// resolved once per request; `None`: the `[email]` settings.
+    fn policy(&self, req: &Request<'_>, name: &str, groups: &[String]) -> Option<Policy> {
+        let who = Subject {
+            user: name,
+            groups,
+            client: req.client,
+            calling_station: req.client_ip,
+        };
+        self.policies.load().resolve(&who).cloned()
+    }
+
+    /// Right PIN: what the policy asks for. A denied login is answered like
+    /// a wrong PIN but counts as no failure (the PIN was right).
+    async fn second_factor(
+        &self,
+        req: &Request<'_>,
+        origin: &Origin,
+        user: User,
+        policy: Option<&Policy>,
+    ) -> Result<Decision, Unavailable> {
+        let mut decision = match policy.map_or(SecondFactor::Email, |p| p.second_factor) {
+            SecondFactor::None => self.accept(&user.name, Reason::Exempt, policy),
+            SecondFactor::Deny => {
+                // In place of counting a failure: the same round trip.
+                self.limits.is_locked(&user.name).await?;
+                Decision::reject(Reason::DeniedByPolicy)
+            }
+            SecondFactor::Email => {
+                let user = with_trusted_email(user, req.trusted_email);
+                self.open_challenge(req, origin, user, policy).await?
+            }
+        };
+        decision.policy = policy.map(|p| p.name.clone());
         Ok(decision)
     }
 
@@ -160,8 +216,19 @@ impl Authenticator {
     /// The password cut into a PIN and a code of `otp_length` characters,
     /// when it is longer than a code.
     fn split<'p>(&self, password: &'p [u8]) -> Option<(&'p [u8], &'p [u8])> {
-        let otp_length = self.settings.load().otp_length as usize;
-        (password.len() > otp_length).then(|| password.split_at(password.len() - otp_length))
+        split_at_code(password, self.settings.load().otp_length)
+    }
+
+    /// The password cut as [`Self::split`] does, then for each other code
+    /// length a policy sets (the user's policy is not known before the PIN).
+    fn splits<'p>(&self, password: &'p [u8]) -> Vec<(&'p [u8], &'p [u8])> {
+        let mut lengths = vec![self.settings.load().otp_length];
+        for length in self.policies.load().0.iter().filter_map(|p| p.otp_length) {
+            if !lengths.contains(&length) {
+                lengths.push(length);
+            }
+        }
+        lengths.into_iter().filter_map(|l| split_at_code(password, l)).collect()
     }
 
     /// State + code: the second round of a challenge. The store refuses a
@@ -174,13 +241,19 @@ impl Authenticator {
         };
         let reason = match self.challenges.answer(&tx, req.user, origin, req.password).await? {
             Answer::Locked => return Ok(Decision::reject(Reason::Locked)),
-            Answer::Accepted => return Ok(self.accept(req.user, Reason::OtpAccepted)),
+            Answer::Accepted => {
+                // No directory on this path: the groups the users file knows.
+                let groups = self.users.load().local_groups(req.user);
+                let policy = self.policy(req, req.user, &groups);
+                return Ok(self.accept(req.user, Reason::OtpAccepted, policy.as_ref()));
+            }
             Answer::Wrong { void: false } => Reason::WrongOtp,
             Answer::Wrong { void: true } => Reason::ChallengeVoid,
             Answer::Unknown => return Ok(Decision::reject(Reason::UnknownState)),
-            Answer::LinkPending => {
+            Answer::LinkPending { left } => {
                 let message = LINK_PENDING.to_owned();
-                return Ok(prompt(req.challenge_mode, tx, message, Reason::LinkPending));
+                let decision = prompt(req.challenge_mode, tx, message, Reason::LinkPending);
+                return Ok(with_session_timeout(decision, left));
             }
         };
         self.failure(req.user, reason).await
@@ -232,7 +305,8 @@ impl Authenticator {
         let name = user.name.as_str();
         let decision = match self.challenges.find(name, origin, code).await? {
             CodeMatch::Matched(tx) if self.challenges.consume(name, &tx).await? => {
-                self.accept(name, Reason::PinOtpAccepted)
+                let policy = self.policy(req, name, &user.groups);
+                self.accept(name, Reason::PinOtpAccepted, policy.as_ref())
             }
             CodeMatch::Wrong => {
                 self.challenges.wrong_code(name, origin).await?;
@@ -275,19 +349,28 @@ impl Authenticator {
         Ok(Decision::reject(reason))
     }
 
-    /// Access-Accept with the user's reply attributes (the store that
-    /// consumed the challenge reset the failures in a row).
-    fn accept(&self, name: &str, reason: Reason) -> Decision {
+    /// Access-Accept with the user's reply attributes, then the policy's
+    /// (the store that consumed the challenge reset the failures in a row).
+    fn accept(&self, name: &str, reason: Reason, policy: Option<&Policy>) -> Decision {
+        let mut attributes = self.users.load().reply_attributes(name);
+        attributes.extend(policy.iter().flat_map(|p| p.reply.iter().cloned()));
         Decision {
-            attributes: self.users.load().reply_attributes(name),
+            attributes,
+            policy: policy.map(|p| p.name.clone()),
             ..Decision::accept(reason)
         }
     }
 
     /// Right PIN: a new challenge and its mail, or the open one within the
     /// blocking timeout (its State only to the origin that opened it).
-    async fn open_challenge(&self, req: &Request<'_>, origin: &Origin, user: User) -> Result<Decision, Unavailable> {
-        let settings = self.settings.load();
+    async fn open_challenge(
+        &self,
+        req: &Request<'_>,
+        origin: &Origin,
+        user: User,
+        policy: Option<&Policy>,
+    ) -> Result<Decision, Unavailable> {
+        let settings = self.settings.load().for_policy(policy);
         let otp = match &settings.fixed_otp {
             Some(code) => {
                 tracing::warn!(user = %user.name, "fixed_otp_for_testing used instead of a random code (test mode)");
@@ -297,14 +380,18 @@ impl Authenticator {
         };
         let tx = Transaction::random();
         let token = settings.link_base.is_some().then(LinkToken::random);
-        let opened = self
-            .challenges
-            .open(&user.name, origin, tx, &otp, token.as_ref(), req.client_ip)
-            .await?;
+        let new = NewChallenge {
+            tx,
+            code: &otp,
+            link: token.as_ref(),
+            validity: settings.validity,
+        };
+        let opened = self.challenges.open(&user.name, origin, new, req.client_ip).await?;
         let (message, reason) = match opened {
-            Opened::AlreadySent(open) => {
+            Opened::AlreadySent { tx: open, left } => {
                 let message = format!("{ALREADY_SUBMITTED} (transaction {open})");
-                return Ok(prompt(req.challenge_mode, open, message, Reason::AlreadySent));
+                let decision = prompt(req.challenge_mode, open, message, Reason::AlreadySent);
+                return Ok(with_session_timeout(decision, left));
             }
             Opened::SentElsewhere => {
                 // Someone else may have the PIN: the admin should know.
@@ -323,7 +410,10 @@ impl Authenticator {
                 Err(refusal) => return Ok(refusal),
             },
         };
-        Ok(prompt(req.challenge_mode, tx, message, reason))
+        Ok(with_session_timeout(
+            prompt(req.challenge_mode, tx, message, reason),
+            settings.validity,
+        ))
     }
 
     /// Queues the mail (the store counted it toward the throttles), with the
@@ -394,6 +484,13 @@ impl LockGate for Gate<'_> {
     }
 }
 
+/// `password` cut into a PIN and a code of `length` characters, when it is
+/// longer than a code.
+fn split_at_code(password: &[u8], length: u32) -> Option<(&[u8], &[u8])> {
+    let length = length as usize;
+    (password.len() > length).then(|| password.split_at(password.len() - length))
+}
+
 /// The user with the address a trusted front proxy sent, if it sent a valid one.
 fn with_trusted_email(mut user: User, trusted: Option<&str>) -> User {
     match trusted.map(str::parse::<Mailbox>) {
@@ -407,62 +504,6 @@ fn with_trusted_email(mut user: User, trusted: Option<&str>) -> User {
         None => {}
     }
     user
-}
-
-/// The answer that asks for the code (or the link): Access-Challenge with
-/// State, or in reject mode Access-Reject with the prompt.
-fn prompt(mode: ChallengeMode, tx: Transaction, message: String, reason: Reason) -> Decision {
-    match mode {
-        ChallengeMode::AccessChallenge => Decision {
-            code: Code::AccessChallenge,
-            state: Some(tx),
-            reply_message: Some(message),
-            ..Decision::reject(reason)
-        },
-        ChallengeMode::Reject => Decision {
-            reply_message: Some(message),
-            ..Decision::reject(reason)
-        },
-    }
-}
-
-/// Access-Reject with `reply` as the Reply-Message.
-fn refusal(reply: &str, reason: Reason) -> Decision {
-    Decision {
-        reply_message: Some(reply.to_owned()),
-        ..Decision::reject(reason)
-    }
-}
-
-/// `decision` with the canonical name for the log, when it is not the name
-/// as typed.
-fn named(mut decision: Decision, typed: &str, canonical: &str) -> Decision {
-    if typed != canonical {
-        decision.canonical = Some(canonical.to_owned());
-    }
-    decision
-}
-
-fn reason_for(check: &PinCheck) -> Reason {
-    match check {
-        PinCheck::Valid(_) => Reason::ChallengeSent,
-        PinCheck::WrongPin(_) | PinCheck::Unusable => Reason::WrongPin,
-        PinCheck::Locked(_) => Reason::Locked,
-        PinCheck::UnknownUser => Reason::UnknownUser,
-        PinCheck::Inactive(_) => Reason::Inactive,
-    }
-}
-
-/// `alice@example.com` → `a***@example.com`: enough for the user to know
-/// which mailbox to open, little for a shoulder-surfer.
-fn mask(address: &str) -> String {
-    match address.split_once('@') {
-        Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}***@{domain}")
-        }
-        None => "your e-mail address".to_owned(),
-    }
 }
 
 #[cfg(test)]

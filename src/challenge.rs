@@ -77,6 +77,19 @@ impl From<&EmailConfig> for ChallengeSettings {
     }
 }
 
+/// What a new challenge is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct NewChallenge<'a> {
+    /// Its transaction (the State).
+    pub tx: Transaction,
+    /// The code mailed (a link challenge's too: never mailed, never enough).
+    pub code: &'a Otp,
+    /// With link delivery, the link's token.
+    pub link: Option<&'a LinkToken>,
+    /// How long it stays valid: `[email]`'s or the user's policy's.
+    pub validity: Duration,
+}
+
 /// What a PIN request opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Opened {
@@ -84,7 +97,12 @@ pub enum Opened {
     New,
     /// The user's challenge from the same origin, still within the blocking
     /// timeout: no new e-mail.
-    AlreadySent(Transaction),
+    AlreadySent {
+        /// Its transaction.
+        tx: Transaction,
+        /// How long it stays valid (the NAS's Session-Timeout).
+        left: Duration,
+    },
     /// The user's newest challenge is within the blocking timeout but belongs
     /// to another origin: no new e-mail, and its State is not handed out.
     SentElsewhere,
@@ -122,7 +140,10 @@ pub enum Answer {
     Unknown,
     /// A link challenge whose link was not confirmed yet: ask again, count
     /// no attempt (nothing was guessed).
-    LinkPending,
+    LinkPending {
+        /// How long the challenge stays valid (the NAS's Session-Timeout).
+        left: Duration,
+    },
     /// The user is locked out: nothing was compared or counted.
     Locked,
 }
@@ -131,19 +152,18 @@ pub enum Answer {
 /// racing on the same challenge never both succeed.
 #[async_trait]
 pub trait ChallengeStore: Send + Sync + 'static {
-    /// Opens a challenge for `user` from `origin` under `tx` with `code`,
-    /// unless the user's newest one is still within the blocking timeout,
-    /// and counts its e-mail toward the throttles, as triggered from
-    /// `client_ip` (unless a limit is reached: then nothing is opened). With
-    /// `link`, it is a link challenge: answered only after that token is
-    /// confirmed. All in one step (one round trip for a store in Redis).
+    /// Opens the challenge `new` for `user` from `origin` (its blocking
+    /// timeout ends with its validity at the latest), unless the user's
+    /// newest one is still within the blocking timeout, and counts its
+    /// e-mail toward the throttles, as triggered from `client_ip` (unless a
+    /// limit is reached: then nothing is opened). With a `link`, it is a link
+    /// challenge: answered only after that token is confirmed. All in one
+    /// step (one round trip for a store in Redis).
     async fn open(
         &self,
         user: &str,
         origin: &Origin,
-        tx: Transaction,
-        code: &Otp,
-        link: Option<&LinkToken>,
+        new: NewChallenge<'_>,
         client_ip: Option<&str>,
     ) -> Result<Opened, BackendUnavailable>;
 
@@ -184,7 +204,8 @@ pub trait ChallengeStore: Send + Sync + 'static {
     fn open_count(&self) -> usize;
 
     /// Applies new limits to challenges opened (and answered) from now on;
-    /// challenges already open keep theirs.
+    /// challenges already open keep theirs. Its `validity` is the default;
+    /// `open` is given each challenge's own.
     fn set_settings(&self, settings: ChallengeSettings);
 
     /// Whether every call completes at once, without waiting on I/O (a store

@@ -8,7 +8,7 @@
 //! attributes such as `Mailotp-Email` in a request. It knows names and
 //! encodings only: nothing here decides or logs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::OnceLock;
 
@@ -86,6 +86,18 @@ pub struct Dictionary {
     vendors: HashMap<String, u32>,
 }
 
+/// Attributes the server writes itself (or that only make sense in a
+/// request): a `reply` carrying one would break the answer.
+const SERVER_OWNED: [u8; 7] = [
+    attr::USER_PASSWORD,
+    attr::REPLY_MESSAGE,
+    attr::STATE,
+    attr::VENDOR_SPECIFIC,
+    attr::PROXY_STATE,
+    attr::EAP_MESSAGE,
+    attr::MESSAGE_AUTHENTICATOR,
+];
+
 impl Dictionary {
     /// The dictionary compiled into the binary, parsed once. A unit test
     /// proves the shipped files parse, so this cannot fail at run time.
@@ -155,6 +167,31 @@ impl Dictionary {
             }
         }
         Ok(())
+    }
+
+    /// A `reply = { Name = value, … }` table (a user's or a policy's),
+    /// encoded; an error names the attribute and says why.
+    pub fn reply_attributes(
+        &self,
+        reply: &BTreeMap<String, toml::Value>,
+    ) -> Result<Vec<WireAttribute>, (String, String)> {
+        reply
+            .iter()
+            .map(|(name, value)| {
+                let owned = self
+                    .attribute(name)
+                    .is_some_and(|def| def.vendor.is_none() && SERVER_OWNED.contains(&def.code));
+                if owned {
+                    return Err((name.clone(), format!("{name} is set by mailotp itself, not in a reply")));
+                }
+                let text = match value {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    _ => return Err((name.clone(), "a reply value is a string or a number".to_owned())),
+                };
+                self.encode(name, &text).map_err(|reason| (name.clone(), reason))
+            })
+            .collect()
     }
 
     /// The attribute of that name.

@@ -92,6 +92,15 @@ impl Collector for Counters {
             "reason",
             &drops,
         )?;
+        let policies = m.policies();
+        let policies: Vec<(&str, u64)> = policies.iter().map(|(name, n)| (name.as_str(), *n)).collect();
+        family(
+            &mut encoder,
+            "mailotp_policy_answers",
+            "Access-Requests answered under a [[policies]] entry, by its name",
+            "policy",
+            &policies,
+        )?;
         let duplicates = m.duplicates_answered.load(Ordering::Relaxed);
         counter(
             &mut encoder,

@@ -132,6 +132,7 @@ fn parse_and_answer(packet: &Packet<'_>) {
         attributes: Vec::new(),
         reason: Reason::ChallengeSent,
         canonical: None,
+        policy: None,
     };
     let bytes = encode_response(packet, &decision, SECRET);
     let answer = Packet::decode(&bytes).expect("our answer decodes");

@@ -54,6 +54,7 @@ pub(crate) mod logging;
 pub(crate) mod mail;
 pub(crate) mod metrics;
 pub mod otp;
+pub(crate) mod policy;
 pub(crate) mod redis;
 pub(crate) mod server;
 pub mod users;

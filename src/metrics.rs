@@ -84,12 +84,32 @@ pub(crate) struct Metrics {
     pub challenges: AtomicU64,
     /// Retransmissions answered from the duplicate cache.
     pub duplicates_answered: AtomicU64,
+    /// Access-Requests answered under each `[[policies]]` entry, by name (as
+    /// many names as the configurations served have had).
+    policies: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Metrics {
     /// Counts one dropped datagram.
     pub(crate) fn drop(&self, reason: DropReason) {
         self.drops[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one Access-Request answered under the policy `name`.
+    pub(crate) fn policy(&self, name: &str) {
+        let mut counts = self.policies.lock().expect("policy counts lock poisoned");
+        match counts.get_mut(name) {
+            Some(count) => *count += 1,
+            None => {
+                counts.insert(name.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Access-Requests answered under each policy so far, by name.
+    pub(crate) fn policies(&self) -> Vec<(String, u64)> {
+        let counts = self.policies.lock().expect("policy counts lock poisoned");
+        counts.iter().map(|(name, count)| (name.clone(), *count)).collect()
     }
 
     /// Datagrams dropped for `reason` so far.

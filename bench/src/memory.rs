@@ -6,10 +6,15 @@
 
 use std::time::Duration;
 
-use mailotp::challenge::{ChallengeSettings, ChallengeStore, MemoryStore, Origin, Transaction, MAX_OPEN_PER_USER};
+use mailotp::challenge::{
+    ChallengeSettings, ChallengeStore, MemoryStore, NewChallenge, Origin, Transaction, MAX_OPEN_PER_USER,
+};
 use mailotp::lifecycle::Lifecycle;
 use mailotp::limits::{Lockout, MemoryLimiter, Throttling};
 use mailotp::otp::Otp;
+
+/// How long the benchmark's challenges stay valid.
+const VALIDITY: Duration = Duration::from_secs(3600);
 
 /// Resident set of this process now, in KiB.
 fn rss_kib() -> u64 {
@@ -33,7 +38,7 @@ pub fn bytes_per_challenge(total: usize) -> (f64, usize) {
     runtime.block_on(async {
         let life = Lifecycle::new(Duration::ZERO);
         let settings = ChallengeSettings {
-            validity: Duration::from_secs(3600),
+            validity: VALIDITY,
             blocking: Duration::ZERO,
             max_attempts: 3,
         };
@@ -48,8 +53,15 @@ pub fn bytes_per_challenge(total: usize) -> (f64, usize) {
         let origin = Origin::Station("198.51.100.7".to_owned());
         for i in 0..total {
             let user = format!("user-{}", i / MAX_OPEN_PER_USER);
+            let code = Otp::generate(6);
+            let new = NewChallenge {
+                tx: Transaction::random(),
+                code: &code,
+                link: None,
+                validity: VALIDITY,
+            };
             store
-                .open(&user, &origin, Transaction::random(), &Otp::generate(6), None, None)
+                .open(&user, &origin, new, None)
                 .await
                 .expect("the memory store always answers");
         }

@@ -45,6 +45,10 @@ pub(crate) enum Reason {
     Locked,
     /// A link challenge answered before its link was confirmed.
     LinkPending,
+    /// Right PIN, and the user's policy needs no second factor.
+    Exempt,
+    /// Right PIN, but the user's policy refuses the login.
+    DeniedByPolicy,
 }
 
 impl Reason {
@@ -68,6 +72,8 @@ impl Reason {
             Reason::Throttled => "throttled",
             Reason::Locked => "locked",
             Reason::LinkPending => "link-pending",
+            Reason::Exempt => "exempt",
+            Reason::DeniedByPolicy => "denied-by-policy",
         }
     }
 }
@@ -129,6 +135,8 @@ pub(crate) struct Decision {
     /// The user's canonical name, for the log, when it is not the User-Name
     /// as typed.
     pub canonical: Option<String>,
+    /// The name of the `[[policies]]` entry that applied, for the log.
+    pub policy: Option<String>,
 }
 
 impl Decision {
@@ -141,6 +149,7 @@ impl Decision {
             attributes: Vec::new(),
             reason,
             canonical: None,
+            policy: None,
         }
     }
 
@@ -153,6 +162,7 @@ impl Decision {
             attributes: Vec::new(),
             reason,
             canonical: None,
+            policy: None,
         }
     }
 }

@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use super::*;
 use crate::challenge::{ChallengeSettings, MemoryStore};
+use crate::config::ChallengeMode;
 use crate::config::{Config, LoadOptions, Source};
 use crate::lifecycle::Lifecycle;
 use crate::limits::{Lockout, MemoryLimiter, Throttling};
+use crate::policy::Conditions;
 use crate::users::DirectoryError;
+use crate::wire::Code;
 
 /// alice's PIN is 1234; nobody else exists.
 struct Stub;
@@ -23,6 +26,7 @@ impl UserDirectory for Stub {
             ("alice", b"1234") => PinCheck::Valid(User {
                 name: "alice".to_owned(),
                 email: "alice@example.test".parse().unwrap(),
+                groups: vec!["staff".to_owned()],
             }),
             ("alice", _) => PinCheck::WrongPin("alice".to_owned()),
             _ => PinCheck::UnknownUser,
@@ -77,6 +81,7 @@ fn authenticator(limits: Arc<Counting>) -> Authenticator {
         mail: crate::mail::start(&config.email, &life).unwrap(),
         settings: ArcSwap::from_pointee(AuthSettings::from(&config.email)),
         denied: Arc::default(),
+        policies: ArcSwap::default(),
     }
 }
 
@@ -162,4 +167,80 @@ async fn status_server_is_answered_by_the_handler_and_silenced_by_a_backend_down
         handler.handle(&Incoming::StatusServer).await,
         Err(Unavailable::Backend)
     ));
+}
+
+fn policy(name: &str, groups: &[&str], second_factor: SecondFactor) -> Policy {
+    Policy {
+        name: name.to_owned(),
+        conditions: Conditions {
+            groups: Some(groups.iter().map(|g| (*g).to_owned()).collect()),
+            ..Conditions::default()
+        },
+        second_factor,
+        challenge_validity: None,
+        otp_length: None,
+        reply: vec![crate::dictionary::Dictionary::builtin()
+            .encode("Filter-Id", "admins")
+            .unwrap()],
+    }
+}
+
+#[tokio::test]
+async fn an_exempt_user_is_accepted_on_the_pin_with_the_policy_reply_and_no_challenge() {
+    let auth = authenticator(counting());
+    auth.policies.store(Arc::new(Policies(vec![policy(
+        "service",
+        &["staff"],
+        SecondFactor::None,
+    )])));
+    let accepted = auth.decide(&request("alice", b"1234")).await.unwrap();
+    assert_eq!((accepted.code, accepted.reason), (Code::AccessAccept, Reason::Exempt));
+    assert_eq!(accepted.policy.as_deref(), Some("service"));
+    assert_eq!((accepted.attributes[0].attr_type, accepted.state), (11, None));
+    assert_eq!(auth.challenges.open_count(), 0);
+    // A wrong PIN is a wrong PIN whatever the policy.
+    let wrong = auth.decide(&request("alice", b"9999")).await.unwrap();
+    assert_eq!(
+        (wrong.code, wrong.reason, wrong.policy),
+        (Code::AccessReject, Reason::WrongPin, None)
+    );
+}
+
+#[tokio::test]
+async fn a_denied_user_gets_the_answer_of_a_wrong_pin_and_the_same_round_trips() {
+    let (denied_calls, wrong_calls) = (counting(), counting());
+    let (auth, other) = (
+        authenticator(Arc::clone(&denied_calls)),
+        authenticator(Arc::clone(&wrong_calls)),
+    );
+    auth.policies.store(Arc::new(Policies(vec![policy(
+        "no-staff",
+        &["staff"],
+        SecondFactor::Deny,
+    )])));
+    let denied = auth.decide(&request("alice", b"1234")).await.unwrap();
+    let wrong = other.decide(&request("alice", b"9999")).await.unwrap();
+    assert_eq!(denied.reason, Reason::DeniedByPolicy);
+    assert_eq!(denied.policy.as_deref(), Some("no-staff"));
+    assert_eq!(
+        (denied.code, denied.state, &denied.reply_message, &denied.attributes),
+        (wrong.code, wrong.state, &wrong.reply_message, &wrong.attributes)
+    );
+    assert_eq!(auth.challenges.open_count(), 0);
+    assert_eq!(
+        denied_calls.calls.load(Ordering::Relaxed),
+        wrong_calls.calls.load(Ordering::Relaxed)
+    );
+}
+
+#[tokio::test]
+async fn a_policy_that_does_not_match_leaves_the_email_settings() {
+    let auth = authenticator(counting());
+    auth.policies.store(Arc::new(Policies(vec![policy(
+        "admins",
+        &["admins"],
+        SecondFactor::Deny,
+    )])));
+    let challenge = auth.decide(&request("alice", b"1234")).await.unwrap();
+    assert_eq!((challenge.code, challenge.policy), (Code::AccessChallenge, None));
 }

@@ -225,11 +225,15 @@ impl ChallengeStore for MemoryStore {
         &self,
         user: &str,
         origin: &Origin,
-        tx: Transaction,
-        code: &Otp,
-        link: Option<&LinkToken>,
+        new: NewChallenge<'_>,
         client_ip: Option<&str>,
     ) -> Result<Opened, BackendUnavailable> {
+        let NewChallenge {
+            tx,
+            code,
+            link,
+            validity,
+        } = new;
         let now = Instant::now();
         let origin = self.origin(origin);
         let settings = **self.settings.load();
@@ -244,10 +248,15 @@ impl ChallengeStore for MemoryStore {
                 .challenges
                 .get(newest)
                 .filter(|r| r.blocking_until > self.second(now))
-                .map(|r| r.origin == origin);
+                .map(|r| {
+                    (
+                        r.origin == origin,
+                        self.instant(r.expires).saturating_duration_since(now),
+                    )
+                });
             match blocking {
-                Some(true) => return Ok(Opened::AlreadySent(*newest)),
-                Some(false) => return Ok(Opened::SentElsewhere),
+                Some((true, left)) => return Ok(Opened::AlreadySent { tx: *newest, left }),
+                Some((false, _)) => return Ok(Opened::SentElsewhere),
                 None => {}
             }
         }
@@ -258,11 +267,11 @@ impl ChallengeStore for MemoryStore {
         if let Err(limit) = self.limits.count_mail(user, client_ip) {
             return Ok(Opened::Throttled(limit));
         }
-        let expires = self.stamp(now + settings.validity);
+        let expires = self.stamp(now + validity);
         let record = Record {
             user: list.key().clone(),
             digest: self.sealer.seal(&tx, code.expose().as_bytes()),
-            blocking_until: self.second(now + settings.blocking),
+            blocking_until: self.second(now + settings.blocking.min(validity)),
             expires,
             origin,
             attempts: 0,
@@ -420,9 +429,12 @@ impl MemoryStore {
         if !list.contains(state) {
             return Answer::Unknown;
         }
-        match self.challenges.get(state).map(|r| r.link) {
-            Some(LinkState::Pending) => return Answer::LinkPending,
-            Some(LinkState::Confirmed) => {
+        match self.challenges.get(state).map(|r| (r.link, r.expires)) {
+            Some((LinkState::Pending, expires)) => {
+                let left = self.instant(expires).saturating_duration_since(now);
+                return Answer::LinkPending { left };
+            }
+            Some((LinkState::Confirmed, _)) => {
                 self.close_all(&mut list);
                 return Answer::Accepted;
             }

@@ -3,6 +3,7 @@
 //! prints them.
 
 mod check;
+mod explain;
 mod login;
 
 use std::error::Error;
@@ -50,6 +51,15 @@ pub enum Command {
         /// Also try the SMTP server and the LDAP service bind; fail if one fails.
         #[arg(long)]
         connect: bool,
+        /// Print which policy applies to this user and what the server would do (no PIN needed).
+        #[arg(long, value_name = "USER")]
+        explain: Option<String>,
+        /// With --explain: the RADIUS client the request would come from (its name).
+        #[arg(long, value_name = "NAME", requires = "explain")]
+        client: Option<String>,
+        /// With --explain: the Calling-Station-Id the request would carry.
+        #[arg(long, value_name = "IP", requires = "explain")]
+        calling_station: Option<String>,
     },
     /// Read a PIN (no echo on a terminal, or from stdin) and print its hash for the users file.
     HashPin,
@@ -81,7 +91,21 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             config,
             test_mode,
             connect,
-        } => return check::run(load(config, test_mode)?, connect),
+            explain,
+            client,
+            calling_station,
+        } => {
+            let config = load(config, test_mode)?;
+            if let Some(user) = explain {
+                let request = explain::Asked {
+                    user,
+                    client,
+                    calling_station,
+                };
+                return explain::run(&config, &request);
+            }
+            return check::run(config, connect);
+        }
         Command::HashPin => hash_pin()?,
         Command::Login { user, server, secret } => return login::run(&user, server, &secret),
     }

@@ -7,6 +7,7 @@
 //! This module reads files but opens no sockets and starts nothing.
 
 mod ldap;
+mod policies;
 mod raw;
 mod state;
 pub(crate) mod template;
@@ -28,6 +29,7 @@ pub(crate) use ldap::{LdapConfig, LdapTls, USER_PLACEHOLDER};
 
 use crate::dictionary::AttrDef;
 use crate::limits::{Lockout, Throttling};
+use crate::policy::Policies;
 use raw::RawConfig;
 pub(crate) use state::{PoolKey, RedisConfig, StateConfig};
 use template::Templates;
@@ -380,6 +382,8 @@ pub(crate) struct Config {
     pub state: StateConfig,
     /// `[metrics]`: where Prometheus scrapes `/metrics`; `None` is off.
     pub metrics: Option<MetricsConfig>,
+    /// `[[policies]]`, in file order.
+    pub policies: Policies,
 }
 
 impl Config {

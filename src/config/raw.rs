@@ -32,6 +32,33 @@ pub(super) struct RawConfig {
     pub state: Option<super::state::RawState>,
     pub link: Option<RawLink>,
     pub metrics: Option<RawMetrics>,
+    #[serde(default)]
+    pub policies: Vec<RawPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicy {
+    pub name: String,
+    pub users: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
+    pub clients: Option<Vec<String>>,
+    pub calling_station: Option<Vec<String>>,
+    #[serde(default)]
+    pub second_factor: RawSecondFactor,
+    pub challenge_validity: Option<u64>,
+    pub otp_length: Option<u32>,
+    #[serde(default)]
+    pub reply: std::collections::BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawSecondFactor {
+    #[default]
+    Email,
+    None,
+    Deny,
 }
 
 #[derive(Debug, Deserialize)]

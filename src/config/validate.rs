@@ -70,6 +70,7 @@ impl<'a> Validator<'a> {
         let delivery = self.delivery(&raw.email.delivery, pages.as_ref(), &clients)?;
         let email = self.email(raw.email, delivery, pages, options)?;
         let state = self.state(raw.state)?;
+        let policies = self.policies(raw.policies, &clients)?;
         Ok(Config {
             source: self.source.clone(),
             server,
@@ -79,6 +80,7 @@ impl<'a> Validator<'a> {
             log: LogConfig { format: raw.log.format },
             state,
             metrics: raw.metrics.map(|m| self.metrics(m)).transpose()?,
+            policies,
         })
     }
 
@@ -146,15 +148,12 @@ impl<'a> Validator<'a> {
 
     fn client(&self, i: usize, raw: RawClient) -> Result<Client, ConfigError> {
         let key = |k: &str| format!("clients[{i}].{k}");
-        let network = match raw.address.parse::<IpNet>() {
-            Ok(net) => net,
-            Err(_) => raw.address.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
-                self.err(
-                    key("address"),
-                    format!("`{}` is not an IP address or CIDR network", raw.address),
-                )
-            })?,
-        };
+        let network = network(&raw.address).ok_or_else(|| {
+            self.err(
+                key("address"),
+                format!("`{}` is not an IP address or CIDR network", raw.address),
+            )
+        })?;
         let secret = self.secret(raw.secret, raw.secret_file, &key("secret"))?;
         let trusted_email = match raw.trusted_email_attribute {
             None => None,
@@ -175,7 +174,7 @@ impl<'a> Validator<'a> {
         };
         Ok(Client {
             name: raw.name,
-            network: network.trunc(),
+            network,
             secret,
             require_message_authenticator: raw.require_message_authenticator,
             challenge_mode: raw.challenge_mode,
@@ -451,5 +450,14 @@ impl<'a> Validator<'a> {
                 }))
             }
         }
+    }
+}
+
+/// An IP address or CIDR network (host bits cleared), as `[[clients]]
+/// address` and a policy's `calling_station` take it.
+pub(super) fn network(text: &str) -> Option<IpNet> {
+    match text.parse::<IpNet>() {
+        Ok(net) => Some(net.trunc()),
+        Err(_) => text.parse::<IpAddr>().ok().map(IpNet::from),
     }
 }

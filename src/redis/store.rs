@@ -64,11 +64,11 @@ use super::record::{bad_record, RecordKey};
 use super::{limiter, millis, now_unix_ms, PoolKeys, Redis, KEY_PREFIX};
 use crate::backend::BackendUnavailable;
 use crate::challenge::{
-    Answer, ChallengeSettings, ChallengeStore, CodeMatch, DenyRecord, DenyStatus, LinkStatus, LinkToken, Opened,
-    Origin, Transaction, MAX_OPEN_PER_USER,
+    Answer, ChallengeSettings, ChallengeStore, CodeMatch, DenyRecord, DenyStatus, LinkStatus, LinkToken, NewChallenge,
+    Opened, Origin, Transaction, MAX_OPEN_PER_USER,
 };
 use crate::limits::{Throttled, Throttling};
-use crate::otp::{CodeDigest, CodeSealer, Otp};
+use crate::otp::{CodeDigest, CodeSealer};
 use scripts::{CONSUME, DIGESTS, OPEN, WRONG};
 
 /// Values [`DIGESTS`] returns per challenge (and OPEN for the one that blocks).
@@ -81,6 +81,8 @@ struct OpenChallenge {
     link: Link,
     /// [`Origin::encode`] of where it was opened.
     origin: Vec<u8>,
+    /// The end of its validity (wall clock, from its authenticated record).
+    expires_unix_ms: u64,
 }
 
 /// Where a challenge's link stands, from its checked mark.
@@ -122,6 +124,8 @@ enum Tried {
         tx: Transaction,
         /// Whether it was opened from the same origin.
         mine: bool,
+        /// How long it stays valid.
+        left: Duration,
     },
     /// The user's list names a challenge whose record fails its check: the
     /// entry as listed, to be taken out.
@@ -259,6 +263,7 @@ impl RedisStore {
             digest,
             link,
             origin: origin.clone(),
+            expires_unix_ms: expires,
         })
     }
 
@@ -361,14 +366,14 @@ impl RedisStore {
         &self,
         user: &str,
         origin: &str,
-        tx: Transaction,
-        code: &Otp,
+        new: NewChallenge<'_>,
         link: Option<&link::LinkArgs>,
         client_ip: Option<&str>,
     ) -> Result<Tried, BackendUnavailable> {
+        let NewChallenge { tx, code, validity, .. } = new;
         let settings = **self.settings.load();
         let digest = self.sealer.seal(&tx, code.expose().as_bytes());
-        let expires = (now_unix_ms() + millis(settings.validity)).to_string();
+        let expires = (now_unix_ms() + millis(validity)).to_string();
         let mac = self.records.mac(
             &challenge_key(&tx.to_string()),
             &challenge_fields(user.as_bytes(), &digest, expires.as_bytes(), origin.as_bytes()),
@@ -385,8 +390,8 @@ impl RedisStore {
                     .arg(tx.to_string())
                     .arg(user)
                     .arg(&digest[..])
-                    .arg(millis(settings.validity))
-                    .arg(millis(settings.blocking))
+                    .arg(millis(validity))
+                    .arg(millis(settings.blocking.min(validity)))
                     .arg(MAX_OPEN_PER_USER)
                     .arg(&mac[..])
                     .arg(&expires)
@@ -425,6 +430,7 @@ impl RedisStore {
             Some(open) => Tried::Blocked {
                 tx: open.tx,
                 mine: mark.as_slice() == b"=",
+                left: Duration::from_millis(open.expires_unix_ms.saturating_sub(now_unix_ms())),
             },
             None => Tried::Forged(rest.first().cloned().unwrap_or_default()),
         }
@@ -459,21 +465,19 @@ impl ChallengeStore for RedisStore {
         &self,
         user: &str,
         origin: &Origin,
-        tx: Transaction,
-        code: &Otp,
-        link: Option<&LinkToken>,
+        new: NewChallenge<'_>,
         client_ip: Option<&str>,
     ) -> Result<Opened, BackendUnavailable> {
-        let link = link.map(|token| self.link_args(user, &tx, token));
+        let link = new.link.map(|token| self.link_args(user, &new.tx, token));
         // A State that blocks counts only when its record passes its check
         // (handed out, or refusing the PIN from elsewhere); a forged one
         // leaves the user's list and the open is retried.
         let origin = origin.encode();
         for _ in 0..=MAX_OPEN_PER_USER {
-            match self.try_open(user, &origin, tx, code, link.as_ref(), client_ip).await? {
+            match self.try_open(user, &origin, new, link.as_ref(), client_ip).await? {
                 Tried::Opened => return Ok(Opened::New),
                 Tried::Throttled(limit) => return Ok(Opened::Throttled(limit)),
-                Tried::Blocked { tx, mine: true } => return Ok(Opened::AlreadySent(tx)),
+                Tried::Blocked { tx, mine: true, left } => return Ok(Opened::AlreadySent { tx, left }),
                 Tried::Blocked { mine: false, .. } => return Ok(Opened::SentElsewhere),
                 Tried::Forged(entry) => self.forget(user, &entry).await?,
             }
@@ -500,7 +504,12 @@ impl ChallengeStore for RedisStore {
             return Ok(Answer::Unknown);
         }
         match this.link {
-            Link::Pending => return Ok(Answer::LinkPending),
+            Link::Pending => {
+                let left = this.expires_unix_ms.saturating_sub(now_unix_ms());
+                return Ok(Answer::LinkPending {
+                    left: Duration::from_millis(left),
+                });
+            }
             Link::Confirmed => {
                 let consumed = self.consume_pair(user, state, state).await?;
                 return Ok(if consumed { Answer::Accepted } else { Answer::Unknown });

@@ -381,6 +381,9 @@ async fn respond<H: RequestHandler>(
     let bytes: Arc<[u8]> = Arc::from(encode_response(&packet, &decision, secret));
     ctx.duplicates.answered(key, Arc::clone(&bytes));
     count(&ctx.metrics, decision.code);
+    if let Some(policy) = &decision.policy {
+        ctx.metrics.policy(policy);
+    }
     if packet.code() == Code::StatusServer {
         // A proxy asks every few seconds: the metrics count these, and a line
         // each would bury the logins (FreeRADIUS does not log them either).
@@ -392,6 +395,7 @@ async fn respond<H: RequestHandler>(
             id = key.identifier,
             user = %user,
             canonical = decision.canonical.as_deref().map(tracing::field::display),
+            policy = decision.policy.as_deref().map(tracing::field::display),
             answer = decision.code.name(),
             reason = decision.reason.as_str(),
             "request answered"

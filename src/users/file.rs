@@ -1,5 +1,6 @@
-//! The users file: `[[users]]` entries with name, e-mail, argon2 PIN hash and
-//! `active`. Read whole at start (and on reload); lookups never touch disk.
+//! The users file: `[[users]]` entries with name, e-mail, argon2 PIN hash,
+//! `active`, `reply` and `groups`. Read whole at start (and on reload);
+//! lookups never touch disk.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -12,7 +13,6 @@ use lettre::message::Mailbox;
 use serde::Deserialize;
 
 use crate::dictionary::{Dictionary, WireAttribute};
-use crate::wire::attr;
 
 use super::{DirectoryError, HashThreads, LockGate, PinCheck, User, UserDirectory};
 use crate::config::{parse_toml, read_text, ConfigError, UsersSource, EMBEDDED_USERS};
@@ -34,6 +34,8 @@ struct RawUser {
     active: bool,
     #[serde(default)]
     reply: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 fn default_active() -> bool {
@@ -93,11 +95,14 @@ impl FileUsers {
                 ));
             }
             dummy_params.get_or_insert_with(|| argon2::Params::try_from(&parsed).ok());
-            let reply = reply_attributes(&u.reply).map_err(|(key, reason)| err(&format!("reply.{key}"), reason))?;
+            let reply = Dictionary::builtin()
+                .reply_attributes(&u.reply)
+                .map_err(|(key, reason)| err(&format!("reply.{key}"), reason))?;
             let entry = Entry {
                 user: User {
                     name: u.name.clone(),
                     email,
+                    groups: u.groups,
                 },
                 pin_hash: Arc::from(u.pin.as_str()),
                 active: u.active,
@@ -151,41 +156,14 @@ impl UserDirectory for FileUsers {
     fn reply_attributes(&self, name: &str) -> Vec<WireAttribute> {
         self.users.get(name).map(|e| e.reply.clone()).unwrap_or_default()
     }
-}
 
-/// Attributes the server writes itself (or that only make sense in a
-/// request): a `reply` carrying one would break the answer.
-const SERVER_OWNED: [u8; 7] = [
-    attr::USER_PASSWORD,
-    attr::REPLY_MESSAGE,
-    attr::STATE,
-    attr::VENDOR_SPECIFIC,
-    attr::PROXY_STATE,
-    attr::EAP_MESSAGE,
-    attr::MESSAGE_AUTHENTICATOR,
-];
+    async fn lookup(&self, name: &str) -> Result<Option<(User, bool)>, DirectoryError> {
+        Ok(self.users.get(name).map(|e| (e.user.clone(), e.active)))
+    }
 
-/// A user's `reply = { Name = value, … }`, encoded by the dictionary; an
-/// error names the attribute and says why.
-fn reply_attributes(reply: &BTreeMap<String, toml::Value>) -> Result<Vec<WireAttribute>, (String, String)> {
-    let dictionary = Dictionary::builtin();
-    reply
-        .iter()
-        .map(|(name, value)| {
-            let owned = dictionary
-                .attribute(name)
-                .is_some_and(|def| def.vendor.is_none() && SERVER_OWNED.contains(&def.code));
-            if owned {
-                return Err((name.clone(), format!("{name} is set by mailotp itself, not per user")));
-            }
-            let text = match value {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                _ => return Err((name.clone(), "a reply value is a string or a number".to_owned())),
-            };
-            dictionary.encode(name, &text).map_err(|reason| (name.clone(), reason))
-        })
-        .collect()
+    fn local_groups(&self, name: &str) -> Vec<String> {
+        self.users.get(name).map(|e| e.user.groups.clone()).unwrap_or_default()
+    }
 }
 
 /// Reads users from a path, for tests and `check`.

@@ -115,7 +115,11 @@ impl Inner {
                 login,
                 email: Some(email),
                 ..
-            }) => PinCheck::Valid(User { name: login, email }),
+            }) => PinCheck::Valid(User {
+                name: login,
+                email,
+                groups: Vec::new(),
+            }),
             Some(Found { dn, login, email: None }) => {
                 // Answered like an inactive user, but the admin needs to know why.
                 tracing::warn!(%dn, attribute = %self.config.email_attribute, "user has no usable e-mail address in the directory");

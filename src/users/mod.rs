@@ -45,6 +45,8 @@ pub struct User {
     pub name: String,
     /// Where the codes go.
     pub email: Mailbox,
+    /// The groups the user is in, for `[[policies]]`.
+    pub groups: Vec<String>,
 }
 
 /// The verdict on a PIN. `auth` answers all but `Valid` the same way; the
@@ -136,6 +138,20 @@ pub trait UserDirectory: Send + Sync + 'static {
     /// The attributes an Access-Accept for the canonical `name` carries (the
     /// users file's `reply`). Cheap and local: the State path must not need the directory.
     fn reply_attributes(&self, _name: &str) -> Vec<WireAttribute> {
+        Vec::new()
+    }
+
+    /// For `check --explain`: the user `name` (as typed) means, without a
+    /// PIN, and whether the account is active; `None` for nobody.
+    async fn lookup(&self, _name: &str) -> Result<Option<(User, bool)>, DirectoryError> {
+        Err(DirectoryError::Unavailable {
+            reason: "this user directory cannot look users up without a PIN".to_owned(),
+        })
+    }
+
+    /// The groups of the canonical `name` that are known without asking a
+    /// server (the users file's `groups`), for the policy of a State's answer.
+    fn local_groups(&self, _name: &str) -> Vec<String> {
         Vec::new()
     }
 }

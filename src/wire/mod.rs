@@ -37,6 +37,8 @@ pub mod attr {
     pub const CLASS: u8 = 25;
     /// Vendor-Specific (26).
     pub const VENDOR_SPECIFIC: u8 = 26;
+    /// Session-Timeout (27): in Access-Challenge, how long the NAS waits.
+    pub const SESSION_TIMEOUT: u8 = 27;
     /// Calling-Station-Id (31): VPNs put the user's remote address here.
     pub const CALLING_STATION_ID: u8 = 31;
     /// Proxy-State (33): copied into the response unchanged and in order.

@@ -139,6 +139,11 @@ fn get_never_confirms_post_confirms_once_and_the_state_then_logs_in_once() {
         let again = send_otp(&t.server, "alice", "", &state).unwrap();
         assert_eq!(again.code, "Access-Challenge", "pressing Enter never uses up attempts");
         assert_eq!(again.state(), state);
+        let left: u32 = again.attr("Session-Timeout").unwrap().parse().unwrap();
+        assert!(
+            (1..=600).contains(&left),
+            "the rest of the challenge's validity: {left}"
+        );
     }
 
     let confirmed = t.post(&path);

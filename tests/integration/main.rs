@@ -17,6 +17,7 @@ mod logs;
 mod mail_and_abuse;
 mod packaging;
 mod packets;
+mod policies;
 mod pool_support;
 mod redis;
 mod redis_forgery;

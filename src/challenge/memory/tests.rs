@@ -30,11 +30,27 @@ async fn open(store: &MemoryStore, user: &str, code: u32) -> (Transaction, Opene
 
 async fn open_from(store: &MemoryStore, user: &str, origin: &Origin, code: u32) -> (Transaction, Opened) {
     let tx = Transaction::random();
-    let opened = store
-        .open(user, origin, tx, &Otp::from_value(code, 6), None, None)
-        .await
-        .unwrap();
+    let opened = open_valid(store, user, origin, tx, code, settings().validity).await;
     (tx, opened)
+}
+
+/// Opens a code challenge `tx` valid for `validity`.
+async fn open_valid(
+    store: &MemoryStore,
+    user: &str,
+    origin: &Origin,
+    tx: Transaction,
+    code: u32,
+    validity: Duration,
+) -> Opened {
+    let code = Otp::from_value(code, 6);
+    let new = NewChallenge {
+        tx,
+        code: &code,
+        link: None,
+        validity,
+    };
+    store.open(user, origin, new, None).await.unwrap()
 }
 
 /// The origin the user logs in from.
@@ -62,7 +78,8 @@ async fn pin_again_within_blocking_timeout_reuses_the_challenge() {
     let (first, opened) = open(&store, "alice", 111111).await;
     assert_eq!(opened, Opened::New);
     let (_, again) = open(&store, "alice", 222222).await;
-    assert_eq!(again, Opened::AlreadySent(first));
+    let left = settings().validity;
+    assert_eq!(again, Opened::AlreadySent { tx: first, left });
     tokio::time::advance(Duration::from_secs(121)).await;
     let (_, later) = open(&store, "alice", 333333).await;
     assert_eq!(later, Opened::New);
@@ -206,9 +223,11 @@ async fn a_link_challenge_waits_for_one_confirmation() {
     store.attach("alice", &tx, &token);
     assert!(matches!(store.link_status(&token).await.unwrap(), LinkStatus::Pending { user, .. } if user == "alice"));
     for _ in 0..5 {
-        assert_eq!(
-            store.answer(&tx, "alice", &here(), b"").await.unwrap(),
-            Answer::LinkPending,
+        assert!(
+            matches!(
+                store.answer(&tx, "alice", &here(), b"").await.unwrap(),
+                Answer::LinkPending { .. }
+            ),
             "no attempt used"
         );
     }
@@ -284,7 +303,10 @@ async fn another_origin_can_neither_use_nor_void_nor_learn_a_state() {
         "not even with the right code"
     );
     let (_, same) = open(&store, "alice", 333333).await;
-    assert_eq!(same, Opened::AlreadySent(tx), "a retrying NAS gets the same State");
+    assert!(
+        matches!(same, Opened::AlreadySent { tx: same, .. } if same == tx),
+        "a retrying NAS gets the same State"
+    );
     assert_eq!(
         store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
         Answer::Accepted
@@ -325,8 +347,24 @@ async fn a_link_challenge_is_not_found_by_its_code() {
         CodeMatch::NoChallenge
     );
     store.wrong_code("alice", &here()).await.unwrap();
-    assert_eq!(
+    assert!(matches!(
         store.answer(&tx, "alice", &here(), b"").await.unwrap(),
-        Answer::LinkPending
-    );
+        Answer::LinkPending { .. }
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_challenge_of_its_own_validity_ends_its_blocking_with_it() {
+    let (store, here) = (store(), here());
+    let short = Duration::from_secs(60);
+    let tx = Transaction::random();
+    assert_eq!(open_valid(&store, "alice", &here, tx, 111111, short).await, Opened::New);
+    tokio::time::advance(Duration::from_secs(20)).await;
+    let again = open_valid(&store, "alice", &here, Transaction::random(), 222222, short).await;
+    let left = Duration::from_secs(40);
+    assert_eq!(again, Opened::AlreadySent { tx, left }, "the rest of its validity");
+    // Past its 60 s (inside the 120 s blocking timeout): a new challenge.
+    tokio::time::advance(Duration::from_secs(41)).await;
+    let later = open_valid(&store, "alice", &here, Transaction::random(), 333333, short).await;
+    assert_eq!(later, Opened::New);
 }
