@@ -351,7 +351,16 @@ impl Authenticator {
 
     /// Access-Accept with the user's reply attributes, then the policy's
     /// (the store that consumed the challenge reset the failures in a row).
+    /// A code that finishes a login where the policy now denies it (a State
+    /// opened through another client with the same Calling-Station-Id) is
+    /// refused like the PIN would have been.
     fn accept(&self, name: &str, reason: Reason, policy: Option<&Policy>) -> Decision {
+        if policy.is_some_and(|p| p.second_factor == SecondFactor::Deny) {
+            return Decision {
+                policy: policy.map(|p| p.name.clone()),
+                ..Decision::reject(Reason::DeniedByPolicy)
+            };
+        }
         let mut attributes = self.users.load().reply_attributes(name);
         attributes.extend(policy.iter().flat_map(|p| p.reply.iter().cloned()));
         Decision {

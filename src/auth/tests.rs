@@ -244,3 +244,34 @@ async fn a_policy_that_does_not_match_leaves_the_email_settings() {
     let challenge = auth.decide(&request("alice", b"1234")).await.unwrap();
     assert_eq!((challenge.code, challenge.policy), (Code::AccessChallenge, None));
 }
+
+#[tokio::test]
+async fn a_code_finishing_a_login_through_a_client_the_policy_denies_is_refused() {
+    let auth = authenticator(counting());
+    let mut settings = (**auth.settings.load()).clone();
+    settings.fixed_otp = Some("123456".to_owned());
+    auth.settings.store(Arc::new(settings));
+    let mut off_other = policy("off-other", &[], SecondFactor::Deny);
+    off_other.conditions = Conditions {
+        clients: Some(vec!["other".to_owned()]),
+        ..Conditions::default()
+    };
+    auth.policies.store(Arc::new(Policies(vec![off_other])));
+    // Opened through "vpn", where no policy applies...
+    let opened = auth.decide(&request("alice", b"1234")).await.unwrap();
+    assert_eq!(opened.code, Code::AccessChallenge);
+    let state = opened.state.unwrap().to_state();
+    // ...and answered through "other" with the same Calling-Station-Id.
+    let through_other = Request {
+        state: Some(&state),
+        client: "other",
+        ..request("alice", b"123456")
+    };
+    let refused = auth.decide(&through_other).await.unwrap();
+    assert_eq!(
+        (refused.code, refused.reason),
+        (Code::AccessReject, Reason::DeniedByPolicy)
+    );
+    assert_eq!(refused.policy.as_deref(), Some("off-other"));
+    assert!(refused.attributes.is_empty(), "no reply attributes on a refusal");
+}
