@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use redis::Script;
 
+use super::scripts::close_all_of_user;
 use super::{challenges_of, RedisStore};
 use crate::backend::BackendUnavailable;
 use crate::challenge::{DenyRecord, DenyStatus, LinkToken, Transaction, LINK_MEMORY};
@@ -30,22 +31,16 @@ return 1
 /// KEYS[1] the user's list; ARGV prefix, user, State. Closes all of the
 /// user's challenges; 1 when the State's was among them.
 static CLOSE_USER: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(concat!(
         r"
 local p = ARGV[1]
 local was = 0
 if redis.call('HGET', p .. 'c:' .. ARGV[3], 'u') == ARGV[2] then was = 1 end
-for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local c = p .. 'c:' .. tx
-  if redis.call('HGET', c, 'u') == ARGV[2] then
-    redis.call('DEL', c)
-    redis.call('ZREM', p .. 'open', tx)
-  end
-end
-redis.call('DEL', KEYS[1])
-return was
 ",
-    )
+        close_all_of_user!(),
+        "return was
+"
+    ))
 });
 
 /// The fields a deny record's MAC covers, in order.

@@ -92,16 +92,14 @@ end
 return out
 ";
 
-/// KEYS[1] user list, KEYS[2] the user's failures in a row; ARGV prefix,
-/// user, state, matched. Closes all of the user's challenges if both are
-/// still open and the user's, and deletes the failures (a login succeeded);
-/// 1 when it did. An entry of another user's (copied into the list) is left
-/// alone.
-pub(super) const CONSUME: &str = r"
-local p = ARGV[1]
-if redis.call('HGET', p .. 'c:' .. ARGV[3], 'u') ~= ARGV[2] then return 0 end
-if redis.call('HGET', p .. 'c:' .. ARGV[4], 'u') ~= ARGV[2] then return 0 end
-for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+/// Lua that closes every challenge of user ARGV[2] in the list KEYS[1]
+/// (with `p` the key prefix): deletes each record that is the user's (an
+/// entry of another user's, copied into the list, is left alone), takes it
+/// out of the open set, and deletes the list. CONSUME and the deny page's
+/// close both end a login this way.
+macro_rules! close_all_of_user {
+    () => {
+        r"for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
   local c = p .. 'c:' .. tx
   if redis.call('HGET', c, 'u') == ARGV[2] then
     redis.call('DEL', c)
@@ -109,9 +107,27 @@ for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
   end
 end
 redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[2])
+"
+    };
+}
+pub(super) use close_all_of_user;
+
+/// KEYS[1] user list, KEYS[2] the user's failures in a row; ARGV prefix,
+/// user, state, matched. Closes all of the user's challenges if both are
+/// still open and the user's, and deletes the failures (a login succeeded);
+/// 1 when it did. An entry of another user's (copied into the list) is left
+/// alone.
+pub(super) const CONSUME: &str = concat!(
+    r"
+local p = ARGV[1]
+if redis.call('HGET', p .. 'c:' .. ARGV[3], 'u') ~= ARGV[2] then return 0 end
+if redis.call('HGET', p .. 'c:' .. ARGV[4], 'u') ~= ARGV[2] then return 0 end
+",
+    close_all_of_user!(),
+    r"redis.call('DEL', KEYS[2])
 return 1
-";
+"
+);
 
 /// KEYS[1] user list (KEYS[2] unused); ARGV prefix, user, state, max attempts. -1: not open;
 /// 0: one attempt used; 1: that was the last, the challenge is closed.
