@@ -157,12 +157,7 @@ impl Decision {
     pub(crate) fn reject(reason: Reason) -> Decision {
         Decision {
             code: Code::AccessReject,
-            state: None,
-            reply_message: None,
-            attributes: Vec::new(),
-            reason,
-            canonical: None,
-            policy: None,
+            ..Decision::accept(reason)
         }
     }
 }
