@@ -230,3 +230,24 @@ fn an_altered_deny_record_in_redis_is_an_unknown_link() {
         .unwrap();
     assert_eq!(page(&url, true).0, 200);
 }
+
+#[test]
+fn the_deny_pages_wording_is_read_again_on_sighup() {
+    let smtp = SmtpSink::start();
+    let mut setup = setup(&smtp, "");
+    setup.extra = setup
+        .extra
+        .replacen("\n[metrics]", "deny_page_file = \"deny.html\"\n\n[metrics]", 1);
+    let dir = setup.write();
+    std::fs::write(dir.path().join("deny.html"), "<p>Old words for {user}.</p>").unwrap();
+    let server = Server::start_in(dir, &[], 1);
+    let pages = pages(&server);
+    std::fs::write(server.dir.path().join("deny.html"), "<p>New words for {user}.</p>").unwrap();
+    server.process.signal("HUP");
+    server.wait_for_log("configuration reloaded");
+    assert_eq!(pin_from_far(&server).code, "Access-Challenge");
+    let mail = smtp.wait_for_mails(1).remove(0);
+    let (status, body) = page(&format!("{pages}{}", deny_path(&mail)), true);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<p>New words for alice.</p>"), "{body}");
+}
