@@ -239,43 +239,47 @@ fn an_ldap_users_language_comes_from_preferred_language() {
     assert_eq!(shown(&smtp.wait_for_mails(1)[0]).subject, "Ihr Code für die Anmeldung");
 }
 
+/// What `check` says of the shipped templates changed by `edit` (a path
+/// under the directory and its text; empty text removes the file), with
+/// `[messages]` lines `messages`; it must refuse.
+fn refusal(edit: &[(&str, &str)], messages: &str) -> String {
+    let mut setup = Setup::new(2525);
+    setup.email = "templates_dir = \"templates\"\n".to_owned();
+    setup.extra = format!("[messages]\n{messages}");
+    let dir = setup.write();
+    copy_shipped_templates(dir.path());
+    for (path, text) in edit {
+        match text.is_empty() {
+            true => std::fs::remove_file(dir.path().join(path)).unwrap(),
+            false => write_files(dir.path(), &[(path, text)]),
+        }
+    }
+    let out = run_mailotp("check", dir.path());
+    assert!(!out.status.success(), "check passed: {edit:?} {messages}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn check_refuses_bad_templates_and_messages_with_file_key_and_reason() {
-    let long = "ü".repeat(100);
-    let cases: [(&[(&str, &str)], &str, &str); 4] = [
+    let cases = [
         (
-            &[("templates/de/body.txt", "")],
-            "",
+            refusal(&[("templates/de/body.txt", "")], ""),
             "templates/de/body.txt: key `email.templates_dir`: a language directory needs a body.txt",
         ),
         (
-            &[("templates/de/body.txt", "Code: {code}\n")],
-            "",
+            refusal(&[("templates/de/body.txt", "Code: {code}\n")], ""),
             "templates/de/body.txt: key `email.templates_dir`: unknown placeholder {code} on line 1",
         ),
         (
-            &[("templates/de/messages.toml", "promt = \"Code\"\n")],
-            "",
+            refusal(&[("templates/de/messages.toml", "promt = \"Code\"\n")], ""),
             "templates/de/messages.toml: key `promt`: unknown message (known: prompt,",
         ),
-        (&[], &long, "key `messages.prompt`: can be 264 octets long"),
+        (
+            refusal(&[], &format!("prompt = \"{}{{email}}\"\n", "ü".repeat(100))),
+            "key `messages.prompt`: can be 264 octets long",
+        ),
     ];
-    for (files, prompt, expected) in cases {
-        let mut setup = Setup::new(2525);
-        setup.email = "templates_dir = \"templates\"\n".to_owned();
-        if !prompt.is_empty() {
-            setup.extra = format!("[messages]\nprompt = \"{prompt}{{email}}\"\n");
-        }
-        let dir = setup.write();
-        copy_shipped_templates(dir.path());
-        if files.first().is_some_and(|(_, text)| text.is_empty()) {
-            std::fs::remove_file(dir.path().join(files[0].0)).unwrap();
-        } else {
-            write_files(dir.path(), files);
-        }
-        let out = run_mailotp("check", dir.path());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{expected}: check passed");
+    for (stderr, expected) in cases {
         assert!(stderr.contains(expected), "expected `{expected}` in:\n{stderr}");
     }
 }

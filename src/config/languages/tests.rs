@@ -130,3 +130,14 @@ fn check_refuses_with_file_key_and_reason() {
     let err = load(d.path(), &[], false).unwrap_err();
     assert!(err.contains("key `prompt`: can be 254 octets long"), "{err}");
 }
+
+#[test]
+fn the_shipped_templates_load() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/templates");
+    let w = load(&shipped, &[], false).unwrap();
+    assert_eq!(w.language_of(&["de-AT".to_owned()]).as_deref(), Some("de"));
+    let (subject, text, html) = w.templates(Some("de")).render(&values());
+    assert_eq!(subject, "Ihr Code für die Anmeldung");
+    assert!(text.contains("Ihr Einmalpasswort lautet: 123456") && html.is_some());
+    assert!(load(&shipped, &[], true).is_err(), "the examples are for codes");
+}
