@@ -141,3 +141,28 @@ fn the_shipped_templates_load() {
     assert!(text.contains("Ihr Einmalpasswort lautet: 123456") && html.is_some());
     assert!(load(&shipped, &[], true).is_err(), "the examples are for codes");
 }
+
+#[test]
+fn the_configuration_refuses_keys_that_do_not_go_together() {
+    use crate::config::tests::{load as load_config, MINIMAL};
+    let error_of = |text: String| load_config(&text).unwrap_err().to_string();
+    let email = |lines: &str| format!("{MINIMAL}\n[email]\n{lines}");
+    assert!(
+        error_of(email("default_language = \"de\"\n")).contains("key `email.default_language`: needs templates_dir")
+    );
+    assert!(error_of(email("templates_dir = \"t\"\nbody_file = \"m.txt\"\n"))
+        .contains("key `email.body_file`: use either it or templates_dir, not both"));
+    let ldap_key = MINIMAL.replace(
+        "file = \"users.toml\"\n",
+        "file = \"users.toml\"\nlanguage_attribute = \"x\"\n",
+    );
+    assert!(error_of(ldap_key).contains("key `users.language_attribute`: only for backend = \"ldap\""));
+    let messages = format!("{MINIMAL}\n[messages]\npromt = \"x\"\n");
+    assert!(error_of(messages).contains("key `messages.promt`: unknown message"));
+    let ok = load_config(&format!("{MINIMAL}\n[messages]\nprompt = \"Code: {{email}}\"\n")).unwrap();
+    let values = ReplyValues {
+        email: "a***@b.test",
+        ..ReplyValues::default()
+    };
+    assert_eq!(ok.email.wording.reply(None, Key::Prompt, &values), "Code: a***@b.test");
+}
