@@ -233,6 +233,9 @@ fn language_dirs(dir: &Path) -> Result<Vec<String>, ConfigError> {
             continue;
         }
         let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue; // .git and the like
+        }
         let tag_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
         if name.is_empty() || !name.chars().all(tag_char) {
             return Err(ConfigError::invalid(

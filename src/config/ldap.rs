@@ -105,10 +105,10 @@ impl Validator<'_> {
             login_attribute,
             active_filter: raw.active_filter,
             timeout: Duration::from_secs(timeout),
-            language_attribute: match raw.language_attribute {
-                Some(a) => Some(self.attribute(Some(a), "preferredLanguage", "users.language_attribute")?),
-                None => None,
-            },
+            language_attribute: raw
+                .language_attribute
+                .map(|a| self.attribute(Some(a), "preferredLanguage", "users.language_attribute"))
+                .transpose()?,
         })
     }
 
