@@ -275,6 +275,14 @@ fn check_refuses_bad_templates_and_messages_with_file_key_and_reason() {
             "templates/de/messages.toml: key `promt`: unknown message (known: prompt,",
         ),
         (
+            refusal(&[("templates/en/body.html", "<a href=\"{link}\">open</a>")], ""),
+            "templates/en/body.html: key `email.templates_dir`: {link} is empty with delivery = \"otp\"",
+        ),
+        (
+            refusal(&[], "throttled = \"Wait {minutes} minutes\"\n"),
+            "key `messages.throttled`: unknown placeholder {minutes} on line 1 (known: {email})",
+        ),
+        (
             refusal(&[], &format!("prompt = \"{}{{email}}\"\n", "ü".repeat(100))),
             "key `messages.prompt`: can be 264 octets long",
         ),
@@ -296,7 +304,8 @@ fn sighup_reads_an_edited_template_and_message_again() {
 
     let de = server.dir.path().join("templates/de");
     std::fs::write(de.join("subject.txt"), "Neuer Betreff für {user}\n").unwrap();
-    std::fs::write(de.join("messages.toml"), "prompt = \"Neu: Code an {email}\"\n").unwrap();
+    let messages = "prompt = \"Neu: Code an {email}\"\nalready_sent = \"Schon gesendet ({transaction})\"\n";
+    std::fs::write(de.join("messages.toml"), messages).unwrap();
     server.process.signal("HUP");
     server.wait_for_log("configuration reloaded");
 
@@ -304,6 +313,16 @@ fn sighup_reads_an_edited_template_and_message_again() {
     assert_eq!(reply.attr("Reply-Message"), Some("Neu: Code an b***@example.test"));
     let to_bob = poll("bob's mail", DEADLINE, || smtp.mails_to("bob@example.test").pop());
     assert_eq!(shown(&to_bob).subject, "Neuer Betreff für bob");
+
+    // A broken edit is refused and the words in use stay.
+    std::fs::write(de.join("messages.toml"), "promt = \"typo\"\n").unwrap();
+    server.process.signal("HUP");
+    server.wait_for_log("reload refused");
+    let again = send_pin(&server, "bob", pin("bob")).unwrap();
+    assert!(
+        again.attr("Reply-Message").unwrap().starts_with("Schon gesendet ("),
+        "{again:?}"
+    );
 }
 
 #[test]

@@ -66,6 +66,11 @@ fn a_users_language_is_the_first_value_with_a_directory() {
     assert_eq!(w.language_of(&tags(&["ja", "fr-CA", "de"])).as_deref(), Some("fr"));
     assert_eq!(w.language_of(&tags(&["ja"])), None);
     assert_eq!(w.language_of(&[]), None);
+    // A directory's value picks among the directories, nothing else.
+    assert_eq!(
+        w.language_of(&tags(&["../de", "de/../../etc", " DE_at "])).as_deref(),
+        Some("de")
+    );
 }
 
 #[test]
