@@ -375,3 +375,41 @@ fn a_calling_station_id_with_html_and_crlf_stays_text_in_the_german_mail() {
     );
     assert!(!html.contains("<script>"), "{html}");
 }
+
+#[test]
+fn a_link_mail_and_its_prompts_are_in_the_users_language() {
+    let smtp = SmtpSink::start();
+    let mut setup = Setup::new(smtp.port);
+    setup.email = "delivery = \"link\"\ntemplates_dir = \"t\"\n".to_owned();
+    setup.extra = "[link]\nlisten = \"127.0.0.1:0\"\nbase_url = \"https://otp.example.test\"\n".to_owned();
+    setup.users_file = users_with_languages(&[("alice", "de")]);
+    let dir = setup.write();
+    write_files(
+        dir.path(),
+        &[
+            ("t/en/body.txt", "Open {link}\n"),
+            ("t/de/body.txt", "Öffnen Sie {link}\nNicht Sie? {deny_link}\n"),
+            ("t/de/subject.txt", "Bestätigen Sie die Anmeldung"),
+            (
+                "t/de/messages.toml",
+                "link_prompt = \"Öffnen Sie den Link an {email} ({minutes} Min.)\"\n\
+                 link_pending = \"Noch nicht bestätigt ({minutes} Min.)\"\n",
+            ),
+        ],
+    );
+    let server = Server::start_in(dir, &[], 1);
+    let challenge = send_pin(&server, "alice", pin("alice")).unwrap();
+    assert_eq!(challenge.code, "Access-Challenge");
+    assert_eq!(
+        challenge.attr("Reply-Message"),
+        Some("Öffnen Sie den Link an a***@example.test (10 Min.)")
+    );
+    let pending = send_otp(&server, "alice", "x", &challenge.state()).unwrap();
+    assert_eq!(pending.code, "Access-Challenge", "{pending:?}");
+    assert_eq!(pending.attr("Reply-Message"), Some("Noch nicht bestätigt (10 Min.)"));
+    let alice = shown(&smtp.wait_for_mails(1)[0]);
+    assert_eq!(alice.subject, "Bestätigen Sie die Anmeldung");
+    let text = alice.part("text/plain");
+    assert!(text.starts_with("Öffnen Sie https://otp.example.test/l/"), "{text}");
+    assert!(text.contains("Nicht Sie? https://otp.example.test/d/"), "{text}");
+}
