@@ -181,6 +181,8 @@ struct Running {
     health: Arc<Health>,
     life: Lifecycle,
     options: LoadOptions,
+    /// The deny page's wording, when `[link]` serves it.
+    deny_page: Option<Arc<ArcSwap<crate::config::template::Template>>>,
 }
 
 /// Builds stores, mail queue, link pages and the decision from `config`.
@@ -192,6 +194,7 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
     let email = &config.email;
     let (store, limits, mail) = start_state(config, &health, life).await?;
     let denied = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut deny_page = None;
     if let Some(link) = &email.pages {
         let listener = TcpListener::bind(link.listen).await.map_err(|source| Error::Listen {
             addr: link.listen,
@@ -205,7 +208,7 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
             deny_locks: config.users.deny_locks,
             timezone: email.timezone.clone(),
             denied: Arc::clone(&denied),
-            deny_page: link.deny_page.clone(),
+            deny_page: Arc::clone(deny_page.insert(Arc::new(ArcSwap::from_pointee(link.deny_page.clone())))),
         };
         life.spawn(crate::link::serve(listener, pages, link.http, life.clone()));
     }
@@ -233,6 +236,7 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
         health,
         life: life.clone(),
         options,
+        deny_page,
     })
 }
 
@@ -260,7 +264,8 @@ async fn start_state(
 
 impl Running {
     /// SIGHUP: reads the configuration and users again and swaps clients,
-    /// users, code settings, policies and mail templates. Open challenges stay. A bad
+    /// users, code settings, policies, mail templates, messages and the deny
+    /// page's wording. Open challenges stay. A bad
     /// file changes nothing: the error is logged and the old one keeps serving.
     async fn reload(&self, source: &Source) {
         let Source::File(path) = source else {
@@ -293,6 +298,9 @@ impl Running {
         auth.settings.store(Arc::new(AuthSettings::from(&config.email)));
         auth.policies.store(Arc::new(config.policies.clone()));
         auth.mail.update_messages(&config.email);
+        if let (Some(page), Some(link)) = (&self.deny_page, &config.email.pages) {
+            page.store(Arc::new(link.deny_page.clone()));
+        }
         self.store.set_settings((&config.email).into());
         Ok(())
     }

@@ -21,7 +21,8 @@ use zeroize::Zeroizing;
 
 use crate::backend::BackendUnavailable;
 use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, NewChallenge, Opened, Origin, Transaction};
-use crate::config::{Delivery, EmailConfig};
+use crate::config::messages::{Key, ReplyValues};
+use crate::config::{Delivery, EmailConfig, Wording};
 use crate::limits::Limiter;
 use crate::mail::{AskedBy, MailError, MailJob, MailQueue};
 use crate::otp::Otp;
@@ -37,15 +38,10 @@ use answers::{mask, named, prompt, reason_for, refusal, with_session_timeout};
 pub(crate) use decision::{Decision, Reason, Request};
 pub(crate) use handler::{Handler, Incoming, Kind, RequestHandler};
 
-/// Reply-Message when the same user asks again within the blocking timeout
-/// (LinOTP's wording, which admins search for).
+/// Reply-Message when the user asks again from elsewhere within the blocking
+/// timeout, unless `already_sent` was changed (LinOTP's wording, which admins
+/// search for). The other Reply-Messages are `config::messages`'.
 pub(crate) const ALREADY_SUBMITTED: &str = "e-mail with otp already submitted";
-/// Reply-Message when an e-mail throttle is reached.
-pub(crate) const THROTTLED: &str = "Too many e-mails were sent to you, please try again later";
-/// Reply-Message when a link challenge is answered before its link was confirmed.
-pub(crate) const LINK_PENDING: &str = "Open the link in the e-mail and press Confirm, then press Enter here";
-/// Reply-Message when the mail queue is full.
-pub(crate) const QUEUE_FULL: &str = "The e-mail service is busy, please try again later";
 
 /// The decision could not be made: a store or directory is unreachable. The
 /// server then answers nothing, so that a proxy in front fails over.
@@ -76,6 +72,8 @@ pub(crate) struct AuthSettings {
     /// With `[link]` configured: the base URL of the deny links every mail
     /// carries.
     pub deny_base: Option<String>,
+    /// Reply-Messages per language, and the user's language.
+    pub wording: Arc<Wording>,
 }
 
 impl AuthSettings {
@@ -103,6 +101,7 @@ impl From<&EmailConfig> for AuthSettings {
                 Delivery::Otp => None,
             },
             deny_base: e.pages.as_ref().map(|p| p.base_url.clone()),
+            wording: Arc::clone(&e.wording),
         }
     }
 }
@@ -251,7 +250,15 @@ impl Authenticator {
             Answer::Wrong { void: true } => Reason::ChallengeVoid,
             Answer::Unknown => return Ok(Decision::reject(Reason::UnknownState)),
             Answer::LinkPending { left } => {
-                let message = LINK_PENDING.to_owned();
+                // No directory on this path: the language the users file knows.
+                let wording = Arc::clone(&self.settings.load().wording);
+                let language = wording.language_of(&self.users.load().local_languages(req.user));
+                let values = ReplyValues {
+                    transaction: &tx.to_string(),
+                    minutes: minutes(left),
+                    ..ReplyValues::default()
+                };
+                let message = wording.reply(language.as_deref(), Key::LinkPending, &values);
                 let decision = prompt(req.challenge_mode, tx, message, Reason::LinkPending);
                 return Ok(with_session_timeout(decision, left));
             }
@@ -396,28 +403,47 @@ impl Authenticator {
             validity: settings.validity,
         };
         let opened = self.challenges.open(&user.name, origin, new, req.client_ip).await?;
+        let wording = Arc::clone(&settings.wording);
+        let language = wording.language_of(&user.languages);
+        let email = mask(user.email.email.as_ref());
+        let reply = |key: Key, transaction: &str, minutes: u64| {
+            let values = ReplyValues {
+                email: &email,
+                transaction,
+                minutes,
+            };
+            wording.reply(language.as_deref(), key, &values)
+        };
         let (message, reason) = match opened {
             Opened::AlreadySent { tx: open, left } => {
-                let message = format!("{ALREADY_SUBMITTED} (transaction {open})");
+                let message = reply(Key::AlreadySent, &open.to_string(), minutes(left));
                 let decision = prompt(req.challenge_mode, open, message, Reason::AlreadySent);
                 return Ok(with_session_timeout(decision, left));
             }
             Opened::SentElsewhere => {
                 // Someone else may have the PIN: the admin should know.
                 tracing::warn!(user = %user.name, %origin, "right PIN from another origin while the user's challenge is open: refused without State");
-                return Ok(refusal(ALREADY_SUBMITTED, Reason::SentElsewhere));
+                let message = wording.reply_elsewhere(language.as_deref(), &email);
+                return Ok(refusal(
+                    message.as_deref().unwrap_or(ALREADY_SUBMITTED),
+                    Reason::SentElsewhere,
+                ));
             }
             Opened::Throttled(limit) => {
                 tracing::info!(user = %user.name, limit = limit.as_str(), "e-mail throttled");
-                return Ok(refusal(THROTTLED, Reason::Throttled));
+                return Ok(refusal(&reply(Key::Throttled, "", 0), Reason::Throttled));
             }
-            Opened::New => match self
-                .send_new(user, tx, otp, token, asked::asked_by(req, &settings), &settings)
-                .await?
-            {
-                Ok(message) => (message, Reason::ChallengeSent),
-                Err(refusal) => return Ok(refusal),
-            },
+            Opened::New => {
+                let key = if token.is_some() { Key::LinkPrompt } else { Key::Prompt };
+                let asked = asked::asked_by(req, &settings);
+                if !self.send_new(user, tx, otp, token, asked, &settings).await? {
+                    return Ok(refusal(&reply(Key::Busy, "", 0), Reason::MailQueueFull));
+                }
+                (
+                    reply(key, &tx.to_string(), minutes(settings.validity)),
+                    Reason::ChallengeSent,
+                )
+            }
         };
         Ok(with_session_timeout(
             prompt(req.challenge_mode, tx, message, reason),
@@ -426,8 +452,8 @@ impl Authenticator {
     }
 
     /// Queues the mail (the store counted it toward the throttles), with the
-    /// link of `token` if `tx` is a link challenge. Returns the prompt, or the
-    /// refusal after closing `tx`.
+    /// link of `token` if `tx` is a link challenge, in the user's language.
+    /// `false`: the queue is full, and `tx` was closed.
     async fn send_new(
         &self,
         user: User,
@@ -436,21 +462,15 @@ impl Authenticator {
         token: Option<LinkToken>,
         asked: AskedBy,
         settings: &AuthSettings,
-    ) -> Result<Result<String, Decision>, Unavailable> {
-        let mailbox = mask(user.email.email.as_ref());
-        let (link, prompt) = match (&settings.link_base, token) {
-            (Some(base), Some(token)) => {
-                let link = Zeroizing::new(format!("{base}/l/{}", token.to_path()));
-                (
-                    Some(link),
-                    format!("Open the link in the e-mail sent to {mailbox}, then press Enter"),
-                )
-            }
-            _ => (None, format!("Enter the one-time password sent to {mailbox}")),
+    ) -> Result<bool, Unavailable> {
+        let link = match (&settings.link_base, token) {
+            (Some(base), Some(token)) => Some(Zeroizing::new(format!("{base}/l/{}", token.to_path()))),
+            _ => None,
         };
         let name = user.name.clone();
         let deny_link = self.deny_link(&name, tx, &asked, settings).await?;
         let job = MailJob {
+            language: settings.wording.language_of(&user.languages),
             to: user.email,
             user: user.name,
             otp,
@@ -466,9 +486,9 @@ impl Authenticator {
             }
             tracing::error!(user = %name, %error, "cannot queue the e-mail; rejecting");
             self.challenges.cancel(&name, &tx).await?;
-            return Ok(Err(refusal(QUEUE_FULL, Reason::MailQueueFull)));
+            return Ok(false);
         }
-        Ok(Ok(prompt))
+        Ok(true)
     }
 }
 
@@ -491,6 +511,11 @@ impl LockGate for Gate<'_> {
             }
         }
     }
+}
+
+/// Whole minutes in `left`, rounded up, as messages tell them.
+fn minutes(left: std::time::Duration) -> u64 {
+    left.as_secs().div_ceil(60)
 }
 
 /// `password` cut into a PIN and a code of `length` characters, when it is

@@ -51,8 +51,9 @@ pub(crate) struct Pages {
     pub timezone: jiff::tz::TimeZone,
     /// Counts logins denied by their user (`mailotp_denied_by_user_total`).
     pub denied: Arc<std::sync::atomic::AtomicU64>,
-    /// What the page says once a login was stopped (`[link] deny_page_file`).
-    pub deny_page: crate::config::template::Template,
+    /// What the page says once a login was stopped (`[link] deny_page_file`;
+    /// swapped on reload).
+    pub deny_page: Arc<arc_swap::ArcSwap<crate::config::template::Template>>,
 }
 
 type Store = Arc<Pages>;

@@ -27,6 +27,7 @@ impl UserDirectory for Stub {
                 name: "alice".to_owned(),
                 email: "alice@example.test".parse().unwrap(),
                 groups: vec!["staff".to_owned()],
+                languages: Vec::new(),
             }),
             ("alice", _) => PinCheck::WrongPin("alice".to_owned()),
             _ => PinCheck::UnknownUser,

@@ -50,6 +50,8 @@ pub struct LdapConfig {
     pub active_filter: Option<String>,
     /// Limit for each LDAP operation (connect, bind, search).
     pub timeout: Duration,
+    /// `language_attribute` (e.g. `preferredLanguage`): the user's language.
+    pub language_attribute: Option<String>,
 }
 
 impl Validator<'_> {
@@ -103,6 +105,10 @@ impl Validator<'_> {
             login_attribute,
             active_filter: raw.active_filter,
             timeout: Duration::from_secs(timeout),
+            language_attribute: raw
+                .language_attribute
+                .map(|a| self.attribute(Some(a), "preferredLanguage", "users.language_attribute"))
+                .transpose()?,
         })
     }
 
@@ -131,6 +137,7 @@ impl Validator<'_> {
             ("login_attribute", raw.login_attribute.is_some()),
             ("active_filter", raw.active_filter.is_some()),
             ("timeout", raw.timeout.is_some()),
+            ("language_attribute", raw.language_attribute.is_some()),
         ];
         match set.iter().find(|(_, is_set)| *is_set) {
             Some((key, _)) => Err(self.err(format!("users.{key}"), "only for backend = \"ldap\"")),

@@ -6,7 +6,9 @@
 //! file the same way. Relative paths are relative to the configuration file.
 //! This module reads files but opens no sockets and starts nothing.
 
+mod languages;
 mod ldap;
+pub(crate) mod messages;
 mod policies;
 mod raw;
 mod state;
@@ -30,9 +32,9 @@ pub(crate) use ldap::{LdapConfig, LdapTls, USER_PLACEHOLDER};
 use crate::dictionary::AttrDef;
 use crate::limits::{Lockout, Throttling};
 use crate::policy::Policies;
+pub(crate) use languages::Wording;
 use raw::RawConfig;
 pub(crate) use state::{PoolKey, RedisConfig, StateConfig};
-use template::Templates;
 use validate::Validator;
 
 /// `[server] pin_queue_per_client` when the configuration sets none.
@@ -292,8 +294,9 @@ pub struct EmailConfig {
     pub from: Mailbox,
     /// Subject line.
     pub subject: String,
-    /// Subject, text and HTML bodies.
-    pub templates: Templates,
+    /// Subjects, bodies and Reply-Messages, per language (`[messages]`,
+    /// `templates_dir`).
+    pub(crate) wording: std::sync::Arc<Wording>,
     /// `timezone`: where `{time}` and `{expires}` are told (default UTC).
     pub timezone: jiff::tz::TimeZone,
     /// `[link]`, when configured: the page server of confirmation links

@@ -34,6 +34,8 @@ pub(super) struct RawConfig {
     pub metrics: Option<RawMetrics>,
     #[serde(default)]
     pub policies: Vec<RawPolicy>,
+    #[serde(default)]
+    pub messages: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +172,7 @@ pub(super) struct RawUsers {
     pub login_attribute: Option<String>,
     pub active_filter: Option<String>,
     pub timeout: Option<u64>,
+    pub language_attribute: Option<String>,
 }
 
 fn default_backend() -> String {
@@ -199,6 +202,8 @@ pub(super) struct RawEmail {
     pub delivery: String,
     pub body_file: Option<PathBuf>,
     pub html_body_file: Option<PathBuf>,
+    pub templates_dir: Option<PathBuf>,
+    pub default_language: Option<String>,
     pub timezone: Option<String>,
     pub fixed_otp_for_testing: Option<String>,
     #[serde(default = "default_queue_limit")]

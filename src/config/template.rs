@@ -18,48 +18,11 @@ use std::path::Path;
 
 use super::{read_text, ConfigError};
 
-const BUILT_IN_TEXT: &str = "Hello {user},
-
-your one-time password is: {otp}
-
-It is valid for {minutes} minutes, until {expires}.
-
-The login was asked for
-from:    {client_ip}
-through: {nas}
-at:      {time}
-If you did not just try to log in, do not use the code,
-and please tell your IT team.
-";
-
-const BUILT_IN_LINK_TEXT: &str = "Hello {user},
-
-to finish logging in, open this link and press Confirm:
-
-{link}
-
-The link works once, for {minutes} minutes (until {expires}).
-Then go back to your VPN client and press Enter.
-
-The login was asked for
-from:    {client_ip}
-through: {nas}
-at:      {time}
-If you did not just try to log in, do not open the link,
-and please tell your IT team.
-";
-
-/// Added to the built-in text when the mail carries a deny link.
-const BUILT_IN_DENY: &str = "
-If this was not you, open this link and press \"This wasn't me\":
-{deny_link}
-";
-
-/// The page after "This wasn't me": what happened and what to do next.
-const BUILT_IN_DENY_PAGE: &str = "<h1>The login was stopped</h1>
-<p>The login as <strong>{user}</strong> from {client_ip} through {nas} at {time} was stopped.</p>
-<p>Someone may know your PIN or password. Change it now, and tell your help desk
-that you did not ask for this login.</p>";
+mod built_in;
+use built_in::{
+    BUILT_IN_DENY, BUILT_IN_DENY_PAGE, BUILT_IN_HTML_ASKED, BUILT_IN_HTML_DENY, BUILT_IN_HTML_FOOT, BUILT_IN_HTML_HEAD,
+    BUILT_IN_HTML_LINK, BUILT_IN_HTML_TEXT, BUILT_IN_LINK_TEXT, BUILT_IN_TEXT,
+};
 
 /// The placeholders, for error messages.
 const KNOWN: &str = "{otp} {user} {minutes} {link} {client_ip} {nas} {time} {expires} {deny_link}";
@@ -95,22 +58,67 @@ impl Placeholder {
     }
 }
 
+/// A piece of a parsed template: literal text or a placeholder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
+pub(crate) enum Part<P> {
     Text(String),
-    Value(Placeholder),
+    Value(P),
 }
 
 /// A parsed body template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Template {
-    parts: Vec<Part>,
+    parts: Vec<Part<Placeholder>>,
+}
+
+/// Splits `text` into literal text and placeholders. `{word}` where `lookup`
+/// knows the word is a placeholder; `{word}` with any other identifier is an
+/// error (a typo would otherwise reach users; `known` lists the right
+/// ones); other braces (CSS in HTML) stay as they are.
+pub(crate) fn parse_parts<P>(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<P>,
+    known: &str,
+) -> Result<Vec<Part<P>>, String> {
+    let mut parts = Vec::new();
+    let mut literal = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        literal.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let name_len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        let is_placeholder = name_len > 0 && after[name_len..].starts_with('}');
+        if !is_placeholder {
+            literal.push('{');
+            rest = after;
+            continue;
+        }
+        let name = &after[..name_len];
+        let Some(p) = lookup(name) else {
+            let line = text[..text.len() - rest.len() + open].lines().count().max(1);
+            return Err(format!(
+                "unknown placeholder {{{name}}} on line {line} (known: {known})"
+            ));
+        };
+        if !literal.is_empty() {
+            parts.push(Part::Text(std::mem::take(&mut literal)));
+        }
+        parts.push(Part::Value(p));
+        rest = &after[name_len + 1..];
+    }
+    literal.push_str(rest);
+    if !literal.is_empty() {
+        parts.push(Part::Text(literal));
+    }
+    Ok(parts)
 }
 
 /// The values one mail (or page) fills in; a page leaves the code and links
 /// empty.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Values<'a> {
+pub(crate) struct Values<'a> {
     /// The code.
     pub otp: &'a str,
     /// The user name.
@@ -132,43 +140,9 @@ pub struct Values<'a> {
 }
 
 impl Template {
-    /// Parses template text. `{word}` where word is a placeholder name is
-    /// replaced; `{word}` with any other identifier is an error (a typo would
-    /// otherwise reach users); other braces (CSS in HTML) stay as they are.
+    /// Parses template text (see [`parse_parts`]).
     pub(crate) fn parse(text: &str) -> Result<Template, String> {
-        let mut parts = Vec::new();
-        let mut literal = String::new();
-        let mut rest = text;
-        while let Some(open) = rest.find('{') {
-            literal.push_str(&rest[..open]);
-            let after = &rest[open + 1..];
-            let name_len = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            let is_placeholder = name_len > 0 && after[name_len..].starts_with('}');
-            if !is_placeholder {
-                literal.push('{');
-                rest = after;
-                continue;
-            }
-            let name = &after[..name_len];
-            let Some(p) = Placeholder::parse(name) else {
-                let line = text[..text.len() - rest.len() + open].lines().count().max(1);
-                return Err(format!(
-                    "unknown placeholder {{{name}}} on line {line} (known: {KNOWN})"
-                ));
-            };
-            if !literal.is_empty() {
-                parts.push(Part::Text(std::mem::take(&mut literal)));
-            }
-            parts.push(Part::Value(p));
-            rest = &after[name_len + 1..];
-        }
-        literal.push_str(rest);
-        if !literal.is_empty() {
-            parts.push(Part::Text(literal));
-        }
-        Ok(Template { parts })
+        parse_parts(text, Placeholder::parse, KNOWN).map(|parts| Template { parts })
     }
 
     /// Fills in the values; `escape` is applied to each (HTML escaping for
@@ -216,6 +190,16 @@ impl Template {
         self.render(values, escape_html)
     }
 
+    /// Refuses what this delivery leaves empty: `{link}` in a code's mail,
+    /// `{otp}` in a link's (the code is never used there).
+    pub(crate) fn fits_delivery(&self, link: bool) -> Result<(), String> {
+        match (link, self.places(Placeholder::Otp), self.places(Placeholder::Link)) {
+            (true, true, _) => Err("{otp} is not used with delivery = \"link\": place {link}".to_owned()),
+            (false, _, true) => Err("{link} is empty with delivery = \"otp\": place {otp}".to_owned()),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the template places `p`.
     fn places(&self, p: Placeholder) -> bool {
         self.parts.contains(&Part::Value(p))
@@ -250,7 +234,7 @@ pub(crate) fn without_controls(s: &str) -> std::borrow::Cow<'_, str> {
 
 /// The subject, the text body and the optional HTML alternative.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Templates {
+pub(crate) struct Templates {
     subject: Template,
     text: Template,
     html: Option<Template>,
@@ -258,7 +242,7 @@ pub struct Templates {
 
 /// Where the templates come from (`[email]`).
 #[derive(Debug, Clone, Copy)]
-pub struct Sources<'a> {
+pub(crate) struct Sources<'a> {
     /// `email_subject`.
     pub subject: &'a str,
     /// `body_file`; `None`: the built-in text.
@@ -274,7 +258,7 @@ pub struct Sources<'a> {
 impl Templates {
     /// Loads the subject, `body_file` (or the built-in text for codes or for
     /// links) and `html_body_file`.
-    pub fn load(from: &Sources<'_>) -> Result<Templates, ConfigError> {
+    pub(crate) fn load(from: &Sources<'_>) -> Result<Templates, ConfigError> {
         let load = |path: &Path, key: &str| -> Result<Template, ConfigError> {
             Template::parse(&read_text(path)?).map_err(|reason| ConfigError::invalid(path.display(), key, reason))
         };
@@ -288,15 +272,22 @@ impl Templates {
                 Template::parse(&format!("{body}{deny}")).expect("built-in template parses")
             }
         };
-        let html = from
-            .html_body_file
-            .map(|p| load(p, "email.html_body_file"))
-            .transpose()?;
+        let html = match (from.html_body_file, from.body_file) {
+            (Some(p), _) => Some(load(p, "email.html_body_file")?),
+            // Own text without own HTML: an HTML part would say other words.
+            (None, Some(_)) => None,
+            (None, None) => Some(built_in_html(from.link, from.deny)),
+        };
         Ok(Templates { subject, text, html })
     }
 
+    /// A language directory's templates (see `config::languages`).
+    pub(crate) fn of_language(subject: Template, text: Template, html: Option<Template>) -> Templates {
+        Templates { subject, text, html }
+    }
+
     /// The subject, the text body, and the HTML body when one is configured.
-    pub fn render(&self, values: &Values<'_>) -> (String, String, Option<String>) {
+    pub(crate) fn render(&self, values: &Values<'_>) -> (String, String, Option<String>) {
         let subject = self.subject.render(values, str::to_owned);
         let text = self.text.render(values, str::to_owned);
         let html = self.html.as_ref().map(|t| t.render(values, escape_html));
@@ -305,7 +296,7 @@ impl Templates {
 
     /// The bodies (`body_file`, `html_body_file`) that do not place
     /// `{deny_link}`, for `check` to warn about when mails carry one.
-    pub fn without_deny_link(&self) -> Vec<&'static str> {
+    pub(crate) fn without_deny_link(&self) -> Vec<&'static str> {
         let mut missing = Vec::new();
         if !self.text.places(Placeholder::DenyLink) {
             missing.push("email.body_file");
@@ -315,6 +306,16 @@ impl Templates {
         }
         missing
     }
+}
+
+/// The built-in HTML part: the text's words, values escaped when rendered.
+fn built_in_html(link: bool, deny: bool) -> Template {
+    let body = if link { BUILT_IN_HTML_LINK } else { BUILT_IN_HTML_TEXT };
+    let deny = if deny { BUILT_IN_HTML_DENY } else { "" };
+    Template::parse(&format!(
+        "{BUILT_IN_HTML_HEAD}{body}{BUILT_IN_HTML_ASKED}{deny}{BUILT_IN_HTML_FOOT}"
+    ))
+    .expect("built-in HTML parses")
 }
 
 /// `unix` seconds as RFC 3339 in `zone`, as mails and pages tell times.
@@ -341,132 +342,4 @@ fn escape_html(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const VALUES: Values<'static> = Values {
-        otp: "123456",
-        user: "<alice>",
-        minutes: 10,
-        link: "",
-        client_ip: "203.0.113.9\r\nBcc: eve@example.com",
-        nas: "vpn1",
-        time: "2026-12-06T13:04:18+01:00",
-        expires: "2026-12-06T13:14:18+01:00",
-        deny_link: "",
-    };
-
-    #[test]
-    fn placeholders_are_filled_and_other_braces_kept() {
-        let t = Template::parse("Hi {user}, code {otp} for {minutes} min. p { color: red } {").unwrap();
-        assert_eq!(
-            t.render(&VALUES, str::to_owned),
-            "Hi <alice>, code 123456 for 10 min. p { color: red } {"
-        );
-        assert_eq!(
-            t.render(&VALUES, escape_html),
-            "Hi &lt;alice&gt;, code 123456 for 10 min. p { color: red } {"
-        );
-    }
-
-    #[test]
-    fn unknown_placeholders_are_refused_with_their_line() {
-        let err = Template::parse("line one\ncode: {code}\n").unwrap_err();
-        assert_eq!(
-            err,
-            "unknown placeholder {code} on line 2 (known: {otp} {user} {minutes} {link} {client_ip} {nas} {time} {expires} {deny_link})"
-        );
-    }
-
-    #[test]
-    fn built_in_body_carries_the_code() {
-        let t = Templates::load(&sources(false)).unwrap();
-        let (subject, text, html) = t.render(&VALUES);
-        assert!(text.contains("123456") && text.contains("10 minutes"));
-        assert_eq!((subject.as_str(), html), ("Your OTP", None));
-    }
-
-    fn sources(deny: bool) -> Sources<'static> {
-        Sources {
-            subject: "Your OTP",
-            body_file: None,
-            html_body_file: None,
-            link: false,
-            deny,
-        }
-    }
-
-    #[test]
-    fn built_in_body_says_where_and_when() {
-        let (_, text, _) = Templates::load(&sources(false)).unwrap().render(&VALUES);
-        assert!(
-            text.contains(
-                "from:    203.0.113.9Bcc: eve@example.com\nthrough: vpn1\nat:      2026-12-06T13:04:18+01:00\n"
-            ),
-            "{text}"
-        );
-        assert!(text.contains("until 2026-12-06T13:14:18+01:00") && !text.contains("This wasn't me"));
-        let deny = Values {
-            deny_link: "https://otp.example.com/d/abc",
-            ..VALUES
-        };
-        let (_, text, _) = Templates::load(&sources(true)).unwrap().render(&deny);
-        assert!(
-            text.contains("\"This wasn't me\":\nhttps://otp.example.com/d/abc\n"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn request_values_lose_control_characters_and_are_escaped_in_html() {
-        let t = Template::parse("<p>{client_ip}</p>").unwrap();
-        let script = Values {
-            client_ip: "<script>alert(1)</script>\u{1b}[2J",
-            ..VALUES
-        };
-        assert_eq!(
-            t.render(&VALUES, str::to_owned),
-            "<p>203.0.113.9Bcc: eve@example.com</p>"
-        );
-        assert_eq!(
-            t.render(&script, escape_html),
-            "<p>&lt;script&gt;alert(1)&lt;/script&gt;[2J</p>"
-        );
-    }
-
-    #[test]
-    fn the_subject_is_a_template_and_a_check_sees_a_missing_deny_link() {
-        let t = Templates::load(&Sources {
-            subject: "Login from {client_ip} at {time}",
-            ..sources(false)
-        })
-        .unwrap();
-        let (subject, _, _) = t.render(&VALUES);
-        assert_eq!(
-            subject,
-            "Login from 203.0.113.9Bcc: eve@example.com at 2026-12-06T13:04:18+01:00"
-        );
-        assert_eq!(t.without_deny_link(), vec!["email.body_file"]);
-        assert!(Templates::load(&sources(true)).unwrap().without_deny_link().is_empty());
-        assert!(Templates::load(&Sources {
-            subject: "{code}",
-            ..sources(false)
-        })
-        .is_err());
-    }
-
-    #[test]
-    fn a_page_says_who_asked_and_never_a_code_or_link() {
-        let page = Template::parse_page("<b>{user}</b> {client_ip}").unwrap();
-        assert_eq!(
-            page.render_html(&VALUES),
-            "<b>&lt;alice&gt;</b> 203.0.113.9Bcc: eve@example.com"
-        );
-        for refused in ["{otp}", "{link}", "{deny_link}", "{expires}", "{minutes}"] {
-            assert!(Template::parse_page(refused).is_err(), "{refused}");
-        }
-        assert!(Template::built_in_deny_page()
-            .render_html(&VALUES)
-            .contains("help desk"));
-    }
-}
+mod tests;

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use lettre::message::Mailbox;
 
 use super::raw::{self, ProviderKind, RawClient, RawConfig, RawEmail, RawProvider};
-use super::template::{Sources, Template, Templates};
+use super::template::Template;
 use super::*;
 use crate::dictionary::{Dictionary, Kind};
 use crate::limits::{Lockout, Throttling};
@@ -68,7 +68,7 @@ impl<'a> Validator<'a> {
         };
         let pages = raw.link.map(|link| self.link(link)).transpose()?;
         let delivery = self.delivery(&raw.email.delivery, pages.as_ref(), &clients)?;
-        let email = self.email(raw.email, delivery, pages, options)?;
+        let email = self.email(raw.email, &raw.messages, delivery, pages, options)?;
         let state = self.state(raw.state)?;
         let policies = self.policies(raw.policies, &clients)?;
         Ok(Config {
@@ -291,6 +291,7 @@ impl<'a> Validator<'a> {
     fn email(
         &self,
         raw: RawEmail,
+        messages: &std::collections::BTreeMap<String, String>,
         delivery: Delivery,
         pages: Option<LinkConfig>,
         options: LoadOptions,
@@ -321,17 +322,7 @@ impl<'a> Validator<'a> {
                 ));
             }
         }
-        let (body_file, html_body_file) = (
-            raw.body_file.map(|p| self.path(&p)),
-            raw.html_body_file.map(|p| self.path(&p)),
-        );
-        let templates = Templates::load(&Sources {
-            subject: &raw.provider.email_subject,
-            body_file: body_file.as_deref(),
-            html_body_file: html_body_file.as_deref(),
-            link: matches!(delivery, Delivery::Link(_)),
-            deny: pages.is_some(),
-        })?;
+        let wording = self.wording(&raw, messages, matches!(delivery, Delivery::Link(_)), pages.is_some())?;
         let timezone = match &raw.timezone {
             None => jiff::tz::TimeZone::UTC,
             Some(name) => jiff::tz::TimeZone::get(name)
@@ -355,7 +346,7 @@ impl<'a> Validator<'a> {
             fixed_otp: raw.fixed_otp_for_testing,
             from,
             subject,
-            templates,
+            wording: std::sync::Arc::new(wording),
             timezone,
             pages,
             provider,

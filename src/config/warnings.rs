@@ -40,7 +40,7 @@ impl Config {
             return Vec::new();
         }
         self.email
-            .templates
+            .wording
             .without_deny_link()
             .into_iter()
             .map(|key| {

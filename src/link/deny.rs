@@ -71,7 +71,7 @@ pub(super) async fn deny(State(pages): State<Store>, Path(token): Path<String>, 
         time: &time,
         ..Values::default()
     };
-    page(StatusCode::OK, &pages.deny_page.render_html(&values))
+    page(StatusCode::OK, &pages.deny_page.load().render_html(&values))
 }
 
 fn when(pages: &Store, record: &DenyRecord) -> String {

@@ -18,9 +18,9 @@ use tokio_util::time::DelayQueue;
 
 use super::outbox::{Outbox, Outcome};
 use super::provider::MailProvider;
-use super::template::{rfc3339, Templates, Values};
+use super::template::{rfc3339, Values};
 use super::{MailError, MailJob};
-use crate::config::EmailConfig;
+use crate::config::{EmailConfig, Wording};
 
 /// Messages handed to the provider at once.
 const PARALLEL_SENDS: usize = 8;
@@ -42,7 +42,7 @@ pub(crate) struct MailStats {
 /// Renders jobs into messages.
 pub(super) struct Renderer {
     from: Mailbox,
-    templates: Templates,
+    wording: Arc<Wording>,
     timezone: jiff::tz::TimeZone,
     minutes: u64,
 }
@@ -51,7 +51,7 @@ impl Renderer {
     pub(super) fn new(config: &EmailConfig) -> Renderer {
         Renderer {
             from: config.from.clone(),
-            templates: config.templates.clone(),
+            wording: Arc::clone(&config.wording),
             timezone: config.timezone.clone(),
             minutes: config.challenge_validity.as_secs().div_ceil(60),
         }
@@ -73,7 +73,8 @@ impl Renderer {
             expires: &expires,
             deny_link: job.deny_link.as_deref().map_or("", String::as_str),
         };
-        let (subject, text, html) = self.templates.render(&values);
+        let templates = self.wording.templates(job.language.as_deref());
+        let (subject, text, html) = templates.render(&values);
         let builder = Message::builder()
             .from(self.from.clone())
             .to(job.to.clone())

@@ -96,6 +96,8 @@ pub(crate) struct MailJob {
     pub deny_link: Option<zeroize::Zeroizing<String>>,
     /// Who asked, and when.
     pub asked: AskedBy,
+    /// The user's language directory (`None`: the default language).
+    pub language: Option<String>,
     /// The challenge it belongs to, for the log.
     pub tx: Transaction,
     /// When the challenge expires; a mail still undelivered then is dropped.
@@ -131,6 +133,7 @@ impl fmt::Debug for MailJob {
                 &format_args!("{}", if self.deny_link.is_some() { "[redacted]" } else { "None" }),
             )
             .field("asked", &self.asked)
+            .field("language", &self.language)
             .field("tx", &format_args!("{}", self.logged_tx()))
             .field("expires", &self.expires)
             .finish()
@@ -218,6 +221,7 @@ pub(crate) mod tests {
             link: link.map(|l| zeroize::Zeroizing::new(l.to_owned())),
             deny_link: None,
             asked: AskedBy::default(),
+            language: None,
             tx: Transaction::random(),
             expires: Instant::now(),
         }

@@ -87,6 +87,9 @@ struct Plain {
     nas: String,
     asked_unix: i64,
     until_unix: i64,
+    /// Absent in jobs of instances before languages: the default language.
+    #[serde(default)]
+    language: Option<String>,
 }
 
 /// The pool's outbox.
@@ -165,6 +168,7 @@ impl RedisOutbox {
             nas: job.asked.nas.clone(),
             asked_unix: job.asked.at_unix,
             until_unix: job.asked.until_unix,
+            language: job.language.clone(),
         };
         let text = Zeroizing::new(toml::to_string(&plain).map_err(|e| MailError::Build { reason: e.to_string() })?);
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
@@ -215,6 +219,7 @@ impl RedisOutbox {
                 at_unix: plain.asked_unix,
                 until_unix: plain.until_unix,
             },
+            language: plain.language.clone(),
             tx: Transaction::from_state(plain.tx.as_bytes())?,
             expires: Instant::now() + left,
         })

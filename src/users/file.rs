@@ -36,6 +36,7 @@ struct RawUser {
     reply: BTreeMap<String, toml::Value>,
     #[serde(default)]
     groups: Vec<String>,
+    language: Option<String>,
 }
 
 fn default_active() -> bool {
@@ -103,6 +104,7 @@ impl FileUsers {
                     name: u.name.clone(),
                     email,
                     groups: u.groups,
+                    languages: u.language.into_iter().collect(),
                 },
                 pin_hash: Arc::from(u.pin.as_str()),
                 active: u.active,
@@ -163,6 +165,13 @@ impl UserDirectory for FileUsers {
 
     fn local_groups(&self, name: &str) -> Vec<String> {
         self.users.get(name).map(|e| e.user.groups.clone()).unwrap_or_default()
+    }
+
+    fn local_languages(&self, name: &str) -> Vec<String> {
+        self.users
+            .get(name)
+            .map(|e| e.user.languages.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -60,6 +60,8 @@ struct Found {
     /// The canonical name: the first value of `login_attribute`.
     login: String,
     email: Option<Mailbox>,
+    /// Every value of `language_attribute`, in the entry's order.
+    languages: Vec<String>,
 }
 
 impl LdapUsers {
@@ -114,13 +116,17 @@ impl Inner {
             Some(Found {
                 login,
                 email: Some(email),
+                languages,
                 ..
             }) => PinCheck::Valid(User {
                 name: login,
                 email,
                 groups: Vec::new(),
+                languages,
             }),
-            Some(Found { dn, login, email: None }) => {
+            Some(Found {
+                dn, login, email: None, ..
+            }) => {
                 // Answered like an inactive user, but the admin needs to know why.
                 tracing::warn!(%dn, attribute = %self.config.email_attribute, "user has no usable e-mail address in the directory");
                 PinCheck::Inactive(login)
@@ -138,11 +144,14 @@ impl Inner {
             config.email_attribute.as_str(),
             config.login_attribute.as_str(),
         );
+        let language = config.language_attribute.as_deref();
         let result = self
             .service
             .run("user search", |mut ldap| async move {
+                let mut wanted = vec![attribute, login];
+                wanted.extend(language);
                 ldap.with_search_options(SearchOptions::new().sizelimit(2))
-                    .search(base, Scope::Subtree, filter, vec![attribute, login])
+                    .search(base, Scope::Subtree, filter, wanted)
                     .await
             })
             .await?;
@@ -171,10 +180,17 @@ impl Inner {
             tracing::warn!(dn = %entry.dn, attribute = %login, "user has no login_attribute in the directory; treated as unknown");
             return Ok(None);
         };
+        let languages = config
+            .language_attribute
+            .as_deref()
+            .and_then(|wanted| entry.attrs.iter().find(|(key, _)| key.eq_ignore_ascii_case(wanted)))
+            .map(|(_, values)| values.clone())
+            .unwrap_or_default();
         Ok(Some(Found {
             dn: entry.dn,
             login,
             email,
+            languages,
         }))
     }
 
@@ -284,6 +300,7 @@ mod tests {
             login_attribute: "uid".to_owned(),
             active_filter: None,
             timeout: Duration::from_secs(2),
+            language_attribute: None,
         };
         let health = Arc::new(Health::default());
         let life = Lifecycle::new(Duration::from_secs(1));

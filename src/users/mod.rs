@@ -47,6 +47,9 @@ pub struct User {
     pub email: Mailbox,
     /// The groups the user is in, for `[[policies]]`.
     pub groups: Vec<String>,
+    /// The languages the user reads, best first (users file `language`, LDAP
+    /// `language_attribute`); `config::Wording` picks the one it has.
+    pub languages: Vec<String>,
 }
 
 /// The verdict on a PIN. `auth` answers all but `Valid` the same way; the
@@ -152,6 +155,12 @@ pub trait UserDirectory: Send + Sync + 'static {
     /// The groups of the canonical `name` that are known without asking a
     /// server (the users file's `groups`), for the policy of a State's answer.
     fn local_groups(&self, _name: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The languages of the canonical `name` known without asking a server
+    /// (the users file's `language`), for the words of a State's answer.
+    fn local_languages(&self, _name: &str) -> Vec<String> {
         Vec::new()
     }
 }

@@ -29,6 +29,17 @@ fn setup(smtp: &SmtpSink, users: &str) -> Setup {
     setup
 }
 
+/// A server as [`setup`] makes it, with `[link] deny_page_file` saying `wording`.
+fn start_with_deny_page(smtp: &SmtpSink, users: &str, wording: &str) -> Server {
+    let mut setup = setup(smtp, users);
+    setup.extra = setup
+        .extra
+        .replacen("\n[metrics]", "deny_page_file = \"deny.html\"\n\n[metrics]", 1);
+    let dir = setup.write();
+    std::fs::write(dir.path().join("deny.html"), wording).unwrap();
+    Server::start_in(dir, &[], 1)
+}
+
 fn pages(server: &Server) -> String {
     let line = server.wait_for_log("link page server on ");
     line.rsplit("link page server on ").next().unwrap().trim().to_owned()
@@ -125,14 +136,8 @@ fn get_changes_nothing_post_stops_the_login_and_locks_for_lockout_time() {
 #[test]
 fn after_the_login_the_link_still_warns_and_deny_locks_false_does_not_lock() {
     let smtp = SmtpSink::start();
-    let mut setup = setup(&smtp, "deny_locks = false\n");
-    setup.extra = setup
-        .extra
-        .replacen("\n[metrics]", "deny_page_file = \"deny.html\"\n\n[metrics]", 1);
-    let dir = setup.write();
     let wording = "<p>Stopped: {user} from {client_ip} via {nas} at {time}. Call 555-0100.</p>";
-    std::fs::write(dir.path().join("deny.html"), wording).unwrap();
-    let server = Server::start_in(dir, &[], 1);
+    let server = start_with_deny_page(&smtp, "deny_locks = false\n", wording);
     let pages = pages(&server);
     let challenge = pin_from_far(&server);
     let mail = smtp.wait_for_mails(1).remove(0);
@@ -229,4 +234,19 @@ fn an_altered_deny_record_in_redis_is_an_unknown_link() {
         .query(&mut conn)
         .unwrap();
     assert_eq!(page(&url, true).0, 200);
+}
+
+#[test]
+fn the_deny_pages_wording_is_read_again_on_sighup() {
+    let smtp = SmtpSink::start();
+    let server = start_with_deny_page(&smtp, "", "<p>Old words for {user}.</p>");
+    let pages = pages(&server);
+    std::fs::write(server.dir.path().join("deny.html"), "<p>New words for {user}.</p>").unwrap();
+    server.process.signal("HUP");
+    server.wait_for_log("configuration reloaded");
+    assert_eq!(pin_from_far(&server).code, "Access-Challenge");
+    let mail = smtp.wait_for_mails(1).remove(0);
+    let (status, body) = page(&format!("{pages}{}", deny_path(&mail)), true);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<p>New words for alice.</p>"), "{body}");
 }

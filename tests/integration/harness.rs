@@ -512,9 +512,13 @@ impl Mail {
             .unwrap_or_default()
     }
 
-    /// The code in the body: the first word of 6 to 8 digits.
+    /// The code in the body: the first word of 6 to 8 digits (MIME
+    /// boundary lines, random letters and digits, are skipped).
     pub fn otp(&self) -> String {
-        self.body()
+        let body = self.body();
+        let lines: Vec<&str> = body.lines().filter(|l| !l.starts_with("--")).collect();
+        lines
+            .join("\n")
             .split(|c: char| !c.is_ascii_digit())
             .find(|w| (6..=8).contains(&w.len()))
             .unwrap_or_else(|| panic!("no code in mail:\n{}", self.raw))

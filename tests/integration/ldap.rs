@@ -8,7 +8,7 @@ use crate::harness::*;
 use crate::slapd::*;
 
 /// The `[users]` lines for a directory at `url`.
-fn users_section(url: &str, extra: &str) -> String {
+pub(crate) fn users_section(url: &str, extra: &str) -> String {
     format!(
         "backend = \"ldap\"\nldap_url = \"{url}\"\nbind_dn = \"{SERVICE_DN}\"\n\
          bind_password = \"{SERVICE_PASSWORD}\"\nbase_dn = \"{BASE_DN}\"\n\
@@ -26,7 +26,7 @@ fn ldap_setup(smtp_port: u16, users: &str) -> Setup {
 
 /// The harness's configuration directory, minus the `file` line that LDAP
 /// users do not take.
-fn write_without_users_file(setup: &Setup) -> tempfile::TempDir {
+pub(crate) fn write_without_users_file(setup: &Setup) -> tempfile::TempDir {
     let dir = setup.write();
     let path = dir.path().join("mailotp.toml");
     let text = std::fs::read_to_string(&path).unwrap();

@@ -11,6 +11,7 @@ mod floods_http;
 mod freeradius;
 mod hardening;
 mod harness;
+mod languages;
 mod ldap;
 mod link;
 mod logs;

@@ -197,7 +197,11 @@ fn entries() -> String {
             hashed(ldap_password(uid))
         )
     };
-    ldif.push_str(&person("alice", "people", "mail: alice@example.test\n"));
+    ldif.push_str(&person(
+        "alice",
+        "people",
+        "mail: alice@example.test\npreferredLanguage: de-CH\n",
+    ));
     ldif.push_str(&person(
         "dave",
         "people",

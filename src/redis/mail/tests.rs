@@ -35,6 +35,7 @@ fn job() -> MailJob {
             at_unix: 1_796_000_000,
             until_unix: 1_796_000_600,
         },
+        language: Some("de".to_owned()),
         tx: Transaction::random(),
         expires: Instant::now() + Duration::from_secs(600),
     }
