@@ -48,6 +48,8 @@ pub(super) struct RawPolicy {
     pub second_factor: RawSecondFactor,
     pub challenge_validity: Option<u64>,
     pub otp_length: Option<u32>,
+    pub max_attempts: Option<u8>,
+    pub delivery: Option<String>,
     #[serde(default)]
     pub reply: std::collections::BTreeMap<String, toml::Value>,
 }

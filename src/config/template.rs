@@ -253,6 +253,9 @@ pub(crate) fn without_controls(s: &str) -> std::borrow::Cow<'_, str> {
 pub struct Templates {
     subject: Template,
     text: Template,
+    /// Without `body_file`: the built-in text of the other delivery, for the
+    /// mails of a policy whose `delivery` is not `[email]`'s.
+    other_text: Option<Template>,
     html: Option<Template>,
 }
 
@@ -280,25 +283,36 @@ impl Templates {
         };
         let subject = Template::parse(from.subject)
             .map_err(|reason| ConfigError::invalid("configuration", "email.provider.email_subject", reason))?;
-        let text = match from.body_file {
-            Some(p) => load(p, "email.body_file")?,
-            None => {
-                let body = if from.link { BUILT_IN_LINK_TEXT } else { BUILT_IN_TEXT };
-                let deny = if from.deny { BUILT_IN_DENY } else { "" };
-                Template::parse(&format!("{body}{deny}")).expect("built-in template parses")
-            }
+        let built_in = |link: bool| {
+            let body = if link { BUILT_IN_LINK_TEXT } else { BUILT_IN_TEXT };
+            let deny = if from.deny { BUILT_IN_DENY } else { "" };
+            Template::parse(&format!("{body}{deny}")).expect("built-in template parses")
+        };
+        let (text, other_text) = match from.body_file {
+            Some(p) => (load(p, "email.body_file")?, None),
+            None => (built_in(from.link), Some(built_in(!from.link))),
         };
         let html = from
             .html_body_file
             .map(|p| load(p, "email.html_body_file"))
             .transpose()?;
-        Ok(Templates { subject, text, html })
+        Ok(Templates {
+            subject,
+            text,
+            other_text,
+            html,
+        })
     }
 
     /// The subject, the text body, and the HTML body when one is configured.
     pub fn render(&self, values: &Values<'_>) -> (String, String, Option<String>) {
         let subject = self.subject.render(values, str::to_owned);
-        let text = self.text.render(values, str::to_owned);
+        // The built-in text for links when the mail has one, for codes when not.
+        let text = match &self.other_text {
+            Some(other) if self.text.places(Placeholder::Link) == values.link.is_empty() => other,
+            _ => &self.text,
+        };
+        let text = text.render(values, str::to_owned);
         let html = self.html.as_ref().map(|t| t.render(values, escape_html));
         (subject, text, html)
     }
