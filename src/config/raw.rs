@@ -172,6 +172,10 @@ pub(super) struct RawUsers {
     pub login_attribute: Option<String>,
     pub active_filter: Option<String>,
     pub timeout: Option<u64>,
+    // The user's groups for [[policies]] (config::ldap::groups).
+    pub group_attribute: Option<String>,
+    pub group_filter: Option<String>,
+    pub group_base_dn: Option<String>,
 }
 
 fn default_backend() -> String {

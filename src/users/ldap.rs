@@ -13,9 +13,11 @@
 //! directory never sees a locked user's password guesses. A directory that
 //! cannot answer is `Unavailable`, and is reported down to `health` (so
 //! Status-Server goes silent) until an operation or a service bind works
-//! again. Nothing here logs a PIN or the service password.
+//! again. The user's groups (module `groups`) are read only once the PIN
+//! was right. Nothing here logs a PIN or the service password.
 
 mod conn;
+mod groups;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -60,6 +62,8 @@ struct Found {
     /// The canonical name: the first value of `login_attribute`.
     login: String,
     email: Option<Mailbox>,
+    /// The values of `group_attribute`, if configured.
+    groups: Vec<String>,
 }
 
 impl LdapUsers {
@@ -112,15 +116,18 @@ impl Inner {
             Some(f) if !bound => PinCheck::WrongPin(f.login),
             Some(f) if !active => PinCheck::Inactive(f.login),
             Some(Found {
+                dn,
                 login,
                 email: Some(email),
-                ..
+                groups,
             }) => PinCheck::Valid(User {
                 name: login,
                 email,
-                groups: Vec::new(),
+                groups: self.note(self.groups(&dn, groups).await)?,
             }),
-            Some(Found { dn, login, email: None }) => {
+            Some(Found {
+                dn, login, email: None, ..
+            }) => {
                 // Answered like an inactive user, but the admin needs to know why.
                 tracing::warn!(%dn, attribute = %self.config.email_attribute, "user has no usable e-mail address in the directory");
                 PinCheck::Inactive(login)
@@ -138,12 +145,20 @@ impl Inner {
             config.email_attribute.as_str(),
             config.login_attribute.as_str(),
         );
+        let group_attribute = config.groups.attribute.as_deref();
+        let wanted: Vec<&str> = [Some(attribute), Some(login), group_attribute]
+            .into_iter()
+            .flatten()
+            .collect();
         let result = self
             .service
-            .run("user search", |mut ldap| async move {
-                ldap.with_search_options(SearchOptions::new().sizelimit(2))
-                    .search(base, Scope::Subtree, filter, vec![attribute, login])
-                    .await
+            .run("user search", |mut ldap| {
+                let wanted = wanted.clone();
+                async move {
+                    ldap.with_search_options(SearchOptions::new().sizelimit(2))
+                        .search(base, Scope::Subtree, filter, wanted)
+                        .await
+                }
             })
             .await?;
         let (entries, outcome) = (result.0, result.1);
@@ -158,13 +173,18 @@ impl Inner {
             }
         }
         let entry = SearchEntry::construct(entries.into_iter().next().expect("one entry"));
-        let first = |wanted: &str| {
+        let values = |wanted: &str| {
             entry
                 .attrs
                 .iter()
                 .find(|(key, _)| key.eq_ignore_ascii_case(wanted))
-                .and_then(|(_, values)| values.first())
+                .map(|(_, values)| values.as_slice())
         };
+        let first = |wanted: &str| values(wanted).and_then(<[String]>::first);
+        let groups = group_attribute
+            .and_then(values)
+            .map(<[String]>::to_vec)
+            .unwrap_or_default();
         let email = first(attribute).and_then(|value| value.parse::<Mailbox>().ok());
         let Some(login) = first(login).filter(|l| !l.is_empty()).cloned() else {
             // Without a canonical name the user cannot be counted: nobody.
@@ -175,6 +195,7 @@ impl Inner {
             dn: entry.dn,
             login,
             email,
+            groups,
         }))
     }
 
@@ -262,6 +283,28 @@ impl UserDirectory for LdapUsers {
     async fn check_connection(&self) -> Result<(), DirectoryError> {
         self.inner.service.probe().await
     }
+
+    /// With the service account: the entry `name` matches, whether it is
+    /// active (in `active_filter`, with an e-mail address), and its groups.
+    async fn lookup(&self, name: &str) -> Result<Option<(User, bool)>, DirectoryError> {
+        let inner = &self.inner;
+        let Some(found) = inner.find(name).await? else {
+            return Ok(None);
+        };
+        let active = inner.is_active(&found.dn).await? && found.email.is_some();
+        let groups = inner.groups(&found.dn, found.groups).await?;
+        let email = found
+            .email
+            .unwrap_or_else(|| Mailbox::new(None, lettre::Address::new("no-address", "invalid").expect("an address")));
+        Ok(Some((
+            User {
+                name: found.login,
+                email,
+                groups,
+            },
+            active,
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -284,6 +327,7 @@ mod tests {
             login_attribute: "uid".to_owned(),
             active_filter: None,
             timeout: Duration::from_secs(2),
+            groups: Default::default(),
         };
         let health = Arc::new(Health::default());
         let life = Lifecycle::new(Duration::from_secs(1));
