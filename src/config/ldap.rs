@@ -276,6 +276,10 @@ user_filter = "(uid={user})"
             assert!(ldap.user_filter.contains(attribute), "{file}");
             assert_eq!(ldap.email_attribute, "mail");
             assert!(ldap.active_filter.is_some());
+            assert!(
+                ldap.groups.attribute.is_some() || ldap.groups.filter.is_some(),
+                "{file}"
+            );
         }
     }
 
