@@ -63,7 +63,9 @@ pub struct ChallengeSettings {
     /// How long a PIN again gets the open challenge instead of a new e-mail
     /// (`blocking_timeout`).
     pub blocking: Duration,
-    /// Wrong answers to one challenge before it is void (`max_attempts`).
+    /// Wrong answers to one challenge before it is void (`max_attempts`):
+    /// `[email]`'s; `auth` gives each challenge its own (its policy's) in
+    /// [`NewChallenge`], which the stores count against.
     pub max_attempts: u8,
 }
 
@@ -212,8 +214,8 @@ pub trait ChallengeStore: Send + Sync + 'static {
     fn open_count(&self) -> usize;
 
     /// Applies new limits to challenges opened from now on; challenges
-    /// already open keep theirs. Its `validity` and `max_attempts` are the
-    /// defaults; `open` is given each challenge's own.
+    /// already open keep theirs. Its `validity` and `max_attempts` are
+    /// `[email]`'s; `open` is given each challenge's own.
     fn set_settings(&self, settings: ChallengeSettings);
 
     /// Whether every call completes at once, without waiting on I/O (a store

@@ -293,6 +293,12 @@ fn with_policies(policies: Vec<Policy>) -> Authenticator {
     auth
 }
 
+/// The State alice's right PIN gets.
+async fn pin_state(auth: &Authenticator) -> [u8; 32] {
+    let decision = auth.decide(&request("alice", b"1234")).await.unwrap();
+    decision.state.expect("a challenge").to_state()
+}
+
 /// The State's answer `code` from where `request` comes from.
 async fn answer(auth: &Authenticator, state: &[u8], code: &[u8]) -> Decision {
     let req = Request {
@@ -307,13 +313,7 @@ async fn the_answer_gets_the_policy_the_challenge_was_opened_under() {
     // The directory's groups (staff) are not known on the State's path:
     // the policy comes with the challenge.
     let auth = with_policies(vec![policy("staff", &["staff"], SecondFactor::Email)]);
-    let state = auth
-        .decide(&request("alice", b"1234"))
-        .await
-        .unwrap()
-        .state
-        .unwrap()
-        .to_state();
+    let state = pin_state(&auth).await;
     let accepted = answer(&auth, &state, b"123456").await;
     assert_eq!(
         (accepted.code, accepted.policy.as_deref()),
@@ -321,13 +321,7 @@ async fn the_answer_gets_the_policy_the_challenge_was_opened_under() {
     );
     assert_eq!(accepted.attributes[0].attr_type, 11, "the policy's Filter-Id");
     // Renamed by a reload while the challenge is open: `[email]`'s answer.
-    let state = auth
-        .decide(&request("alice", b"1234"))
-        .await
-        .unwrap()
-        .state
-        .unwrap()
-        .to_state();
+    let state = pin_state(&auth).await;
     auth.policies.store(Arc::new(Policies(vec![policy(
         "renamed",
         &["staff"],
@@ -343,13 +337,7 @@ async fn a_policy_max_attempts_voids_its_challenge_at_the_nth_wrong_answer() {
     let mut strict = policy("strict", &["staff"], SecondFactor::Email);
     strict.max_attempts = Some(1);
     let auth = with_policies(vec![strict]);
-    let state = auth
-        .decide(&request("alice", b"1234"))
-        .await
-        .unwrap()
-        .state
-        .unwrap()
-        .to_state();
+    let state = pin_state(&auth).await;
     assert_eq!(answer(&auth, &state, b"000000").await.reason, Reason::ChallengeVoid);
     assert_eq!(answer(&auth, &state, b"123456").await.reason, Reason::UnknownState);
 }
