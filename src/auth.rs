@@ -14,6 +14,9 @@
 
 use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
+use lettre::message::Mailbox;
+
 use crate::backend::BackendUnavailable;
 use crate::challenge::{Answer, ChallengeStore, CodeMatch, Origin, Transaction};
 use crate::config::{Delivery, EmailConfig};
@@ -21,8 +24,6 @@ use crate::limits::Limiter;
 use crate::mail::MailQueue;
 use crate::policy::{Policies, Policy, PolicyDelivery, SecondFactor, Subject};
 use crate::users::{DirectoryError, LockGate, PinCheck, User, UserDirectory};
-use arc_swap::ArcSwap;
-use lettre::message::Mailbox;
 
 mod answers;
 mod asked;
