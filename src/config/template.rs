@@ -400,6 +400,24 @@ mod tests {
         assert_eq!((subject.as_str(), html), ("Your OTP", None));
     }
 
+    #[test]
+    fn the_built_in_body_follows_each_mails_delivery() {
+        // A policy's delivery may differ from [email]'s: a mail with a link
+        // gets the link text, one without the code's, whatever the default.
+        let link = "https://otp.example.test/l/abc";
+        for default_is_link in [false, true] {
+            let t = Templates::load(&Sources {
+                link: default_is_link,
+                ..sources(false)
+            })
+            .unwrap();
+            let (_, code, _) = t.render(&VALUES);
+            assert!(code.contains("123456") && !code.contains(link), "{code}");
+            let (_, linked, _) = t.render(&Values { link, ..VALUES });
+            assert!(linked.contains(link) && !linked.contains("123456"), "{linked}");
+        }
+    }
+
     fn sources(deny: bool) -> Sources<'static> {
         Sources {
             subject: "Your OTP",

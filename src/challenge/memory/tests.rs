@@ -371,3 +371,31 @@ async fn a_challenge_of_its_own_validity_ends_its_blocking_with_it() {
     let later = open_valid(&store, "alice", &here, Transaction::random(), 333333, short).await;
     assert_eq!(later, Opened::New);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_challenge_keeps_its_own_max_attempts_and_policy() {
+    let store = store();
+    let (tx, code) = (Transaction::random(), Otp::from_value(123456, 6));
+    let new = NewChallenge {
+        tx,
+        code: &code,
+        link: None,
+        validity: settings().validity,
+        max_attempts: 5,
+        policy: Some("admins"),
+    };
+    assert_eq!(store.open("alice", &here(), new, None).await.unwrap(), Opened::New);
+    // [email]'s 3 attempts are not this challenge's 5.
+    for _ in 0..4 {
+        assert_eq!(
+            store.answer(&tx, "alice", &here(), b"000000").await.unwrap(),
+            Answer::Wrong { void: false }
+        );
+    }
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
+        Answer::Accepted {
+            policy: Some("admins".to_owned())
+        }
+    );
+}
