@@ -16,25 +16,23 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use lettre::message::Mailbox;
-use tokio::time::Instant;
-use zeroize::Zeroizing;
 
 use crate::backend::BackendUnavailable;
-use crate::challenge::{Answer, ChallengeStore, CodeMatch, LinkToken, NewChallenge, Opened, Origin, Transaction};
+use crate::challenge::{Answer, ChallengeStore, CodeMatch, Origin, Transaction};
 use crate::config::messages::{Key, ReplyValues};
 use crate::config::{Delivery, EmailConfig, Wording};
 use crate::limits::Limiter;
-use crate::mail::{AskedBy, MailError, MailJob, MailQueue};
-use crate::otp::Otp;
-use crate::policy::{Policies, Policy, SecondFactor, Subject};
+use crate::mail::MailQueue;
+use crate::policy::{Policies, Policy, PolicyDelivery, SecondFactor, Subject};
 use crate::users::{DirectoryError, LockGate, PinCheck, User, UserDirectory};
 
 mod answers;
 mod asked;
 mod decision;
 mod handler;
+mod open;
 
-use answers::{mask, named, prompt, reason_for, refusal, with_session_timeout};
+use answers::{named, prompt, reason_for, with_session_timeout};
 pub(crate) use decision::{Decision, Reason, Request};
 pub(crate) use handler::{Handler, Incoming, Kind, RequestHandler};
 
@@ -67,6 +65,8 @@ pub(crate) struct AuthSettings {
     pub fixed_otp: Option<String>,
     /// How long codes are valid, to date the mail job.
     pub validity: std::time::Duration,
+    /// Wrong answers to a challenge before it is void.
+    pub max_attempts: u8,
     /// With link delivery: the base URL the e-mailed links start with.
     pub link_base: Option<String>,
     /// With `[link]` configured: the base URL of the deny links every mail
@@ -86,6 +86,15 @@ impl AuthSettings {
         if let Some(otp_length) = policy.and_then(|p| p.otp_length) {
             settings.otp_length = otp_length;
         }
+        if let Some(max_attempts) = policy.and_then(|p| p.max_attempts) {
+            settings.max_attempts = max_attempts;
+        }
+        match policy.and_then(|p| p.delivery) {
+            // `check` made sure `[link]` (the deny links' base) is there.
+            Some(PolicyDelivery::Link) => settings.link_base = settings.deny_base.clone(),
+            Some(PolicyDelivery::Otp) => settings.link_base = None,
+            None => {}
+        }
         settings
     }
 }
@@ -96,6 +105,7 @@ impl From<&EmailConfig> for AuthSettings {
             otp_length: e.otp_length,
             fixed_otp: e.fixed_otp.clone(),
             validity: e.challenge_validity,
+            max_attempts: e.max_attempts,
             link_base: match &e.delivery {
                 Delivery::Link(link) => Some(link.base_url.clone()),
                 Delivery::Otp => None,
@@ -142,9 +152,8 @@ impl Authenticator {
                 return self.pin_and_code(req, &origin, check, code).await;
             }
         }
-        let split = self.split(req.password);
         let check = self.check_pin(req.user, req.password).await?;
-        if let Some((pin, code)) = split {
+        for (pin, code) in self.splits(req.password) {
             if let Some(decision) = self.maybe_wrong_code(req, &origin, &check, pin, code).await? {
                 return Ok(decision);
             }
@@ -183,7 +192,12 @@ impl Authenticator {
         policy: Option<&Policy>,
     ) -> Result<Decision, Unavailable> {
         let mut decision = match policy.map_or(SecondFactor::Email, |p| p.second_factor) {
-            SecondFactor::None => self.accept(&user.name, Reason::Exempt, policy),
+            SecondFactor::None => {
+                // A login succeeded: the failures in a row start from zero,
+                // as when a challenge is consumed.
+                self.limits.reset_failures(&user.name).await?;
+                self.accept(&user.name, Reason::Exempt, policy)
+            }
             SecondFactor::Deny => {
                 // In place of counting a failure: the same round trip.
                 self.limits.is_locked(&user.name).await?;
@@ -212,14 +226,9 @@ impl Authenticator {
         }
     }
 
-    /// The password cut into a PIN and a code of `otp_length` characters,
-    /// when it is longer than a code.
-    fn split<'p>(&self, password: &'p [u8]) -> Option<(&'p [u8], &'p [u8])> {
-        split_at_code(password, self.settings.load().otp_length)
-    }
-
-    /// The password cut as [`Self::split`] does, then for each other code
-    /// length a policy sets (the user's policy is not known before the PIN).
+    /// The password cut into a PIN and a code of `[email]`'s `otp_length`
+    /// characters, then for each other code length a policy sets (the user's
+    /// policy is not known before the PIN), when it is longer than a code.
     fn splits<'p>(&self, password: &'p [u8]) -> Vec<(&'p [u8], &'p [u8])> {
         let mut lengths = vec![self.settings.load().otp_length];
         for length in self.policies.load().0.iter().filter_map(|p| p.otp_length) {
@@ -240,12 +249,7 @@ impl Authenticator {
         };
         let reason = match self.challenges.answer(&tx, req.user, origin, req.password).await? {
             Answer::Locked => return Ok(Decision::reject(Reason::Locked)),
-            Answer::Accepted => {
-                // No directory on this path: the groups the users file knows.
-                let groups = self.users.load().local_groups(req.user);
-                let policy = self.policy(req, req.user, &groups);
-                return Ok(self.accept(req.user, Reason::OtpAccepted, policy.as_ref()));
-            }
+            Answer::Accepted { policy } => return Ok(self.accepted_answer(req, policy.as_deref())),
             Answer::Wrong { void: false } => Reason::WrongOtp,
             Answer::Wrong { void: true } => Reason::ChallengeVoid,
             Answer::Unknown => return Ok(Decision::reject(Reason::UnknownState)),
@@ -264,6 +268,25 @@ impl Authenticator {
             }
         };
         self.failure(req.user, reason).await
+    }
+
+    /// A State's right answer: Access-Accept under the policy the challenge
+    /// was opened with (`stored`, by name; one that no longer exists after a
+    /// reload: the `[email]` settings), unless a policy denies the login
+    /// through the client the answer came from (resolved with the groups
+    /// known without a directory, the users file's: no directory on this path).
+    fn accepted_answer(&self, req: &Request<'_>, stored: Option<&str>) -> Decision {
+        let groups = self.users.load().local_groups(req.user);
+        let here = self.policy(req, req.user, &groups);
+        if here.as_ref().is_some_and(|p| p.second_factor == SecondFactor::Deny) {
+            return self.accept(req.user, Reason::OtpAccepted, here.as_ref());
+        }
+        let policies = self.policies.load();
+        self.accept(
+            req.user,
+            Reason::OtpAccepted,
+            stored.and_then(|name| policies.named(name)),
+        )
     }
 
     /// The whole password was not the PIN; when the user it names has code
@@ -375,120 +398,6 @@ impl Authenticator {
             policy: policy.map(|p| p.name.clone()),
             ..Decision::accept(reason)
         }
-    }
-
-    /// Right PIN: a new challenge and its mail, or the open one within the
-    /// blocking timeout (its State only to the origin that opened it).
-    async fn open_challenge(
-        &self,
-        req: &Request<'_>,
-        origin: &Origin,
-        user: User,
-        policy: Option<&Policy>,
-    ) -> Result<Decision, Unavailable> {
-        let settings = self.settings.load().for_policy(policy);
-        let otp = match &settings.fixed_otp {
-            Some(code) => {
-                tracing::warn!(user = %user.name, "fixed_otp_for_testing used instead of a random code (test mode)");
-                Otp::fixed(code)
-            }
-            None => Otp::generate(settings.otp_length),
-        };
-        let tx = Transaction::random();
-        let token = settings.link_base.is_some().then(LinkToken::random);
-        let new = NewChallenge {
-            tx,
-            code: &otp,
-            link: token.as_ref(),
-            validity: settings.validity,
-        };
-        let opened = self.challenges.open(&user.name, origin, new, req.client_ip).await?;
-        let wording = Arc::clone(&settings.wording);
-        let language = wording.language_of(&user.languages);
-        let email = mask(user.email.email.as_ref());
-        let reply = |key: Key, transaction: &str, minutes: u64| {
-            let values = ReplyValues {
-                email: &email,
-                transaction,
-                minutes,
-            };
-            wording.reply(language.as_deref(), key, &values)
-        };
-        let (message, reason) = match opened {
-            Opened::AlreadySent { tx: open, left } => {
-                let message = reply(Key::AlreadySent, &open.to_string(), minutes(left));
-                let decision = prompt(req.challenge_mode, open, message, Reason::AlreadySent);
-                return Ok(with_session_timeout(decision, left));
-            }
-            Opened::SentElsewhere => {
-                // Someone else may have the PIN: the admin should know.
-                tracing::warn!(user = %user.name, %origin, "right PIN from another origin while the user's challenge is open: refused without State");
-                let message = wording.reply_elsewhere(language.as_deref(), &email);
-                return Ok(refusal(
-                    message.as_deref().unwrap_or(ALREADY_SUBMITTED),
-                    Reason::SentElsewhere,
-                ));
-            }
-            Opened::Throttled(limit) => {
-                tracing::info!(user = %user.name, limit = limit.as_str(), "e-mail throttled");
-                return Ok(refusal(&reply(Key::Throttled, "", 0), Reason::Throttled));
-            }
-            Opened::New => {
-                let key = if token.is_some() { Key::LinkPrompt } else { Key::Prompt };
-                let asked = asked::asked_by(req, &settings);
-                if !self.send_new(user, tx, otp, token, asked, &settings).await? {
-                    return Ok(refusal(&reply(Key::Busy, "", 0), Reason::MailQueueFull));
-                }
-                (
-                    reply(key, &tx.to_string(), minutes(settings.validity)),
-                    Reason::ChallengeSent,
-                )
-            }
-        };
-        Ok(with_session_timeout(
-            prompt(req.challenge_mode, tx, message, reason),
-            settings.validity,
-        ))
-    }
-
-    /// Queues the mail (the store counted it toward the throttles), with the
-    /// link of `token` if `tx` is a link challenge, in the user's language.
-    /// `false`: the queue is full, and `tx` was closed.
-    async fn send_new(
-        &self,
-        user: User,
-        tx: Transaction,
-        otp: Otp,
-        token: Option<LinkToken>,
-        asked: AskedBy,
-        settings: &AuthSettings,
-    ) -> Result<bool, Unavailable> {
-        let link = match (&settings.link_base, token) {
-            (Some(base), Some(token)) => Some(Zeroizing::new(format!("{base}/l/{}", token.to_path()))),
-            _ => None,
-        };
-        let name = user.name.clone();
-        let deny_link = self.deny_link(&name, tx, &asked, settings).await?;
-        let job = MailJob {
-            language: settings.wording.language_of(&user.languages),
-            to: user.email,
-            user: user.name,
-            otp,
-            link,
-            deny_link,
-            asked,
-            tx,
-            expires: Instant::now() + settings.validity,
-        };
-        if let Err(error) = self.mail.enqueue(job).await {
-            if let MailError::Unavailable(error) = error {
-                return Err(error.into());
-            }
-            tracing::error!(user = %name, %error, "cannot queue the e-mail; rejecting");
-            self.challenges.cancel(&name, &tx).await?;
-            return Ok(false);
-        }
-        Ok(true)
     }
 }
 

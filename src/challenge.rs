@@ -63,7 +63,9 @@ pub struct ChallengeSettings {
     /// How long a PIN again gets the open challenge instead of a new e-mail
     /// (`blocking_timeout`).
     pub blocking: Duration,
-    /// Wrong answers to one challenge before it is void (`max_attempts`).
+    /// Wrong answers to one challenge before it is void (`max_attempts`):
+    /// `[email]`'s; `auth` gives each challenge its own (its policy's) in
+    /// [`NewChallenge`], which the stores count against.
     pub max_attempts: u8,
 }
 
@@ -88,6 +90,11 @@ pub struct NewChallenge<'a> {
     pub link: Option<&'a LinkToken>,
     /// How long it stays valid: `[email]`'s or the user's policy's.
     pub validity: Duration,
+    /// Wrong answers before it is void: `[email]`'s or the user's policy's.
+    pub max_attempts: u8,
+    /// The name of the user's policy, kept with the challenge so that its
+    /// answer gets that policy's reply attributes.
+    pub policy: Option<&'a str>,
 }
 
 /// What a PIN request opened.
@@ -125,11 +132,14 @@ pub enum CodeMatch {
 }
 
 /// The outcome of answering a challenge's State with a code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     /// The code belongs to one of the user's open challenges; all of them are
     /// now closed.
-    Accepted,
+    Accepted {
+        /// The policy the State's challenge was opened under, by name.
+        policy: Option<String>,
+    },
     /// Wrong code; `void` when that was the last attempt the challenge had.
     Wrong {
         /// Whether the challenge is now closed.
@@ -203,9 +213,9 @@ pub trait ChallengeStore: Send + Sync + 'static {
     /// How many challenges are open, for metrics.
     fn open_count(&self) -> usize;
 
-    /// Applies new limits to challenges opened (and answered) from now on;
-    /// challenges already open keep theirs. Its `validity` is the default;
-    /// `open` is given each challenge's own.
+    /// Applies new limits to challenges opened from now on; challenges
+    /// already open keep theirs. Its `validity` and `max_attempts` are
+    /// `[email]`'s; `open` is given each challenge's own.
     fn set_settings(&self, settings: ChallengeSettings);
 
     /// Whether every call completes at once, without waiting on I/O (a store

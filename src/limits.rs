@@ -85,6 +85,10 @@ pub trait Limiter: Send + Sync + 'static {
     /// Locks `user` for the lockout time at once (the user said "this
     /// wasn't me").
     async fn lock(&self, user: &str) -> Result<(), BackendUnavailable>;
+
+    /// Starts `user`'s failures in a row from zero: a login succeeded
+    /// without a challenge to consume (an exempt policy).
+    async fn reset_failures(&self, user: &str) -> Result<(), BackendUnavailable>;
 }
 
 #[derive(Debug, Default)]
@@ -231,6 +235,11 @@ impl Limiter for MemoryLimiter {
         // Counted as a full row, so the sweeper keeps it until it ends.
         f.in_a_row = f.in_a_row.max(1);
         f.locked_until = Some(Instant::now() + self.lockout.duration);
+        Ok(())
+    }
+
+    async fn reset_failures(&self, user: &str) -> Result<(), BackendUnavailable> {
+        self.succeeded(user);
         Ok(())
     }
 }

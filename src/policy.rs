@@ -32,7 +32,8 @@ pub(crate) enum SecondFactor {
 pub(crate) struct Conditions {
     /// Canonical user names.
     pub users: Option<Vec<String>>,
-    /// Group names (a group the user is in matches by name).
+    /// Group names: a group the user is in matches by its name, or (a
+    /// directory's DN) by the value of its first RDN.
     pub groups: Option<Vec<String>>,
     /// `[[clients]]` names.
     pub clients: Option<Vec<String>>,
@@ -51,7 +52,7 @@ impl Conditions {
         let groups = self
             .groups
             .as_ref()
-            .is_none_or(|g| g.iter().any(|g| who.groups.iter().any(|mine| mine == g)));
+            .is_none_or(|g| g.iter().any(|g| who.groups.iter().any(|mine| group_matches(mine, g))));
         let clients = self.clients.as_ref().is_none_or(|c| c.iter().any(|c| c == who.client));
         let station = self.calling_station.as_ref().is_none_or(|nets| {
             let ip = who.calling_station.and_then(|s| s.trim().parse::<IpAddr>().ok());
@@ -74,8 +75,21 @@ pub(crate) struct Policy {
     pub challenge_validity: Option<Duration>,
     /// `otp_length` instead of `[email]`'s.
     pub otp_length: Option<u32>,
+    /// `max_attempts` instead of `[email]`'s.
+    pub max_attempts: Option<u8>,
+    /// `delivery` instead of `[email]`'s.
+    pub delivery: Option<PolicyDelivery>,
     /// Added to Access-Accept after the user's own `reply`.
     pub reply: Vec<WireAttribute>,
+}
+
+/// How a policy's second factor reaches the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PolicyDelivery {
+    /// A code in the e-mail.
+    Otp,
+    /// A link in the e-mail, confirmed on the `[link]` page.
+    Link,
 }
 
 /// Who asks and from where: what a policy's conditions look at.
@@ -101,6 +115,47 @@ impl Policies {
     pub(crate) fn resolve(&self, who: &Subject<'_>) -> Option<&Policy> {
         self.0.iter().find(|p| p.conditions.matches(who))
     }
+
+    /// The policy named `name`, as a challenge remembers it; `None` when
+    /// no policy has that name (any more: the `[email]` settings apply).
+    pub(crate) fn named(&self, name: &str) -> Option<&Policy> {
+        self.0.iter().find(|p| p.name == name)
+    }
+}
+
+/// Whether the group `mine` (a name, or a directory's DN) is `wanted`: the
+/// whole of it, or the value of its first RDN (`cn=vpn-admins,ou=groups,…`
+/// is `vpn-admins`).
+fn group_matches(mine: &str, wanted: &str) -> bool {
+    mine == wanted || first_rdn_value(mine).is_some_and(|v| v == wanted)
+}
+
+/// The value of the first RDN of the DN `dn` (RFC 4514), unescaped; `None`
+/// when `dn` is no DN (no `=` before the first unescaped `,`) or the RDN is
+/// multi-valued.
+fn first_rdn_value(dn: &str) -> Option<String> {
+    let (_, rest) = dn.split_once('=')?;
+    let mut value = String::new();
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ',' => break,
+            '+' => return None,
+            '\\' => {
+                let next = chars.next()?;
+                match next.to_digit(16).zip(chars.clone().next().and_then(|n| n.to_digit(16))) {
+                    // `\2C`: a hex pair (one byte; enough for ASCII names).
+                    Some((hi, lo)) => {
+                        chars.next();
+                        value.push(char::from_u32(hi * 16 + lo)?);
+                    }
+                    None => value.push(next),
+                }
+            }
+            c => value.push(c),
+        }
+    }
+    Some(value.trim().to_owned())
 }
 
 #[cfg(test)]
@@ -114,6 +169,8 @@ mod tests {
             second_factor,
             challenge_validity: None,
             otp_length: None,
+            max_attempts: None,
+            delivery: None,
             reply: Vec::new(),
         }
     }
@@ -183,6 +240,37 @@ mod tests {
         // A Calling-Station-Id that is no IP address is in no network.
         assert_eq!(name(who("carol", &[], "vpn1", Some("00-11-22-33-44-55"))), None);
         assert_eq!(name(who("Backup", &[], "vpn1", None)), None);
+    }
+
+    #[test]
+    fn a_directory_group_matches_by_its_whole_dn_or_its_first_rdn_value() {
+        let policies = Policies(vec![policy(
+            "admins",
+            Conditions {
+                groups: strings(&["vpn-admins", "cn=ops,ou=groups,dc=example,dc=test"]),
+                ..Conditions::default()
+            },
+            SecondFactor::None,
+        )]);
+        let applies = |groups: &[&str]| {
+            let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+            policies.resolve(&who("a", &groups, "c", None)).is_some()
+        };
+        assert!(applies(&["cn=vpn-admins,ou=groups,dc=example,dc=test"]));
+        assert!(applies(&["vpn-admins"]));
+        assert!(applies(&["cn=ops,ou=groups,dc=example,dc=test"]));
+        assert!(
+            !applies(&["cn=ops,ou=other,dc=example,dc=test"]),
+            "ops only by its whole DN"
+        );
+        assert!(!applies(&["cn=vpn-admins-old,ou=groups,dc=example,dc=test"]));
+        assert!(
+            !applies(&["cn=staff,ou=vpn-admins,dc=example,dc=test"]),
+            "only the first RDN"
+        );
+        assert!(!applies(&["cn=vpn-admins+uid=x,ou=groups"]), "a multi-valued RDN");
+        assert_eq!(first_rdn_value(r"cn=a\,b\2Cc,ou=x").as_deref(), Some("a,b,c"));
+        assert_eq!(first_rdn_value("vpn-admins"), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use super::answers::mask;
 use super::*;
 use crate::challenge::{ChallengeSettings, MemoryStore};
 use crate::config::ChallengeMode;
@@ -57,6 +58,10 @@ impl Limiter for Counting {
     }
     async fn lock(&self, user: &str) -> Result<(), BackendUnavailable> {
         self.inner.lock(user).await
+    }
+    async fn reset_failures(&self, user: &str) -> Result<(), BackendUnavailable> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.reset_failures(user).await
     }
 }
 
@@ -180,6 +185,8 @@ fn policy(name: &str, groups: &[&str], second_factor: SecondFactor) -> Policy {
         second_factor,
         challenge_validity: None,
         otp_length: None,
+        max_attempts: None,
+        delivery: None,
         reply: vec![crate::dictionary::Dictionary::builtin()
             .encode("Filter-Id", "admins")
             .unwrap()],
@@ -275,4 +282,94 @@ async fn a_code_finishing_a_login_through_a_client_the_policy_denies_is_refused(
     );
     assert_eq!(refused.policy.as_deref(), Some("off-other"));
     assert!(refused.attributes.is_empty(), "no reply attributes on a refusal");
+}
+
+/// `auth` with a fixed code and the policies `policies`.
+fn with_policies(policies: Vec<Policy>) -> Authenticator {
+    let auth = authenticator(counting());
+    let mut settings = (**auth.settings.load()).clone();
+    settings.fixed_otp = Some("123456".to_owned());
+    auth.settings.store(Arc::new(settings));
+    auth.policies.store(Arc::new(Policies(policies)));
+    auth
+}
+
+/// The State alice's right PIN gets.
+async fn pin_state(auth: &Authenticator) -> [u8; 32] {
+    let decision = auth.decide(&request("alice", b"1234")).await.unwrap();
+    decision.state.expect("a challenge").to_state()
+}
+
+/// The State's answer `code` from where `request` comes from.
+async fn answer(auth: &Authenticator, state: &[u8], code: &[u8]) -> Decision {
+    let req = Request {
+        state: Some(state),
+        ..request("alice", code)
+    };
+    auth.decide(&req).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_answer_gets_the_policy_the_challenge_was_opened_under() {
+    // The directory's groups (staff) are not known on the State's path:
+    // the policy comes with the challenge.
+    let auth = with_policies(vec![policy("staff", &["staff"], SecondFactor::Email)]);
+    let state = pin_state(&auth).await;
+    let accepted = answer(&auth, &state, b"123456").await;
+    assert_eq!(
+        (accepted.code, accepted.policy.as_deref()),
+        (Code::AccessAccept, Some("staff"))
+    );
+    assert_eq!(accepted.attributes[0].attr_type, 11, "the policy's Filter-Id");
+    // Renamed by a reload while the challenge is open: `[email]`'s answer.
+    let state = pin_state(&auth).await;
+    auth.policies.store(Arc::new(Policies(vec![policy(
+        "renamed",
+        &["staff"],
+        SecondFactor::Email,
+    )])));
+    let accepted = answer(&auth, &state, b"123456").await;
+    assert_eq!((accepted.code, accepted.policy), (Code::AccessAccept, None));
+    assert!(accepted.attributes.is_empty());
+}
+
+#[tokio::test]
+async fn a_policy_max_attempts_voids_its_challenge_at_the_nth_wrong_answer() {
+    let mut strict = policy("strict", &["staff"], SecondFactor::Email);
+    strict.max_attempts = Some(1);
+    let auth = with_policies(vec![strict]);
+    let state = pin_state(&auth).await;
+    assert_eq!(answer(&auth, &state, b"000000").await.reason, Reason::ChallengeVoid);
+    assert_eq!(answer(&auth, &state, b"123456").await.reason, Reason::UnknownState);
+}
+
+#[tokio::test]
+async fn a_wrong_code_of_a_policy_length_counts_against_the_open_challenge() {
+    let mut long = policy("long", &["staff"], SecondFactor::Email);
+    (long.otp_length, long.max_attempts) = (Some(8), Some(1));
+    let auth = authenticator(counting());
+    auth.policies.store(Arc::new(Policies(vec![long])));
+    let opened = auth.decide(&request("alice", b"1234")).await.unwrap();
+    assert_eq!(opened.reason, Reason::ChallengeSent);
+    let wrong = auth.decide(&request("alice", b"123400000000")).await.unwrap();
+    assert_eq!((wrong.code, wrong.reason), (Code::AccessReject, Reason::WrongOtp));
+    // That was its one attempt: the PIN now opens a new challenge.
+    let again = auth.decide(&request("alice", b"1234")).await.unwrap();
+    assert_eq!(again.reason, Reason::ChallengeSent);
+    assert_ne!(again.state, opened.state);
+}
+
+#[tokio::test]
+async fn an_exempt_accept_starts_the_failures_in_a_row_from_zero() {
+    let auth = with_policies(vec![policy("service", &["staff"], SecondFactor::None)]);
+    for _ in 0..2 {
+        for _ in 0..9 {
+            assert_eq!(
+                auth.decide(&request("alice", b"9999")).await.unwrap().reason,
+                Reason::WrongPin
+            );
+        }
+        let accepted = auth.decide(&request("alice", b"1234")).await.unwrap();
+        assert_eq!(accepted.reason, Reason::Exempt, "18 failures, never 10 in a row");
+    }
 }

@@ -17,6 +17,9 @@ use crate::expiry::ExpiryQueue;
 use crate::lifecycle::Lifecycle;
 use crate::limits::{Limiter, MemoryLimiter};
 use crate::otp::{CodeDigest, CodeSealer, DIGEST_LEN};
+use names::PolicyNames;
+
+mod names;
 
 /// A link challenge's progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +43,7 @@ struct Stamp(u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Second(u32);
 
-/// 56 bytes: the fields are ordered and sized so that none is padding but
-/// the last two bytes.
+/// 56 bytes: the fields are ordered and sized so that none is padding.
 #[derive(Debug)]
 struct Record {
     user: Arc<str>,
@@ -52,8 +54,11 @@ struct Record {
     /// pick an origin whose hash equals another's.
     origin: u64,
     blocking_until: Second,
-    attempts: u8,
+    /// Wrong answers left before it is void (its `max_attempts` at first).
+    attempts_left: u8,
     link: LinkState,
+    /// The policy it was opened under ([`PolicyNames`]; 0: none).
+    policy: u16,
 }
 
 /// The link index: a token's digest → its challenge.
@@ -74,6 +79,7 @@ pub struct MemoryStore {
     links: DashMap<[u8; DIGEST_LEN], LinkEntry>,
     link_expiry: Mutex<ExpiryQueue<[u8; DIGEST_LEN]>>,
     denies: deny::DenyIndex,
+    policy_names: PolicyNames,
     wake_sweeper: Notify,
     settings: ArcSwap<ChallengeSettings>,
     /// Counts the e-mail of each challenge opened.
@@ -94,6 +100,7 @@ impl MemoryStore {
             links: DashMap::new(),
             link_expiry: Mutex::new(ExpiryQueue::default()),
             denies: deny::DenyIndex::default(),
+            policy_names: PolicyNames::default(),
             wake_sweeper: Notify::new(),
             settings: ArcSwap::from_pointee(settings),
             limits,
@@ -144,11 +151,10 @@ impl MemoryStore {
     /// One wrong answer to the challenge `tx`; `true` when it is now void
     /// (and removed from `challenges`, not from the user's list).
     fn count_wrong(&self, tx: &Transaction) -> Option<bool> {
-        let max_attempts = self.settings.load().max_attempts;
         let void = {
             let mut r = self.challenges.get_mut(tx)?;
-            r.attempts = r.attempts.saturating_add(1);
-            r.attempts >= max_attempts
+            r.attempts_left = r.attempts_left.saturating_sub(1);
+            r.attempts_left == 0
         };
         if void {
             self.challenges.remove(tx);
@@ -233,6 +239,8 @@ impl ChallengeStore for MemoryStore {
             code,
             link,
             validity,
+            max_attempts,
+            policy,
         } = new;
         let now = Instant::now();
         let origin = self.origin(origin);
@@ -274,8 +282,9 @@ impl ChallengeStore for MemoryStore {
             blocking_until: self.second(now + settings.blocking.min(validity)),
             expires,
             origin,
-            attempts: 0,
+            attempts_left: max_attempts.max(1),
             link: LinkState::None,
+            policy: self.policy_names.number(policy),
         };
         self.challenges.insert(tx, record);
         list.push(tx);
@@ -306,7 +315,7 @@ impl ChallengeStore for MemoryStore {
             return Ok(Answer::Locked);
         }
         let answer = self.answer_now(state, user, origin, code);
-        if answer == Answer::Accepted {
+        if matches!(answer, Answer::Accepted { .. }) {
             self.limits.succeeded(user);
         }
         Ok(answer)
@@ -429,20 +438,26 @@ impl MemoryStore {
         if !list.contains(state) {
             return Answer::Unknown;
         }
-        match self.challenges.get(state).map(|r| (r.link, r.expires)) {
-            Some((LinkState::Pending, expires)) => {
+        let Some((link, expires, policy)) = self.challenges.get(state).map(|r| (r.link, r.expires, r.policy)) else {
+            return Answer::Unknown;
+        };
+        let accepted = || Answer::Accepted {
+            policy: self.policy_names.name(policy),
+        };
+        match link {
+            LinkState::Pending => {
                 let left = self.instant(expires).saturating_duration_since(now);
                 return Answer::LinkPending { left };
             }
-            Some((LinkState::Confirmed, _)) => {
+            LinkState::Confirmed => {
                 self.close_all(&mut list);
-                return Answer::Accepted;
+                return accepted();
             }
-            _ => {}
+            LinkState::None => {}
         }
         if self.matching(&list, origin, code, now).flatten().is_some() {
             self.close_all(&mut list);
-            return Answer::Accepted;
+            return accepted();
         }
         let Some(void) = self.count_wrong(state) else {
             return Answer::Unknown;

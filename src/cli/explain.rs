@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use super::CliError;
 use crate::config::{Config, Delivery};
-use crate::policy::{SecondFactor, Subject};
+use crate::policy::{PolicyDelivery, SecondFactor, Subject};
 use crate::users::HashThreads;
 
 /// What `--explain` was asked.
@@ -73,9 +73,15 @@ pub(super) fn run(config: &Config, asked: &Asked) -> Result<ExitCode, CliError> 
                 .and_then(|p| p.challenge_validity)
                 .unwrap_or(email.challenge_validity);
             let length = policy.and_then(|p| p.otp_length).unwrap_or(email.otp_length);
-            let what = match email.delivery {
-                Delivery::Otp => format!("a {length}-digit code"),
-                Delivery::Link(_) => "a link".to_owned(),
+            let attempts = policy.and_then(|p| p.max_attempts).unwrap_or(email.max_attempts);
+            let link = match policy.and_then(|p| p.delivery) {
+                Some(delivery) => delivery == PolicyDelivery::Link,
+                None => matches!(email.delivery, Delivery::Link(_)),
+            };
+            let what = if link {
+                "a link".to_owned()
+            } else {
+                format!("a {length}-digit code ({attempts} wrong answers void it)")
             };
             println!(
                 "  right PIN: {what} by e-mail to {}, valid {} s (Session-Timeout); \

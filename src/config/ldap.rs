@@ -52,7 +52,26 @@ pub struct LdapConfig {
     pub timeout: Duration,
     /// `language_attribute` (e.g. `preferredLanguage`): the user's language.
     pub language_attribute: Option<String>,
+    /// Where the user's groups (for `[[policies]]`) come from.
+    pub groups: LdapGroups,
 }
+
+/// The user's groups, for `[[policies]]`: the values of an attribute of the
+/// user's entry, and/or the entries a search with the user's DN finds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LdapGroups {
+    /// `group_attribute`, e.g. `memberOf`: each value is a group (a DN, or a
+    /// name).
+    pub attribute: Option<String>,
+    /// `group_filter`; `{dn}` is replaced by the user's DN, escaped.
+    pub filter: Option<String>,
+    /// `group_base_dn`: where `filter` searches (whole subtree); `base_dn`
+    /// when not given.
+    pub base_dn: String,
+}
+
+/// What `{dn}` in `group_filter` stands for.
+pub(crate) const DN_PLACEHOLDER: &str = "{dn}";
 
 impl Validator<'_> {
     /// Checks the LDAP keys of `[users]`.
@@ -75,6 +94,7 @@ impl Validator<'_> {
         let bind_dn = self.required(raw.bind_dn, "users.bind_dn")?;
         let bind_password = self.secret(raw.bind_password, raw.bind_password_file, "users.bind_password")?;
         let base_dn = self.required(raw.base_dn, "users.base_dn")?;
+        let groups = self.ldap_groups(raw.group_attribute, raw.group_filter, raw.group_base_dn, &base_dn)?;
         let user_filter = self.required(raw.user_filter, "users.user_filter")?;
         if !user_filter.contains(USER_PLACEHOLDER) {
             return Err(self.err(
@@ -109,6 +129,37 @@ impl Validator<'_> {
                 .language_attribute
                 .map(|a| self.attribute(Some(a), "preferredLanguage", "users.language_attribute"))
                 .transpose()?,
+            groups,
+        })
+    }
+
+    /// `group_attribute`, `group_filter` and `group_base_dn`.
+    fn ldap_groups(
+        &self,
+        attribute: Option<String>,
+        filter: Option<String>,
+        group_base_dn: Option<String>,
+        base_dn: &str,
+    ) -> Result<LdapGroups, ConfigError> {
+        let attribute = match attribute {
+            Some(a) => Some(self.attribute(Some(a), "memberOf", "users.group_attribute")?),
+            None => None,
+        };
+        if let Some(filter) = &filter {
+            if !filter.contains(DN_PLACEHOLDER) {
+                return Err(self.err(
+                    "users.group_filter",
+                    format!("must contain {DN_PLACEHOLDER}, e.g. \"(&(objectClass=groupOfNames)(member={DN_PLACEHOLDER}))\""),
+                ));
+            }
+            self.filter(&filter.replace(DN_PLACEHOLDER, "x"), filter, "users.group_filter")?;
+        } else if group_base_dn.is_some() {
+            return Err(self.err("users.group_base_dn", "only with group_filter"));
+        }
+        Ok(LdapGroups {
+            attribute,
+            filter,
+            base_dn: group_base_dn.unwrap_or_else(|| base_dn.to_owned()),
         })
     }
 
@@ -138,6 +189,9 @@ impl Validator<'_> {
             ("active_filter", raw.active_filter.is_some()),
             ("timeout", raw.timeout.is_some()),
             ("language_attribute", raw.language_attribute.is_some()),
+            ("group_attribute", raw.group_attribute.is_some()),
+            ("group_filter", raw.group_filter.is_some()),
+            ("group_base_dn", raw.group_base_dn.is_some()),
         ];
         match set.iter().find(|(_, is_set)| *is_set) {
             Some((key, _)) => Err(self.err(format!("users.{key}"), "only for backend = \"ldap\"")),
@@ -229,6 +283,10 @@ user_filter = "(uid={user})"
             assert!(ldap.user_filter.contains(attribute), "{file}");
             assert_eq!(ldap.email_attribute, "mail");
             assert!(ldap.active_filter.is_some());
+            assert!(
+                ldap.groups.attribute.is_some() || ldap.groups.filter.is_some(),
+                "{file}"
+            );
         }
     }
 
@@ -242,6 +300,25 @@ user_filter = "(uid={user})"
         let c = ldap(&format!("{GOOD}login_attribute = \"sAMAccountName\"\n"));
         assert_eq!(c.login_attribute, "sAMAccountName");
         assert_eq!(c.active_filter, None);
+        assert_eq!(
+            c.groups,
+            LdapGroups {
+                attribute: None,
+                filter: None,
+                base_dn: "dc=example,dc=com".to_owned(),
+            }
+        );
+        let c = ldap(&format!(
+            "{GOOD}group_attribute = \"memberOf\"\ngroup_filter = \"(member={{dn}})\"\ngroup_base_dn = \"ou=groups,dc=example,dc=com\"\n"
+        ));
+        assert_eq!(
+            (
+                c.groups.attribute.as_deref(),
+                c.groups.filter.as_deref(),
+                c.groups.base_dn.as_str()
+            ),
+            (Some("memberOf"), Some("(member={dn})"), "ou=groups,dc=example,dc=com")
+        );
         let c = ldap(&format!("{GOOD}ldap_starttls = true\n"));
         assert_eq!(c.tls, LdapTls::StartTls);
         let c = ldap(&GOOD.replace("ldap://ldap.example.com:389", "ldaps://ldap.example.com"));
@@ -307,6 +384,26 @@ user_filter = "(uid={user})"
                 "not an attribute name",
             ),
             (format!("{GOOD}timeout = 0\n"), "users.timeout", "at least 1 second"),
+            (
+                format!("{GOOD}group_filter = \"(member=x)\"\n"),
+                "users.group_filter",
+                "must contain {dn}",
+            ),
+            (
+                format!("{GOOD}group_filter = \"(member={{dn}}\"\n"),
+                "users.group_filter",
+                "not an LDAP filter",
+            ),
+            (
+                format!("{GOOD}group_base_dn = \"ou=groups\"\n"),
+                "users.group_base_dn",
+                "only with group_filter",
+            ),
+            (
+                format!("{GOOD}group_attribute = \"member of\"\n"),
+                "users.group_attribute",
+                "not an attribute name",
+            ),
             (
                 format!("{GOOD}file = \"users.toml\"\n"),
                 "users.file",

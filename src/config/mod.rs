@@ -27,7 +27,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-pub(crate) use ldap::{LdapConfig, LdapTls, USER_PLACEHOLDER};
+pub(crate) use ldap::{LdapConfig, LdapTls, DN_PLACEHOLDER, USER_PLACEHOLDER};
 
 use crate::dictionary::AttrDef;
 use crate::limits::{Lockout, Throttling};

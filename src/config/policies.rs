@@ -1,16 +1,23 @@
-//! The validate step for `[[policies]]`: conditions, `second_factor` and
-//! `reply`, checked against the clients and the dictionary. A policy that can
-//! never apply (after one without conditions) is refused, as are unknown
-//! client names and reply attributes.
+//! The validate step for `[[policies]]`: conditions, `second_factor`, the
+//! overrides of `[email]` and `reply`, checked against the clients, `[link]`
+//! and the dictionary. A policy that can never apply (after one without
+//! conditions) is refused, as are unknown client names and reply attributes,
+//! and link delivery where `[email]`'s would be refused.
 
 use super::raw::{RawPolicy, RawSecondFactor};
 use super::validate::{network, Validator};
-use super::{Client, ConfigError};
+use super::{ChallengeMode, Client, ConfigError};
 use crate::dictionary::Dictionary;
-use crate::policy::{Conditions, Policies, Policy, SecondFactor};
+use crate::policy::{Conditions, Policies, Policy, PolicyDelivery, SecondFactor};
 
 impl Validator<'_> {
-    pub(super) fn policies(&self, raw: Vec<RawPolicy>, clients: &[Client]) -> Result<Policies, ConfigError> {
+    /// `link`: whether `[link]` is configured.
+    pub(super) fn policies(
+        &self,
+        raw: Vec<RawPolicy>,
+        clients: &[Client],
+        link: bool,
+    ) -> Result<Policies, ConfigError> {
         let mut policies: Vec<Policy> = Vec::with_capacity(raw.len());
         for (i, raw) in raw.into_iter().enumerate() {
             let key = |k: &str| format!("policies[{i}].{k}");
@@ -27,7 +34,11 @@ impl Validator<'_> {
                 );
                 return Err(self.err(key("name"), reason));
             }
-            policies.push(self.policy(&key, raw, clients)?);
+            let policy = self.policy(&key, raw, clients)?;
+            if policy.delivery == Some(PolicyDelivery::Link) {
+                self.link_delivery(&key, &policy, clients, link)?;
+            }
+            policies.push(policy);
         }
         Ok(Policies(policies))
     }
@@ -80,6 +91,20 @@ impl Validator<'_> {
         if raw.challenge_validity == Some(0) {
             return Err(self.err(key("challenge_validity"), "must be at least 1 second"));
         }
+        if raw.max_attempts == Some(0) {
+            return Err(self.err(key("max_attempts"), "must be at least 1"));
+        }
+        let delivery = match raw.delivery.as_deref() {
+            None => None,
+            Some("otp") => Some(PolicyDelivery::Otp),
+            Some("link") => Some(PolicyDelivery::Link),
+            Some(other) => {
+                return Err(self.err(
+                    key("delivery"),
+                    format!("`{other}` is not supported (\"otp\" or \"link\")"),
+                ))
+            }
+        };
         let reply = Dictionary::builtin()
             .reply_attributes(&raw.reply)
             .map_err(|(name, reason)| self.err(key(&format!("reply.{name}")), reason))?;
@@ -98,15 +123,56 @@ impl Validator<'_> {
             },
             challenge_validity: raw.challenge_validity.map(std::time::Duration::from_secs),
             otp_length: raw.otp_length,
+            max_attempts: raw.max_attempts,
+            delivery,
             reply,
         })
+    }
+
+    /// `delivery = "link"` in a policy: as for `[email]`'s, it needs `[link]`
+    /// and Access-Challenge from every client the policy can apply to.
+    fn link_delivery(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        policy: &Policy,
+        clients: &[Client],
+        link: bool,
+    ) -> Result<(), ConfigError> {
+        if !link {
+            return Err(self.err(
+                key("delivery"),
+                "delivery = \"link\" needs a [link] section with listen and base_url",
+            ));
+        }
+        let applies = |c: &&Client| {
+            policy
+                .conditions
+                .clients
+                .as_ref()
+                .is_none_or(|names| names.contains(&c.name))
+        };
+        match clients
+            .iter()
+            .filter(applies)
+            .find(|c| c.challenge_mode == ChallengeMode::Reject)
+        {
+            Some(client) => Err(self.err(
+                key("delivery"),
+                format!(
+                    "link delivery needs Access-Challenge (the user presses Enter after confirming); \
+                     client `{}` has challenge_mode = \"reject\" and the policy can apply to it",
+                    client.name
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::tests::{load, MINIMAL};
-    use crate::policy::SecondFactor;
+    use crate::policy::{PolicyDelivery, SecondFactor};
 
     fn with_policies(policies: &str) -> String {
         format!("{MINIMAL}\n{policies}")
@@ -181,11 +247,61 @@ mod tests {
                 "[[policies]]\nname = \"p\"\nusers = [\"a\"]\n[[policies]]\nname = \"p\"\nusers = [\"b\"]\n",
                 "key `policies[1].name`: policy name `p` is used twice",
             ),
+            (
+                "[[policies]]\nname = \"p\"\nmax_attempts = 0\n",
+                "key `policies[0].max_attempts`: must be at least 1",
+            ),
+            (
+                "[[policies]]\nname = \"p\"\ndelivery = \"sms\"\n",
+                "key `policies[0].delivery`: `sms` is not supported",
+            ),
+            (
+                "[[policies]]\nname = \"p\"\ndelivery = \"link\"\n",
+                "key `policies[0].delivery`: delivery = \"link\" needs a [link] section",
+            ),
         ];
         for (policies, want) in cases {
             let err = load(&with_policies(policies)).unwrap_err().to_string();
             assert!(err.starts_with("/etc/mailotp/mailotp.toml: "), "{err}");
             assert!(err.contains(want), "{err}\nwanted: {want}");
         }
+    }
+
+    const LINK: &str = "[link]\nlisten = \"127.0.0.1:0\"\nbase_url = \"https://otp.example.test\"\n";
+
+    /// MINIMAL with a second client, `nas`, in challenge_mode = "reject".
+    fn with_reject_client(policies: &str) -> String {
+        let clients = "[[clients]]\nname = \"nas\"\naddress = \"10.9.0.0/24\"\nsecret = \"s3cret\"\nchallenge_mode = \"reject\"\n";
+        with_policies(&format!("{clients}{LINK}{policies}"))
+    }
+
+    #[test]
+    fn max_attempts_and_delivery_per_policy() {
+        let text = with_policies(&format!(
+            "{LINK}[[policies]]\nname = \"strict\"\nusers = [\"a\"]\nmax_attempts = 1\ndelivery = \"link\"\n\
+             [[policies]]\nname = \"codes\"\ndelivery = \"otp\"\n"
+        ));
+        let policies = load(&text).unwrap().policies;
+        assert_eq!(policies.0[0].max_attempts, Some(1));
+        assert_eq!(policies.0[0].delivery, Some(PolicyDelivery::Link));
+        assert_eq!(
+            (policies.0[1].max_attempts, policies.0[1].delivery),
+            (None, Some(PolicyDelivery::Otp))
+        );
+    }
+
+    #[test]
+    fn link_delivery_is_refused_where_a_reject_mode_client_could_use_it() {
+        let err = load(&with_reject_client("[[policies]]\nname = \"p\"\ndelivery = \"link\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("key `policies[0].delivery`: link delivery needs Access-Challenge")
+                && err.contains("client `nas`"),
+            "{err}"
+        );
+        // Scoped to the client that can do Access-Challenge: fine.
+        let scoped = "[[policies]]\nname = \"p\"\nclients = [\"vpn\"]\ndelivery = \"link\"\n";
+        assert!(load(&with_reject_client(scoped)).is_ok());
     }
 }

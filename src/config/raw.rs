@@ -50,6 +50,8 @@ pub(super) struct RawPolicy {
     pub second_factor: RawSecondFactor,
     pub challenge_validity: Option<u64>,
     pub otp_length: Option<u32>,
+    pub max_attempts: Option<u8>,
+    pub delivery: Option<String>,
     #[serde(default)]
     pub reply: std::collections::BTreeMap<String, toml::Value>,
 }
@@ -173,6 +175,10 @@ pub(super) struct RawUsers {
     pub active_filter: Option<String>,
     pub timeout: Option<u64>,
     pub language_attribute: Option<String>,
+    // The user's groups for [[policies]] (config::ldap::groups).
+    pub group_attribute: Option<String>,
+    pub group_filter: Option<String>,
+    pub group_base_dn: Option<String>,
 }
 
 fn default_backend() -> String {

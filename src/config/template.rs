@@ -236,6 +236,15 @@ pub(crate) fn without_controls(s: &str) -> std::borrow::Cow<'_, str> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Templates {
     subject: Template,
+    body: Body,
+    /// Without `body_file`: the built-in bodies of the other delivery, for
+    /// the mails of a policy whose `delivery` is not `[email]`'s.
+    other: Option<Body>,
+}
+
+/// A text body and its optional HTML alternative.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Body {
     text: Template,
     html: Option<Template>,
 }
@@ -264,33 +273,66 @@ impl Templates {
         };
         let subject = Template::parse(from.subject)
             .map_err(|reason| ConfigError::invalid("configuration", "email.provider.email_subject", reason))?;
-        let text = match from.body_file {
-            Some(p) => load(p, "email.body_file")?,
-            None => {
-                let body = if from.link { BUILT_IN_LINK_TEXT } else { BUILT_IN_TEXT };
-                let deny = if from.deny { BUILT_IN_DENY } else { "" };
-                Template::parse(&format!("{body}{deny}")).expect("built-in template parses")
+        let built_in = |link: bool| {
+            let body = if link { BUILT_IN_LINK_TEXT } else { BUILT_IN_TEXT };
+            let deny = if from.deny { BUILT_IN_DENY } else { "" };
+            Body {
+                text: Template::parse(&format!("{body}{deny}")).expect("built-in template parses"),
+                html: Some(built_in_html(link, from.deny)),
             }
         };
-        let html = match (from.html_body_file, from.body_file) {
-            (Some(p), _) => Some(load(p, "email.html_body_file")?),
+        let (body, other) = match (from.body_file, from.html_body_file) {
+            (None, None) => (built_in(from.link), Some(built_in(!from.link))),
             // Own text without own HTML: an HTML part would say other words.
-            (None, Some(_)) => None,
-            (None, None) => Some(built_in_html(from.link, from.deny)),
+            (Some(text), None) => (
+                Body {
+                    text: load(text, "email.body_file")?,
+                    html: None,
+                },
+                None,
+            ),
+            (Some(text), Some(html)) => (
+                Body {
+                    text: load(text, "email.body_file")?,
+                    html: Some(load(html, "email.html_body_file")?),
+                },
+                None,
+            ),
+            // Own HTML only: the other delivery's mails go as built-in text.
+            (None, Some(html)) => {
+                let body = Body {
+                    text: built_in(from.link).text,
+                    html: Some(load(html, "email.html_body_file")?),
+                };
+                let other = Body {
+                    text: built_in(!from.link).text,
+                    html: None,
+                };
+                (body, Some(other))
+            }
         };
-        Ok(Templates { subject, text, html })
+        Ok(Templates { subject, body, other })
     }
 
     /// A language directory's templates (see `config::languages`).
     pub(crate) fn of_language(subject: Template, text: Template, html: Option<Template>) -> Templates {
-        Templates { subject, text, html }
+        Templates {
+            subject,
+            body: Body { text, html },
+            other: None,
+        }
     }
 
     /// The subject, the text body, and the HTML body when one is configured.
     pub(crate) fn render(&self, values: &Values<'_>) -> (String, String, Option<String>) {
         let subject = self.subject.render(values, str::to_owned);
-        let text = self.text.render(values, str::to_owned);
-        let html = self.html.as_ref().map(|t| t.render(values, escape_html));
+        // The built-in bodies for links when the mail has one, for codes when not.
+        let body = match &self.other {
+            Some(other) if self.body.text.places(Placeholder::Link) == values.link.is_empty() => other,
+            _ => &self.body,
+        };
+        let text = body.text.render(values, str::to_owned);
+        let html = body.html.as_ref().map(|t| t.render(values, escape_html));
         (subject, text, html)
     }
 
@@ -298,10 +340,15 @@ impl Templates {
     /// `{deny_link}`, for `check` to warn about when mails carry one.
     pub(crate) fn without_deny_link(&self) -> Vec<&'static str> {
         let mut missing = Vec::new();
-        if !self.text.places(Placeholder::DenyLink) {
+        if !self.body.text.places(Placeholder::DenyLink) {
             missing.push("email.body_file");
         }
-        if self.html.as_ref().is_some_and(|h| !h.places(Placeholder::DenyLink)) {
+        if self
+            .body
+            .html
+            .as_ref()
+            .is_some_and(|h| !h.places(Placeholder::DenyLink))
+        {
             missing.push("email.html_body_file");
         }
         missing

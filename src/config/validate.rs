@@ -70,7 +70,7 @@ impl<'a> Validator<'a> {
         let delivery = self.delivery(&raw.email.delivery, pages.as_ref(), &clients)?;
         let email = self.email(raw.email, &raw.messages, delivery, pages, options)?;
         let state = self.state(raw.state)?;
-        let policies = self.policies(raw.policies, &clients)?;
+        let policies = self.policies(raw.policies, &clients, email.pages.is_some())?;
         Ok(Config {
             source: self.source.clone(),
             server,

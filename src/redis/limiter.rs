@@ -116,4 +116,13 @@ impl Limiter for RedisLimiter {
             })
             .await
     }
+
+    async fn reset_failures(&self, user: &str) -> Result<(), BackendUnavailable> {
+        let failures = key("f", user);
+        self.redis
+            .run("reset failures", |mut c| async move {
+                redis::cmd("DEL").arg(failures).query_async::<()>(&mut c).await
+            })
+            .await
+    }
 }

@@ -4,9 +4,10 @@
 //! - `mailotp:c:{state}`: a hash with the user (`u`), the keyed digest of the
 //!   code (`d`, sealed with a key derived from the pool key: a read of Redis
 //!   hands out no codes), its end of validity in wall-clock Unix milliseconds
-//!   (`e`), the origin (`o`, [`Origin::encode`]), the record's MAC (`m`),
-//!   blocking-until in Redis server milliseconds (`b`) and wrong attempts
-//!   (`a`); it expires with the challenge;
+//!   (`e`), the origin (`o`, [`Origin::encode`]), the policy it was opened
+//!   under (`p`, its name; empty: none) and its max attempts (`n`), the
+//!   record's MAC (`m`), blocking-until in Redis server milliseconds (`b`)
+//!   and wrong attempts (`a`); it expires with the challenge;
 //! - `mailotp:u:{user}`: the user's challenges, oldest first, for "PIN again
 //!   within blocking_timeout" and "a code of any of the user's challenges";
 //! - `mailotp:open`: a sorted set of the pool's open States scored by their
@@ -72,7 +73,7 @@ use crate::otp::{CodeDigest, CodeSealer};
 use scripts::{CONSUME, DIGESTS, OPEN, WRONG};
 
 /// Values [`DIGESTS`] returns per challenge (and OPEN for the one that blocks).
-const READ_FIELDS: usize = 7;
+const READ_FIELDS: usize = 9;
 
 /// One of a user's open challenges, checked, as `answer` and `find` need it.
 struct OpenChallenge {
@@ -83,6 +84,10 @@ struct OpenChallenge {
     origin: Vec<u8>,
     /// The end of its validity (wall clock, from its authenticated record).
     expires_unix_ms: u64,
+    /// The policy it was opened under, by name.
+    policy: Option<String>,
+    /// Wrong answers before it is void.
+    max_attempts: u8,
 }
 
 /// Where a challenge's link stands, from its checked mark.
@@ -101,13 +106,15 @@ const CONFIRMED: u8 = b'c';
 
 /// The immutable fields of a challenge record, in the order its MAC covers
 /// them. A new immutable field is one more pair here.
-fn challenge_fields<'a>(
-    user: &'a [u8],
-    digest: &'a [u8],
-    expires: &'a [u8],
-    origin: &'a [u8],
-) -> [(&'static str, &'a [u8]); 4] {
-    [("u", user), ("d", digest), ("e", expires), ("o", origin)]
+fn challenge_fields([user, digest, expires, origin, policy, max_attempts]: [&[u8]; 6]) -> [(&'static str, &[u8]); 6] {
+    [
+        ("u", user),
+        ("d", digest),
+        ("e", expires),
+        ("o", origin),
+        ("p", policy),
+        ("n", max_attempts),
+    ]
 }
 
 fn challenge_key(state: &str) -> String {
@@ -226,7 +233,7 @@ impl RedisStore {
     /// One challenge as [`DIGESTS`] read it, if it passes its check: its MAC,
     /// its owner, its link mark. A failure is logged and counted.
     fn checked(&self, user: &str, read: &[Vec<u8>]) -> Option<OpenChallenge> {
-        let [state, owner, digest, expires, origin, mac, mark] = read else {
+        let [state, owner, digest, expires, origin, mac, mark, policy, max_attempts] = read else {
             return None;
         };
         let Some(tx) = Transaction::from_state(state) else {
@@ -234,10 +241,11 @@ impl RedisStore {
             return None;
         };
         let key = challenge_key(&tx.to_string());
-        if !self
-            .records
-            .verify(&key, &challenge_fields(owner, digest, expires, origin), mac)
-        {
+        if !self.records.verify(
+            &key,
+            &challenge_fields([owner, digest, expires, origin, policy, max_attempts]),
+            mac,
+        ) {
             bad_record(&key, "challenge mac");
             return None;
         }
@@ -264,6 +272,8 @@ impl RedisStore {
             link,
             origin: origin.clone(),
             expires_unix_ms: expires,
+            policy: (!policy.is_empty()).then(|| String::from_utf8_lossy(policy).into_owned()),
+            max_attempts: std::str::from_utf8(max_attempts).ok()?.parse().ok()?,
         })
     }
 
@@ -303,16 +313,17 @@ impl RedisStore {
         found
     }
 
-    /// One wrong answer to `state`: counted in Redis and here. `None` when the
-    /// challenge is no longer open.
-    async fn wrong(&self, user: &str, state: &Transaction) -> Result<Option<Answer>, BackendUnavailable> {
-        let settings = **self.settings.load();
+    /// One wrong answer to `open`: counted in Redis and here. `None` when
+    /// the challenge is no longer open.
+    async fn wrong(&self, user: &str, open: &OpenChallenge) -> Result<Option<Answer>, BackendUnavailable> {
+        let (state, max_attempts) = (&open.tx, open.max_attempts);
         let verdict = self
-            .on_challenge("count attempt", &self.wrong, user, state, settings.max_attempts)
+            .on_challenge("count attempt", &self.wrong, user, state, max_attempts)
             .await?;
-        let here = self.attempts.wrong(*state, settings.validity);
+        let validity = Duration::from_millis(open.expires_unix_ms.saturating_sub(now_unix_ms()));
+        let here = self.attempts.wrong(*state, validity);
         Ok(match verdict {
-            0 if here >= settings.max_attempts => {
+            0 if here >= max_attempts => {
                 // Redis lost attempts counted here (reset by someone): void.
                 self.cancel(user, state).await?;
                 Some(Answer::Wrong { void: true })
@@ -370,13 +381,28 @@ impl RedisStore {
         link: Option<&link::LinkArgs>,
         client_ip: Option<&str>,
     ) -> Result<Tried, BackendUnavailable> {
-        let NewChallenge { tx, code, validity, .. } = new;
+        let NewChallenge {
+            tx,
+            code,
+            validity,
+            max_attempts,
+            policy,
+            ..
+        } = new;
         let settings = **self.settings.load();
         let digest = self.sealer.seal(&tx, code.expose().as_bytes());
         let expires = (now_unix_ms() + millis(validity)).to_string();
+        let (policy, max_attempts) = (policy.unwrap_or(""), max_attempts.max(1).to_string());
         let mac = self.records.mac(
             &challenge_key(&tx.to_string()),
-            &challenge_fields(user.as_bytes(), &digest, expires.as_bytes(), origin.as_bytes()),
+            &challenge_fields([
+                user.as_bytes(),
+                &digest,
+                expires.as_bytes(),
+                origin.as_bytes(),
+                policy.as_bytes(),
+                max_attempts.as_bytes(),
+            ]),
         );
         let (script, t) = (&self.open, self.throttling);
         let reply: Option<Vec<Vec<u8>>> = self
@@ -408,6 +434,7 @@ impl RedisStore {
                         .arg(link::LinkArgs::memory_ms()),
                     None => call.arg(""),
                 };
+                call.arg(policy).arg(&max_attempts);
                 call.invoke_async(&mut c).await
             })
             .await?;
@@ -449,6 +476,13 @@ impl RedisStore {
                     .await
             })
             .await
+    }
+}
+
+/// The answer that accepted `this` (the State's challenge).
+fn accepted(this: &OpenChallenge) -> Answer {
+    Answer::Accepted {
+        policy: this.policy.clone(),
     }
 }
 
@@ -512,23 +546,22 @@ impl ChallengeStore for RedisStore {
             }
             Link::Confirmed => {
                 let consumed = self.consume_pair(user, state, state).await?;
-                return Ok(if consumed { Answer::Accepted } else { Answer::Unknown });
+                return Ok(if consumed { accepted(this) } else { Answer::Unknown });
             }
             Link::None => {}
         }
-        let settings = **self.settings.load();
-        if self.attempts.count(state) >= settings.max_attempts {
+        if self.attempts.count(state) >= this.max_attempts {
             // Void by this instance's count, whatever Redis says now.
             return Ok(Answer::Unknown);
         }
         if let CodeMatch::Matched(matched) = self.matching(&open, origin, code) {
             return Ok(if self.consume_pair(user, state, &matched).await? {
-                Answer::Accepted
+                accepted(this)
             } else {
                 Answer::Unknown
             });
         }
-        Ok(self.wrong(user, state).await?.unwrap_or(Answer::Unknown))
+        Ok(self.wrong(user, this).await?.unwrap_or(Answer::Unknown))
     }
 
     async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, BackendUnavailable> {
@@ -539,7 +572,7 @@ impl ChallengeStore for RedisStore {
     async fn wrong_code(&self, user: &str, origin: &Origin) -> Result<(), BackendUnavailable> {
         let open = self.digests(user).await?;
         for o in code_challenges(&open, origin) {
-            self.wrong(user, &o.tx).await?;
+            self.wrong(user, o).await?;
         }
         Ok(())
     }

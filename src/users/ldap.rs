@@ -13,9 +13,11 @@
 //! directory never sees a locked user's password guesses. A directory that
 //! cannot answer is `Unavailable`, and is reported down to `health` (so
 //! Status-Server goes silent) until an operation or a service bind works
-//! again. Nothing here logs a PIN or the service password.
+//! again. The user's groups (module `groups`) are read only once the PIN
+//! was right. Nothing here logs a PIN or the service password.
 
 mod conn;
+mod groups;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -62,6 +64,8 @@ struct Found {
     email: Option<Mailbox>,
     /// Every value of `language_attribute`, in the entry's order.
     languages: Vec<String>,
+    /// The values of `group_attribute`, if configured.
+    groups: Vec<String>,
 }
 
 impl LdapUsers {
@@ -114,14 +118,15 @@ impl Inner {
             Some(f) if !bound => PinCheck::WrongPin(f.login),
             Some(f) if !active => PinCheck::Inactive(f.login),
             Some(Found {
+                dn,
                 login,
                 email: Some(email),
                 languages,
-                ..
+                groups,
             }) => PinCheck::Valid(User {
                 name: login,
                 email,
-                groups: Vec::new(),
+                groups: self.note(self.groups(&dn, groups).await)?,
                 languages,
             }),
             Some(Found {
@@ -144,15 +149,21 @@ impl Inner {
             config.email_attribute.as_str(),
             config.login_attribute.as_str(),
         );
+        let group_attribute = config.groups.attribute.as_deref();
         let language = config.language_attribute.as_deref();
+        let wanted: Vec<&str> = [Some(attribute), Some(login), group_attribute, language]
+            .into_iter()
+            .flatten()
+            .collect();
         let result = self
             .service
-            .run("user search", |mut ldap| async move {
-                let mut wanted = vec![attribute, login];
-                wanted.extend(language);
-                ldap.with_search_options(SearchOptions::new().sizelimit(2))
-                    .search(base, Scope::Subtree, filter, wanted)
-                    .await
+            .run("user search", |mut ldap| {
+                let wanted = wanted.clone();
+                async move {
+                    ldap.with_search_options(SearchOptions::new().sizelimit(2))
+                        .search(base, Scope::Subtree, filter, wanted)
+                        .await
+                }
             })
             .await?;
         let (entries, outcome) = (result.0, result.1);
@@ -167,30 +178,31 @@ impl Inner {
             }
         }
         let entry = SearchEntry::construct(entries.into_iter().next().expect("one entry"));
-        let first = |wanted: &str| {
+        let values = |wanted: &str| {
             entry
                 .attrs
                 .iter()
                 .find(|(key, _)| key.eq_ignore_ascii_case(wanted))
-                .and_then(|(_, values)| values.first())
+                .map(|(_, values)| values.as_slice())
         };
+        let first = |wanted: &str| values(wanted).and_then(<[String]>::first);
+        let groups = group_attribute
+            .and_then(values)
+            .map(<[String]>::to_vec)
+            .unwrap_or_default();
         let email = first(attribute).and_then(|value| value.parse::<Mailbox>().ok());
         let Some(login) = first(login).filter(|l| !l.is_empty()).cloned() else {
             // Without a canonical name the user cannot be counted: nobody.
             tracing::warn!(dn = %entry.dn, attribute = %login, "user has no login_attribute in the directory; treated as unknown");
             return Ok(None);
         };
-        let languages = config
-            .language_attribute
-            .as_deref()
-            .and_then(|wanted| entry.attrs.iter().find(|(key, _)| key.eq_ignore_ascii_case(wanted)))
-            .map(|(_, values)| values.clone())
-            .unwrap_or_default();
+        let languages = language.and_then(values).map(<[String]>::to_vec).unwrap_or_default();
         Ok(Some(Found {
             dn: entry.dn,
             login,
             email,
             languages,
+            groups,
         }))
     }
 
@@ -278,6 +290,29 @@ impl UserDirectory for LdapUsers {
     async fn check_connection(&self) -> Result<(), DirectoryError> {
         self.inner.service.probe().await
     }
+
+    /// With the service account: the entry `name` matches, whether it is
+    /// active (in `active_filter`, with an e-mail address), and its groups.
+    async fn lookup(&self, name: &str) -> Result<Option<(User, bool)>, DirectoryError> {
+        let inner = &self.inner;
+        let Some(found) = inner.find(name).await? else {
+            return Ok(None);
+        };
+        let active = inner.is_active(&found.dn).await? && found.email.is_some();
+        let groups = inner.groups(&found.dn, found.groups).await?;
+        let email = found
+            .email
+            .unwrap_or_else(|| Mailbox::new(None, lettre::Address::new("no-address", "invalid").expect("an address")));
+        Ok(Some((
+            User {
+                name: found.login,
+                email,
+                groups,
+                languages: found.languages,
+            },
+            active,
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -301,6 +336,7 @@ mod tests {
             active_filter: None,
             timeout: Duration::from_secs(2),
             language_attribute: None,
+            groups: Default::default(),
         };
         let health = Arc::new(Health::default());
         let life = Lifecycle::new(Duration::from_secs(1));

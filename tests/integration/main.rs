@@ -19,6 +19,7 @@ mod mail_and_abuse;
 mod packaging;
 mod packets;
 mod policies;
+mod policy_ldap;
 mod pool_support;
 mod redis;
 mod redis_forgery;

@@ -289,3 +289,101 @@ fn check_explain_names_the_policy_and_what_a_right_pin_would_do() {
     );
     assert!(explain(&setup, &["mallory"]).contains("unknown"));
 }
+
+/// The answer `code` to `state` from the default origin.
+fn answer(server: &Server, user: &str, code: &str, state: &str) -> String {
+    send_otp(server, user, code, state).expect("an answer").code
+}
+
+#[test]
+fn a_policys_max_attempts_voids_the_challenge_at_its_nth_wrong_answer() {
+    let smtp = SmtpSink::start();
+    let policy = "[[policies]]\nname = \"admins\"\ngroups = [\"vpn-admins\"]\nmax_attempts = 1\n";
+    let server = Server::start(&setup_with(&smtp, policy));
+    let alice = send_pin(&server, "alice", pin("alice")).unwrap();
+    let alice_otp = smtp.wait_for_mails(1)[0].otp();
+    assert_eq!(answer(&server, "alice", "00000000", &alice.state()), "Access-Reject");
+    server.wait_for_log("reason=\"challenge-void\"");
+    assert_eq!(
+        answer(&server, "alice", &alice_otp, &alice.state()),
+        "Access-Reject",
+        "void after the policy's one attempt"
+    );
+    // [email]'s max_attempts (3) for bob: two wrong answers leave it open.
+    let bob = send_pin(&server, "bob", pin("bob")).unwrap();
+    let bob_otp = poll("bob's mail", DEADLINE, || {
+        smtp.mails_to("bob@").first().map(|m| m.otp())
+    });
+    for _ in 0..2 {
+        assert_eq!(answer(&server, "bob", "00000000", &bob.state()), "Access-Reject");
+    }
+    assert_eq!(answer(&server, "bob", &bob_otp, &bob.state()), "Access-Accept");
+}
+
+#[test]
+fn a_policys_delivery_sends_a_link_where_email_sends_codes() {
+    let smtp = SmtpSink::start();
+    let policy = "[[policies]]\nname = \"by-link\"\nusers = [\"bob\"]\ndelivery = \"link\"\n";
+    let mut setup = setup_with(&smtp, policy);
+    setup.extra.push_str(&format!(
+        "[link]\nlisten = \"127.0.0.1:0\"\nbase_url = \"{}\"\n",
+        crate::link::BASE_URL
+    ));
+    let server = Server::start(&setup);
+    let line = server.wait_for_log("link page server on ");
+    let pages = line.rsplit("link page server on ").next().unwrap().trim().to_owned();
+    let bob = send_pin(&server, "bob", pin("bob")).unwrap();
+    assert_eq!(
+        bob.attr("Reply-Message"),
+        Some("Open the link in the e-mail sent to b***@example.test, then press Enter")
+    );
+    let mail = smtp.wait_for_mails(1).pop().unwrap();
+    let path = crate::link::link_path(&mail);
+    assert!(!mail.body().contains("one-time password"), "{}", mail.body());
+    assert_eq!(
+        answer(&server, "bob", "", &bob.state()),
+        "Access-Challenge",
+        "not confirmed yet"
+    );
+    let confirmed = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+        .args(["-X", "POST", "-H", "Origin: null", "-d", ""])
+        .arg(format!("{pages}{path}"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&confirmed.stdout), "200");
+    assert_eq!(answer(&server, "bob", "", &bob.state()), "Access-Accept");
+    // No policy for alice: [email]'s code.
+    let alice = send_pin(&server, "alice", pin("alice")).unwrap();
+    let otp = smtp.wait_for_mails(2).pop().unwrap().otp();
+    assert_eq!(answer(&server, "alice", &otp, &alice.state()), "Access-Accept");
+}
+
+#[test]
+fn with_redis_a_policys_max_attempts_and_reply_hold_on_every_instance() {
+    use crate::pool_support::{start_pool_with, PoolKey, RedisServer};
+    let (redis, key, smtp) = (RedisServer::start(), PoolKey::new(), SmtpSink::start());
+    let policy = "[[policies]]\nname = \"strict\"\nusers = [\"bob\"]\nmax_attempts = 2\n\
+                  reply = { Filter-Id = \"strict\" }\n";
+    let pool = start_pool_with(2, setup_with(&smtp, policy), &redis, &key);
+    let (a, b) = (&pool[0], &pool[1]);
+    let first = send_pin(a, "bob", pin("bob")).unwrap();
+    let otp = smtp.wait_for_mails(1)[0].otp();
+    assert_eq!(answer(b, "bob", "000000", &first.state()), "Access-Reject");
+    assert_eq!(answer(a, "bob", "000000", &first.state()), "Access-Reject");
+    assert_eq!(
+        answer(b, "bob", &otp, &first.state()),
+        "Access-Reject",
+        "the policy's 2 attempts, counted across instances"
+    );
+    // A new challenge (the void one blocks no more), answered on the other
+    // instance: the policy's reply attribute comes with it.
+    let second = send_pin(b, "bob", pin("bob")).unwrap();
+    assert_ne!(second.state(), first.state());
+    let otp = smtp.wait_for_mails(2).pop().unwrap().otp();
+    let accept = send_otp(a, "bob", &otp, &second.state()).unwrap();
+    assert_eq!(
+        (accept.code.as_str(), accept.attr("Filter-Id")),
+        ("Access-Accept", Some("strict"))
+    );
+}

@@ -13,7 +13,7 @@ use crate::harness::*;
 use crate::pool_support::*;
 
 /// Fields of a challenge hash covered by its MAC (a change voids the record).
-const COVERED: [&str; 5] = ["u", "d", "e", "o", "m"];
+const COVERED: [&str; 7] = ["u", "d", "e", "o", "p", "n", "m"];
 /// Counters the scripts update in place, not covered (see src/redis/store.rs):
 /// changing them can deny service but never accept a wrong code.
 const UNCOVERED: [&str; 2] = ["a", "b"];
@@ -47,7 +47,11 @@ fn wrong_code(otp: &str) -> String {
 
 fn flip_last(value: &[u8]) -> Vec<u8> {
     let mut flipped = value.to_vec();
-    *flipped.last_mut().unwrap() ^= 1;
+    match flipped.last_mut() {
+        Some(last) => *last ^= 1,
+        // An empty field (`p`: no policy) gets a value.
+        None => flipped.push(b'x'),
+    }
     flipped
 }
 

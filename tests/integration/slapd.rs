@@ -46,20 +46,25 @@ pub struct Slapd {
 impl Slapd {
     /// A plain `ldap://` directory.
     pub fn start() -> Slapd {
-        Slapd::start_with(None)
+        Slapd::start_with(None, "")
+    }
+
+    /// A plain `ldap://` directory with the entries of `ldif` added.
+    pub fn start_seeded(ldif: &str) -> Slapd {
+        Slapd::start_with(None, ldif)
     }
 
     /// A directory that takes `ldap://` with STARTTLS and `ldaps://`, with the
     /// certificate of `pki`, and refuses anything without TLS.
     pub fn start_tls(pki: &TestPki) -> Slapd {
-        Slapd::start_with(Some(pki))
+        Slapd::start_with(Some(pki), "")
     }
 
-    fn start_with(pki: Option<&TestPki>) -> Slapd {
+    fn start_with(pki: Option<&TestPki>, extra: &str) -> Slapd {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("db")).unwrap();
         std::fs::write(dir.path().join("slapd.conf"), slapd_conf(dir.path(), pki)).unwrap();
-        std::fs::write(dir.path().join("data.ldif"), entries()).unwrap();
+        std::fs::write(dir.path().join("data.ldif"), entries() + extra).unwrap();
         let out = Command::new("/usr/sbin/slapadd")
             .args(["-f", "slapd.conf", "-l", "data.ldif"])
             .current_dir(dir.path())

@@ -49,6 +49,8 @@ async fn open_valid(
         code: &code,
         link: None,
         validity,
+        max_attempts: settings().max_attempts,
+        policy: None,
     };
     store.open(user, origin, new, None).await.unwrap()
 }
@@ -92,7 +94,7 @@ async fn a_code_is_accepted_once() {
     let (tx, _) = open(&store, "alice", 123456).await;
     assert_eq!(
         store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
-        Answer::Accepted
+        Answer::Accepted { policy: None }
     );
     assert_eq!(
         store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
@@ -111,7 +113,7 @@ async fn the_state_belongs_to_its_user() {
     );
     assert_eq!(
         store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
-        Answer::Accepted
+        Answer::Accepted { policy: None }
     );
 }
 
@@ -162,7 +164,7 @@ async fn an_older_code_is_accepted_under_the_newer_state_and_closes_both() {
     assert_eq!(opened, Opened::New);
     assert_eq!(
         store.answer(&newer, "alice", &here(), b"111111").await.unwrap(),
-        Answer::Accepted
+        Answer::Accepted { policy: None }
     );
     assert_eq!(store.open_count(), 0);
 }
@@ -211,7 +213,7 @@ async fn open_challenges_per_user_are_bounded() {
             .answer(&txs[last as usize], "bob", &here(), code.as_bytes())
             .await
             .unwrap(),
-        Answer::Accepted
+        Answer::Accepted { policy: None }
     );
 }
 
@@ -252,7 +254,7 @@ async fn a_link_challenge_waits_for_one_confirmation() {
     );
     assert_eq!(
         store.answer(&tx, "alice", &here(), b"").await.unwrap(),
-        Answer::Accepted
+        Answer::Accepted { policy: None }
     );
     assert_eq!(store.answer(&tx, "alice", &here(), b"").await.unwrap(), Answer::Unknown);
     assert_eq!(store.link_status(&token).await.unwrap(), LinkStatus::Gone);
@@ -281,7 +283,8 @@ async fn an_expired_link_is_gone_then_forgotten() {
 fn a_record_has_no_padding_to_spare() {
     // The memory budget (256 bytes per open challenge at a million) counts on
     // it: the map's buckets hold a Transaction and a Record each. The origin's
-    // 8-byte hash took it from 48 to 56 (2 bytes of padding).
+    // 8-byte hash took it from 48 to 56; the policy's number fills the last
+    // 2 bytes of padding.
     assert_eq!(std::mem::size_of::<Record>(), 56);
 }
 
@@ -309,7 +312,7 @@ async fn another_origin_can_neither_use_nor_void_nor_learn_a_state() {
     );
     assert_eq!(
         store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
-        Answer::Accepted
+        Answer::Accepted { policy: None }
     );
 }
 
@@ -367,4 +370,32 @@ async fn a_challenge_of_its_own_validity_ends_its_blocking_with_it() {
     tokio::time::advance(Duration::from_secs(41)).await;
     let later = open_valid(&store, "alice", &here, Transaction::random(), 333333, short).await;
     assert_eq!(later, Opened::New);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_challenge_keeps_its_own_max_attempts_and_policy() {
+    let store = store();
+    let (tx, code) = (Transaction::random(), Otp::from_value(123456, 6));
+    let new = NewChallenge {
+        tx,
+        code: &code,
+        link: None,
+        validity: settings().validity,
+        max_attempts: 5,
+        policy: Some("admins"),
+    };
+    assert_eq!(store.open("alice", &here(), new, None).await.unwrap(), Opened::New);
+    // [email]'s 3 attempts are not this challenge's 5.
+    for _ in 0..4 {
+        assert_eq!(
+            store.answer(&tx, "alice", &here(), b"000000").await.unwrap(),
+            Answer::Wrong { void: false }
+        );
+    }
+    assert_eq!(
+        store.answer(&tx, "alice", &here(), b"123456").await.unwrap(),
+        Answer::Accepted {
+            policy: Some("admins".to_owned())
+        }
+    );
 }

@@ -89,6 +89,28 @@ fn own_text_without_own_html_sends_text_only_and_delivery_placeholders_are_check
     assert!(link.fits_delivery(false).unwrap_err().contains("{link}"));
 }
 
+#[test]
+fn the_built_in_bodies_follow_each_mails_delivery() {
+    // A policy's delivery may differ from [email]'s: a mail with a link gets
+    // the link's words, one without the code's, whatever the default.
+    let link = "https://otp.example.test/l/abc";
+    for default_is_link in [false, true] {
+        let t = Templates::load(&Sources {
+            link: default_is_link,
+            ..sources(false)
+        })
+        .unwrap();
+        let (_, code, html) = t.render(&VALUES);
+        let html = html.expect("built-in HTML");
+        assert!(code.contains("123456") && !code.contains(link), "{code}");
+        assert!(html.contains("123456") && !html.contains(link), "{html}");
+        let (_, linked, html) = t.render(&Values { link, ..VALUES });
+        let html = html.expect("built-in HTML");
+        assert!(linked.contains(link) && !linked.contains("123456"), "{linked}");
+        assert!(html.contains(link) && !html.contains("123456"), "{html}");
+    }
+}
+
 fn sources(deny: bool) -> Sources<'static> {
     Sources {
         subject: "Your OTP",

@@ -8,7 +8,8 @@
 /// ms, blocking ms, max open, MAC, expires (Unix ms), origin, then the
 /// throttles (per hour, in five minutes, per address per hour, 0: no limit;
 /// whether an address was given), then for a link challenge
-/// `link::LinkArgs` (an empty mark without). While the newest challenge
+/// `link::LinkArgs` (an empty mark without), and last the policy's name
+/// (`p`, empty: none) and max attempts (`n`). While the newest challenge
 /// blocks, returns `=` when it is of the same origin (`!` when not) and its
 /// record as [`DIGESTS`] reads one, to be checked (it may be forged), so that
 /// no second read is needed. When the mail would pass a throttle, returns `t`
@@ -28,10 +29,10 @@ if #live > 0 then
   local c = p .. 'c:' .. live[#live]
   local b = tonumber(redis.call('HGET', c, 'b'))
   if b and b > now then
-    local r = redis.call('HMGET', c, 'u', 'd', 'e', 'o', 'm', 'k')
+    local r = redis.call('HMGET', c, 'u', 'd', 'e', 'o', 'm', 'k', 'p', 'n')
     local out = {'!', live[#live]}
     if r[4] == ARGV[10] then out[1] = '=' end
-    for i = 1, 6 do out[#out + 1] = r[i] or '' end
+    for i = 1, 8 do out[#out + 1] = r[i] or '' end
     return out
   end
 end
@@ -62,6 +63,7 @@ if by_ip then
 end
 local c = p .. 'c:' .. ARGV[2]
 redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'e', ARGV[9], 'o', ARGV[10], 'm', ARGV[8], 'b', now + tonumber(ARGV[6]), 'a', 0)
+redis.call('HSET', c, 'p', ARGV[#ARGV - 1], 'n', ARGV[#ARGV])
 redis.call('PEXPIRE', c, ARGV[5])
 if ARGV[15] ~= '' then
   redis.call('HSET', c, 'k', ARGV[15])
@@ -78,15 +80,15 @@ return false
 /// KEYS[1] user list, KEYS[2] the user's lock (empty: not asked); ARGV
 /// prefix. Returns `1` alone when the user is locked; else `0`, then
 /// `READ_FIELDS` values per challenge of the list: State, user, digest,
-/// expires, origin, MAC, link mark (empty: none).
+/// expires, origin, MAC, link mark (empty: none), policy, max attempts.
 pub(super) const DIGESTS: &str = r"
 if KEYS[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {'1'} end
 local out = {'0'}
 for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local r = redis.call('HMGET', ARGV[1] .. 'c:' .. tx, 'u', 'd', 'e', 'o', 'm', 'k')
+  local r = redis.call('HMGET', ARGV[1] .. 'c:' .. tx, 'u', 'd', 'e', 'o', 'm', 'k', 'p', 'n')
   if r[2] then
     out[#out + 1] = tx
-    for i = 1, 6 do out[#out + 1] = r[i] or '' end
+    for i = 1, 8 do out[#out + 1] = r[i] or '' end
   end
 end
 return out

@@ -28,7 +28,15 @@ fn record(store: &RedisStore, tx: &Transaction, user: &str, expires: u64) -> Vec
     let digest = store.sealer.seal(tx, b"123456");
     let expires = expires.to_string();
     let origin = b"s:198.51.100.7";
-    let fields = challenge_fields(user.as_bytes(), &digest, expires.as_bytes(), origin);
+    let (policy, max_attempts) = (b"admins", b"2");
+    let fields = challenge_fields([
+        user.as_bytes(),
+        &digest,
+        expires.as_bytes(),
+        origin,
+        policy,
+        max_attempts,
+    ]);
     let mac = store.records.mac(&challenge_key(&tx.to_string()), &fields);
     vec![
         tx.to_string().into_bytes(),
@@ -38,6 +46,8 @@ fn record(store: &RedisStore, tx: &Transaction, user: &str, expires: u64) -> Vec
         origin.to_vec(),
         mac.to_vec(),
         Vec::new(),
+        policy.to_vec(),
+        max_attempts.to_vec(),
     ]
 }
 
@@ -52,12 +62,13 @@ async fn only_a_record_of_this_pool_user_and_state_counts() {
     let honest = record(&store, &tx, "alice", in_ten_minutes());
     let open = store.checked("alice", &honest).expect("an honest record");
     assert_eq!((open.tx, open.link), (tx, Link::None));
+    assert_eq!((open.policy.as_deref(), open.max_attempts), (Some("admins"), 2));
     assert!(store.checked("bob", &honest).is_none(), "alice's, read for bob");
     assert!(self::store(2).checked("alice", &honest).is_none(), "another pool key");
     let mut moved = honest.clone();
     moved[0] = Transaction::random().to_string().into_bytes();
     assert!(store.checked("alice", &moved).is_none(), "under another State");
-    for field in 1..6 {
+    for field in [1, 2, 3, 4, 5, 7, 8] {
         let mut changed = honest.clone();
         *changed[field].last_mut().unwrap() ^= 1;
         assert!(store.checked("alice", &changed).is_none(), "field {field} changed");
