@@ -41,6 +41,9 @@ pub(crate) enum Error {
     /// The shared state in Redis.
     #[error(transparent)]
     State(#[from] PoolError),
+    /// The configured control socket could not be made.
+    #[error(transparent)]
+    Control(#[from] crate::control::SocketError),
     /// Signals, systemd notification or a socket's address.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -127,14 +130,32 @@ pub(crate) async fn run(config: Config, options: LoadOptions) -> Result<(), Erro
         );
         life.spawn(exporter);
     }
+    let (reload_tx, mut reloads) = tokio::sync::mpsc::channel(1);
+    let control = crate::control::Control {
+        ctx: Arc::clone(&running.ctx),
+        state: Arc::clone(&running.operator),
+        reload: reload_tx,
+    };
+    crate::control::start(&config.control, control, &life).await?;
     let ctx = Arc::clone(&running.ctx);
     let server = life.spawn(crate::server::serve(sockets, ctx, life.clone()));
     systemd(&[NotifyState::Ready]);
     let mut signals = Signals::new()?;
-    while signals.next().await == Signal::Reload {
+    loop {
+        // A reload asked on the control socket is a SIGHUP with an answer.
+        let asked = tokio::select! {
+            signal = signals.next() => match signal {
+                Signal::Stop => break,
+                Signal::Reload => None,
+            },
+            Some(asked) = reloads.recv() => Some(asked),
+        };
         systemd(&[NotifyState::Reloading, NotifyState::monotonic_usec_now()?]);
-        running.reload(&config.source).await;
+        let result = running.reload(&config.source).await;
         systemd(&[NotifyState::Ready]);
+        if let Some(asked) = asked {
+            let _ = asked.send(result);
+        }
     }
     systemd(&[NotifyState::Stopping]);
     tracing::info!("stopping: answering requests in progress");
@@ -181,6 +202,8 @@ struct Running {
     health: Arc<Health>,
     life: Lifecycle,
     options: LoadOptions,
+    /// What `mailotp ctl` reads and clears.
+    operator: Arc<dyn crate::control::OperatorState>,
 }
 
 /// Builds stores, mail queue, link pages and the decision from `config`.
@@ -190,7 +213,8 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
     let hash_threads = HashThreads::new(config.server.hash_workers);
     let users = crate::users::open_reporting(&config.users, hash_threads.clone(), Arc::clone(&health), life)?;
     let email = &config.email;
-    let (store, limits, mail) = start_state(config, &health, life).await?;
+    let (store, limits, mail, operator) = start_state(config, &health, life).await?;
+    mail.record_deliveries(operator.deliveries());
     let denied = Arc::new(std::sync::atomic::AtomicU64::new(0));
     if let Some(link) = &email.pages {
         let listener = TcpListener::bind(link.listen).await.map_err(|source| Error::Listen {
@@ -233,27 +257,43 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
         health,
         life: life.clone(),
         options,
+        operator,
     })
 }
 
-/// Challenges, limits and the mail queue: in this process, or in Redis.
+/// Challenges, limits, the mail queue and the operator's view of them: in
+/// this process, or in Redis.
 async fn start_state(
     config: &Config,
     health: &Arc<Health>,
     life: &Lifecycle,
-) -> Result<(Arc<dyn ChallengeStore>, Arc<dyn Limiter>, MailQueue), Error> {
+) -> Result<
+    (
+        Arc<dyn ChallengeStore>,
+        Arc<dyn Limiter>,
+        MailQueue,
+        Arc<dyn crate::control::OperatorState>,
+    ),
+    Error,
+> {
     let (email, lockout) = (&config.email, config.users.lockout);
     Ok(match &config.state {
         StateConfig::Redis(redis) => {
             let shared = crate::redis::start(redis, email, lockout, health, life).await?;
             tracing::info!("state in redis: challenges, limits and the mail queue are shared with the pool");
-            (shared.challenges, shared.limits, shared.mail)
+            let operator = crate::redis::control::RedisState::new(redis, email, health)?;
+            (shared.challenges, shared.limits, shared.mail, operator)
         }
         StateConfig::Memory => {
             let limits = MemoryLimiter::start(email.throttling, lockout, life);
             let store = MemoryStore::start(email.into(), Arc::clone(&limits), life);
             let mail = crate::mail::start(email, life)?;
-            (store, limits, mail)
+            let operator = Arc::new(crate::control::MemoryState {
+                store: Arc::clone(&store),
+                limits: Arc::clone(&limits),
+                deliveries: Arc::default(),
+            });
+            (store, limits, mail, operator)
         }
     })
 }
@@ -261,11 +301,13 @@ async fn start_state(
 impl Running {
     /// SIGHUP: reads the configuration and users again and swaps clients,
     /// users, code settings, policies and mail templates. Open challenges stay. A bad
-    /// file changes nothing: the error is logged and the old one keeps serving.
-    async fn reload(&self, source: &Source) {
+    /// file changes nothing: the error is logged (and returned, for `mailotp
+    /// ctl reload`) and the old one keeps serving.
+    async fn reload(&self, source: &Source) -> Result<(), String> {
         let Source::File(path) = source else {
-            tracing::warn!("SIGHUP ignored: the embedded default configuration has nothing to reload");
-            return;
+            let why = "the embedded default configuration has nothing to reload";
+            tracing::warn!("reload ignored: {why}");
+            return Err(why.to_owned());
         };
         let (path, options) = (path.clone(), self.options);
         let loaded = tokio::task::spawn_blocking(move || Config::load(&path, options)).await;
@@ -275,8 +317,14 @@ impl Running {
             Err(e) => Err(e.into()),
         };
         match result {
-            Ok(()) => tracing::info!("configuration reloaded"),
-            Err(e) => tracing::error!(error = %e, "reload refused; the previous configuration keeps serving"),
+            Ok(()) => {
+                tracing::info!("configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; the previous configuration keeps serving");
+                Err(e.to_string())
+            }
         }
     }
 

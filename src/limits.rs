@@ -197,6 +197,42 @@ impl MemoryLimiter {
     }
 }
 
+impl MemoryLimiter {
+    /// The user's lock and counters (`mailotp ctl status`).
+    pub(crate) fn view(&self, user: &str) -> crate::control::UserLimits {
+        let now = Instant::now();
+        let (locked_for, failures) = self.failures.get(user).map_or((None, 0), |f| {
+            let left = f.locked_until.map(|until| until.saturating_duration_since(now));
+            (left.filter(|l| !l.is_zero()), u64::from(f.in_a_row))
+        });
+        let count = |window| {
+            self.user_mails
+                .get(user)
+                .map_or(0, |sent| within(&sent, now, window) as u64)
+        };
+        crate::control::UserLimits {
+            locked_for,
+            failures,
+            mails_5_min: count(FIVE_MINUTES),
+            mails_hour: count(HOUR),
+        }
+    }
+
+    /// Clears the lock and the failures (with `throttles` the user's e-mail
+    /// counts too); `true` when the user was locked.
+    pub(crate) fn unlock(&self, user: &str, throttles: bool) -> bool {
+        let now = Instant::now();
+        let was_locked = self
+            .failures
+            .remove(user)
+            .is_some_and(|(_, f)| f.locked_until.is_some_and(|until| until > now));
+        if throttles {
+            self.user_mails.remove(user);
+        }
+        was_locked
+    }
+}
+
 #[async_trait]
 impl Limiter for MemoryLimiter {
     async fn is_locked(&self, user: &str) -> Result<bool, BackendUnavailable> {

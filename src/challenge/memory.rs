@@ -503,3 +503,4 @@ impl MemoryStore {
 
 #[cfg(test)]
 mod tests;
+mod view;

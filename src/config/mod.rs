@@ -6,6 +6,7 @@
 //! file the same way. Relative paths are relative to the configuration file.
 //! This module reads files but opens no sockets and starts nothing.
 
+mod control;
 mod ldap;
 mod policies;
 mod raw;
@@ -25,6 +26,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+pub(crate) use control::{ControlConfig, DEFAULT_SOCKET};
 pub(crate) use ldap::{LdapConfig, LdapTls, USER_PLACEHOLDER};
 
 use crate::dictionary::AttrDef;
@@ -384,6 +386,8 @@ pub(crate) struct Config {
     pub metrics: Option<MetricsConfig>,
     /// `[[policies]]`, in file order.
     pub policies: Policies,
+    /// `[control]`: the operator socket.
+    pub control: ControlConfig,
 }
 
 impl Config {

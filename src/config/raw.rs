@@ -34,6 +34,7 @@ pub(super) struct RawConfig {
     pub metrics: Option<RawMetrics>,
     #[serde(default)]
     pub policies: Vec<RawPolicy>,
+    pub control: Option<super::control::RawControl>,
 }
 
 #[derive(Debug, Deserialize)]

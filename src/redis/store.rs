@@ -52,6 +52,7 @@ mod deny;
 mod link;
 mod open;
 mod scripts;
+mod view;
 
 use std::sync::Arc;
 use std::time::Duration;
