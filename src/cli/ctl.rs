@@ -223,10 +223,10 @@ fn table(rows: &[(&str, String)]) -> String {
 fn when(unix: i64, now: i64) -> String {
     let stamp = jiff::Timestamp::from_second(unix).map_or_else(|_| unix.to_string(), |t| t.to_string());
     let d = unix - now;
-    let relative = if d >= 0 {
-        format!("in {}", span(d.unsigned_abs()))
-    } else {
-        format!("{} ago", span(d.unsigned_abs()))
+    let relative = match d {
+        0 => "now".to_owned(),
+        1.. => format!("in {}", span(d.unsigned_abs())),
+        _ => format!("{} ago", span(d.unsigned_abs())),
     };
     format!("{stamp} ({relative})")
 }
@@ -248,6 +248,7 @@ mod tests {
     fn times_read_as_rfc_3339_and_how_far() {
         assert_eq!(when(1_800_000_240, 1_800_000_000), "2027-01-15T08:04:00Z (in 4 min)");
         assert_eq!(when(1_800_000_000, 1_800_000_030), "2027-01-15T08:00:00Z (30 s ago)");
+        assert_eq!(when(1_800_000_000, 1_800_000_000), "2027-01-15T08:00:00Z (now)");
         assert_eq!(span(7500), "2 h 5 min");
     }
 
