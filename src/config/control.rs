@@ -42,3 +42,34 @@ impl Validator<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, LoadOptions, Source, EMBEDDED_CONFIG};
+
+    fn control(section: &str) -> Result<ControlConfig, ConfigError> {
+        let text = format!("{EMBEDDED_CONFIG}\n{section}");
+        let source = Source::File(PathBuf::from("/etc/mailotp/mailotp.toml"));
+        Config::from_text(&text, source, LoadOptions::default()).map(|c| c.control)
+    }
+
+    #[test]
+    fn the_socket_is_the_default_off_or_relative_to_the_file() {
+        assert_eq!(
+            control("").unwrap(),
+            ControlConfig::Default(PathBuf::from(DEFAULT_SOCKET))
+        );
+        assert_eq!(control("[control]\nsocket = \"\"\n").unwrap(), ControlConfig::Off);
+        assert_eq!(
+            control("[control]\nsocket = \"ctl.sock\"\n").unwrap(),
+            ControlConfig::Configured(PathBuf::from("/etc/mailotp/ctl.sock"))
+        );
+        let long = format!("[control]\nsocket = \"/{}\"\n", "x".repeat(120));
+        assert!(control(&long).unwrap_err().to_string().contains("control.socket"));
+        assert!(
+            control("[control]\nsockett = \"x\"\n").is_err(),
+            "unknown keys are errors"
+        );
+    }
+}

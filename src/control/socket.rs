@@ -127,3 +127,48 @@ pub(crate) fn admitted(peer: &Peer, path: &Path) -> bool {
     nix::unistd::getgrouplist(&name, Gid::from_raw(peer.gid))
         .is_ok_and(|groups| groups.iter().any(|g| g.as_raw() == group))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stale_socket_is_replaced_a_live_one_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctl.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let bound = bind(&path).await.expect("the stale file is replaced");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        assert!(matches!(bind(&path).await, Err(SocketError::InUse { .. })));
+        assert!(path.exists(), "the live socket stays");
+        drop(bound);
+        assert!(!path.exists(), "removed on stop");
+    }
+
+    #[tokio::test]
+    async fn a_file_or_a_missing_directory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ctl.sock");
+        std::fs::write(&file, "not a socket").unwrap();
+        assert!(matches!(bind(&file).await, Err(SocketError::NotASocket { .. })));
+        let missing = dir.path().join("no-such-dir/ctl.sock");
+        assert!(matches!(bind(&missing).await, Err(SocketError::Io { .. })));
+    }
+
+    #[test]
+    fn root_the_servers_user_and_the_sockets_group_are_admitted() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = std::fs::metadata(dir.path()).unwrap().gid();
+        let peer = |uid, gid| Peer { uid, gid, pid: 1 };
+        assert!(admitted(&peer(0, 12345), dir.path()));
+        assert!(admitted(&peer(Uid::effective().as_raw(), 12345), dir.path()));
+        assert!(admitted(&peer(54321, group), dir.path()), "primary group");
+        let nobody = User::from_name("nobody")
+            .unwrap()
+            .map(|u| (u.uid.as_raw(), u.gid.as_raw()));
+        if let Some((uid, gid)) = nobody.filter(|(uid, gid)| *uid != Uid::effective().as_raw() && *gid != group) {
+            assert!(!admitted(&peer(uid, gid), dir.path()));
+        }
+    }
+}

@@ -218,3 +218,28 @@ fn in_a_pool_unlock_on_b_frees_a_user_locked_via_a_and_b_shows_as_challenges() {
         "Access-Reject"
     );
 }
+
+#[test]
+fn a_configured_socket_that_cannot_be_made_stops_the_start() {
+    let smtp = SmtpSink::start();
+    let mut setup = Setup::new(smtp.port);
+    setup.extra = "[control]\nsocket = \"no-such-dir/ctl.sock\"\n".to_owned();
+    let dir = setup.write();
+    let out = run_mailotp("serve", dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("control socket") && stderr.contains("no-such-dir"),
+        "{stderr}"
+    );
+
+    // A live server holds the path: a second one with the same path refuses.
+    let first = Server::start(&with_control(smtp.port));
+    let mut second = Setup::new(smtp.port);
+    second.extra = format!("[control]\nsocket = {:?}\n", socket(&first));
+    let dir = second.write();
+    let out = run_mailotp("serve", dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("already listens"), "{stderr}");
+    assert!(ctl(&first, &["stats"]).ok, "the first keeps its socket");
+}
