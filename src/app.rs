@@ -11,11 +11,12 @@ use sd_notify::NotifyState;
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::auth::{AuthSettings, Authenticator, Handler};
-use crate::challenge::{ChallengeStore, MemoryStore};
+use crate::challenge::{ChallengeStore, MemoryState, MemoryStore, OperatorState};
 use crate::config::{Config, ConfigError, LoadOptions, Source, StateConfig};
 use crate::health::Health;
 use crate::lifecycle::Lifecycle;
 use crate::limits::{Limiter, MemoryLimiter};
+use crate::mail::status::{DeliveryLog, MemoryDeliveries};
 use crate::mail::MailQueue;
 use crate::redis::PoolError;
 use crate::server::{Clients, Context};
@@ -134,6 +135,7 @@ pub(crate) async fn run(config: Config, options: LoadOptions) -> Result<(), Erro
     let control = crate::control::Control {
         ctx: Arc::clone(&running.ctx),
         state: Arc::clone(&running.operator),
+        deliveries: Arc::clone(&running.deliveries),
         reload: reload_tx,
     };
     crate::control::start(&config.control, control, &life).await?;
@@ -203,7 +205,9 @@ struct Running {
     life: Lifecycle,
     options: LoadOptions,
     /// What `mailotp ctl` reads and clears.
-    operator: Arc<dyn crate::control::OperatorState>,
+    operator: Arc<dyn OperatorState>,
+    /// What became of each mail.
+    deliveries: Arc<dyn DeliveryLog>,
 }
 
 /// Builds stores, mail queue, link pages and the decision from `config`.
@@ -213,8 +217,14 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
     let hash_threads = HashThreads::new(config.server.hash_workers);
     let users = crate::users::open_reporting(&config.users, hash_threads.clone(), Arc::clone(&health), life)?;
     let email = &config.email;
-    let (store, limits, mail, operator) = start_state(config, &health, life).await?;
-    mail.record_deliveries(operator.deliveries());
+    let State {
+        store,
+        limits,
+        mail,
+        operator,
+        deliveries,
+    } = start_state(config, &health, life).await?;
+    mail.record_deliveries(Arc::clone(&deliveries));
     let denied = Arc::new(std::sync::atomic::AtomicU64::new(0));
     if let Some(link) = &email.pages {
         let listener = TcpListener::bind(link.listen).await.map_err(|source| Error::Listen {
@@ -258,42 +268,53 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
         life: life.clone(),
         options,
         operator,
+        deliveries,
     })
+}
+
+/// What the state of the server is kept in: in this process, or in Redis.
+struct State {
+    store: Arc<dyn ChallengeStore>,
+    limits: Arc<dyn Limiter>,
+    mail: MailQueue,
+    /// What `mailotp ctl` reads and clears.
+    operator: Arc<dyn OperatorState>,
+    /// What became of each mail, for `mailotp ctl status`.
+    deliveries: Arc<dyn DeliveryLog>,
 }
 
 /// Challenges, limits, the mail queue and the operator's view of them: in
 /// this process, or in Redis.
-async fn start_state(
-    config: &Config,
-    health: &Arc<Health>,
-    life: &Lifecycle,
-) -> Result<
-    (
-        Arc<dyn ChallengeStore>,
-        Arc<dyn Limiter>,
-        MailQueue,
-        Arc<dyn crate::control::OperatorState>,
-    ),
-    Error,
-> {
+async fn start_state(config: &Config, health: &Arc<Health>, life: &Lifecycle) -> Result<State, Error> {
     let (email, lockout) = (&config.email, config.users.lockout);
     Ok(match &config.state {
         StateConfig::Redis(redis) => {
             let shared = crate::redis::start(redis, email, lockout, health, life).await?;
             tracing::info!("state in redis: challenges, limits and the mail queue are shared with the pool");
-            let operator = crate::redis::control::RedisState::new(redis, email, health)?;
-            (shared.challenges, shared.limits, shared.mail, operator)
+            let (operator, deliveries) = crate::redis::control::start(redis, email, health)?;
+            State {
+                store: shared.challenges,
+                limits: shared.limits,
+                mail: shared.mail,
+                operator,
+                deliveries,
+            }
         }
         StateConfig::Memory => {
             let limits = MemoryLimiter::start(email.throttling, lockout, life);
             let store = MemoryStore::start(email.into(), Arc::clone(&limits), life);
             let mail = crate::mail::start(email, life)?;
-            let operator = Arc::new(crate::control::MemoryState {
+            let operator = Arc::new(MemoryState {
                 store: Arc::clone(&store),
                 limits: Arc::clone(&limits),
-                deliveries: Arc::default(),
             });
-            (store, limits, mail, operator)
+            State {
+                store,
+                limits,
+                mail,
+                operator,
+                deliveries: Arc::new(MemoryDeliveries::default()),
+            }
         }
     })
 }

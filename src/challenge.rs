@@ -237,7 +237,9 @@ pub trait ChallengeStore: Send + Sync + 'static {
 
 mod deny;
 mod memory;
+mod operator;
 
 pub use deny::{DenyRecord, DenyStatus};
+pub(crate) use operator::{MemoryState, OpenChallenge, OperatorState};
 
 pub use memory::MemoryStore;

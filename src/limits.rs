@@ -47,6 +47,19 @@ pub struct Lockout {
     pub duration: Duration,
 }
 
+/// A user's lock and counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct UserLimits {
+    /// How long the lock still lasts; `None` when not locked.
+    pub locked_for: Option<Duration>,
+    /// Failed PINs or codes in a row.
+    pub failures: u64,
+    /// E-mails counted in the last five minutes.
+    pub mails_5_min: u64,
+    /// E-mails counted in the last hour.
+    pub mails_hour: u64,
+}
+
 /// Which throttle said no.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Throttled {
@@ -199,7 +212,7 @@ impl MemoryLimiter {
 
 impl MemoryLimiter {
     /// The user's lock and counters (`mailotp ctl status`).
-    pub(crate) fn view(&self, user: &str) -> crate::control::UserLimits {
+    pub(crate) fn view(&self, user: &str) -> UserLimits {
         let now = Instant::now();
         let (locked_for, failures) = self.failures.get(user).map_or((None, 0), |f| {
             let left = f.locked_until.map(|until| until.saturating_duration_since(now));
@@ -210,7 +223,7 @@ impl MemoryLimiter {
                 .get(user)
                 .map_or(0, |sent| within(&sent, now, window) as u64)
         };
-        crate::control::UserLimits {
+        UserLimits {
             locked_for,
             failures,
             mails_5_min: count(FIVE_MINUTES),

@@ -6,9 +6,10 @@ use tokio::sync::oneshot;
 
 use super::protocol::{Answers, ChallengeStatus, Delivery, Reloaded, Revoked, Stats, Unlocked, UserStatus};
 use super::socket::Peer;
-use super::{count, now_unix, Answer, Control, Outcome, Request};
+use super::{count, Answer, Control, Outcome, Request};
 use crate::backend::BackendUnavailable;
 use crate::challenge::Transaction;
+use crate::mail::status::now_unix;
 
 /// Longest user name a request may carry (as RADIUS User-Name).
 const MAX_USER: usize = 253;
@@ -81,7 +82,7 @@ async fn status(control: &Control, user: &str) -> Result<UserStatus, BackendUnav
     let now = now_unix();
     let state = &control.state;
     let limits = state.limits(user).await?;
-    let deliveries = state.deliveries();
+    let deliveries = &control.deliveries;
     let mut challenges = Vec::new();
     for open in state.open_challenges(user).await? {
         let entry = deliveries.get(&open.tx).await?;
@@ -113,7 +114,7 @@ fn secs(d: std::time::Duration) -> i64 {
 }
 
 async fn stats(control: &Control) -> Result<Stats, BackendUnavailable> {
-    let (mails_queued, oldest_queued_s) = control.state.queue().await?;
+    let (mails_queued, oldest_queued_s) = control.deliveries.unfinished().await?;
     let m = &control.ctx.metrics;
     Ok(Stats {
         open_challenges: control.ctx.handler.auth.challenges.open_count() as u64,

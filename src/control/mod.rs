@@ -3,7 +3,8 @@
 //! It owns the Unix socket (made mode 0660 in the server's group, peers
 //! checked with `SO_PEERCRED`), the one-line JSON protocol, and the commands
 //! `status`, `unlock`, `revoke`, `stats` and `reload`, which act on the
-//! shared state through [`OperatorState`] and the challenge store, so with
+//! shared state through `OperatorState`, the challenge store and the
+//! delivery log (`mail::status`), so with
 //! Redis any instance's socket acts on the pool. Each connection carries one
 //! request of at most [`protocol::MAX_REQUEST`] bytes, answered within
 //! [`REQUEST_TIMEOUT`]; at most [`MAX_CONNECTIONS`] are served at once. Every
@@ -12,35 +13,30 @@
 //! code, a PIN or a link, and it decides no login.
 
 mod commands;
-mod deliveries;
 mod protocol;
 mod socket;
-mod state;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::challenge::OperatorState;
 use crate::config::ControlConfig;
 use crate::lifecycle::Lifecycle;
+use crate::mail::status::DeliveryLog;
 use crate::server::Context;
 
-pub(crate) use deliveries::{now_unix, DeliveryEntry, DeliveryLog};
 pub(crate) use protocol::{Answer, ChallengeStatus, Delivery, Outcome, Request, Stats, UserStatus};
 pub(crate) use socket::SocketError;
-pub(crate) use state::{MemoryState, OpenChallenge, OperatorState, UserLimits};
 
 /// How long one connection may take, request and answer.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections served at once; more wait in the kernel's backlog.
 pub(crate) const MAX_CONNECTIONS: usize = 8;
-
-/// Where the mail path records deliveries once the control side set it.
-pub(crate) type DeliveryLogSlot = Arc<OnceLock<Arc<dyn DeliveryLog>>>;
 
 /// A reload asked for on the socket: the main loop does it (as for SIGHUP)
 /// and answers `Ok` or the error's words.
@@ -65,8 +61,10 @@ pub(crate) fn counts() -> Vec<(&'static str, &'static str, u64)> {
 pub(crate) struct Control {
     /// The server: its challenge store and answer counters.
     pub ctx: Arc<Context>,
-    /// Challenges, limits and deliveries as the operator sees them.
+    /// Challenges and limits as the operator sees them.
     pub state: Arc<dyn OperatorState>,
+    /// What became of the mails (and the queue).
+    pub deliveries: Arc<dyn DeliveryLog>,
     /// Asks the main loop to reload.
     pub reload: mpsc::Sender<ReloadRequest>,
 }

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use crate::mail::status::Delivery;
+
 /// Bytes a request line may take, newline included.
 pub(crate) const MAX_REQUEST: usize = 4096;
 
@@ -139,37 +141,6 @@ pub(crate) struct ChallengeStatus {
     pub link: Option<String>,
     /// What became of its e-mail.
     pub delivery: Delivery,
-}
-
-/// What became of a challenge's e-mail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "kebab-case")]
-pub(crate) enum Delivery {
-    /// Waiting for the delivery worker (or nothing recorded yet).
-    Queued,
-    /// A try failed; another follows.
-    Retrying {
-        /// The relay's or the connection's words.
-        error: String,
-        /// Tries so far.
-        tries: u32,
-        /// When the last try failed (Unix seconds).
-        at_unix: i64,
-    },
-    /// The relay took it.
-    Relayed {
-        /// The relay's reply line, e.g. `250 2.0.0 Ok: queued as 4F2`.
-        reply: String,
-        /// When (Unix seconds).
-        at_unix: i64,
-    },
-    /// Given up: refused for good, or the challenge expired first.
-    Failed {
-        /// Why.
-        error: String,
-        /// When (Unix seconds).
-        at_unix: i64,
-    },
 }
 
 /// `unlock`'s result.

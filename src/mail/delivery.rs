@@ -18,10 +18,10 @@ use tokio_util::time::DelayQueue;
 
 use super::outbox::{Outbox, Outcome};
 use super::provider::MailProvider;
+use super::status::{now_unix, Delivery as Recorded, DeliveryEntry, DeliveryLogSlot};
 use super::template::{rfc3339, Templates, Values};
 use super::{MailError, MailJob};
 use crate::config::EmailConfig;
-use crate::control::{Delivery as Recorded, DeliveryEntry, DeliveryLogSlot};
 
 /// Messages handed to the provider at once.
 const PARALLEL_SENDS: usize = 8;
@@ -239,7 +239,7 @@ impl Delivery {
 
 /// An attempt's outcome as `ctl status` shows it.
 fn recorded(outcome: Outcome, error: Option<&MailError>, reply: Option<String>, tries: u32) -> Recorded {
-    let at_unix = crate::control::now_unix();
+    let at_unix = now_unix();
     let words = error.map(provider_words).unwrap_or_default();
     match outcome {
         Outcome::Delivered => Recorded::Relayed {

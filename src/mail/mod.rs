@@ -15,6 +15,7 @@
 mod delivery;
 pub(crate) mod outbox;
 pub(crate) mod provider;
+pub(crate) mod status;
 pub(crate) mod template;
 
 use std::fmt;
@@ -144,7 +145,7 @@ pub(crate) struct MailQueue {
     outbox: Arc<dyn Outbox>,
     stats: Arc<MailStats>,
     renderer: Arc<ArcSwap<Renderer>>,
-    log: crate::control::DeliveryLogSlot,
+    log: status::DeliveryLogSlot,
 }
 
 impl MailQueue {
@@ -156,9 +157,9 @@ impl MailQueue {
         if let Some(log) = self.log.get() {
             // Off the request path: the answer does not wait for the record.
             let log = Arc::clone(log);
-            let entry = crate::control::DeliveryEntry {
+            let entry = status::DeliveryEntry {
                 opened_unix,
-                delivery: crate::control::Delivery::Queued,
+                delivery: status::Delivery::Queued,
             };
             let keep = expires.saturating_duration_since(Instant::now());
             tokio::spawn(async move { log.record(tx, entry, keep).await });
@@ -167,7 +168,7 @@ impl MailQueue {
     }
 
     /// Records what becomes of each mail in `log` from now on (`ctl status`).
-    pub(crate) fn record_deliveries(&self, log: Arc<dyn crate::control::DeliveryLog>) {
+    pub(crate) fn record_deliveries(&self, log: Arc<dyn status::DeliveryLog>) {
         let _ = self.log.set(log);
     }
 

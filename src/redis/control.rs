@@ -20,10 +20,11 @@ use super::record::{bad_record, RecordKey};
 use super::store::RedisStore;
 use super::{limiter, millis, PoolError, PoolKeys, Redis, KEY_PREFIX};
 use crate::backend::BackendUnavailable;
-use crate::challenge::{ChallengeSettings, Transaction};
+use crate::challenge::{ChallengeSettings, OpenChallenge, OperatorState, Transaction};
 use crate::config::{EmailConfig, RedisConfig};
-use crate::control::{Delivery, DeliveryEntry, DeliveryLog, OpenChallenge, OperatorState, UserLimits};
 use crate::health::Health;
+use crate::limits::UserLimits;
+use crate::mail::status::{Delivery, DeliveryEntry, DeliveryLog};
 
 /// KEYS lock, failures, the user's mail window. The lock's PTTL, the
 /// failures in a row, the mails in the last five minutes and hour (scores
@@ -72,7 +73,6 @@ return 1
 pub(crate) struct RedisState {
     redis: Redis,
     store: Arc<RedisStore>,
-    deliveries: Arc<RedisDeliveries>,
 }
 
 /// What became of the pool's mails, in Redis.
@@ -81,26 +81,21 @@ pub(crate) struct RedisDeliveries {
     records: RecordKey,
 }
 
-impl RedisState {
-    /// The operator's handle on `config`'s Redis, with its own connection.
-    pub(crate) fn new(
-        config: &RedisConfig,
-        email: &EmailConfig,
-        health: &Arc<Health>,
-    ) -> Result<Arc<RedisState>, PoolError> {
-        let keys = PoolKeys::derive(&config.key);
-        let redis = Redis::connect(config, &keys.fingerprint, Arc::clone(health))?;
-        let store = RedisStore::new(redis.clone(), &keys, ChallengeSettings::from(email), email.throttling);
-        let deliveries = Arc::new(RedisDeliveries {
-            redis: redis.clone(),
-            records: keys.records.clone(),
-        });
-        Ok(Arc::new(RedisState {
-            redis,
-            store,
-            deliveries,
-        }))
-    }
+/// The operator's handles on `config`'s Redis, with a connection of their
+/// own: challenges and limits, and the delivery log.
+pub(crate) fn start(
+    config: &RedisConfig,
+    email: &EmailConfig,
+    health: &Arc<Health>,
+) -> Result<(Arc<RedisState>, Arc<RedisDeliveries>), PoolError> {
+    let keys = PoolKeys::derive(&config.key);
+    let redis = Redis::connect(config, &keys.fingerprint, Arc::clone(health))?;
+    let store = RedisStore::new(redis.clone(), &keys, ChallengeSettings::from(email), email.throttling);
+    let deliveries = Arc::new(RedisDeliveries {
+        redis: redis.clone(),
+        records: keys.records.clone(),
+    });
+    Ok((Arc::new(RedisState { redis, store }), deliveries))
 }
 
 /// The user's mail window, as the store's OPEN counts it.
@@ -153,14 +148,6 @@ impl OperatorState for RedisState {
             })
             .await?;
         Ok(was > 0)
-    }
-
-    async fn queue(&self) -> Result<(u64, Option<u64>), BackendUnavailable> {
-        self.deliveries.unfinished().await
-    }
-
-    fn deliveries(&self) -> Arc<dyn DeliveryLog> {
-        Arc::clone(&self.deliveries) as Arc<dyn DeliveryLog>
     }
 }
 

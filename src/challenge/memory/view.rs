@@ -4,7 +4,7 @@
 use tokio::time::Instant;
 
 use super::{LinkState, MemoryStore};
-use crate::control::OpenChallenge;
+use crate::challenge::OpenChallenge;
 
 impl MemoryStore {
     /// The user's open challenges, oldest first.

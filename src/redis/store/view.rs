@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{challenge_key, Link, RedisStore};
 use crate::backend::BackendUnavailable;
-use crate::control::OpenChallenge;
+use crate::challenge::OpenChallenge;
 use crate::redis::now_unix_ms;
 
 impl RedisStore {

@@ -1,13 +1,14 @@
-//! deliveries: what became of each challenge's e-mail, for `ctl status`.
+//! status: what became of each challenge's e-mail, for `mailotp ctl status`.
 //!
 //! The mail path reports here through [`DeliveryLog`] (queued when the
 //! request path enqueued it, then each try of the delivery worker); the
-//! control socket reads it back by transaction. Entries live as long as
+//! control socket (`control`) reads it back by transaction. Entries live as long as
 //! their challenge's validity. In memory for one instance
 //! ([`MemoryDeliveries`]), in Redis for a pool (`redis::control`). The
 //! entries hold the relay's words and times, never a code or a link.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,9 +16,42 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::protocol::Delivery;
 use crate::backend::BackendUnavailable;
 use crate::challenge::Transaction;
+
+/// What became of a challenge's e-mail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub(crate) enum Delivery {
+    /// Waiting for the delivery worker (or nothing recorded yet).
+    Queued,
+    /// A try failed; another follows.
+    Retrying {
+        /// The relay's or the connection's words.
+        error: String,
+        /// Tries so far.
+        tries: u32,
+        /// When the last try failed (Unix seconds).
+        at_unix: i64,
+    },
+    /// The relay took it.
+    Relayed {
+        /// The relay's reply line, e.g. `250 2.0.0 Ok: queued as 4F2`.
+        reply: String,
+        /// When (Unix seconds).
+        at_unix: i64,
+    },
+    /// Given up: refused for good, or the challenge expired first.
+    Failed {
+        /// Why.
+        error: String,
+        /// When (Unix seconds).
+        at_unix: i64,
+    },
+}
+
+/// Where the mail path records deliveries once `app` set the log.
+pub(crate) type DeliveryLogSlot = Arc<OnceLock<Arc<dyn DeliveryLog>>>;
 
 /// Records written between two sweeps of expired entries (memory).
 const SWEEP_EVERY: u64 = 256;

@@ -1,17 +1,17 @@
-//! state: the operator's questions to the shared state — a seam of its own,
-//! so the answer path's `ChallengeStore` stays as it is. Implemented for one
-//! instance ([`MemoryState`], over the in-process store and limiter) and for
-//! a pool (`redis::control`). Plain values only; nothing here logs.
+//! operator: what `mailotp ctl` asks of challenges and limits — a seam of
+//! its own, so the answer path's `ChallengeStore` stays as it is.
+//! Implemented for one instance ([`MemoryState`], over the in-process store
+//! and limiter) and for a pool (`redis::control`). Plain values only;
+//! nothing here logs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::deliveries::{DeliveryLog, MemoryDeliveries};
+use super::{MemoryStore, Transaction};
 use crate::backend::BackendUnavailable;
-use crate::challenge::{MemoryStore, Transaction};
-use crate::limits::MemoryLimiter;
+use crate::limits::{MemoryLimiter, UserLimits};
 
 /// One open challenge, as the store knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,20 +26,7 @@ pub(crate) struct OpenChallenge {
     pub link_confirmed: Option<bool>,
 }
 
-/// A user's lock and counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct UserLimits {
-    /// How long the lock still lasts; `None` when not locked.
-    pub locked_for: Option<Duration>,
-    /// Failed PINs or codes in a row.
-    pub failures: u64,
-    /// E-mails counted in the last five minutes.
-    pub mails_5_min: u64,
-    /// E-mails counted in the last hour.
-    pub mails_hour: u64,
-}
-
-/// What `mailotp ctl` asks of the state (challenges, limits, the queue).
+/// What `mailotp ctl` asks of challenges and limits.
 #[async_trait]
 pub(crate) trait OperatorState: Send + Sync + 'static {
     /// The user's open challenges, oldest first.
@@ -51,12 +38,6 @@ pub(crate) trait OperatorState: Send + Sync + 'static {
     /// Clears the lock and the failures (with `throttles` the e-mail counts
     /// too); `true` when the user was locked.
     async fn unlock(&self, user: &str, throttles: bool) -> Result<bool, BackendUnavailable>;
-
-    /// Mails queued and not finished, and the age of the oldest in seconds.
-    async fn queue(&self) -> Result<(u64, Option<u64>), BackendUnavailable>;
-
-    /// Where deliveries are recorded.
-    fn deliveries(&self) -> Arc<dyn DeliveryLog>;
 }
 
 /// The state of an instance on its own.
@@ -65,8 +46,6 @@ pub(crate) struct MemoryState {
     pub store: Arc<MemoryStore>,
     /// Lockout and throttles.
     pub limits: Arc<MemoryLimiter>,
-    /// What became of the mails.
-    pub deliveries: Arc<MemoryDeliveries>,
 }
 
 #[async_trait]
@@ -81,13 +60,5 @@ impl OperatorState for MemoryState {
 
     async fn unlock(&self, user: &str, throttles: bool) -> Result<bool, BackendUnavailable> {
         Ok(self.limits.unlock(user, throttles))
-    }
-
-    async fn queue(&self) -> Result<(u64, Option<u64>), BackendUnavailable> {
-        self.deliveries.unfinished().await
-    }
-
-    fn deliveries(&self) -> Arc<dyn DeliveryLog> {
-        Arc::clone(&self.deliveries) as Arc<dyn DeliveryLog>
     }
 }
