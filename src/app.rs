@@ -260,6 +260,7 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
     let mut ctx = Context::new(clients, handler, config.server.max_in_flight);
     ctx.drop_log_interval = config.server.drop_log_interval;
     ctx.pin_shares = crate::server::PinShares::new(config.server.pin_queue_per_client);
+    ctx.results = Some(Arc::clone(&operator));
     Ok(Running {
         ctx: Arc::new(ctx),
         store,
@@ -304,10 +305,7 @@ async fn start_state(config: &Config, health: &Arc<Health>, life: &Lifecycle) ->
             let limits = MemoryLimiter::start(email.throttling, lockout, life);
             let store = MemoryStore::start(email.into(), Arc::clone(&limits), life);
             let mail = crate::mail::start(email, life)?;
-            let operator = Arc::new(MemoryState {
-                store: Arc::clone(&store),
-                limits: Arc::clone(&limits),
-            });
+            let operator = Arc::new(MemoryState::new(Arc::clone(&store), Arc::clone(&limits)));
             State {
                 store,
                 limits,

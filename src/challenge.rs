@@ -240,6 +240,6 @@ mod memory;
 mod operator;
 
 pub use deny::{DenyRecord, DenyStatus};
-pub(crate) use operator::{MemoryState, OpenChallenge, OperatorState};
+pub(crate) use operator::{LastResult, MemoryState, OpenChallenge, OperatorState, LAST_RESULT_KEPT};
 
 pub use memory::MemoryStore;

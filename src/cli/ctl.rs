@@ -149,6 +149,18 @@ fn show_status(s: &UserStatus) -> String {
             s.mails_last_5_min, s.mails_last_hour
         ),
     ));
+    if let Some(last) = &s.last {
+        rows.push((
+            "last result",
+            format!(
+                "{} ({}) via {}, {}",
+                last.answer,
+                last.reason,
+                last.client,
+                when(last.at_unix, now)
+            ),
+        ));
+    }
     rows.push(("challenges", format!("{} open", s.challenges.len())));
     let mut out = table(&rows);
     for c in &s.challenges {

@@ -105,6 +105,7 @@ async fn status(control: &Control, user: &str) -> Result<UserStatus, BackendUnav
         failures: limits.failures,
         mails_last_5_min: limits.mails_5_min,
         mails_last_hour: limits.mails_hour,
+        last: state.last_result(user).await?,
     })
 }
 

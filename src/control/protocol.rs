@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use crate::challenge::LastResult;
 pub(crate) use crate::mail::status::Delivery;
 
 /// Bytes a request line may take, newline included.
@@ -124,6 +125,8 @@ pub(crate) struct UserStatus {
     pub mails_last_5_min: u64,
     /// ... and in the last hour.
     pub mails_last_hour: u64,
+    /// The last answer the user's requests got (kept a day).
+    pub last: Option<LastResult>,
 }
 
 /// One open challenge.

@@ -3,11 +3,12 @@
 //! challenge store), lock and throttle counts, unlocking, the shared mail
 //! queue, and what became of each challenge's mail.
 //!
-//! Keys written here: `mailotp:ms:{state}`, a hash with the delivery as
-//! JSON (`j`: when it was asked, queued / retrying with the error / relayed
-//! with the relay's reply / failed) and its MAC (`m`, over the key name and
-//! `j`, like every record: a forged one is ignored and counted). It expires
-//! with its challenge. It holds no code and no link. The other keys are
+//! Keys written here, each a hash of JSON (`j`) and its MAC (`m`, over the
+//! key name and `j`, like every record: a forged one is ignored and
+//! counted): `mailotp:ms:{state}`, the delivery (when it was asked, queued /
+//! retrying with the error / relayed with the relay's reply / failed), which
+//! expires with its challenge; `mailotp:lr:{user}`, the user's last answer
+//! (code, reason, client, time), kept a day. They hold no code and no link. The other keys are
 //! read or deleted as their owners (`limiter`, `store`, `mail`) define them.
 
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use super::record::{bad_record, RecordKey};
 use super::store::RedisStore;
 use super::{limiter, millis, PoolError, PoolKeys, Redis, KEY_PREFIX};
 use crate::backend::BackendUnavailable;
-use crate::challenge::{ChallengeSettings, OpenChallenge, OperatorState, Transaction};
+use crate::challenge::{ChallengeSettings, LastResult, OpenChallenge, OperatorState, Transaction, LAST_RESULT_KEPT};
 use crate::config::{EmailConfig, RedisConfig};
 use crate::health::Health;
 use crate::limits::UserLimits;
@@ -73,6 +74,7 @@ return 1
 pub(crate) struct RedisState {
     redis: Redis,
     store: Arc<RedisStore>,
+    records: RecordKey,
 }
 
 /// What became of the pool's mails, in Redis.
@@ -95,7 +97,12 @@ pub(crate) fn start(
         redis: redis.clone(),
         records: keys.records.clone(),
     });
-    Ok((Arc::new(RedisState { redis, store }), deliveries))
+    let state = RedisState {
+        redis,
+        store,
+        records: keys.records.clone(),
+    };
+    Ok((Arc::new(state), deliveries))
 }
 
 /// The user's mail window, as the store's OPEN counts it.
@@ -149,62 +156,99 @@ impl OperatorState for RedisState {
             .await?;
         Ok(was > 0)
     }
+
+    fn record_result(&self, user: &str, result: LastResult) {
+        let (redis, records, key) = (self.redis.clone(), self.records.clone(), last_key(user));
+        // The answer does not wait for Redis; a lost record only shows an
+        // older last result.
+        tokio::spawn(async move {
+            if let Err(e) = write_record(&redis, &records, key, &result, LAST_RESULT_KEPT, false).await {
+                tracing::debug!(error = %e, "cannot record a user's last result for mailotp ctl");
+            }
+        });
+    }
+
+    async fn last_result(&self, user: &str) -> Result<Option<LastResult>, BackendUnavailable> {
+        read_record(&self.redis, &self.records, last_key(user)).await
+    }
 }
 
 fn status_key(tx: &Transaction) -> String {
     format!("{KEY_PREFIX}ms:{tx}")
 }
 
+fn last_key(user: &str) -> String {
+    format!("{KEY_PREFIX}lr:{user}")
+}
+
+/// Writes `value` as JSON with its MAC at `key` for `keep`; with `only_new`
+/// only when nothing is there yet.
+async fn write_record<T: serde::Serialize>(
+    redis: &Redis,
+    records: &RecordKey,
+    key: String,
+    value: &T,
+    keep: Duration,
+    only_new: bool,
+) -> Result<(), BackendUnavailable> {
+    let json = serde_json::to_string(value).map_err(|e| BackendUnavailable { reason: e.to_string() })?;
+    let mac = records.mac(&key, &[("j", json.as_bytes())]);
+    let script = Script::new(RECORD);
+    redis
+        .run("write operator record", |mut c| async move {
+            script
+                .key(&key)
+                .arg(json)
+                .arg(&mac[..])
+                .arg(millis(keep))
+                .arg(if only_new { "1" } else { "0" })
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|_| ())
+}
+
+/// Reads what [`write_record`] wrote at `key`; a record that fails its MAC
+/// is ignored and counted.
+async fn read_record<T: serde::de::DeserializeOwned>(
+    redis: &Redis,
+    records: &RecordKey,
+    key: String,
+) -> Result<Option<T>, BackendUnavailable> {
+    let name = key.clone();
+    let (json, mac): (Option<Vec<u8>>, Option<Vec<u8>>) = redis
+        .run("read operator record", |mut c| async move {
+            redis::cmd("HMGET")
+                .arg(name)
+                .arg("j")
+                .arg("m")
+                .query_async(&mut c)
+                .await
+        })
+        .await?;
+    let (Some(json), Some(mac)) = (json, mac) else {
+        return Ok(None);
+    };
+    if !records.verify(&key, &[("j", &json)], &mac) {
+        bad_record(&key, "operator record mac");
+        return Ok(None);
+    }
+    Ok(serde_json::from_slice(&json).ok())
+}
+
 #[async_trait]
 impl DeliveryLog for RedisDeliveries {
     async fn record(&self, tx: Transaction, entry: DeliveryEntry, keep: Duration) {
-        let Ok(json) = serde_json::to_string(&entry) else {
-            return;
-        };
-        let key = status_key(&tx);
-        let mac = self.records.mac(&key, &[("j", json.as_bytes())]);
         let only_new = entry.delivery == Delivery::Queued;
-        let script = Script::new(RECORD);
-        let written = self
-            .redis
-            .run("record mail status", |mut c| async move {
-                script
-                    .key(&key)
-                    .arg(json)
-                    .arg(&mac[..])
-                    .arg(millis(keep))
-                    .arg(if only_new { "1" } else { "0" })
-                    .invoke_async::<i64>(&mut c)
-                    .await
-            })
-            .await;
+        let written = write_record(&self.redis, &self.records, status_key(&tx), &entry, keep, only_new).await;
         if let Err(e) = written {
             tracing::debug!(error = %e, "cannot record a mail's status for mailotp ctl");
         }
     }
 
     async fn get(&self, tx: &Transaction) -> Result<Option<DeliveryEntry>, BackendUnavailable> {
-        let key = status_key(tx);
-        let name = key.clone();
-        let (json, mac): (Option<Vec<u8>>, Option<Vec<u8>>) = self
-            .redis
-            .run("read mail status", |mut c| async move {
-                redis::cmd("HMGET")
-                    .arg(name)
-                    .arg("j")
-                    .arg("m")
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
-        let (Some(json), Some(mac)) = (json, mac) else {
-            return Ok(None);
-        };
-        if !self.records.verify(&key, &[("j", &json)], &mac) {
-            bad_record(&key, "mail status mac");
-            return Ok(None);
-        }
-        Ok(serde_json::from_slice(&json).ok())
+        read_record(&self.redis, &self.records, status_key(tx)).await
     }
 
     async fn unfinished(&self) -> Result<(u64, Option<u64>), BackendUnavailable> {

@@ -86,6 +86,11 @@ fn unlock_after_a_lockout_lets_the_next_right_pin_get_a_challenge() {
     assert_eq!(send_pin(&server, "alice", pin("alice")).unwrap().code, "Access-Reject");
     let status = ctl_json(&server, &["status", "alice"]);
     assert!(status["locked_until_unix"].is_i64(), "{status}");
+    assert_eq!(status["last"]["answer"], "Access-Reject", "{status}");
+    assert_eq!(status["last"]["reason"], "locked", "{status}");
+    assert_eq!(status["last"]["client"], "local", "{status}");
+    let text = ctl(&server, &["status", "alice"]).stdout;
+    assert!(text.contains("Access-Reject (locked) via local"), "{text}");
 
     let out = ctl(&server, &["unlock", "alice"]);
     assert!(out.ok && out.stdout.contains("was locked"), "{out:?}");
@@ -204,6 +209,11 @@ fn in_a_pool_unlock_on_b_frees_a_user_locked_via_a_and_b_shows_as_challenges() {
     let challenge = send_pin(a, "alice", pin("alice")).unwrap();
     assert_eq!(challenge.code, "Access-Challenge");
 
+    let last = poll("A's answer to show on B", DEADLINE, || {
+        let last = ctl_json(b, &["status", "alice"])["last"].clone();
+        (last["reason"] == "challenge-sent").then_some(last)
+    });
+    assert_eq!(last["answer"], "Access-Challenge", "{last}");
     let open = challenges(b, "alice");
     assert_eq!(open.len(), 1, "{open:?}");
     assert_eq!(open[0]["transaction"], transaction(&challenge.state()));
