@@ -253,3 +253,67 @@ fn a_configured_socket_that_cannot_be_made_stops_the_start() {
     assert!(!out.status.success() && stderr.contains("already listens"), "{stderr}");
     assert!(ctl(&first, &["stats"]).ok, "the first keeps its socket");
 }
+
+#[test]
+fn oversized_garbage_and_idle_connections_are_dropped_and_commands_still_work() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let smtp = SmtpSink::start();
+    let server = Server::start(&with_control(smtp.port));
+    let answer = |bytes: &[u8]| {
+        let mut stream = UnixStream::connect(socket(&server)).unwrap();
+        let _ = stream.write_all(bytes);
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text
+    };
+    let big = answer(&vec![b'x'; 5000]);
+    assert!(big.contains("\"ok\":false") && big.contains("4096 bytes"), "{big}");
+    let garbage = answer(b"{\"command\":\"shutdown\"}\n");
+    assert!(
+        garbage.contains("\"ok\":false") && garbage.contains("not a command"),
+        "{garbage}"
+    );
+
+    // Clients that connect and say nothing hold every slot until they time out.
+    let idle: Vec<UnixStream> = (0..10).map(|_| UnixStream::connect(socket(&server)).unwrap()).collect();
+    let out = ctl(&server, &["stats"]);
+    assert!(out.ok, "served once the idle ones timed out: {out:?}");
+    drop(idle);
+    assert_eq!(
+        send_pin(&server, "alice", pin("alice")).unwrap().code,
+        "Access-Challenge"
+    );
+}
+
+#[test]
+fn forged_operator_records_in_redis_are_ignored() {
+    let smtp = SmtpSink::start();
+    let redis = RedisServer::start();
+    let key = PoolKey::new();
+    let pool = start_pool_with(1, with_control(smtp.port), &redis, &key);
+    let forged = r#"{"answer":"Access-Accept","reason":"otp-accepted","client":"local","at_unix":1}"#;
+    let out = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "HSET",
+            "mailotp:lr:alice",
+            "j",
+            forged,
+            "m",
+        ])
+        .arg("0123456789abcdef")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let status = ctl_json(&pool[0], &["status", "alice"]);
+    assert!(status["last"].is_null(), "a forged last result is not shown: {status}");
+    pool[0].wait_for_log("ignoring a redis record that fails its pool-key check");
+
+    // The honest path still works: a real answer is shown.
+    assert_eq!(send_pin(&pool[0], "alice", "wrong").unwrap().code, "Access-Reject");
+    poll("the real last result", DEADLINE, || {
+        (ctl_json(&pool[0], &["status", "alice"])["last"]["reason"] == "wrong-pin").then_some(())
+    });
+}
