@@ -105,6 +105,30 @@ pub(crate) fn start(
     Ok((Arc::new(state), deliveries))
 }
 
+impl RedisState {
+    /// Runs `script` on the user's lock, failures and mail window, with `arg`.
+    async fn on_limits<T: redis::FromRedisValue>(
+        &self,
+        what: &'static str,
+        script: &str,
+        user: &str,
+        arg: &str,
+    ) -> Result<T, BackendUnavailable> {
+        let script = Script::new(script);
+        self.redis
+            .run(what, |mut c| async move {
+                script
+                    .key(limiter::key("l", user))
+                    .key(limiter::key("f", user))
+                    .key(mail_window(user))
+                    .arg(arg)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await
+    }
+}
+
 /// The user's mail window, as the store's OPEN counts it.
 fn mail_window(user: &str) -> String {
     format!("{KEY_PREFIX}m:u:{user}")
@@ -117,18 +141,8 @@ impl OperatorState for RedisState {
     }
 
     async fn limits(&self, user: &str) -> Result<UserLimits, BackendUnavailable> {
-        let script = Script::new(LIMITS);
-        let (lock_ms, failures, five, hour): (i64, u64, u64, u64) = self
-            .redis
-            .run("read limits", |mut c| async move {
-                script
-                    .key(limiter::key("l", user))
-                    .key(limiter::key("f", user))
-                    .key(mail_window(user))
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
+        let (lock_ms, failures, five, hour): (i64, u64, u64, u64) =
+            self.on_limits("read limits", LIMITS, user, "").await?;
         Ok(UserLimits {
             locked_for: u64::try_from(lock_ms)
                 .ok()
@@ -141,19 +155,8 @@ impl OperatorState for RedisState {
     }
 
     async fn unlock(&self, user: &str, throttles: bool) -> Result<bool, BackendUnavailable> {
-        let script = Script::new(UNLOCK);
-        let was: i64 = self
-            .redis
-            .run("unlock user", |mut c| async move {
-                script
-                    .key(limiter::key("l", user))
-                    .key(limiter::key("f", user))
-                    .key(mail_window(user))
-                    .arg(if throttles { "1" } else { "0" })
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
+        let clear = if throttles { "1" } else { "0" };
+        let was: i64 = self.on_limits("unlock user", UNLOCK, user, clear).await?;
         Ok(was > 0)
     }
 

@@ -38,22 +38,20 @@ pub fn socket(server: &Server) -> PathBuf {
 
 /// Runs `mailotp ctl -s SOCKET ARGS…` as root.
 pub fn ctl(server: &Server, args: &[&str]) -> Ctl {
-    Command::new(env!("CARGO_BIN_EXE_mailotp"))
-        .arg("ctl")
-        .arg("-s")
-        .arg(socket(server))
-        .args(args)
-        .output()
-        .unwrap()
-        .into()
+    run_ctl(Command::new(env!("CARGO_BIN_EXE_mailotp")), server, args)
 }
 
 /// Runs `mailotp ctl -s SOCKET ARGS…` as `nobody` (no groups).
 pub fn ctl_as_nobody(server: &Server, args: &[&str]) -> Ctl {
-    Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_mailotp"))
-        .arg("ctl")
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_mailotp"));
+    run_ctl(cmd, server, args)
+}
+
+/// `cmd` (which runs mailotp) with `ctl -s SOCKET ARGS…`, to completion.
+fn run_ctl(mut cmd: Command, server: &Server, args: &[&str]) -> Ctl {
+    cmd.arg("ctl")
         .arg("-s")
         .arg(socket(server))
         .args(args)
