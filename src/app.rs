@@ -11,11 +11,12 @@ use sd_notify::NotifyState;
 use tokio::net::{TcpListener, UdpSocket};
 
 use crate::auth::{AuthSettings, Authenticator, Handler};
-use crate::challenge::{ChallengeStore, MemoryStore};
+use crate::challenge::{ChallengeStore, MemoryState, MemoryStore, OperatorState};
 use crate::config::{Config, ConfigError, LoadOptions, Source, StateConfig};
 use crate::health::Health;
 use crate::lifecycle::Lifecycle;
 use crate::limits::{Limiter, MemoryLimiter};
+use crate::mail::status::{DeliveryLog, MemoryDeliveries};
 use crate::mail::MailQueue;
 use crate::redis::PoolError;
 use crate::server::{Clients, Context};
@@ -41,6 +42,9 @@ pub(crate) enum Error {
     /// The shared state in Redis.
     #[error(transparent)]
     State(#[from] PoolError),
+    /// The configured control socket could not be made.
+    #[error(transparent)]
+    Control(#[from] crate::control::SocketError),
     /// Signals, systemd notification or a socket's address.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -127,14 +131,33 @@ pub(crate) async fn run(config: Config, options: LoadOptions) -> Result<(), Erro
         );
         life.spawn(exporter);
     }
+    let (reload_tx, mut reloads) = tokio::sync::mpsc::channel(1);
+    let control = crate::control::Control {
+        ctx: Arc::clone(&running.ctx),
+        state: Arc::clone(&running.operator),
+        deliveries: Arc::clone(&running.deliveries),
+        reload: reload_tx,
+    };
+    crate::control::start(&config.control, control, &life).await?;
     let ctx = Arc::clone(&running.ctx);
     let server = life.spawn(crate::server::serve(sockets, ctx, life.clone()));
     systemd(&[NotifyState::Ready]);
     let mut signals = Signals::new()?;
-    while signals.next().await == Signal::Reload {
+    loop {
+        // A reload asked on the control socket is a SIGHUP with an answer.
+        let asked = tokio::select! {
+            signal = signals.next() => match signal {
+                Signal::Stop => break,
+                Signal::Reload => None,
+            },
+            Some(asked) = reloads.recv() => Some(asked),
+        };
         systemd(&[NotifyState::Reloading, NotifyState::monotonic_usec_now()?]);
-        running.reload(&config.source).await;
+        let result = running.reload(&config.source).await;
         systemd(&[NotifyState::Ready]);
+        if let Some(asked) = asked {
+            let _ = asked.send(result);
+        }
     }
     systemd(&[NotifyState::Stopping]);
     tracing::info!("stopping: answering requests in progress");
@@ -183,6 +206,10 @@ struct Running {
     options: LoadOptions,
     /// The deny page's wording, when `[link]` serves it.
     deny_page: Option<Arc<ArcSwap<crate::config::template::Template>>>,
+    /// What `mailotp ctl` reads and clears.
+    operator: Arc<dyn OperatorState>,
+    /// What became of each mail.
+    deliveries: Arc<dyn DeliveryLog>,
 }
 
 /// Builds stores, mail queue, link pages and the decision from `config`.
@@ -192,7 +219,14 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
     let hash_threads = HashThreads::new(config.server.hash_workers);
     let users = crate::users::open_reporting(&config.users, hash_threads.clone(), Arc::clone(&health), life)?;
     let email = &config.email;
-    let (store, limits, mail) = start_state(config, &health, life).await?;
+    let State {
+        store,
+        limits,
+        mail,
+        operator,
+        deliveries,
+    } = start_state(config, &health, life).await?;
+    mail.record_deliveries(Arc::clone(&deliveries));
     let denied = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut deny_page = None;
     if let Some(link) = &email.pages {
@@ -229,6 +263,7 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
     let mut ctx = Context::new(clients, handler, config.server.max_in_flight);
     ctx.drop_log_interval = config.server.drop_log_interval;
     ctx.pin_shares = crate::server::PinShares::new(config.server.pin_queue_per_client);
+    ctx.results = Some(Arc::clone(&operator));
     Ok(Running {
         ctx: Arc::new(ctx),
         store,
@@ -237,27 +272,51 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
         life: life.clone(),
         options,
         deny_page,
+        operator,
+        deliveries,
     })
 }
 
-/// Challenges, limits and the mail queue: in this process, or in Redis.
-async fn start_state(
-    config: &Config,
-    health: &Arc<Health>,
-    life: &Lifecycle,
-) -> Result<(Arc<dyn ChallengeStore>, Arc<dyn Limiter>, MailQueue), Error> {
+/// What the state of the server is kept in: in this process, or in Redis.
+struct State {
+    store: Arc<dyn ChallengeStore>,
+    limits: Arc<dyn Limiter>,
+    mail: MailQueue,
+    /// What `mailotp ctl` reads and clears.
+    operator: Arc<dyn OperatorState>,
+    /// What became of each mail, for `mailotp ctl status`.
+    deliveries: Arc<dyn DeliveryLog>,
+}
+
+/// Challenges, limits, the mail queue and the operator's view of them: in
+/// this process, or in Redis.
+async fn start_state(config: &Config, health: &Arc<Health>, life: &Lifecycle) -> Result<State, Error> {
     let (email, lockout) = (&config.email, config.users.lockout);
     Ok(match &config.state {
         StateConfig::Redis(redis) => {
             let shared = crate::redis::start(redis, email, lockout, health, life).await?;
             tracing::info!("state in redis: challenges, limits and the mail queue are shared with the pool");
-            (shared.challenges, shared.limits, shared.mail)
+            let (operator, deliveries) = crate::redis::control::start(redis, email, health)?;
+            State {
+                store: shared.challenges,
+                limits: shared.limits,
+                mail: shared.mail,
+                operator,
+                deliveries,
+            }
         }
         StateConfig::Memory => {
             let limits = MemoryLimiter::start(email.throttling, lockout, life);
             let store = MemoryStore::start(email.into(), Arc::clone(&limits), life);
             let mail = crate::mail::start(email, life)?;
-            (store, limits, mail)
+            let operator = Arc::new(MemoryState::new(Arc::clone(&store), Arc::clone(&limits)));
+            State {
+                store,
+                limits,
+                mail,
+                operator,
+                deliveries: Arc::new(MemoryDeliveries::default()),
+            }
         }
     })
 }
@@ -265,12 +324,14 @@ async fn start_state(
 impl Running {
     /// SIGHUP: reads the configuration and users again and swaps clients,
     /// users, code settings, policies, mail templates, messages and the deny
-    /// page's wording. Open challenges stay. A bad
-    /// file changes nothing: the error is logged and the old one keeps serving.
-    async fn reload(&self, source: &Source) {
+    /// page's wording. Open challenges stay. A bad file changes nothing: the
+    /// error is logged (and returned, for `mailotp ctl reload`) and the old
+    /// one keeps serving.
+    async fn reload(&self, source: &Source) -> Result<(), String> {
         let Source::File(path) = source else {
-            tracing::warn!("SIGHUP ignored: the embedded default configuration has nothing to reload");
-            return;
+            let why = "the embedded default configuration has nothing to reload";
+            tracing::warn!("reload ignored: {why}");
+            return Err(why.to_owned());
         };
         let (path, options) = (path.clone(), self.options);
         let loaded = tokio::task::spawn_blocking(move || Config::load(&path, options)).await;
@@ -280,8 +341,14 @@ impl Running {
             Err(e) => Err(e.into()),
         };
         match result {
-            Ok(()) => tracing::info!("configuration reloaded"),
-            Err(e) => tracing::error!(error = %e, "reload refused; the previous configuration keeps serving"),
+            Ok(()) => {
+                tracing::info!("configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; the previous configuration keeps serving");
+                Err(e.to_string())
+            }
         }
     }
 

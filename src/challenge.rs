@@ -247,7 +247,9 @@ pub trait ChallengeStore: Send + Sync + 'static {
 
 mod deny;
 mod memory;
+mod operator;
 
 pub use deny::{DenyRecord, DenyStatus};
+pub(crate) use operator::{LastResult, MemoryState, OpenChallenge, OperatorState, LAST_RESULT_KEPT};
 
 pub use memory::MemoryStore;

@@ -108,6 +108,7 @@ impl Collector for Counters {
             "Retransmissions answered from the duplicate cache",
             duplicates,
         )?;
+        control_commands(&mut encoder)?;
         let bad = crate::metrics::REDIS_BAD_RECORDS.load(Ordering::Relaxed);
         counter(
             &mut encoder,
@@ -164,6 +165,18 @@ impl Collector for Counters {
             wait,
         )
     }
+}
+
+/// `mailotp ctl` commands (and refusals) on the control socket, by command and result.
+fn control_commands(encoder: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+    let name = "mailotp_control_commands";
+    let help = "Commands on the control socket (mailotp ctl), by command and result";
+    let mut metric = encoder.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Counter)?;
+    for (command, result, count) in crate::control::counts() {
+        let labels = [("command", command), ("result", result)];
+        ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 /// Serves `/metrics` on `listener` until shutdown, within `limits`

@@ -29,6 +29,7 @@
 //! - [`lifecycle`] — shutdown token, task tracker and grace, as one value.
 //! - `expiry` — deadline queues for challenges and the duplicate cache.
 //! - [`invariants`] — properties of any input, for fuzzing and property tests.
+//! - `control` — the operator socket (`mailotp ctl`): status, unlock, revoke, stats, reload.
 //! - `app` — wires a configuration into a running server; signals.
 //! - [`cli`] — the `mailotp` commands; `main.rs` only calls into it.
 
@@ -40,6 +41,7 @@ pub(crate) mod backend;
 pub mod challenge;
 pub mod cli;
 pub(crate) mod config;
+pub(crate) mod control;
 pub mod dictionary;
 pub(crate) mod expiry;
 pub(crate) mod exporter;

@@ -47,6 +47,19 @@ pub struct Lockout {
     pub duration: Duration,
 }
 
+/// A user's lock and counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct UserLimits {
+    /// How long the lock still lasts; `None` when not locked.
+    pub locked_for: Option<Duration>,
+    /// Failed PINs or codes in a row.
+    pub failures: u64,
+    /// E-mails counted in the last five minutes.
+    pub mails_5_min: u64,
+    /// E-mails counted in the last hour.
+    pub mails_hour: u64,
+}
+
 /// Which throttle said no.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Throttled {
@@ -198,6 +211,42 @@ impl MemoryLimiter {
     /// A successful login: the failures in a row start again from zero.
     pub fn succeeded(&self, user: &str) {
         self.failures.remove(user);
+    }
+}
+
+impl MemoryLimiter {
+    /// The user's lock and counters (`mailotp ctl status`).
+    pub(crate) fn view(&self, user: &str) -> UserLimits {
+        let now = Instant::now();
+        let (locked_for, failures) = self.failures.get(user).map_or((None, 0), |f| {
+            let left = f.locked_until.map(|until| until.saturating_duration_since(now));
+            (left.filter(|l| !l.is_zero()), u64::from(f.in_a_row))
+        });
+        let count = |window| {
+            self.user_mails
+                .get(user)
+                .map_or(0, |sent| within(&sent, now, window) as u64)
+        };
+        UserLimits {
+            locked_for,
+            failures,
+            mails_5_min: count(FIVE_MINUTES),
+            mails_hour: count(HOUR),
+        }
+    }
+
+    /// Clears the lock and the failures (with `throttles` the user's e-mail
+    /// counts too); `true` when the user was locked.
+    pub(crate) fn unlock(&self, user: &str, throttles: bool) -> bool {
+        let now = Instant::now();
+        let was_locked = self
+            .failures
+            .remove(user)
+            .is_some_and(|(_, f)| f.locked_until.is_some_and(|until| until > now));
+        if throttles {
+            self.user_mails.remove(user);
+        }
+        was_locked
     }
 }
 

@@ -52,6 +52,15 @@ pub(crate) enum Reason {
 }
 
 impl Reason {
+    /// Whether the request named an existing user (so a stranger's made-up
+    /// names are never kept, e.g. as a last result).
+    pub(crate) fn names_a_user(self) -> bool {
+        !matches!(
+            self,
+            Reason::StatusServer | Reason::UnknownUser | Reason::UnknownState | Reason::NoUserName
+        )
+    }
+
     /// The reason as it appears in logs and metrics.
     pub(crate) fn as_str(self) -> &'static str {
         match self {

@@ -518,3 +518,4 @@ impl MemoryStore {
 
 #[cfg(test)]
 mod tests;
+mod view;

@@ -1,8 +1,9 @@
-//! cli: the `mailotp` commands (serve, check, hash-pin, login). Each builds
+//! cli: the `mailotp` commands (serve, check, hash-pin, login, ctl). Each builds
 //! what it needs from the library and reports errors as values; `main`
 //! prints them.
 
 mod check;
+mod ctl;
 mod explain;
 mod login;
 
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, LoadOptions};
+pub use ctl::CtlCommand;
 
 /// Errors at the binary's edge.
 pub type CliError = Box<dyn Error + Send + Sync>;
@@ -74,6 +76,18 @@ pub enum Command {
         #[arg(long, default_value = "testing123")]
         secret: String,
     },
+    /// Ask a running server: a user's status, unlock, revoke, stats, reload.
+    Ctl {
+        /// The server's control socket (`[control] socket`).
+        #[arg(short, long, default_value = crate::config::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Print the answer as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// The command.
+        #[command(subcommand)]
+        command: CtlCommand,
+    },
 }
 
 /// Runs a command.
@@ -108,6 +122,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         }
         Command::HashPin => hash_pin()?,
         Command::Login { user, server, secret } => return login::run(&user, server, &secret),
+        Command::Ctl { socket, json, command } => return ctl::run(&socket, json, command),
     }
     Ok(ExitCode::SUCCESS)
 }

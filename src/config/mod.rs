@@ -6,6 +6,7 @@
 //! file the same way. Relative paths are relative to the configuration file.
 //! This module reads files but opens no sockets and starts nothing.
 
+mod control;
 mod languages;
 mod ldap;
 pub(crate) mod messages;
@@ -27,6 +28,7 @@ use serde::Deserialize;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+pub(crate) use control::{ControlConfig, DEFAULT_SOCKET};
 pub(crate) use ldap::{LdapConfig, LdapTls, DN_PLACEHOLDER, USER_PLACEHOLDER};
 
 use crate::dictionary::AttrDef;
@@ -387,6 +389,8 @@ pub(crate) struct Config {
     pub metrics: Option<MetricsConfig>,
     /// `[[policies]]`, in file order.
     pub policies: Policies,
+    /// `[control]`: the operator socket.
+    pub control: ControlConfig,
 }
 
 impl Config {

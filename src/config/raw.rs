@@ -36,6 +36,7 @@ pub(super) struct RawConfig {
     pub policies: Vec<RawPolicy>,
     #[serde(default)]
     pub messages: std::collections::BTreeMap<String, String>,
+    pub control: Option<super::control::RawControl>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -81,6 +81,7 @@ impl<'a> Validator<'a> {
             state,
             metrics: raw.metrics.map(|m| self.metrics(m)).transpose()?,
             policies,
+            control: self.control(raw.control)?,
         })
     }
 

@@ -18,6 +18,7 @@ use tokio_util::time::DelayQueue;
 
 use super::outbox::{Outbox, Outcome};
 use super::provider::MailProvider;
+use super::status::{now_unix, Delivery as Recorded, DeliveryEntry, DeliveryLogSlot};
 use super::template::{rfc3339, Values};
 use super::{MailError, MailJob};
 use crate::config::{EmailConfig, Wording};
@@ -99,6 +100,8 @@ pub(super) struct Delivery {
     pub(super) provider: Arc<dyn MailProvider>,
     pub(super) renderer: Arc<ArcSwap<Renderer>>,
     pub(super) stats: Arc<MailStats>,
+    /// Where each try's outcome is recorded for `ctl status`, once set.
+    pub(super) log: DeliveryLogSlot,
 }
 
 /// A job with how often it was tried and how long to wait before the next.
@@ -168,18 +171,30 @@ impl Delivery {
     fn deliver(&self, sending: &mut JoinSet<Tried>, mut attempt: Attempt) {
         let (outbox, provider) = (Arc::clone(&self.outbox), Arc::clone(&self.provider));
         let renderer = self.renderer.load_full();
+        let log = Arc::clone(&self.log);
         sending.spawn(async move {
-            let (outcome, error) = if attempt.job.expires <= Instant::now() {
-                (Outcome::Expired, None)
+            let (outcome, error, reply) = if attempt.job.expires <= Instant::now() {
+                (Outcome::Expired, None, None)
             } else {
                 attempt.tries += 1;
                 let sent = match renderer.render(&attempt.job) {
                     Ok(message) => provider.send(message).await,
                     Err(e) => Err(e),
                 };
-                judge(&attempt, sent)
+                let reply = sent.as_ref().ok().cloned();
+                let (outcome, error) = judge(&attempt, sent.map(|_| ()));
+                (outcome, error, reply)
             };
             outbox.report(&attempt.job, outcome).await;
+            if let Some(log) = log.get() {
+                let recorded = recorded(outcome, error.as_ref(), reply, attempt.tries);
+                let keep = attempt.job.expires.saturating_duration_since(Instant::now());
+                let entry = DeliveryEntry {
+                    opened_unix: attempt.job.asked.at_unix,
+                    delivery: recorded,
+                };
+                log.record(attempt.job.tx, entry, keep).await;
+            }
             (attempt, outcome, error)
         });
     }
@@ -220,6 +235,28 @@ impl Delivery {
                 tracing::error!(user = %job.user, to = %job.to.email, %tx, %error, "mail dropped");
             }
         }
+    }
+}
+
+/// An attempt's outcome as `ctl status` shows it.
+fn recorded(outcome: Outcome, error: Option<&MailError>, reply: Option<String>, tries: u32) -> Recorded {
+    let at_unix = now_unix();
+    let words = error.map(provider_words).unwrap_or_default();
+    match outcome {
+        Outcome::Delivered => Recorded::Relayed {
+            reply: reply.unwrap_or_default(),
+            at_unix,
+        },
+        Outcome::RetryLater => Recorded::Retrying {
+            error: words,
+            tries,
+            at_unix,
+        },
+        Outcome::Expired if error.is_none() => Recorded::Failed {
+            error: "the challenge expired while the mail was queued".to_owned(),
+            at_unix,
+        },
+        _ => Recorded::Failed { error: words, at_unix },
     }
 }
 

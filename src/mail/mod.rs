@@ -15,6 +15,7 @@
 mod delivery;
 pub(crate) mod outbox;
 pub(crate) mod provider;
+pub(crate) mod status;
 pub(crate) mod template;
 
 use std::fmt;
@@ -147,13 +148,31 @@ pub(crate) struct MailQueue {
     outbox: Arc<dyn Outbox>,
     stats: Arc<MailStats>,
     renderer: Arc<ArcSwap<Renderer>>,
+    log: status::DeliveryLogSlot,
 }
 
 impl MailQueue {
     /// Queues a mail without waiting for delivery. Fails when the queue is
     /// full or the outbox (Redis) is unreachable.
     pub(crate) async fn enqueue(&self, job: MailJob) -> Result<(), MailError> {
-        self.outbox.enqueue(job).await
+        let (tx, opened_unix, expires) = (job.tx, job.asked.at_unix, job.expires);
+        self.outbox.enqueue(job).await?;
+        if let Some(log) = self.log.get() {
+            // Off the request path: the answer does not wait for the record.
+            let log = Arc::clone(log);
+            let entry = status::DeliveryEntry {
+                opened_unix,
+                delivery: status::Delivery::Queued,
+            };
+            let keep = expires.saturating_duration_since(Instant::now());
+            tokio::spawn(async move { log.record(tx, entry, keep).await });
+        }
+        Ok(())
+    }
+
+    /// Records what becomes of each mail in `log` from now on (`ctl status`).
+    pub(crate) fn record_deliveries(&self, log: Arc<dyn status::DeliveryLog>) {
+        let _ = self.log.set(log);
     }
 
     /// Mails this instance has queued or taken, being sent or waiting for a
@@ -197,12 +216,14 @@ pub(crate) fn start_with(
         outbox,
         stats: Arc::new(MailStats::default()),
         renderer: Arc::new(ArcSwap::from_pointee(Renderer::new(config))),
+        log: Arc::default(),
     };
     let worker = Delivery {
         outbox: Arc::clone(&queue.outbox),
         provider: Arc::from(provider::build(&config.provider)?),
         renderer: Arc::clone(&queue.renderer),
         stats: Arc::clone(&queue.stats),
+        log: Arc::clone(&queue.log),
     };
     life.spawn(worker.run(life.token(), life.grace()));
     Ok(queue)

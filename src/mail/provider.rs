@@ -15,8 +15,9 @@ use crate::config::{read_text, ConfigError, Provider, SmtpConfig, SmtpTls};
 /// Sends one message.
 #[async_trait]
 pub(crate) trait MailProvider: Send + Sync + 'static {
-    /// Delivers `message` to the next hop.
-    async fn send(&self, message: Message) -> Result<(), MailError>;
+    /// Delivers `message` to the next hop; its reply line (what an admin
+    /// looks for in the relay's log).
+    async fn send(&self, message: Message) -> Result<String, MailError>;
 
     /// Tries the next hop without sending (`mailotp check --connect`).
     async fn check_connection(&self) -> Result<(), MailError>;
@@ -37,7 +38,7 @@ struct FileProvider {
 
 #[async_trait]
 impl MailProvider for FileProvider {
-    async fn send(&self, message: Message) -> Result<(), MailError> {
+    async fn send(&self, message: Message) -> Result<String, MailError> {
         tokio::fs::create_dir_all(&self.outbox)
             .await
             .map_err(|e| MailError::Transient {
@@ -46,7 +47,7 @@ impl MailProvider for FileProvider {
         AsyncFileTransport::<Tokio1Executor>::new(&self.outbox)
             .send(message)
             .await
-            .map(|_| ())
+            .map(|id| format!("written to {}/{id}.eml", self.outbox.display()))
             .map_err(|e| MailError::Transient {
                 reason: format!("cannot write to {}: {e}", self.outbox.display()),
             })
@@ -102,9 +103,13 @@ impl SmtpProvider {
 
 #[async_trait]
 impl MailProvider for SmtpProvider {
-    async fn send(&self, message: Message) -> Result<(), MailError> {
+    async fn send(&self, message: Message) -> Result<String, MailError> {
         match self.transport.send(message).await {
-            Ok(_) => Ok(()),
+            Ok(reply) => Ok(format!(
+                "{} {}",
+                reply.code(),
+                reply.message().collect::<Vec<_>>().join(" ")
+            )),
             Err(e) if e.is_permanent() => Err(MailError::Permanent { reason: e.to_string() }),
             Err(e) => Err(MailError::Transient { reason: e.to_string() }),
         }

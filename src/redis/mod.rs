@@ -16,6 +16,7 @@
 //! reach Redis at start checks before its first call and, on a mismatch,
 //! answers nothing (as while Redis is down) and says why once.
 
+pub(crate) mod control;
 pub(crate) mod limiter;
 pub(crate) mod mail;
 pub(crate) mod record;

@@ -53,6 +53,7 @@ mod deny;
 mod link;
 mod open;
 mod scripts;
+mod view;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -92,6 +92,8 @@ pub(crate) struct Context<H = Handler> {
     pub pin_shares: PinShares,
     /// How often drops are summed up in the log (`drop_log_interval`).
     pub drop_log_interval: Duration,
+    /// Where each existing user's last answer is kept (`mailotp ctl status`).
+    pub results: Option<Arc<dyn crate::challenge::OperatorState>>,
     missing_ma_logged: DashMap<String, Instant>,
     share_full_logged: DashMap<String, Instant>,
 }
@@ -107,10 +109,25 @@ impl<H: RequestHandler> Context<H> {
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             pin_shares: PinShares::default(),
             drop_log_interval: DEFAULT_DROP_LOG_INTERVAL,
+            results: None,
             missing_ma_logged: DashMap::new(),
             share_full_logged: DashMap::new(),
         }
     }
+}
+
+/// Keeps the answer as the user's last result, under the canonical name.
+fn record_result(results: &dyn crate::challenge::OperatorState, decision: &Decision, user: &str, client: &str) {
+    let at_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let result = crate::challenge::LastResult {
+        answer: decision.code.name().to_owned(),
+        reason: decision.reason.as_str().to_owned(),
+        client: client.to_owned(),
+        at_unix,
+    };
+    results.record_result(decision.canonical.as_deref().unwrap_or(user), result);
 }
 
 /// Serves RADIUS on already-bound sockets until shutdown; request tasks run
@@ -383,6 +400,9 @@ async fn respond<H: RequestHandler>(
     count(&ctx.metrics, decision.code);
     if let Some(policy) = &decision.policy {
         ctx.metrics.policy(policy);
+    }
+    if let Some(results) = ctx.results.as_ref().filter(|_| decision.reason.names_a_user()) {
+        record_result(results.as_ref(), &decision, &user, &client.name);
     }
     if packet.code() == Code::StatusServer {
         // A proxy asks every few seconds: the metrics count these, and a line

@@ -3,6 +3,8 @@
 
 mod attributes;
 mod certs;
+mod control;
+mod control_support;
 mod core_flow;
 mod deny;
 mod fast_path;

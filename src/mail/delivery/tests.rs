@@ -23,9 +23,10 @@ struct Scripted {
 
 #[async_trait]
 impl MailProvider for Scripted {
-    async fn send(&self, _message: Message) -> Result<(), MailError> {
+    async fn send(&self, _message: Message) -> Result<String, MailError> {
         self.sends.fetch_add(1, Ordering::Relaxed);
-        self.answers.lock().unwrap().pop_front().unwrap_or(Ok(()))
+        let answer = self.answers.lock().unwrap().pop_front().unwrap_or(Ok(()));
+        answer.map(|()| "250 OK".to_owned())
     }
 
     async fn check_connection(&self) -> Result<(), MailError> {
@@ -84,6 +85,7 @@ fn start(answers: Vec<Result<(), MailError>>) -> Running {
         provider: provider.clone(),
         renderer: Arc::new(ArcSwap::from_pointee(Renderer::new(&config.email))),
         stats: stats.clone(),
+        log: Arc::default(),
     };
     let (tasks, shutdown) = (TaskTracker::new(), CancellationToken::new());
     tasks.spawn(worker.run(shutdown.clone(), Duration::from_secs(5)));
