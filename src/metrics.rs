@@ -87,6 +87,8 @@ pub(crate) struct Metrics {
     /// Access-Requests answered under each `[[policies]]` entry, by name (as
     /// many names as the configurations served have had).
     policies: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// RadSec connections: open, and refused by reason.
+    pub radsec: crate::radsec::Counters,
 }
 
 impl Metrics {

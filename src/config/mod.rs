@@ -8,6 +8,7 @@
 
 mod ldap;
 mod policies;
+mod radsec;
 mod raw;
 mod state;
 pub(crate) mod template;
@@ -30,6 +31,7 @@ pub(crate) use ldap::{LdapConfig, LdapTls, USER_PLACEHOLDER};
 use crate::dictionary::AttrDef;
 use crate::limits::{Lockout, Throttling};
 use crate::policy::Policies;
+pub(crate) use radsec::{RadsecConfig, RADSEC_SECRET};
 use raw::RawConfig;
 pub(crate) use state::{PoolKey, RedisConfig, StateConfig};
 use template::Templates;
@@ -198,6 +200,9 @@ pub(crate) struct Client {
     /// e-mail address, when this client (a front proxy that already looked
     /// the user up) sends it.
     pub trusted_email: Option<AttrDef>,
+    /// `radsec = true`: the name (`tls_name`) its certificate must carry;
+    /// such a client is served only over RadSec, `None` only over UDP.
+    pub tls_name: Option<String>,
 }
 
 /// `[server]`: sockets and limits.
@@ -384,6 +389,8 @@ pub(crate) struct Config {
     pub metrics: Option<MetricsConfig>,
     /// `[[policies]]`, in file order.
     pub policies: Policies,
+    /// `[radsec]`: RADIUS over TLS; `None` is off.
+    pub radsec: Option<RadsecConfig>,
 }
 
 impl Config {

@@ -34,6 +34,7 @@ pub(super) struct RawConfig {
     pub metrics: Option<RawMetrics>,
     #[serde(default)]
     pub policies: Vec<RawPolicy>,
+    pub radsec: Option<super::radsec::RawRadsec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +140,9 @@ pub(super) struct RawClient {
     #[serde(default)]
     pub challenge_mode: super::ChallengeMode,
     pub trusted_email_attribute: Option<String>,
+    #[serde(default)]
+    pub radsec: bool,
+    pub tls_name: Option<String>,
 }
 
 fn default_true() -> bool {

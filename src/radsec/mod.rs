@@ -1,0 +1,261 @@
+//! radsec: RADIUS over TLS (RFC 6614), the second transport in front of the
+//! same [`RequestHandler`] as UDP.
+//!
+//! It owns the TCP listeners, the connection cap (`max_connections`: one
+//! more is closed at accept), the TLS handshake and its timeout, and who a
+//! connection is: its certificate must chain to `ca_file` and name a
+//! `radsec = true` client whose `address` holds the peer, or it is closed
+//! before any RADIUS is read, logged and counted. Each accepted connection
+//! is a [`session`]: framing, per-connection duplicates, answers in any
+//! order. The packet checks, the decision, signing and the log line are
+//! `server`'s, shared with UDP; this module knows no users, codes or mail.
+//! Certificates swap on SIGHUP ([`Radsec::reload`]); connections already open
+//! keep theirs.
+
+mod session;
+pub(crate) mod tls;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::RequestHandler;
+use crate::config::RadsecConfig;
+use crate::http::{is_peer_error, Backoff};
+use crate::lifecycle::Lifecycle;
+use crate::server::Context;
+pub(crate) use tls::TlsError;
+
+/// Why a RadSec connection was closed before any RADIUS was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `max_connections` were open already.
+    TooMany,
+    /// TLS did not finish within `handshake_timeout`.
+    HandshakeTimeout,
+    /// The client certificate was refused: it does not chain to `ca_file`,
+    /// has expired, or lacks the clientAuth extended key usage.
+    BadCertificate,
+    /// TLS failed otherwise (not TLS at all, no common version or cipher).
+    HandshakeFailed,
+    /// The certificate is good but its names and the source address match
+    /// no `radsec = true` client.
+    UnknownClient,
+}
+
+impl Refusal {
+    /// Every reason, in the order of [`Counters::refused`].
+    pub(crate) const ALL: [Refusal; 5] = [
+        Refusal::TooMany,
+        Refusal::HandshakeTimeout,
+        Refusal::BadCertificate,
+        Refusal::HandshakeFailed,
+        Refusal::UnknownClient,
+    ];
+
+    /// The reason as logs and metrics name it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Refusal::TooMany => "too-many-connections",
+            Refusal::HandshakeTimeout => "handshake-timeout",
+            Refusal::BadCertificate => "bad-certificate",
+            Refusal::HandshakeFailed => "handshake-failed",
+            Refusal::UnknownClient => "unknown-client",
+        }
+    }
+}
+
+/// RadSec's counters, part of the server's metrics.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    refused: [AtomicU64; Refusal::ALL.len()],
+    /// Connections open now (past the handshake and identified).
+    pub open: AtomicI64,
+}
+
+impl Counters {
+    fn refuse(&self, reason: Refusal) {
+        let i = Refusal::ALL.iter().position(|r| *r == reason).expect("listed in ALL");
+        self.refused[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections refused so far, by reason.
+    pub(crate) fn refused(&self) -> Vec<(&'static str, u64)> {
+        Refusal::ALL
+            .iter()
+            .zip(&self.refused)
+            .map(|(r, n)| (r.as_str(), n.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// The RadSec listener's settings and TLS state.
+pub(crate) struct Radsec {
+    /// TLS settings for new connections (swapped on SIGHUP).
+    tls: ArcSwap<ServerConfig>,
+    /// `[radsec]`.
+    config: RadsecConfig,
+    /// One permit per open connection (`max_connections`).
+    slots: Arc<Semaphore>,
+}
+
+impl Radsec {
+    /// Loads the certificates of `config`.
+    pub(crate) fn new(config: &RadsecConfig) -> Result<Radsec, TlsError> {
+        Ok(Radsec {
+            tls: ArcSwap::new(tls::server_config(config)?),
+            config: config.clone(),
+            slots: Arc::new(Semaphore::new(config.max_connections)),
+        })
+    }
+
+    /// SIGHUP: reads the certificate, key and CA again for new connections.
+    /// Listen addresses and limits need a restart.
+    pub(crate) fn reload(&self, config: &RadsecConfig) -> Result<(), TlsError> {
+        if config.listen != self.config.listen || config.max_connections != self.config.max_connections {
+            tracing::warn!("[radsec] listen and max_connections changes take effect at the next restart");
+        }
+        self.tls.store(tls::server_config(config)?);
+        Ok(())
+    }
+
+    /// Binds every `listen` address.
+    pub(crate) async fn bind(&self) -> Result<Vec<TcpListener>, (SocketAddr, std::io::Error)> {
+        let mut listeners = Vec::new();
+        for addr in &self.config.listen {
+            let listener = TcpListener::bind(addr).await.map_err(|e| (*addr, e))?;
+            listeners.push(listener);
+        }
+        Ok(listeners)
+    }
+}
+
+/// Serves RadSec on already-bound listeners until shutdown; connections run
+/// on `life`.
+pub(crate) async fn serve<H: RequestHandler>(
+    listeners: Vec<TcpListener>,
+    radsec: Arc<Radsec>,
+    ctx: Arc<Context<H>>,
+    life: Lifecycle,
+) {
+    let mut loops = tokio::task::JoinSet::new();
+    for listener in listeners {
+        loops.spawn(accept_loop(
+            listener,
+            Arc::clone(&radsec),
+            Arc::clone(&ctx),
+            life.clone(),
+        ));
+    }
+    while loops.join_next().await.is_some() {}
+}
+
+async fn accept_loop<H: RequestHandler>(
+    listener: TcpListener,
+    radsec: Arc<Radsec>,
+    ctx: Arc<Context<H>>,
+    life: Lifecycle,
+) {
+    let mut backoff = Backoff::default();
+    loop {
+        let accepted = tokio::select! {
+            _ = life.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff.succeeded("radsec");
+                accepted
+            }
+            Err(e) if is_peer_error(&e) => continue,
+            Err(e) => {
+                let pause = backoff.failed("radsec", &e);
+                tokio::select! {
+                    _ = life.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => continue,
+                }
+            }
+        };
+        let Ok(permit) = Arc::clone(&radsec.slots).try_acquire_owned() else {
+            refuse(&ctx, peer, Refusal::TooMany, "max_connections reached");
+            continue;
+        };
+        let (radsec, ctx, task_life) = (Arc::clone(&radsec), Arc::clone(&ctx), life.clone());
+        life.spawn(connection(stream, peer, permit, radsec, ctx, task_life));
+    }
+}
+
+/// Counts and logs a connection closed before any RADIUS was read.
+fn refuse<H>(ctx: &Context<H>, peer: SocketAddr, reason: Refusal, detail: &str) {
+    ctx.metrics.radsec.refuse(reason);
+    tracing::warn!(%peer, reason = reason.as_str(), detail, "radsec connection refused");
+}
+
+/// One accepted connection: handshake, identification, then the session.
+async fn connection<H: RequestHandler>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    radsec: Arc<Radsec>,
+    ctx: Arc<Context<H>>,
+    life: Lifecycle,
+) {
+    let _permit = permit;
+    let _ = stream.set_nodelay(true);
+    let acceptor = TlsAcceptor::from(radsec.tls.load_full());
+    let handshake = tokio::time::timeout(radsec.config.handshake_timeout, acceptor.accept(stream));
+    let stream = tokio::select! {
+        _ = life.cancelled() => return,
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                let reason = if is_certificate_error(&e) { Refusal::BadCertificate } else { Refusal::HandshakeFailed };
+                return refuse(&ctx, peer, reason, &e.to_string());
+            }
+            Err(_) => return refuse(&ctx, peer, Refusal::HandshakeTimeout, "handshake_timeout passed"),
+        },
+    };
+    let names = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(tls::peer_names)
+        .unwrap_or_default();
+    let Some(client) = ctx.clients.load().find_radsec(peer.ip(), &names).cloned() else {
+        let detail = format!(
+            "no radsec = true client with address {} and tls_name in {names:?}",
+            peer.ip()
+        );
+        return refuse(&ctx, peer, Refusal::UnknownClient, &detail);
+    };
+    let version = stream.get_ref().1.protocol_version().map(|v| format!("{v:?}"));
+    tracing::info!(client = %client.name, %peer, tls = version.as_deref().unwrap_or("?"), "radsec connection open");
+    ctx.metrics.radsec.open.fetch_add(1, Ordering::Relaxed);
+    let idle = radsec.config.idle_timeout;
+    let end = session::run(stream, session::Peer { client, address: peer }, idle, &ctx, &life).await;
+    ctx.metrics.radsec.open.fetch_sub(1, Ordering::Relaxed);
+    tracing::info!(%peer, why = end.as_str(), "radsec connection closed");
+}
+
+/// Whether a handshake failed on the client's certificate (as opposed to
+/// a peer that does not speak TLS, or no common parameters).
+fn is_certificate_error(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| {
+            matches!(
+                e,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests;
