@@ -19,6 +19,8 @@ mod packaging;
 mod packets;
 mod policies;
 mod pool_support;
+mod radsec;
+mod radsec_support;
 mod redis;
 mod redis_forgery;
 mod redis_trips;
