@@ -256,3 +256,54 @@ fn check_refuses_a_radsec_client_without_tls_name_and_a_key_of_another_certifica
     );
     assert!(!out.status.success() && err.contains("missing.pem"), "{err}");
 }
+
+/// The two-round login through `proxy`, and its mail.
+fn login_through(proxy: &Proxy, server: &mut Server, smtp: &SmtpSink) {
+    let first = format!(
+        "User-Name = alice, User-Password = \"{}\", Message-Authenticator = 0x00",
+        pin("alice")
+    );
+    let challenge = proxy.radclient(&first);
+    assert_eq!(
+        challenge.code,
+        "Access-Challenge",
+        "{challenge:?}\n{}",
+        proxy.process.output()
+    );
+    let state = challenge.state();
+    let mail = smtp.wait_for_mails(1);
+    assert_eq!(mail[0].header("To"), "alice@example.test");
+    let otp = mail[0].otp();
+    server.forbid_in_log(&otp);
+    let accept = proxy.radclient(&format!(
+        "User-Name = alice, User-Password = \"{otp}\", State = {state}, Message-Authenticator = 0x00"
+    ));
+    assert_eq!(accept.code, "Access-Accept", "{accept:?}");
+    assert_answered(server, 2);
+}
+
+#[test]
+fn a_challenge_login_through_freeradius_as_a_radsec_proxy() {
+    let smtp = SmtpSink::start();
+    let pki = Pki::new();
+    let mut setup = radsec_setup(&pki, smtp.port);
+    setup.clients = vec![radsec_client("freeradius", "127.0.0.1", CLIENT_NAME)];
+    let mut server = Server::start(&setup);
+    let proxy = Proxy::freeradius(radsec_addr(&server), &pki.ca.ca, &pki.client);
+    login_through(&proxy, &mut server, &smtp);
+    let log = server.log();
+    assert!(log.contains("tls=\"TLSv1_2\"") || log.contains("tls=TLSv1_2"), "{log}");
+    assert_eq!(log.matches("client=freeradius").count(), 3, "open + 2 answers: {log}");
+}
+
+#[test]
+fn a_challenge_login_through_radsecproxy() {
+    let smtp = SmtpSink::start();
+    let pki = Pki::new();
+    let mut setup = radsec_setup(&pki, smtp.port);
+    setup.clients = vec![radsec_client("radsecproxy", "127.0.0.1", CLIENT_NAME)];
+    let mut server = Server::start(&setup);
+    let proxy = Proxy::radsecproxy(radsec_addr(&server), &pki.ca.ca, &pki.client);
+    login_through(&proxy, &mut server, &smtp);
+    assert!(server.log().contains("client=radsecproxy"));
+}

@@ -285,3 +285,102 @@ pub fn refused(addr: SocketAddr, ca: &Path, identity: &Issued) -> bool {
     let _ = client.send(&status.signed(RADSEC_SECRET));
     client.recv().is_none()
 }
+
+/// A shipped file of `conf/radsec/`.
+pub fn shipped_radsec(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/radsec").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A RadSec proxy in front of mailotp (FreeRADIUS or radsecproxy): radclient
+/// talks UDP to `addr` with [`crate::freeradius::NAS_SECRET`].
+pub struct Proxy {
+    pub process: Process,
+    pub addr: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Proxy {
+    /// FreeRADIUS 3.2 with the shipped `freeradius-proxy.conf`, proxying to
+    /// the mailotp RadSec listener at `home` with `identity`.
+    pub fn freeradius(home: SocketAddr, ca: &Path, identity: &Issued) -> Proxy {
+        use crate::freeradius::{free_udp_port, radiusd_conf, shipped, NAS_SECRET};
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_udp_port();
+        let proxy = shipped_radsec("freeradius-proxy.conf")
+            .replace("ipaddr = 192.0.2.10", &format!("ipaddr = {}", home.ip()))
+            .replace("port = 2083", &format!("port = {}", home.port()))
+            .replace(
+                "/etc/freeradius/3.0/certs/radsec-client.pem",
+                &identity.cert.display().to_string(),
+            )
+            .replace(
+                "/etc/freeradius/3.0/certs/radsec-client.key",
+                &identity.key.display().to_string(),
+            )
+            .replace("/etc/freeradius/3.0/certs/mailotp-ca.pem", &ca.display().to_string());
+        let clients = shipped("clients.conf")
+            .replace("10.1.2.0/24", "127.0.0.1")
+            .replace("the-nas-secret", NAS_SECRET);
+        let d = dir.path();
+        std::fs::write(d.join("proxy.conf"), proxy).unwrap();
+        std::fs::write(d.join("clients.conf"), clients).unwrap();
+        std::fs::write(d.join("authorize.conf"), shipped("authorize.conf")).unwrap();
+        std::fs::write(d.join("radiusd.conf"), radiusd_conf(d, port)).unwrap();
+        let status = Command::new("chmod").arg("-R").arg("go-w").arg(d).status().unwrap();
+        assert!(status.success());
+        // -X is single-threaded, which FreeRADIUS refuses for TLS (PEERS.md).
+        let mut cmd = Command::new("freeradius");
+        cmd.args(["-f", "-xx", "-l", "stdout", "-d"]).arg(d);
+        Proxy::ready(Process::spawn("freeradius", cmd), port, dir)
+    }
+
+    /// radsecproxy with the shipped `radsecproxy.conf`.
+    pub fn radsecproxy(home: SocketAddr, ca: &Path, identity: &Issued) -> Proxy {
+        use crate::freeradius::{free_udp_port, NAS_SECRET};
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_udp_port();
+        let conf = shipped_radsec("radsecproxy.conf")
+            .replace("ListenUDP *:1812", &format!("ListenUDP 127.0.0.1:{port}"))
+            .replace("host 10.1.2.0/24", "host 127.0.0.1")
+            .replace("the-nas-secret", NAS_SECRET)
+            .replace("host 192.0.2.10", &format!("host {}", home.ip()))
+            .replace("port 2083", &format!("port {}", home.port()))
+            .replace(
+                "/etc/radsecproxy/radsec-client.pem",
+                &identity.cert.display().to_string(),
+            )
+            .replace(
+                "/etc/radsecproxy/radsec-client.key",
+                &identity.key.display().to_string(),
+            )
+            .replace("/etc/radsecproxy/mailotp-ca.pem", &ca.display().to_string());
+        let path = dir.path().join("radsecproxy.conf");
+        std::fs::write(&path, conf).unwrap();
+        let mut cmd = Command::new("/usr/sbin/radsecproxy");
+        cmd.args(["-f", "-d", "3", "-i"])
+            .arg(dir.path().join("radsecproxy.pid"))
+            .arg("-c")
+            .arg(&path);
+        Proxy::ready(Process::spawn("radsecproxy", cmd), port, dir)
+    }
+
+    /// Waits until the proxy answers Status-Server on its UDP port.
+    fn ready(process: Process, port: u16, dir: TempDir) -> Proxy {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let secret = crate::freeradius::NAS_SECRET;
+        poll("the proxy to answer Status-Server", DEADLINE, || {
+            radclient_code(addr, secret, "status", "Message-Authenticator = 0x00")
+        });
+        Proxy {
+            process,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// radclient through the proxy.
+    pub fn radclient(&self, attributes: &str) -> Reply {
+        radclient(self.addr, crate::freeradius::NAS_SECRET, attributes).expect("an answer through the proxy")
+    }
+}
