@@ -103,3 +103,52 @@ impl Validator<'_> {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{load, MINIMAL};
+
+    const RADSEC_CLIENT: &str = "[[clients]]\nname = \"proxy\"\naddress = \"192.0.2.5\"\nradsec = true\n";
+
+    fn error_of(text: &str) -> String {
+        load(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_radsec_client_needs_a_tls_name_and_a_radsec_section() {
+        let without_name = format!("{MINIMAL}\n{RADSEC_CLIENT}");
+        assert!(
+            error_of(&without_name).contains("clients[1].tls_name"),
+            "{}",
+            error_of(&without_name)
+        );
+        let without_section = format!("{without_name}tls_name = \"proxy.example.com\"\n");
+        let error = error_of(&without_section);
+        assert!(
+            error.contains("clients[1].radsec") && error.contains("[radsec]"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_udp_client_has_no_tls_name() {
+        let text = MINIMAL.replace(
+            "secret = \"s3cret\"",
+            "secret = \"s3cret\"\ntls_name = \"vpn.example.com\"",
+        );
+        assert!(error_of(&text).contains("clients[0].tls_name"), "{}", error_of(&text));
+    }
+
+    #[test]
+    fn radsec_files_that_cannot_be_read_are_named() {
+        let text = format!(
+            "{MINIMAL}\n[radsec]\nlisten = [\"127.0.0.1:2083\"]\ncertificate_file = \"nope.pem\"\n\
+             key_file = \"nope.key\"\nca_file = \"ca.pem\"\n"
+        );
+        let error = error_of(&text);
+        assert!(
+            error.contains("radsec.certificate_file") && error.contains("/etc/mailotp/nope.pem"),
+            "{error}"
+        );
+    }
+}

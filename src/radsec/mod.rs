@@ -16,7 +16,7 @@ mod session;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -29,71 +29,9 @@ use crate::auth::RequestHandler;
 use crate::config::RadsecConfig;
 use crate::http::{is_peer_error, Backoff};
 use crate::lifecycle::Lifecycle;
+use crate::metrics::Refusal;
 use crate::server::Context;
 pub(crate) use tls::TlsError;
-
-/// Why a RadSec connection was closed before any RADIUS was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
-    /// `max_connections` were open already.
-    TooMany,
-    /// TLS did not finish within `handshake_timeout`.
-    HandshakeTimeout,
-    /// The client certificate was refused: it does not chain to `ca_file`,
-    /// has expired, or lacks the clientAuth extended key usage.
-    BadCertificate,
-    /// TLS failed otherwise (not TLS at all, no common version or cipher).
-    HandshakeFailed,
-    /// The certificate is good but its names and the source address match
-    /// no `radsec = true` client.
-    UnknownClient,
-}
-
-impl Refusal {
-    /// Every reason, in the order of [`Counters::refused`].
-    pub(crate) const ALL: [Refusal; 5] = [
-        Refusal::TooMany,
-        Refusal::HandshakeTimeout,
-        Refusal::BadCertificate,
-        Refusal::HandshakeFailed,
-        Refusal::UnknownClient,
-    ];
-
-    /// The reason as logs and metrics name it.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Refusal::TooMany => "too-many-connections",
-            Refusal::HandshakeTimeout => "handshake-timeout",
-            Refusal::BadCertificate => "bad-certificate",
-            Refusal::HandshakeFailed => "handshake-failed",
-            Refusal::UnknownClient => "unknown-client",
-        }
-    }
-}
-
-/// RadSec's counters, part of the server's metrics.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    refused: [AtomicU64; Refusal::ALL.len()],
-    /// Connections open now (past the handshake and identified).
-    pub open: AtomicI64,
-}
-
-impl Counters {
-    fn refuse(&self, reason: Refusal) {
-        let i = Refusal::ALL.iter().position(|r| *r == reason).expect("listed in ALL");
-        self.refused[i].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Connections refused so far, by reason.
-    pub(crate) fn refused(&self) -> Vec<(&'static str, u64)> {
-        Refusal::ALL
-            .iter()
-            .zip(&self.refused)
-            .map(|(r, n)| (r.as_str(), n.load(Ordering::Relaxed)))
-            .collect()
-    }
-}
 
 /// The RadSec listener's settings and TLS state.
 pub(crate) struct Radsec {
