@@ -26,7 +26,7 @@ impl RequestHandler for Gate {
 
     async fn handle(&self, request: &Incoming<'_>) -> Result<Decision, Unavailable> {
         if let Incoming::Access(_) = request {
-            let _ = self.0.acquire().await.expect("gate open").forget();
+            self.0.acquire().await.expect("gate open").forget();
             return Ok(Decision::reject(Reason::WrongPin));
         }
         Ok(Decision::accept(Reason::StatusServer))
