@@ -307,3 +307,31 @@ fn a_challenge_login_through_radsecproxy() {
     login_through(&proxy, &mut server, &smtp);
     assert!(server.log().contains("client=radsecproxy"));
 }
+
+#[test]
+fn sighup_reads_certificates_again_and_open_connections_keep_theirs() {
+    let smtp = SmtpSink::start();
+    let pki = Pki::new();
+    let server = Server::start(&radsec_setup(&pki, smtp.port));
+    let addr = radsec_addr(&server);
+    let mut open = TlsClient::connect(addr, &pki.ca.ca, &pki.client).unwrap();
+    assert_alive(&mut open, 1);
+
+    // A new CA takes over: its server certificate and CA go where the old ones were.
+    let next = Pki::new();
+    for (from, to) in [
+        (&next.server.cert, &pki.server.cert),
+        (&next.server.key, &pki.server.key),
+        (&next.ca.ca, &pki.ca.ca),
+    ] {
+        std::fs::copy(from, to).unwrap();
+    }
+    server.process.signal("HUP");
+    server.wait_for_log("configuration reloaded");
+
+    assert_alive(&mut open, 2);
+    let mut renewed = TlsClient::connect(addr, &next.ca.ca, &next.client).expect("the new CA's client");
+    assert_alive(&mut renewed, 3);
+    assert!(refused(addr, &next.ca.ca, &pki.client), "the old CA's client");
+    wait_metric(&server, "radsec_refused_connections", "bad-certificate", 1);
+}
