@@ -335,3 +335,41 @@ fn sighup_reads_certificates_again_and_open_connections_keep_theirs() {
     assert!(refused(addr, &next.ca.ca, &pki.client), "the old CA's client");
     wait_metric(&server, "radsec_refused_connections", "bad-certificate", 1);
 }
+
+#[test]
+fn connections_beyond_max_connections_and_silent_handshakes_are_closed_and_udp_goes_on() {
+    use std::io::Read;
+    let smtp = SmtpSink::start();
+    let pki = Pki::new();
+    let mut setup = radsec_setup(&pki, smtp.port);
+    setup
+        .clients
+        .push(client("local", "127.0.0.1", SECRET, false, "access-challenge"));
+    setup.extra = pki
+        .section()
+        .replace("[radsec]\n", "[radsec]\nmax_connections = 2\nhandshake_timeout = 2\n");
+    let server = Server::start(&setup);
+    let addr = radsec_addr(&server);
+
+    // Two connections that never start TLS hold both places.
+    let mut silent: Vec<std::net::TcpStream> = (0..2).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+    poll("a third connection to be refused", DEADLINE, || {
+        refused(addr, &pki.ca.ca, &pki.client).then_some(())
+    });
+    wait_metric(&server, "radsec_refused_connections", "too-many-connections", 1);
+    // UDP does not wait for any of it.
+    let reply = radclient_code(server.addr(), SECRET, "status", "Message-Authenticator = 0x00").unwrap();
+    assert_eq!(reply.code, "Access-Accept");
+
+    // handshake_timeout frees the places.
+    for stream in &mut silent {
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut buf = [0u8; 16];
+        assert!(matches!(stream.read(&mut buf), Ok(0) | Err(_)), "closed by the server");
+    }
+    wait_metric(&server, "radsec_refused_connections", "handshake-timeout", 2);
+    let mut client = poll("a place to be free again", DEADLINE, || {
+        TlsClient::connect(addr, &pki.ca.ca, &pki.client).ok()
+    });
+    assert_alive(&mut client, 1);
+}
