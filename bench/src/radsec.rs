@@ -172,9 +172,13 @@ fn one_connection(
     let conn = rustls::ClientConnection::new(config, name).expect("a TLS client");
     let tcp = TcpStream::connect(target).expect("connect to the RadSec listener");
     tcp.set_nodelay(true).expect("TCP_NODELAY");
-    tcp.set_read_timeout(Some(Duration::from_millis(5)))
-        .expect("a read timeout");
     let mut stream = rustls::StreamOwned::new(conn, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock).expect("the TLS handshake");
+    }
+    // Only now: a read that times out inside the handshake would fail it.
+    let timeout = Some(Duration::from_millis(5));
+    stream.sock.set_read_timeout(timeout).expect("a read timeout");
     let mut sent: Vec<Option<(Outgoing, [u8; 16], Instant)>> = (0..in_flight).map(|_| None).collect();
     let mut out = Outcome::default();
     let start = Instant::now();
