@@ -175,3 +175,18 @@ fn radsec_and_udp_clients_never_stand_in_for_each_other() {
         "proxy"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_counts_from_the_last_request_and_status_server_is_one() {
+    let (mut stream, _gate, _ctx, task) = start();
+    let begin = tokio::time::Instant::now();
+    for id in 1..=3 {
+        stream.write_all(&request(12, id, id)).await.unwrap();
+        assert_eq!(answer(&mut stream).await.unwrap()[1], id);
+        // 400 s apart, 1200 s in all: each watchdog keeps the connection.
+        tokio::time::advance(std::time::Duration::from_secs(400)).await;
+    }
+    assert_eq!(task.await.unwrap(), End::Idle);
+    let last_request = std::time::Duration::from_secs(800);
+    assert_eq!(begin.elapsed(), last_request + std::time::Duration::from_secs(600));
+}

@@ -13,6 +13,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tempfile::TempDir;
 
+use crate::certs::openssl;
 use crate::harness::*;
 
 /// RFC 6614 §2.3's fixed secret, mailotp's default for a RadSec client.
@@ -56,19 +57,6 @@ impl<'a> Leaf<'a> {
 pub struct TestCa {
     pub dir: TempDir,
     pub ca: PathBuf,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 const CA_CNF: &str = "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\nnew_certs_dir = .\n\
