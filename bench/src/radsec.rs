@@ -179,12 +179,10 @@ fn one_connection(
     // Only now: a read that times out inside the handshake would fail it.
     let timeout = Some(Duration::from_millis(5));
     stream.sock.set_read_timeout(timeout).expect("a read timeout");
-    let mut sent: Vec<Option<(Outgoing, [u8; 16], Instant)>> = (0..in_flight).map(|_| None).collect();
     let mut out = Outcome::default();
     let start = Instant::now();
-    for id in 0..in_flight {
-        sent[id] = send(&mut stream, workload, id);
-    }
+    let mut sent: Vec<Option<(Outgoing, [u8; 16], Instant)>> =
+        (0..in_flight).map(|id| send(&mut stream, workload, id)).collect();
     let (mut inbox, mut chunk) = (Vec::with_capacity(64 * 1024), [0u8; 16 * 1024]);
     while start.elapsed() < drive.duration && sent.iter().any(Option::is_some) {
         match stream.read(&mut chunk) {
