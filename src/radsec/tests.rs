@@ -162,7 +162,7 @@ fn radsec_and_udp_clients_never_stand_in_for_each_other() {
         None
     );
     let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    let found = clients.find_radsec(local, &names(&["x.test", "proxy.test"]));
+    let found = clients.find_radsec(local, &names(&["x.test", "Proxy.TEST"]));
     assert_eq!(found.unwrap().name, "proxy");
     assert!(
         clients.find_radsec(local, &names(&["other.test"])).is_none(),

@@ -73,12 +73,15 @@ impl Clients {
     }
 
     /// The RadSec client at `ip` whose `tls_name` is one of a certificate's
-    /// `names`.
+    /// `names` (DNS names, so without regard to ASCII case).
     pub(crate) fn find_radsec(&self, ip: IpAddr, names: &[String]) -> Option<&Arc<Client>> {
         let ip = unmapped(ip);
-        self.0
-            .iter()
-            .find(|c| c.network.contains(&ip) && c.tls_name.as_ref().is_some_and(|n| names.iter().any(|m| m == n)))
+        self.0.iter().find(|c| {
+            c.network.contains(&ip)
+                && c.tls_name
+                    .as_ref()
+                    .is_some_and(|n| names.iter().any(|m| m.eq_ignore_ascii_case(n)))
+        })
     }
 }
 
