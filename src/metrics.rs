@@ -104,6 +104,11 @@ impl Refusal {
             Refusal::UnknownClient => "unknown-client",
         }
     }
+
+    /// Its place in [`Refusal::ALL`].
+    pub(crate) fn index(self) -> usize {
+        Refusal::ALL.iter().position(|r| *r == self).expect("listed in ALL")
+    }
 }
 
 /// RadSec's counters, part of the server's metrics.
@@ -117,8 +122,12 @@ pub(crate) struct RadsecCounters {
 impl RadsecCounters {
     /// Counts one refused connection.
     pub(crate) fn refuse(&self, reason: Refusal) {
-        let i = Refusal::ALL.iter().position(|r| *r == reason).expect("listed in ALL");
-        self.refused[i].fetch_add(1, Ordering::Relaxed);
+        self.refused[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections refused for `reason` so far.
+    pub(crate) fn refused_for(&self, reason: Refusal) -> u64 {
+        self.refused[reason.index()].load(Ordering::Relaxed)
     }
 
     /// Connections refused so far, by reason.

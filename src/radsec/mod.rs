@@ -41,7 +41,12 @@ pub(crate) struct Radsec {
     config: RadsecConfig,
     /// One permit per open connection (`max_connections`).
     slots: Arc<Semaphore>,
+    /// When each kind of refusal was last logged at WARN.
+    refusals_logged: std::sync::Mutex<[Option<tokio::time::Instant>; Refusal::ALL.len()]>,
 }
+
+/// How often a refusal anyone can cause is logged at WARN, per reason.
+const REFUSAL_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Radsec {
     /// Loads the certificates of `config`.
@@ -50,6 +55,7 @@ impl Radsec {
             tls: ArcSwap::new(tls::server_config(config)?),
             config: config.clone(),
             slots: Arc::new(Semaphore::new(config.max_connections)),
+            refusals_logged: std::sync::Mutex::new([None; Refusal::ALL.len()]),
         })
     }
 
@@ -121,7 +127,7 @@ async fn accept_loop<H: RequestHandler>(
             }
         };
         let Ok(permit) = Arc::clone(&radsec.slots).try_acquire_owned() else {
-            refuse(&ctx, peer, Refusal::TooMany, "max_connections reached");
+            radsec.refuse(&ctx, peer, Refusal::TooMany, "max_connections reached");
             continue;
         };
         let (radsec, ctx, task_life) = (Arc::clone(&radsec), Arc::clone(&ctx), life.clone());
@@ -129,10 +135,34 @@ async fn accept_loop<H: RequestHandler>(
     }
 }
 
-/// Counts and logs a connection closed before any RADIUS was read.
-fn refuse<H>(ctx: &Context<H>, peer: SocketAddr, reason: Refusal, detail: &str) {
-    ctx.metrics.radsec.refuse(reason);
-    tracing::warn!(%peer, reason = reason.as_str(), detail, "radsec connection refused");
+impl Radsec {
+    /// Counts and logs a connection closed before any RADIUS was read.
+    /// Refusals anyone can cause (no certificate of ours needed) cost them
+    /// one TCP connection each, so that they cannot fill the log they are
+    /// logged at most once a second per reason, with the count so far; the
+    /// rest at debug level. `unknown-client` needs a certificate from
+    /// `ca_file` and is always logged.
+    fn refuse<H>(&self, ctx: &Context<H>, peer: SocketAddr, reason: Refusal, detail: &str) {
+        ctx.metrics.radsec.refuse(reason);
+        if reason == Refusal::UnknownClient || self.refusal_due(reason) {
+            let total = ctx.metrics.radsec.refused_for(reason);
+            tracing::warn!(%peer, reason = reason.as_str(), total, detail, "radsec connection refused");
+        } else {
+            tracing::debug!(%peer, reason = reason.as_str(), detail, "radsec connection refused");
+        }
+    }
+
+    /// Whether a WARN line for `reason` is due, and marks it logged.
+    fn refusal_due(&self, reason: Refusal) -> bool {
+        let i = reason.index();
+        let mut last = self.refusals_logged.lock().expect("refusal log lock poisoned");
+        let now = tokio::time::Instant::now();
+        let due = last[i].is_none_or(|at| now.duration_since(at) >= REFUSAL_LOG_INTERVAL);
+        if due {
+            last[i] = Some(now);
+        }
+        due
+    }
 }
 
 /// One accepted connection: handshake, identification, then the session.
@@ -154,9 +184,9 @@ async fn connection<H: RequestHandler>(
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 let reason = if is_certificate_error(&e) { Refusal::BadCertificate } else { Refusal::HandshakeFailed };
-                return refuse(&ctx, peer, reason, &e.to_string());
+                return radsec.refuse(&ctx, peer, reason, &e.to_string());
             }
-            Err(_) => return refuse(&ctx, peer, Refusal::HandshakeTimeout, "handshake_timeout passed"),
+            Err(_) => return radsec.refuse(&ctx, peer, Refusal::HandshakeTimeout, "handshake_timeout passed"),
         },
     };
     let names = stream
@@ -171,7 +201,7 @@ async fn connection<H: RequestHandler>(
             "no radsec = true client with address {} and tls_name in {names:?}",
             peer.ip()
         );
-        return refuse(&ctx, peer, Refusal::UnknownClient, &detail);
+        return radsec.refuse(&ctx, peer, Refusal::UnknownClient, &detail);
     };
     let version = stream.get_ref().1.protocol_version().map(|v| format!("{v:?}"));
     tracing::info!(client = %client.name, %peer, tls = version.as_deref().unwrap_or("?"), "radsec connection open");
