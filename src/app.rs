@@ -48,6 +48,9 @@ pub(crate) enum Error {
     /// Signals, systemd notification or a socket's address.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// `[radsec]`'s certificate, key or CA (on reload).
+    #[error(transparent)]
+    Tls(#[from] crate::radsec::TlsError),
     /// A task of the server panicked or was cancelled.
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),
@@ -139,6 +142,18 @@ pub(crate) async fn run(config: Config, options: LoadOptions) -> Result<(), Erro
         reload: reload_tx,
     };
     crate::control::start(&config.control, control, &life).await?;
+    if let Some(radsec) = &running.radsec {
+        let listeners = radsec.bind().await.map_err(|(addr, source)| Error::Listen {
+            addr,
+            purpose: " for radsec",
+            source,
+        })?;
+        for listener in &listeners {
+            tracing::info!("radsec listening on {}", listener.local_addr()?);
+        }
+        let ctx = Arc::clone(&running.ctx);
+        life.spawn(crate::radsec::serve(listeners, Arc::clone(radsec), ctx, life.clone()));
+    }
     let ctx = Arc::clone(&running.ctx);
     let server = life.spawn(crate::server::serve(sockets, ctx, life.clone()));
     systemd(&[NotifyState::Ready]);
@@ -199,6 +214,7 @@ fn systemd(states: &[NotifyState<'_>]) {
 /// What a reload swaps, and what it needs to build the new parts.
 struct Running {
     ctx: Arc<Context>,
+    radsec: Option<Arc<crate::radsec::Radsec>>,
     store: Arc<dyn ChallengeStore>,
     hash_threads: HashThreads,
     health: Arc<Health>,
@@ -264,8 +280,10 @@ async fn start(config: &Config, options: LoadOptions, life: &Lifecycle) -> Resul
     ctx.drop_log_interval = config.server.drop_log_interval;
     ctx.pin_shares = crate::server::PinShares::new(config.server.pin_queue_per_client);
     ctx.results = Some(Arc::clone(&operator));
+    let radsec = config.radsec.as_ref().map(crate::radsec::Radsec::new).transpose()?;
     Ok(Running {
         ctx: Arc::new(ctx),
+        radsec: radsec.map(Arc::new),
         store,
         hash_threads,
         health,
@@ -323,8 +341,8 @@ async fn start_state(config: &Config, health: &Arc<Health>, life: &Lifecycle) ->
 
 impl Running {
     /// SIGHUP: reads the configuration and users again and swaps clients,
-    /// users, code settings, policies, mail templates, messages and the deny
-    /// page's wording. Open challenges stay. A bad file changes nothing: the
+    /// users, code settings, policies, mail templates, messages, the deny
+    /// page's wording and the RadSec certificates. Open challenges stay. A bad file changes nothing: the
     /// error is logged (and returned, for `mailotp ctl reload`) and the old
     /// one keeps serving.
     async fn reload(&self, source: &Source) -> Result<(), String> {
@@ -359,6 +377,9 @@ impl Running {
             Arc::clone(&self.health),
             &self.life,
         )?;
+        if let (Some(radsec), Some(config)) = (&self.radsec, &config.radsec) {
+            radsec.reload(config)?;
+        }
         let auth = &self.ctx.handler.auth;
         self.ctx.clients.store(Arc::new(Clients::new(config.clients.clone())));
         auth.users.store(Arc::new(users));

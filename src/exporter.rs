@@ -109,6 +109,21 @@ impl Collector for Counters {
             duplicates,
         )?;
         control_commands(&mut encoder)?;
+        let refused = m.radsec.refused();
+        family(
+            &mut encoder,
+            "mailotp_radsec_refused_connections",
+            "RadSec connections closed before any RADIUS was read, by reason",
+            "reason",
+            &refused,
+        )?;
+        let open = m.radsec.open.load(Ordering::Relaxed);
+        gauge(
+            &mut encoder,
+            "mailotp_radsec_connections",
+            "RadSec connections open now",
+            open,
+        )?;
         let bad = crate::metrics::REDIS_BAD_RECORDS.load(Ordering::Relaxed);
         counter(
             &mut encoder,

@@ -7,7 +7,8 @@
 //! headers and body — and be answered; then the connection is closed and
 //! its slot is free (slowloris). When `accept` fails (EMFILE: no descriptors
 //! left) the loop backs off from 10 ms up to 1 s and logs one line per burst
-//! of failures, never one per failure. It knows no routes: each listener
+//! of failures, never one per failure (RadSec's accept loop uses the same
+//! [`Backoff`]). It knows no routes: each listener
 //! brings its own [`Router`].
 
 use std::io::ErrorKind;
@@ -70,7 +71,7 @@ pub(crate) async fn serve(name: &'static str, listener: TcpListener, app: Router
     }
 }
 
-fn is_peer_error(e: &std::io::Error) -> bool {
+pub(crate) fn is_peer_error(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
         ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
@@ -115,7 +116,7 @@ async fn connection(
 /// Failed accepts in a row: how long to pause, and whether the burst was
 /// logged yet.
 #[derive(Debug, Default)]
-struct Backoff {
+pub(crate) struct Backoff {
     /// The next pause; `None` while accepts succeed.
     pause: Option<Duration>,
     /// Failures in this burst.
@@ -124,7 +125,7 @@ struct Backoff {
 
 impl Backoff {
     /// Counts a failure; the first of a burst is logged. Returns the pause.
-    fn failed(&mut self, name: &str, error: &std::io::Error) -> Duration {
+    pub(crate) fn failed(&mut self, name: &str, error: &std::io::Error) -> Duration {
         self.failures += 1;
         let pause = match self.pause {
             None => {
@@ -138,7 +139,7 @@ impl Backoff {
     }
 
     /// Ends a burst, saying how long it was.
-    fn succeeded(&mut self, name: &str) {
+    pub(crate) fn succeeded(&mut self, name: &str) {
         if self.pause.take().is_some() {
             tracing::info!(listener = name, failures = self.failures, "accepting connections again");
             self.failures = 0;

@@ -57,6 +57,7 @@ pub(crate) mod mail;
 pub(crate) mod metrics;
 pub mod otp;
 pub(crate) mod policy;
+pub(crate) mod radsec;
 pub(crate) mod redis;
 pub(crate) mod server;
 pub mod users;

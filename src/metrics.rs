@@ -1,8 +1,8 @@
 //! metrics: counters the server keeps about itself (drops by reason, answers
-//! by code). Plain atomics, cheap enough for the hot path; rendering them for
+//! by code, RadSec connections). Plain atomics, cheap enough for the hot path; rendering them for
 //! an exporter is someone else's job. Nothing here logs.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Why a datagram got no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +67,79 @@ impl DropReason {
     }
 }
 
+/// Why a RadSec connection was closed before any RADIUS was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// `max_connections` were open already.
+    TooMany,
+    /// TLS did not finish within `handshake_timeout`.
+    HandshakeTimeout,
+    /// The client certificate was refused: it does not chain to `ca_file`,
+    /// has expired, or lacks the clientAuth extended key usage.
+    BadCertificate,
+    /// TLS failed otherwise (not TLS at all, no common version or cipher).
+    HandshakeFailed,
+    /// The certificate is good but its names and the source address match
+    /// no `radsec = true` client.
+    UnknownClient,
+}
+
+impl Refusal {
+    /// Every reason, in the order of [`RadsecCounters::refused`].
+    pub(crate) const ALL: [Refusal; 5] = [
+        Refusal::TooMany,
+        Refusal::HandshakeTimeout,
+        Refusal::BadCertificate,
+        Refusal::HandshakeFailed,
+        Refusal::UnknownClient,
+    ];
+
+    /// The reason as logs and metrics name it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Refusal::TooMany => "too-many-connections",
+            Refusal::HandshakeTimeout => "handshake-timeout",
+            Refusal::BadCertificate => "bad-certificate",
+            Refusal::HandshakeFailed => "handshake-failed",
+            Refusal::UnknownClient => "unknown-client",
+        }
+    }
+
+    /// Its place in [`Refusal::ALL`].
+    pub(crate) fn index(self) -> usize {
+        Refusal::ALL.iter().position(|r| *r == self).expect("listed in ALL")
+    }
+}
+
+/// RadSec's counters, part of the server's metrics.
+#[derive(Debug, Default)]
+pub(crate) struct RadsecCounters {
+    refused: [AtomicU64; Refusal::ALL.len()],
+    /// Connections open now (past the handshake and identified).
+    pub open: AtomicI64,
+}
+
+impl RadsecCounters {
+    /// Counts one refused connection.
+    pub(crate) fn refuse(&self, reason: Refusal) {
+        self.refused[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections refused for `reason` so far.
+    pub(crate) fn refused_for(&self, reason: Refusal) -> u64 {
+        self.refused[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// Connections refused so far, by reason.
+    pub(crate) fn refused(&self) -> Vec<(&'static str, u64)> {
+        Refusal::ALL
+            .iter()
+            .zip(&self.refused)
+            .map(|(r, n)| (r.as_str(), n.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
 /// Records read from Redis that failed their pool-key check (forged, altered,
 /// or written under another key): counted by the pool, which runs before the
 /// server's [`Metrics`] exist.
@@ -87,6 +160,8 @@ pub(crate) struct Metrics {
     /// Access-Requests answered under each `[[policies]]` entry, by name (as
     /// many names as the configurations served have had).
     policies: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// RadSec connections: open, and refused by reason.
+    pub radsec: RadsecCounters,
 }
 
 impl Metrics {

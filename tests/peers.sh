@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the real peers the black-box tests talk to (Debian packages), only
 # when one is missing: radclient and FreeRADIUS, aiosmtpd, redis-server,
-# slapd with ldap-utils; and cargo-deb with dpkg-dev for the packaging test.
+# slapd with ldap-utils, radsecproxy; and cargo-deb with dpkg-dev for the packaging test.
 # Needs root (or sudo) the first time.
 set -eu
 # cargo-deb is a cargo tool, not an apt package; pinned to a version known to
@@ -20,6 +20,8 @@ command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 /usr/bin/python3 -c 'import websocket' >/dev/null 2>&1 || missing="$missing python3-websocket"
 # [email] timezone reads the system's time-zone data (jiff).
 [ -e /usr/share/zoneinfo/Asia/Kolkata ] || missing="$missing tzdata"
+# The second RadSec client of tests/integration/radsec.rs.
+[ -x /usr/sbin/radsecproxy ] || missing="$missing radsecproxy"
 # cargo-deb computes Depends with dpkg-shlibdeps.
 command -v dpkg-shlibdeps >/dev/null 2>&1 || missing="$missing dpkg-dev"
 [ -z "$missing" ] && exit 0

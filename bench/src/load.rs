@@ -82,7 +82,7 @@ impl Outcome {
         f64::from(self.latencies_us[i]) / 1000.0
     }
 
-    fn merge(&mut self, other: Outcome) {
+    pub fn merge(&mut self, other: Outcome) {
         self.ok += other.ok;
         self.wrong += other.wrong;
         self.first_wrong = self.first_wrong.or(other.first_wrong);

@@ -8,6 +8,7 @@ mod load;
 mod memory;
 mod packet;
 mod procs;
+mod radsec;
 mod redis;
 mod report;
 mod scenarios;

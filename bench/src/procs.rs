@@ -136,7 +136,7 @@ fn usage_of(pid: u32) -> Usage {
 }
 
 /// A loopback UDP port that was free a moment ago.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("bind loopback")

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::load::{self, Drive, Outcome, Workload};
 use crate::procs::{self, Backend, Server, Users};
+use crate::radsec;
 use crate::report::{Figures, Table};
 use crate::workloads::{Answers, Pap, Pins, StatusServer, Strangers};
 
@@ -41,9 +42,9 @@ pub struct Plan {
 }
 
 /// Every scenario's name for `--only`: the floor (0), mailotp's rows (1-3,
-/// 5, 7), the same rows on the Redis backend (`1r`-`3r`), FreeRADIUS (4) and
-/// the memory figure (6).
-pub const SCENARIOS: [&str; 11] = ["0", "1", "1r", "2", "2r", "3", "3r", "4", "5", "6", "7"];
+/// 5, 7), the same rows on the Redis backend (`1r`-`3r`), Status-Server
+/// over RadSec (`1t`), FreeRADIUS (4) and the memory figure (6).
+pub const SCENARIOS: [&str; 12] = ["0", "1", "1r", "1t", "2", "2r", "3", "3r", "4", "5", "6", "7"];
 
 /// The row of the floor responder, which the report divides by.
 pub const FLOOR_ROW: &str = "0. floor: batch in, check Message-Authenticator, signed Accept, batch out";
@@ -140,6 +141,13 @@ pub fn run_all(plan: &Plan, table: &mut Table) {
                 table.add(&format!("{n}{suffix}. {label}{note}"), scenario(plan, backend));
             }
         }
+        if n == 1 && plan.wants("1t") {
+            let label = format!(
+                "1t. mailotp Status-Server over RadSec ({} TLS connections)",
+                radsec::CONNECTIONS
+            );
+            table.add(&label, status_server_over_radsec(plan));
+        }
     }
     if plan.wants("4") {
         let server = procs::freeradius(&plan.server_cpus);
@@ -166,6 +174,26 @@ fn status_server(plan: &Plan, backend: Backend) -> Figures {
     let server = plan.mailotp(1, 0, backend);
     let drive = plan.drive_with(&server, plan.drive.in_flight, Duration::from_secs(1));
     measure(&server, &drive, &StatusServer)
+}
+
+/// Scenario 1t: Status-Server over a few long-lived RadSec connections, the
+/// same requests in flight as row 1 over UDP.
+fn status_server_over_radsec(plan: &Plan) -> Figures {
+    let pki = radsec::Pki::new();
+    let port = procs::free_port();
+    let extra = format!("{}\n{}", plan.server_extra, pki.sections(port));
+    let users = Users {
+        cheap: 1,
+        storm: 0,
+        cheap_hash: plan.users.cheap_hash.clone(),
+        storm_hash: plan.users.storm_hash.clone(),
+    };
+    let server = procs::mailotp(&plan.binary, &plan.server_cpus, &users, &extra, Backend::Memory);
+    let drive = plan.drive_with(&server, plan.drive.in_flight, Duration::from_secs(1));
+    let before = server.usage();
+    let mut out = radsec::run(&pki, ([127, 0, 0, 1], port).into(), &drive, &StatusServer);
+    let after = server.usage();
+    figures(&mut out, Some((before, after)))
 }
 
 /// Scenario 2: answers to pre-opened challenges.

@@ -11,6 +11,7 @@ mod languages;
 mod ldap;
 pub(crate) mod messages;
 mod policies;
+mod radsec;
 mod raw;
 mod state;
 pub(crate) mod template;
@@ -35,6 +36,7 @@ use crate::dictionary::AttrDef;
 use crate::limits::{Lockout, Throttling};
 use crate::policy::Policies;
 pub(crate) use languages::Wording;
+pub(crate) use radsec::{RadsecConfig, RADSEC_SECRET};
 use raw::RawConfig;
 pub(crate) use state::{PoolKey, RedisConfig, StateConfig};
 use validate::Validator;
@@ -202,6 +204,9 @@ pub(crate) struct Client {
     /// e-mail address, when this client (a front proxy that already looked
     /// the user up) sends it.
     pub trusted_email: Option<AttrDef>,
+    /// `radsec = true`: the name (`tls_name`) its certificate must carry;
+    /// such a client is served only over RadSec, `None` only over UDP.
+    pub tls_name: Option<String>,
 }
 
 /// `[server]`: sockets and limits.
@@ -391,6 +396,8 @@ pub(crate) struct Config {
     pub policies: Policies,
     /// `[control]`: the operator socket.
     pub control: ControlConfig,
+    /// `[radsec]`: RADIUS over TLS; `None` is off.
+    pub radsec: Option<RadsecConfig>,
 }
 
 impl Config {

@@ -37,6 +37,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub messages: std::collections::BTreeMap<String, String>,
     pub control: Option<super::control::RawControl>,
+    pub radsec: Option<super::radsec::RawRadsec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,6 +145,9 @@ pub(super) struct RawClient {
     #[serde(default)]
     pub challenge_mode: super::ChallengeMode,
     pub trusted_email_attribute: Option<String>,
+    #[serde(default)]
+    pub radsec: bool,
+    pub tls_name: Option<String>,
 }
 
 fn default_true() -> bool {

@@ -71,6 +71,13 @@ impl<'a> Validator<'a> {
         let email = self.email(raw.email, &raw.messages, delivery, pages, options)?;
         let state = self.state(raw.state)?;
         let policies = self.policies(raw.policies, &clients, email.pages.is_some())?;
+        let radsec = raw.radsec.map(|r| self.radsec(r)).transpose()?;
+        if let (None, Some(i)) = (&radsec, clients.iter().position(|c| c.tls_name.is_some())) {
+            return Err(self.err(
+                format!("clients[{i}].radsec"),
+                "a radsec = true client needs a [radsec] section",
+            ));
+        }
         Ok(Config {
             source: self.source.clone(),
             server,
@@ -82,6 +89,7 @@ impl<'a> Validator<'a> {
             metrics: raw.metrics.map(|m| self.metrics(m)).transpose()?,
             policies,
             control: self.control(raw.control)?,
+            radsec,
         })
     }
 
@@ -155,7 +163,19 @@ impl<'a> Validator<'a> {
                 format!("`{}` is not an IP address or CIDR network", raw.address),
             )
         })?;
-        let secret = self.secret(raw.secret, raw.secret_file, &key("secret"))?;
+        let secret = match (&raw.secret, &raw.secret_file, raw.radsec) {
+            (None, None, true) => Secret::new(RADSEC_SECRET.to_vec()),
+            _ => self.secret(raw.secret, raw.secret_file, &key("secret"))?,
+        };
+        let tls_name = match (raw.radsec, raw.tls_name) {
+            (true, Some(name)) if !name.trim().is_empty() => Some(name),
+            (true, _) => {
+                let reason = "a radsec = true client needs tls_name, the DNS name (SAN) of its certificate";
+                return Err(self.err(key("tls_name"), reason));
+            }
+            (false, Some(_)) => return Err(self.err(key("tls_name"), "only a radsec = true client has a tls_name")),
+            (false, None) => None,
+        };
         let trusted_email = match raw.trusted_email_attribute {
             None => None,
             Some(name) => match Dictionary::builtin().attribute(&name) {
@@ -177,9 +197,11 @@ impl<'a> Validator<'a> {
             name: raw.name,
             network,
             secret,
-            require_message_authenticator: raw.require_message_authenticator,
+            // RFC 6614 §2.3: TLS protects the packet; verified when present.
+            require_message_authenticator: raw.require_message_authenticator && !raw.radsec,
             challenge_mode: raw.challenge_mode,
             trusted_email,
+            tls_name,
         })
     }
 

@@ -65,13 +65,31 @@ impl Clients {
         Clients(clients)
     }
 
-    /// The client a source address belongs to.
+    /// The UDP client a source address belongs to (RadSec clients never
+    /// match here: a UDP and a RadSec client may share an address).
     pub(crate) fn find(&self, ip: IpAddr) -> Option<&Arc<Client>> {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        self.0.iter().find(|c| c.network.contains(&ip))
+        let ip = unmapped(ip);
+        self.0.iter().find(|c| c.tls_name.is_none() && c.network.contains(&ip))
+    }
+
+    /// The RadSec client at `ip` whose `tls_name` is one of a certificate's
+    /// `names` (DNS names, so without regard to ASCII case).
+    pub(crate) fn find_radsec(&self, ip: IpAddr, names: &[String]) -> Option<&Arc<Client>> {
+        let ip = unmapped(ip);
+        self.0.iter().find(|c| {
+            c.network.contains(&ip)
+                && c.tls_name
+                    .as_ref()
+                    .is_some_and(|n| names.iter().any(|m| m.eq_ignore_ascii_case(n)))
+        })
+    }
+}
+
+/// An IPv4 address as itself, also when it came as `::ffff:a.b.c.d`.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
 }
 
@@ -230,7 +248,7 @@ async fn handle<H: RequestHandler>(
         } => {
             // Nothing here waits, so a task would only add a copy of the
             // datagram, an allocation and a wake-up per request.
-            if let Some(bytes) = respond(ctx, &client, key, packet).await {
+            if let Some(bytes) = respond(ctx, &ctx.duplicates, &client, key, packet).await {
                 outbox.push(bytes, source);
             }
             drop(permit);
@@ -247,7 +265,7 @@ async fn handle<H: RequestHandler>(
             let lane: Arc<str> = Arc::from(client.name.as_str());
             life.spawn(PIN_LANE.scope(lane, async move {
                 let _permit = permit;
-                if let Some(bytes) = respond(&ctx, &client, key, packet.packet()).await {
+                if let Some(bytes) = respond(&ctx, &ctx.duplicates, &client, key, packet.packet()).await {
                     send(&socket, &bytes, source).await;
                 }
             }));
@@ -256,7 +274,7 @@ async fn handle<H: RequestHandler>(
 }
 
 /// The outcome of the cheap checks.
-enum Screened<'a> {
+pub(crate) enum Screened<'a> {
     Drop(DropReason),
     Resend(Arc<[u8]>),
     Work {
@@ -275,6 +293,18 @@ fn screen<'a, H: RequestHandler>(ctx: &Context<H>, datagram: &'a [u8], source: S
     let Some(client) = clients.find(source.ip()) else {
         return Screened::Drop(DropReason::UnknownClient);
     };
+    screen_from(ctx, &ctx.duplicates, client, datagram, source)
+}
+
+/// The checks after the client is known, shared by UDP and RadSec (whose
+/// `duplicates` is the connection's own): packet, duplicate, capacity.
+pub(crate) fn screen_from<'a, H: RequestHandler>(
+    ctx: &Context<H>,
+    duplicates: &DuplicateCache,
+    client: &Arc<Client>,
+    datagram: &'a [u8],
+    source: SocketAddr,
+) -> Screened<'a> {
     let packet = match check_request(datagram, client.secret.expose(), client.require_message_authenticator) {
         Ok(packet) => packet,
         Err(reason) => {
@@ -289,7 +319,7 @@ fn screen<'a, H: RequestHandler>(ctx: &Context<H>, datagram: &'a [u8], source: S
         identifier: packet.identifier(),
         authenticator: *packet.authenticator(),
     };
-    match ctx.duplicates.check(key) {
+    match duplicates.check(key) {
         Seen::New => {}
         Seen::InProgress => return Screened::Drop(DropReason::DuplicateInProgress),
         Seen::Answered(bytes) => return Screened::Resend(bytes),
@@ -305,7 +335,7 @@ fn screen<'a, H: RequestHandler>(ctx: &Context<H>, datagram: &'a [u8], source: S
         Arc::clone(&ctx.in_flight).try_acquire_owned().ok()
     };
     let Some(permit) = permit else {
-        ctx.duplicates.forget(&key);
+        duplicates.forget(&key);
         if pin_check {
             log_share_full(ctx, client);
             return Screened::Drop(DropReason::PinQueueFull);
@@ -355,8 +385,11 @@ fn due(logged: &DashMap<String, Instant>, client: &Client) -> bool {
 
 /// Hands a screened request to the handler and writes its log line; the
 /// signed answer, or `None` when a backend is down and the request gets none.
-async fn respond<H: RequestHandler>(
+/// `duplicates` is where the answer is remembered (the connection's own
+/// cache for RadSec).
+pub(crate) async fn respond<H: RequestHandler>(
     ctx: &Context<H>,
+    duplicates: &DuplicateCache,
     client: &Client,
     key: RequestKey,
     packet: Packet<'_>,
@@ -389,14 +422,14 @@ async fn respond<H: RequestHandler>(
     let decision = match decision {
         Ok(d) => d,
         Err(e) => {
-            ctx.duplicates.forget(&key);
+            duplicates.forget(&key);
             ctx.metrics.drop(DropReason::BackendUnavailable);
             tracing::error!(client = %client.name, id = key.identifier, %user, error = %e, "no answer: backend unavailable");
             return None;
         }
     };
     let bytes: Arc<[u8]> = Arc::from(encode_response(&packet, &decision, secret));
-    ctx.duplicates.answered(key, Arc::clone(&bytes));
+    duplicates.answered(key, Arc::clone(&bytes));
     count(&ctx.metrics, decision.code);
     if let Some(policy) = &decision.policy {
         ctx.metrics.policy(policy);

@@ -15,7 +15,8 @@ pub struct TestPki {
     pub key: PathBuf,
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs openssl in `dir`; fails the test with its message when it fails.
+pub(crate) fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)

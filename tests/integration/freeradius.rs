@@ -15,7 +15,7 @@ use crate::packets::assert_answered;
 pub(crate) const NAS_SECRET: &str = "nas-secret-for-tests-41c";
 
 /// A UDP port that was free a moment ago.
-fn free_udp_port() -> u16 {
+pub(crate) fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -86,7 +86,7 @@ impl FreeRadius {
 
 /// The smallest radiusd.conf that proxies: one listener, the shipped client,
 /// realm and authorize snippets, no modules.
-fn radiusd_conf(dir: &Path, port: u16) -> String {
+pub(crate) fn radiusd_conf(dir: &Path, port: u16) -> String {
     let dir = dir.display();
     format!(
         r#"prefix = /usr

@@ -251,7 +251,7 @@ fn malformed_datagrams_are_dropped_counted_and_the_next_request_is_answered() {
 /// alice's PIN hash costs 32 argon2 passes (16 times the usual, about half a
 /// second), so a copy sent right after the first arrives while the first is
 /// still being decided.
-fn slow_users_file() -> String {
+pub(crate) fn slow_users_file() -> String {
     let params = argon2::Params::new(19456, 32, 1, None).unwrap();
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let salt = SaltString::generate(&mut OsRng);

@@ -23,6 +23,8 @@ mod packets;
 mod policies;
 mod policy_ldap;
 mod pool_support;
+mod radsec;
+mod radsec_support;
 mod redis;
 mod redis_forgery;
 mod redis_trips;
