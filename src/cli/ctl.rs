@@ -100,10 +100,15 @@ fn ask(socket: &Path, request: &Request) -> Result<String, String> {
     stream.set_write_timeout(Some(WAIT)).map_err(io)?;
     let mut line = serde_json::to_string(request).map_err(|e| e.to_string())?;
     line.push('\n');
-    stream.write_all(line.as_bytes()).map_err(io)?;
+    // A peer the server refuses gets its one line before the server reads
+    // anything, and the connection closed: the write may then fail, and the
+    // line waiting to be read is the answer to show.
+    let written = stream.write_all(line.as_bytes());
     let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer).map_err(io)?;
+    let read = BufReader::new(stream).read_line(&mut answer);
     if answer.is_empty() {
+        written.map_err(io)?;
+        read.map_err(io)?;
         return Err(format!(
             "{}: the server closed the connection without an answer",
             socket.display()
