@@ -314,7 +314,7 @@ async fn start_state(config: &Config, health: &Arc<Health>, life: &Lifecycle) ->
         StateConfig::Redis(redis) => {
             let shared = crate::redis::start(redis, email, lockout, health, life).await?;
             tracing::info!("state in redis: challenges, limits and the mail queue are shared with the pool");
-            let (operator, deliveries) = crate::redis::control::start(redis, email, health)?;
+            let (operator, deliveries) = crate::redis::control::start(redis, email, health, life)?;
             State {
                 store: shared.challenges,
                 limits: shared.limits,

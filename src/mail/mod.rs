@@ -158,14 +158,13 @@ impl MailQueue {
         let (tx, opened_unix, expires) = (job.tx, job.asked.at_unix, job.expires);
         self.outbox.enqueue(job).await?;
         if let Some(log) = self.log.get() {
-            // Off the request path: the answer does not wait for the record.
-            let log = Arc::clone(log);
+            // Returns at once: a log in Redis writes in the background.
             let entry = status::DeliveryEntry {
                 opened_unix,
                 delivery: status::Delivery::Queued,
             };
             let keep = expires.saturating_duration_since(Instant::now());
-            tokio::spawn(async move { log.record(tx, entry, keep).await });
+            log.record(tx, entry, keep).await;
         }
         Ok(())
     }

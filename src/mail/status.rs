@@ -70,7 +70,8 @@ pub(crate) struct DeliveryEntry {
 pub(crate) trait DeliveryLog: Send + Sync + 'static {
     /// Records `entry` for `tx`, kept for `keep` (the rest of the
     /// challenge's validity). A `Queued` entry never replaces another: the
-    /// worker may have reported before the request path did.
+    /// worker may have reported before the request path did. Never waits for
+    /// a remote store: the request path calls it.
     async fn record(&self, tx: Transaction, entry: DeliveryEntry, keep: Duration);
 
     /// What was recorded for `tx`.

@@ -16,14 +16,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Script;
+use tokio::sync::mpsc;
 
-use super::record::{bad_record, RecordKey};
+use super::record::{bad_record, RecordKey, RecordMac};
 use super::store::RedisStore;
 use super::{limiter, millis, PoolError, PoolKeys, Redis, KEY_PREFIX};
 use crate::backend::BackendUnavailable;
 use crate::challenge::{ChallengeSettings, LastResult, OpenChallenge, OperatorState, Transaction, LAST_RESULT_KEPT};
 use crate::config::{EmailConfig, RedisConfig};
 use crate::health::Health;
+use crate::lifecycle::Lifecycle;
 use crate::limits::UserLimits;
 use crate::mail::status::{Delivery, DeliveryEntry, DeliveryLog};
 
@@ -61,26 +63,127 @@ if first[1] then id = first[1][1] end
 return {redis.call('XLEN', KEYS[1]), id, tostring(now)}
 ";
 
-/// KEYS[1] the status record; ARGV json, MAC, keep ms, '1' when only a new
-/// record may be written (queued never replaces what the worker reported).
-const RECORD: &str = r"
-if ARGV[4] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'j', ARGV[1], 'm', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
+/// KEYS the records; for each, four ARGV: json, MAC, keep ms, '1' when only
+/// a new record may be written (queued never replaces what a worker
+/// reported).
+const RECORDS: &str = r"
+for i, key in ipairs(KEYS) do
+  local a = (i - 1) * 4
+  if ARGV[a + 4] ~= '1' or redis.call('EXISTS', key) == 0 then
+    redis.call('HSET', key, 'j', ARGV[a + 1], 'm', ARGV[a + 2])
+    redis.call('PEXPIRE', key, ARGV[a + 3])
+  end
+end
+return #KEYS
 ";
+
+/// Records written in one script call at most; more wait for the next.
+const RECORDS_AT_ONCE: usize = 256;
+/// Records waiting to be written at most; beyond, new ones are dropped (they
+/// only feed `mailotp ctl status`).
+const RECORDS_WAITING: usize = 4096;
 
 /// The pool's state as `mailotp ctl` sees it.
 pub(crate) struct RedisState {
     redis: Redis,
     store: Arc<RedisStore>,
     records: RecordKey,
+    writer: Writer,
 }
 
 /// What became of the pool's mails, in Redis.
 pub(crate) struct RedisDeliveries {
     redis: Redis,
     records: RecordKey,
+    writer: Writer,
+}
+
+/// Hands records to the one task that writes them: the requests and mails
+/// they describe never wait for them, and under load one script call
+/// carries the records of many (group commit), so that they do not double
+/// the pool's round trips.
+#[derive(Clone)]
+struct Writer {
+    queue: mpsc::Sender<Pending>,
+    records: RecordKey,
+}
+
+/// A record on its way to Redis.
+struct Pending {
+    key: String,
+    json: String,
+    mac: RecordMac,
+    keep: Duration,
+    only_new: bool,
+}
+
+impl Writer {
+    /// Starts the writing task on `life`.
+    fn start(redis: Redis, records: RecordKey, life: &Lifecycle) -> Writer {
+        let (queue, waiting) = mpsc::channel(RECORDS_WAITING);
+        life.spawn(write_records(redis, waiting, life.clone()));
+        Writer { queue, records }
+    }
+
+    /// Queues `value` as JSON with its MAC at `key` for `keep`; with
+    /// `only_new` only when nothing is there yet. A record that finds the
+    /// queue full is dropped: it would only show an older state.
+    fn write<T: serde::Serialize>(&self, key: String, value: &T, keep: Duration, only_new: bool) {
+        let Ok(json) = serde_json::to_string(value) else {
+            return;
+        };
+        let mac = self.records.mac(&key, &[("j", json.as_bytes())]);
+        let pending = Pending {
+            key,
+            json,
+            mac,
+            keep,
+            only_new,
+        };
+        if self.queue.try_send(pending).is_err() {
+            tracing::debug!("operator records queue full; a record for mailotp ctl was dropped");
+        }
+    }
+}
+
+/// Writes queued records, as many as are waiting in each script call, until
+/// shutdown (then what is waiting is written once more).
+async fn write_records(redis: Redis, mut waiting: mpsc::Receiver<Pending>, life: Lifecycle) {
+    let script = Script::new(RECORDS);
+    let mut batch = Vec::with_capacity(RECORDS_AT_ONCE);
+    loop {
+        let more = tokio::select! {
+            n = waiting.recv_many(&mut batch, RECORDS_AT_ONCE) => n > 0,
+            () = life.cancelled() => {
+                waiting.close();
+                waiting.recv_many(&mut batch, RECORDS_WAITING).await > 0
+            }
+        };
+        if !more {
+            return;
+        }
+        let mut call = script.prepare_invoke();
+        for p in &batch {
+            call.key(&p.key)
+                .arg(&p.json)
+                .arg(&p.mac[..])
+                .arg(millis(p.keep))
+                .arg(if p.only_new { "1" } else { "0" });
+        }
+        let written = redis
+            .run("write operator records", |mut c| {
+                let call = &call;
+                async move { call.invoke_async::<i64>(&mut c).await }
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::debug!(error = %e, records = batch.len(), "cannot write records for mailotp ctl");
+        }
+        batch.clear();
+        if life.is_stopping() && waiting.is_closed() && waiting.is_empty() {
+            return;
+        }
+    }
 }
 
 /// The operator's handles on `config`'s Redis, with a connection of their
@@ -89,18 +192,22 @@ pub(crate) fn start(
     config: &RedisConfig,
     email: &EmailConfig,
     health: &Arc<Health>,
+    life: &Lifecycle,
 ) -> Result<(Arc<RedisState>, Arc<RedisDeliveries>), PoolError> {
     let keys = PoolKeys::derive(&config.key);
     let redis = Redis::connect(config, &keys.fingerprint, Arc::clone(health))?;
     let store = RedisStore::new(redis.clone(), &keys, ChallengeSettings::from(email), email.throttling);
+    let writer = Writer::start(redis.clone(), keys.records.clone(), life);
     let deliveries = Arc::new(RedisDeliveries {
         redis: redis.clone(),
         records: keys.records.clone(),
+        writer: writer.clone(),
     });
     let state = RedisState {
         redis,
         store,
         records: keys.records.clone(),
+        writer,
     };
     Ok((Arc::new(state), deliveries))
 }
@@ -161,14 +268,7 @@ impl OperatorState for RedisState {
     }
 
     fn record_result(&self, user: &str, result: LastResult) {
-        let (redis, records, key) = (self.redis.clone(), self.records.clone(), last_key(user));
-        // The answer does not wait for Redis; a lost record only shows an
-        // older last result.
-        tokio::spawn(async move {
-            if let Err(e) = write_record(&redis, &records, key, &result, LAST_RESULT_KEPT, false).await {
-                tracing::debug!(error = %e, "cannot record a user's last result for mailotp ctl");
-            }
-        });
+        self.writer.write(last_key(user), &result, LAST_RESULT_KEPT, false);
     }
 
     async fn last_result(&self, user: &str) -> Result<Option<LastResult>, BackendUnavailable> {
@@ -184,35 +284,7 @@ fn last_key(user: &str) -> String {
     format!("{KEY_PREFIX}lr:{user}")
 }
 
-/// Writes `value` as JSON with its MAC at `key` for `keep`; with `only_new`
-/// only when nothing is there yet.
-async fn write_record<T: serde::Serialize>(
-    redis: &Redis,
-    records: &RecordKey,
-    key: String,
-    value: &T,
-    keep: Duration,
-    only_new: bool,
-) -> Result<(), BackendUnavailable> {
-    let json = serde_json::to_string(value).map_err(|e| BackendUnavailable { reason: e.to_string() })?;
-    let mac = records.mac(&key, &[("j", json.as_bytes())]);
-    let script = Script::new(RECORD);
-    redis
-        .run("write operator record", |mut c| async move {
-            script
-                .key(&key)
-                .arg(json)
-                .arg(&mac[..])
-                .arg(millis(keep))
-                .arg(if only_new { "1" } else { "0" })
-                .invoke_async::<i64>(&mut c)
-                .await
-        })
-        .await
-        .map(|_| ())
-}
-
-/// Reads what [`write_record`] wrote at `key`; a record that fails its MAC
+/// Reads what [`Writer::write`] wrote at `key`; a record that fails its MAC
 /// is ignored and counted.
 async fn read_record<T: serde::de::DeserializeOwned>(
     redis: &Redis,
@@ -244,10 +316,7 @@ async fn read_record<T: serde::de::DeserializeOwned>(
 impl DeliveryLog for RedisDeliveries {
     async fn record(&self, tx: Transaction, entry: DeliveryEntry, keep: Duration) {
         let only_new = entry.delivery == Delivery::Queued;
-        let written = write_record(&self.redis, &self.records, status_key(&tx), &entry, keep, only_new).await;
-        if let Err(e) = written {
-            tracing::debug!(error = %e, "cannot record a mail's status for mailotp ctl");
-        }
+        self.writer.write(status_key(&tx), &entry, keep, only_new);
     }
 
     async fn get(&self, tx: &Transaction) -> Result<Option<DeliveryEntry>, BackendUnavailable> {
