@@ -47,11 +47,13 @@
 //! is wall time (an instance whose clock is ahead ends challenges early by
 //! as much: keep the instances on NTP).
 
+mod answer;
 mod attempts;
 mod deny;
 mod link;
 mod open;
 mod scripts;
+mod written;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,7 +71,7 @@ use crate::challenge::{
 };
 use crate::limits::{Throttled, Throttling};
 use crate::otp::{CodeDigest, CodeSealer};
-use scripts::{CONSUME, DIGESTS, OPEN, WRONG};
+use scripts::{ANSWER, CONSUME, DIGESTS, OPEN, WRONG};
 
 /// Values [`DIGESTS`] returns per challenge (and OPEN for the one that blocks).
 const READ_FIELDS: usize = 7;
@@ -146,6 +148,9 @@ pub(crate) struct RedisStore {
     digests: Script,
     consume: Script,
     wrong: Script,
+    answer: Script,
+    /// The challenge records this instance wrote (module `written`).
+    written: written::WrittenRecords,
     links: link::Scripts,
     attempts: attempts::Attempts,
     count_open: Script,
@@ -181,6 +186,8 @@ impl RedisStore {
             digests: Script::new(DIGESTS),
             consume: Script::new(CONSUME),
             wrong: Script::new(WRONG),
+            answer: Script::new(ANSWER),
+            written: written::WrittenRecords::default(),
             links: link::Scripts::new(),
             attempts: attempts::Attempts::default(),
             count_open: Script::new(open::COUNT_OPEN),
@@ -378,7 +385,7 @@ impl RedisStore {
             &challenge_key(&tx.to_string()),
             &challenge_fields(user.as_bytes(), &digest, expires.as_bytes(), origin.as_bytes()),
         );
-        let (script, t) = (&self.open, self.throttling);
+        let (script, t, expires_arg) = (&self.open, self.throttling, &expires);
         let reply: Option<Vec<Vec<u8>>> = self
             .redis
             .run("open challenge", |mut c| async move {
@@ -394,7 +401,7 @@ impl RedisStore {
                     .arg(millis(settings.blocking.min(validity)))
                     .arg(MAX_OPEN_PER_USER)
                     .arg(&mac[..])
-                    .arg(&expires)
+                    .arg(expires_arg)
                     .arg(origin)
                     .arg(t.per_user_per_hour.unwrap_or(0))
                     .arg(t.per_user_in_five_minutes.unwrap_or(0))
@@ -411,7 +418,20 @@ impl RedisStore {
                 call.invoke_async(&mut c).await
             })
             .await?;
-        Ok(self.tried(user, reply.as_deref()))
+        let tried = self.tried(user, reply.as_deref());
+        if matches!(tried, Tried::Opened) {
+            let written = written::Written {
+                user: user.to_owned(),
+                digest,
+                expires,
+                origin: origin.to_owned(),
+                mac,
+                pending: link.map(|l| l.pending.clone()).unwrap_or_default(),
+            };
+            self.written
+                .remember(tx, written, tokio::time::Instant::now().into_std() + validity);
+        }
+        Ok(tried)
     }
 
     /// What OPEN's reply says (see [`scripts::OPEN`]).
@@ -494,41 +514,7 @@ impl ChallengeStore for RedisStore {
         origin: &Origin,
         code: &[u8],
     ) -> Result<Answer, BackendUnavailable> {
-        let Some(open) = self.read(user, true).await? else {
-            return Ok(Answer::Locked);
-        };
-        let Some(this) = open.iter().find(|o| o.tx == *state) else {
-            return Ok(Answer::Unknown);
-        };
-        if this.origin != origin.encode().as_bytes() {
-            return Ok(Answer::Unknown);
-        }
-        match this.link {
-            Link::Pending => {
-                let left = this.expires_unix_ms.saturating_sub(now_unix_ms());
-                return Ok(Answer::LinkPending {
-                    left: Duration::from_millis(left),
-                });
-            }
-            Link::Confirmed => {
-                let consumed = self.consume_pair(user, state, state).await?;
-                return Ok(if consumed { Answer::Accepted } else { Answer::Unknown });
-            }
-            Link::None => {}
-        }
-        let settings = **self.settings.load();
-        if self.attempts.count(state) >= settings.max_attempts {
-            // Void by this instance's count, whatever Redis says now.
-            return Ok(Answer::Unknown);
-        }
-        if let CodeMatch::Matched(matched) = self.matching(&open, origin, code) {
-            return Ok(if self.consume_pair(user, state, &matched).await? {
-                Answer::Accepted
-            } else {
-                Answer::Unknown
-            });
-        }
-        Ok(self.wrong(user, state).await?.unwrap_or(Answer::Unknown))
+        self.answer_state(state, user, origin, code).await
     }
 
     async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, BackendUnavailable> {

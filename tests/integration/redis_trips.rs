@@ -142,9 +142,15 @@ fn round_trips_of_a_pin_request_and_an_answer_are_counted() {
     let key = PoolKey::new();
     let smtp = SmtpSink::start();
     let (server, _) = instance(&redis, &key, &smtp, "", "");
-    // Once through first: scripts loaded, the pool key checked.
+    // Once through first, a wrong code too: scripts loaded, the pool key
+    // checked.
     let first = send_pin(&server, "alice", pin("alice")).unwrap();
     let otp = smtp.wait_for_mails(1)[0].otp();
+    let wrong = if otp == "000000" { "111111" } else { "000000" };
+    assert_eq!(
+        send_otp(&server, "alice", wrong, &first.state()).unwrap().code,
+        "Access-Reject"
+    );
     assert_eq!(
         send_otp(&server, "alice", &otp, &first.state()).unwrap().code,
         "Access-Accept"
@@ -163,6 +169,13 @@ fn round_trips_of_a_pin_request_and_an_answer_are_counted() {
     );
     monitor.mark("again-done");
     let otp = smtp.wait_for_mails(2)[1].otp();
+    let wrong = if otp == "000000" { "111111" } else { "000000" };
+    monitor.mark("wrong-starts");
+    assert_eq!(
+        send_otp(&server, "alice", wrong, &challenge.state()).unwrap().code,
+        "Access-Reject",
+        "a wrong code"
+    );
     monitor.mark("answer-starts");
     assert_eq!(
         send_otp(&server, "alice", &otp, &challenge.state()).unwrap().code,
@@ -172,12 +185,15 @@ fn round_trips_of_a_pin_request_and_an_answer_are_counted() {
 
     let pin_trips = monitor.trips("pin-starts", "pin-done");
     let again_trips = monitor.trips("pin-done", "again-done");
+    let wrong_trips = monitor.trips("wrong-starts", "answer-starts");
     let answer_trips = monitor.trips("answer-starts", "answer-done");
     eprintln!("PIN request: {} round trips: {pin_trips:#?}", pin_trips.len());
     eprintln!("PIN again: {} round trips: {again_trips:#?}", again_trips.len());
+    eprintln!("wrong code: {} round trips: {wrong_trips:#?}", wrong_trips.len());
     eprintln!("answer: {} round trips: {answer_trips:#?}", answer_trips.len());
     assert_eq!(pin_trips.len(), PIN_TRIPS, "{pin_trips:#?}");
     assert_eq!(again_trips.len(), AGAIN_TRIPS, "{again_trips:#?}");
+    assert_eq!(wrong_trips.len(), ANSWER_TRIPS + FAILURE_TRIPS, "{wrong_trips:#?}");
     assert_eq!(answer_trips.len(), ANSWER_TRIPS, "{answer_trips:#?}");
 }
 
@@ -217,6 +233,10 @@ const DENY_TRIPS: usize = 1;
 /// Round trips of the PIN again within the blocking timeout: the open
 /// challenge's record comes back with the refusal to open, checked at once.
 const AGAIN_TRIPS: usize = 3;
-/// Round trips of a right answer to a State: the lockout with the read, the
-/// consume with the reset of the failures.
-const ANSWER_TRIPS: usize = 2;
+/// Round trips of an answer to a State this instance opened, right or
+/// wrong: the code is compared in the instance against the digest it wrote,
+/// and one script reads the lock, checks that the record is still the one
+/// written and consumes (resetting the failures) or counts the attempt.
+const ANSWER_TRIPS: usize = 1;
+/// What a wrong code adds: the failure counted toward the lockout.
+const FAILURE_TRIPS: usize = 1;

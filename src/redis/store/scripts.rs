@@ -142,3 +142,58 @@ if redis.call('HINCRBY', c, 'a', 1) >= tonumber(ARGV[4]) then
 end
 return 0
 ";
+
+/// The answer to a State this instance opened, in one step. KEYS[1] user
+/// list, KEYS[2] the user's failures in a row, KEYS[3] the user's lock; ARGV
+/// prefix, user, State, then the record as this instance wrote it (digest,
+/// expires, origin, MAC, pending link mark or empty), the confirmed mark,
+/// what to do (`a` consume, `w` count a wrong attempt, `k` a link
+/// challenge: consume if confirmed), max attempts. Returns:
+/// - `l`: the user is locked (nothing compared or counted);
+/// - `u`: no such challenge (closed, expired);
+/// - `r`: the record is not, field for field, the one written: nothing
+///   done, the caller reads and checks it;
+/// - `p`: a link challenge not confirmed yet (nothing counted);
+/// - `a`: all of the user's challenges closed, the failures deleted;
+/// - `w0`/`w1` (`w1`: that was its last attempt, it is closed), then the
+///   records of the user's other challenges as [`DIGESTS`] returns them, so
+///   that a code of an older mail is found without another read.
+///
+/// The code was compared by the caller, against the digest it wrote;
+/// Redis only checks that the record is still that one.
+pub(super) const ANSWER: &str = concat!(
+    r"
+local p = ARGV[1]
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'l'} end
+local c = p .. 'c:' .. ARGV[3]
+local r = redis.call('HMGET', c, 'u', 'd', 'e', 'o', 'm', 'k')
+if not r[1] then return {'u'} end
+local k = r[6] or ''
+if r[1] ~= ARGV[2] or r[2] ~= ARGV[4] or r[3] ~= ARGV[5] or r[4] ~= ARGV[6] or r[5] ~= ARGV[7] then return {'r'} end
+if ARGV[10] == 'k' then
+  if k == ARGV[8] then return {'p'} end
+  if k ~= ARGV[9] then return {'r'} end
+elseif k ~= '' then return {'r'} end
+if ARGV[10] ~= 'w' then
+",
+    close_all_of_user!(),
+    r"  redis.call('DEL', KEYS[2])
+  return {'a'}
+end
+local out = {'w0'}
+if redis.call('HINCRBY', c, 'a', 1) >= tonumber(ARGV[11]) then
+  redis.call('DEL', c)
+  redis.call('LREM', KEYS[1], 0, ARGV[3])
+  redis.call('ZREM', p .. 'open', ARGV[3])
+  out[1] = 'w1'
+end
+for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local o = redis.call('HMGET', p .. 'c:' .. tx, 'u', 'd', 'e', 'o', 'm', 'k')
+  if tx ~= ARGV[3] and o[2] then
+    out[#out + 1] = tx
+    for i = 1, 6 do out[#out + 1] = o[i] or '' end
+  end
+end
+return out
+"
+);
