@@ -124,6 +124,16 @@ pub enum CodeMatch {
     NoChallenge,
 }
 
+/// What [`ChallengeStore::before_pin`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeforePin {
+    /// The user is locked out (the limiter's lock, read with the challenges).
+    pub locked: bool,
+    /// Per code asked, in order; all `NoChallenge` when `locked` (a store
+    /// may then read nothing else).
+    pub codes: Vec<CodeMatch>,
+}
+
 /// The outcome of answering a challenge's State with a code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
@@ -182,6 +192,12 @@ pub trait ChallengeStore: Send + Sync + 'static {
         origin: &Origin,
         code: &[u8],
     ) -> Result<Answer, BackendUnavailable>;
+
+    /// What the PIN path reads before the PIN check, changing nothing and in
+    /// one step (one round trip for a store in Redis): whether `user` is
+    /// locked out, and for each of `codes` (the code parts the password may
+    /// end in) what [`ChallengeStore::find`] would say.
+    async fn before_pin(&self, user: &str, origin: &Origin, codes: &[&[u8]]) -> Result<BeforePin, BackendUnavailable>;
 
     /// Which of the user's open code challenges from `origin` `code` belongs
     /// to, changing nothing.

@@ -312,6 +312,15 @@ impl ChallengeStore for MemoryStore {
         Ok(answer)
     }
 
+    async fn before_pin(&self, user: &str, origin: &Origin, codes: &[&[u8]]) -> Result<BeforePin, BackendUnavailable> {
+        let locked = self.limits.is_locked(user).await?;
+        let mut found = Vec::with_capacity(codes.len());
+        for code in codes {
+            found.push(self.find(user, origin, code).await?);
+        }
+        Ok(BeforePin { locked, codes: found })
+    }
+
     async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, BackendUnavailable> {
         let now = Instant::now();
         let found = self

@@ -66,8 +66,8 @@ use super::record::{bad_record, RecordKey};
 use super::{limiter, millis, now_unix_ms, PoolKeys, Redis, KEY_PREFIX};
 use crate::backend::BackendUnavailable;
 use crate::challenge::{
-    Answer, ChallengeSettings, ChallengeStore, CodeMatch, DenyRecord, DenyStatus, LinkStatus, LinkToken, NewChallenge,
-    Opened, Origin, Transaction, MAX_OPEN_PER_USER,
+    Answer, BeforePin, ChallengeSettings, ChallengeStore, CodeMatch, DenyRecord, DenyStatus, LinkStatus, LinkToken,
+    NewChallenge, Opened, Origin, Transaction, MAX_OPEN_PER_USER,
 };
 use crate::limits::{Throttled, Throttling};
 use crate::otp::{CodeDigest, CodeSealer};
@@ -515,6 +515,19 @@ impl ChallengeStore for RedisStore {
         code: &[u8],
     ) -> Result<Answer, BackendUnavailable> {
         self.answer_state(state, user, origin, code).await
+    }
+
+    async fn before_pin(&self, user: &str, origin: &Origin, codes: &[&[u8]]) -> Result<BeforePin, BackendUnavailable> {
+        Ok(match self.read(user, true).await? {
+            None => BeforePin {
+                locked: true,
+                codes: vec![CodeMatch::NoChallenge; codes.len()],
+            },
+            Some(open) => BeforePin {
+                locked: false,
+                codes: codes.iter().map(|code| self.matching(&open, origin, code)).collect(),
+            },
+        })
     }
 
     async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, BackendUnavailable> {

@@ -225,14 +225,14 @@ fn a_link_challenge_costs_no_more_round_trips_than_a_code() {
 }
 
 /// Round trips of a PIN request that opens a challenge and queues its mail:
-/// the read for a PIN+code password (the PIN is longer than a code), the
-/// lockout before the PIN check, open with throttles and link, the queue.
-const PIN_TRIPS: usize = 4;
+/// the lockout read with the user's challenges (for a PIN+code password)
+/// before the PIN check, open with throttles and link, the queue.
+const PIN_TRIPS: usize = 3;
 /// Round trips the deny link's record adds when `[link]` is configured.
 const DENY_TRIPS: usize = 1;
 /// Round trips of the PIN again within the blocking timeout: the open
 /// challenge's record comes back with the refusal to open, checked at once.
-const AGAIN_TRIPS: usize = 3;
+const AGAIN_TRIPS: usize = 2;
 /// Round trips of an answer to a State this instance opened, right or
 /// wrong: the code is compared in the instance against the digest it wrote,
 /// and one script reads the lock, checks that the record is still the one
