@@ -392,7 +392,10 @@ impl Authenticator {
     }
 
     /// Right PIN: a new challenge and its mail, or the open one within the
-    /// blocking timeout (its State only to the origin that opened it).
+    /// blocking timeout (its State only to the origin that opened it). The
+    /// mail job and the deny link are made first, so that a store in Redis
+    /// opens the challenge, keeps the deny record and queues the mail in
+    /// one step.
     async fn open_challenge(
         &self,
         req: &Request<'_>,
@@ -408,16 +411,25 @@ impl Authenticator {
             }
             None => Otp::generate(settings.otp_length),
         };
-        let tx = Transaction::random();
+        let (tx, name) = (Transaction::random(), user.name.clone());
         let token = settings.link_base.is_some().then(LinkToken::random);
+        let asked = asked::asked_by(req, &settings);
+        let deny = asked::deny_link(&name, tx, &asked, &settings);
+        let deny_url = deny.as_ref().map(|d| d.url.clone());
+        let (job, message) = new_job(user, tx, otp, token.as_ref(), deny_url, asked, &settings);
+        let sealed = match self.mail.sealed_for_store(&job) {
+            Ok(sealed) => sealed,
+            Err(error) => return Ok(cannot_queue(&name, &error)),
+        };
         let new = NewChallenge {
             tx,
-            code: &otp,
+            code: &job.otp,
             link: token.as_ref(),
             validity: settings.validity,
+            deny: deny.as_ref().map(|d| (&d.token, &d.record)),
+            mail: sealed.as_deref(),
         };
-        let opened = self.challenges.open(&user.name, origin, new, req.client_ip).await?;
-        let (message, reason) = match opened {
+        match self.challenges.open(&name, origin, new, req.client_ip).await? {
             Opened::AlreadySent { tx: open, left } => {
                 let message = format!("{ALREADY_SUBMITTED} (transaction {open})");
                 let decision = prompt(req.challenge_mode, open, message, Reason::AlreadySent);
@@ -425,72 +437,83 @@ impl Authenticator {
             }
             Opened::SentElsewhere => {
                 // Someone else may have the PIN: the admin should know.
-                tracing::warn!(user = %user.name, %origin, "right PIN from another origin while the user's challenge is open: refused without State");
+                tracing::warn!(user = %name, %origin, "right PIN from another origin while the user's challenge is open: refused without State");
                 return Ok(refusal(ALREADY_SUBMITTED, Reason::SentElsewhere));
             }
             Opened::Throttled(limit) => {
-                tracing::info!(user = %user.name, limit = limit.as_str(), "e-mail throttled");
+                tracing::info!(user = %name, limit = limit.as_str(), "e-mail throttled");
                 return Ok(refusal(THROTTLED, Reason::Throttled));
             }
-            Opened::New => match self
-                .send_new(user, tx, otp, token, asked::asked_by(req, &settings), &settings)
-                .await?
-            {
-                Ok(message) => (message, Reason::ChallengeSent),
-                Err(refusal) => return Ok(refusal),
-            },
-        };
+            Opened::MailQueueFull => {
+                return Ok(cannot_queue(&name, &"mail queue full"));
+            }
+            Opened::New if sealed.is_none() => {
+                if let Err(refusal) = self.enqueue(job).await? {
+                    return Ok(refusal);
+                }
+            }
+            // The store queued it with the challenge.
+            Opened::New => {}
+        }
         Ok(with_session_timeout(
-            prompt(req.challenge_mode, tx, message, reason),
+            prompt(req.challenge_mode, tx, message, Reason::ChallengeSent),
             settings.validity,
         ))
     }
 
-    /// Queues the mail (the store counted it toward the throttles), with the
-    /// link of `token` if `tx` is a link challenge. Returns the prompt, or the
-    /// refusal after closing `tx`.
-    async fn send_new(
-        &self,
-        user: User,
-        tx: Transaction,
-        otp: Otp,
-        token: Option<LinkToken>,
-        asked: AskedBy,
-        settings: &AuthSettings,
-    ) -> Result<Result<String, Decision>, Unavailable> {
-        let mailbox = mask(user.email.email.as_ref());
-        let (link, prompt) = match (&settings.link_base, token) {
-            (Some(base), Some(token)) => {
-                let link = Zeroizing::new(format!("{base}/l/{}", token.to_path()));
-                (
-                    Some(link),
-                    format!("Open the link in the e-mail sent to {mailbox}, then press Enter"),
-                )
+    /// Queues the mail of a challenge just opened (the store counted it
+    /// toward the throttles); when it cannot, closes the challenge and
+    /// returns the refusal.
+    async fn enqueue(&self, job: MailJob) -> Result<Result<(), Decision>, Unavailable> {
+        let (name, tx) = (job.user.clone(), job.tx);
+        match self.mail.enqueue(job).await {
+            Ok(()) => Ok(Ok(())),
+            Err(MailError::Unavailable(error)) => Err(error.into()),
+            Err(error) => {
+                self.challenges.cancel(&name, &tx).await?;
+                Ok(Err(cannot_queue(&name, &error)))
             }
-            _ => (None, format!("Enter the one-time password sent to {mailbox}")),
-        };
-        let name = user.name.clone();
-        let deny_link = self.deny_link(&name, tx, &asked, settings).await?;
-        let job = MailJob {
-            to: user.email,
-            user: user.name,
-            otp,
-            link,
-            deny_link,
-            asked,
-            tx,
-            expires: Instant::now() + settings.validity,
-        };
-        if let Err(error) = self.mail.enqueue(job).await {
-            if let MailError::Unavailable(error) = error {
-                return Err(error.into());
-            }
-            tracing::error!(user = %name, %error, "cannot queue the e-mail; rejecting");
-            self.challenges.cancel(&name, &tx).await?;
-            return Ok(Err(refusal(QUEUE_FULL, Reason::MailQueueFull)));
         }
-        Ok(Ok(prompt))
     }
+}
+
+/// The mail job of a new challenge, with the link of `token` if it is a
+/// link challenge, and the prompt that goes with it.
+fn new_job(
+    user: User,
+    tx: Transaction,
+    otp: Otp,
+    token: Option<&LinkToken>,
+    deny_link: Option<Zeroizing<String>>,
+    asked: AskedBy,
+    settings: &AuthSettings,
+) -> (MailJob, String) {
+    let mailbox = mask(user.email.email.as_ref());
+    let (link, prompt) = match (&settings.link_base, token) {
+        (Some(base), Some(token)) => (
+            Some(Zeroizing::new(format!("{base}/l/{}", token.to_path()))),
+            format!("Open the link in the e-mail sent to {mailbox}, then press Enter"),
+        ),
+        _ => (None, format!("Enter the one-time password sent to {mailbox}")),
+    };
+    let job = MailJob {
+        to: user.email,
+        user: user.name,
+        otp,
+        link,
+        deny_link,
+        asked,
+        tx,
+        expires: Instant::now() + settings.validity,
+    };
+    (job, prompt)
+}
+
+/// The refusal when a mail cannot be queued (nothing was opened, or the
+/// challenge was closed again).
+fn cannot_queue(name: &str, error: &dyn std::fmt::Display) -> Decision {
+    tracing::error!(user = %name, error = %error, "cannot queue the e-mail; rejecting");
+    refusal(QUEUE_FULL, Reason::MailQueueFull)
 }
 
 /// The lockout, asked by the directory before it checks a PIN. A store that

@@ -88,6 +88,14 @@ pub struct NewChallenge<'a> {
     pub link: Option<&'a LinkToken>,
     /// How long it stays valid: `[email]`'s or the user's policy's.
     pub validity: Duration,
+    /// With `[link]`: the login's deny ("this wasn't me") token and record,
+    /// kept as [`ChallengeStore::add_deny`] keeps them, when it opens.
+    pub deny: Option<(&'a LinkToken, &'a DenyRecord)>,
+    /// The mail job as the pool's outbox sealed it for this store to queue
+    /// in the same step (`MailQueue::sealed_for_store`); given only to the
+    /// store in Redis, whose outbox it is. `None`: the caller queues the
+    /// mail once the challenge is open.
+    pub mail: Option<&'a [u8]>,
 }
 
 /// What a PIN request opened.
@@ -109,6 +117,9 @@ pub enum Opened {
     /// A new challenge would have been opened, but its e-mail would pass
     /// this limit of `[email.throttling]`: nothing was opened or counted.
     Throttled(Throttled),
+    /// The mail was to be queued with the challenge, and the queue is full:
+    /// nothing was opened or counted.
+    MailQueueFull,
 }
 
 /// What the code part of a PIN+code password is, among the user's open code

@@ -59,6 +59,8 @@ pub fn bytes_per_challenge(total: usize) -> (f64, usize) {
                 code: &code,
                 link: None,
                 validity: VALIDITY,
+                deny: None,
+                mail: None,
             };
             store
                 .open(&user, &origin, new, None)

@@ -233,7 +233,10 @@ impl ChallengeStore for MemoryStore {
             code,
             link,
             validity,
+            deny,
+            mail,
         } = new;
+        debug_assert!(mail.is_none(), "only the store in Redis queues mail");
         let now = Instant::now();
         let origin = self.origin(origin);
         let settings = **self.settings.load();
@@ -291,6 +294,10 @@ impl ChallengeStore for MemoryStore {
         }
         if let Some(token) = link {
             self.attach(user, &tx, token);
+        }
+        if let Some((token, record)) = deny {
+            self.denies
+                .add(self.sealer.seal_deny(&token.0), record.clone(), validity);
         }
         Ok(Opened::New)
     }

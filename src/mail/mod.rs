@@ -153,6 +153,12 @@ impl MailQueue {
         self.outbox.enqueue(job).await
     }
 
+    /// The job sealed for the challenge store to queue with its challenge
+    /// (see [`Outbox::sealed_for_store`]); `None`: [`MailQueue::enqueue`] it.
+    pub(crate) fn sealed_for_store(&self, job: &MailJob) -> Result<Option<Vec<u8>>, MailError> {
+        self.outbox.sealed_for_store(job)
+    }
+
     /// Mails this instance has queued or taken, being sent or waiting for a
     /// retry.
     pub(crate) fn pending(&self) -> usize {

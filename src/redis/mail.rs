@@ -73,6 +73,16 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
+/// How a sealed job is added to the stream, as [`PUSH`] does it: the
+/// stream's key, at most `limit` jobs waiting, the stream kept `ttl_ms`
+/// after the last one. The challenge store's OPEN does the same.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueArgs {
+    pub(crate) stream: String,
+    pub(crate) limit: usize,
+    pub(crate) ttl_ms: u64,
+}
+
 /// What is encrypted into the stream.
 #[derive(Serialize, Deserialize)]
 struct Plain {
@@ -149,6 +159,15 @@ impl RedisOutbox {
             foreign: Mutex::new(HashSet::new()),
             cursor: Mutex::new("0-0".to_owned()),
         }))
+    }
+
+    /// Where and how the challenge store queues a sealed job.
+    pub(crate) fn queue_args(&self) -> QueueArgs {
+        QueueArgs {
+            stream: self.stream.clone(),
+            limit: self.limit,
+            ttl_ms: millis(self.stream_ttl),
+        }
     }
 
     fn seal(&self, job: &MailJob) -> Result<Vec<u8>, MailError> {
@@ -256,6 +275,11 @@ impl Outbox for RedisOutbox {
         } else {
             Err(MailError::QueueFull { limit })
         }
+    }
+
+    /// The store's OPEN adds it to the stream (see [`QueueArgs`]).
+    fn sealed_for_store(&self, job: &MailJob) -> Result<Option<Vec<u8>>, MailError> {
+        self.seal(job).map(Some)
     }
 
     async fn take(&self) -> MailJob {

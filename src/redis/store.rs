@@ -52,6 +52,7 @@ mod attempts;
 mod deny;
 mod link;
 mod open;
+mod opening;
 mod scripts;
 mod written;
 
@@ -62,8 +63,9 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use redis::Script;
 
+use super::mail::QueueArgs;
 use super::record::{bad_record, RecordKey};
-use super::{limiter, millis, now_unix_ms, PoolKeys, Redis, KEY_PREFIX};
+use super::{limiter, now_unix_ms, PoolKeys, Redis, KEY_PREFIX};
 use crate::backend::BackendUnavailable;
 use crate::challenge::{
     Answer, BeforePin, ChallengeSettings, ChallengeStore, CodeMatch, DenyRecord, DenyStatus, LinkStatus, LinkToken,
@@ -134,6 +136,8 @@ enum Tried {
     Forged(Vec<u8>),
     /// The mail would pass this throttle: nothing was opened.
     Throttled(Throttled),
+    /// The mail was to be queued and the queue is full: nothing was opened.
+    QueueFull,
 }
 
 /// Challenges in Redis.
@@ -144,6 +148,8 @@ pub(crate) struct RedisStore {
     settings: ArcSwap<ChallengeSettings>,
     /// `[email.throttling]`, counted by OPEN.
     throttling: Throttling,
+    /// The pool's mail stream, where OPEN queues a challenge's mail.
+    queue: QueueArgs,
     open: Script,
     digests: Script,
     consume: Script,
@@ -175,6 +181,7 @@ impl RedisStore {
         keys: &PoolKeys,
         settings: ChallengeSettings,
         throttling: Throttling,
+        queue: QueueArgs,
     ) -> Arc<RedisStore> {
         Arc::new(RedisStore {
             redis,
@@ -182,6 +189,7 @@ impl RedisStore {
             records: keys.records.clone(),
             settings: ArcSwap::from_pointee(settings),
             throttling,
+            queue,
             open: Script::new(OPEN),
             digests: Script::new(DIGESTS),
             consume: Script::new(CONSUME),
@@ -367,95 +375,6 @@ impl RedisStore {
         Ok(done == 1)
     }
 
-    /// One OPEN: a new challenge with its mail counted, the throttle that
-    /// refused it, or the challenge that blocks, checked.
-    async fn try_open(
-        &self,
-        user: &str,
-        origin: &str,
-        new: NewChallenge<'_>,
-        link: Option<&link::LinkArgs>,
-        client_ip: Option<&str>,
-    ) -> Result<Tried, BackendUnavailable> {
-        let NewChallenge { tx, code, validity, .. } = new;
-        let settings = **self.settings.load();
-        let digest = self.sealer.seal(&tx, code.expose().as_bytes());
-        let expires = (now_unix_ms() + millis(validity)).to_string();
-        let mac = self.records.mac(
-            &challenge_key(&tx.to_string()),
-            &challenge_fields(user.as_bytes(), &digest, expires.as_bytes(), origin.as_bytes()),
-        );
-        let (script, t, expires_arg) = (&self.open, self.throttling, &expires);
-        let reply: Option<Vec<Vec<u8>>> = self
-            .redis
-            .run("open challenge", |mut c| async move {
-                let mut call = script.key(challenges_of(user));
-                call.key(link.map_or("", |l| l.key.as_str()))
-                    .key(mail_window("u", user))
-                    .key(mail_window("ip", client_ip.unwrap_or("")))
-                    .arg(KEY_PREFIX)
-                    .arg(tx.to_string())
-                    .arg(user)
-                    .arg(&digest[..])
-                    .arg(millis(validity))
-                    .arg(millis(settings.blocking.min(validity)))
-                    .arg(MAX_OPEN_PER_USER)
-                    .arg(&mac[..])
-                    .arg(expires_arg)
-                    .arg(origin)
-                    .arg(t.per_user_per_hour.unwrap_or(0))
-                    .arg(t.per_user_in_five_minutes.unwrap_or(0))
-                    .arg(t.per_client_ip_per_hour.unwrap_or(0))
-                    .arg(if client_ip.is_some() { "1" } else { "0" });
-                match link {
-                    Some(link) => call
-                        .arg(&link.pending[..])
-                        .arg(&link.opened_unix)
-                        .arg(&link.mac[..])
-                        .arg(link::LinkArgs::memory_ms()),
-                    None => call.arg(""),
-                };
-                call.invoke_async(&mut c).await
-            })
-            .await?;
-        let tried = self.tried(user, reply.as_deref());
-        if matches!(tried, Tried::Opened) {
-            let written = written::Written {
-                user: user.to_owned(),
-                digest,
-                expires,
-                origin: origin.to_owned(),
-                mac,
-                pending: link.map(|l| l.pending.clone()).unwrap_or_default(),
-            };
-            self.written
-                .remember(tx, written, tokio::time::Instant::now().into_std() + validity);
-        }
-        Ok(tried)
-    }
-
-    /// What OPEN's reply says (see [`scripts::OPEN`]).
-    fn tried(&self, user: &str, reply: Option<&[Vec<u8>]>) -> Tried {
-        let Some([mark, rest @ ..]) = reply else {
-            return Tried::Opened;
-        };
-        if mark.as_slice() == b"t" {
-            return Tried::Throttled(match rest.first().map(Vec::as_slice) {
-                Some(b"1") => Throttled::UserHour,
-                Some(b"2") => Throttled::UserFiveMinutes,
-                _ => Throttled::ClientIpHour,
-            });
-        }
-        match self.checked(user, rest) {
-            Some(open) => Tried::Blocked {
-                tx: open.tx,
-                mine: mark.as_slice() == b"=",
-                left: Duration::from_millis(open.expires_unix_ms.saturating_sub(now_unix_ms())),
-            },
-            None => Tried::Forged(rest.first().cloned().unwrap_or_default()),
-        }
-    }
-
     /// Takes an entry out of the user's list (its record stays: it may be
     /// another user's, copied here).
     async fn forget(&self, user: &str, entry: &[u8]) -> Result<(), BackendUnavailable> {
@@ -497,6 +416,7 @@ impl ChallengeStore for RedisStore {
             match self.try_open(user, &origin, new, link.as_ref(), client_ip).await? {
                 Tried::Opened => return Ok(Opened::New),
                 Tried::Throttled(limit) => return Ok(Opened::Throttled(limit)),
+                Tried::QueueFull => return Ok(Opened::MailQueueFull),
                 Tried::Blocked { tx, mine: true, left } => return Ok(Opened::AlreadySent { tx, left }),
                 Tried::Blocked { mine: false, .. } => return Ok(Opened::SentElsewhere),
                 Tried::Forged(entry) => self.forget(user, &entry).await?,

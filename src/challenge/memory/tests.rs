@@ -49,6 +49,8 @@ async fn open_valid(
         code: &code,
         link: None,
         validity,
+        deny: None,
+        mail: None,
     };
     store.open(user, origin, new, None).await.unwrap()
 }

@@ -4,11 +4,16 @@
 //! return is checked in Rust before it counts (see the parent module).
 
 /// KEYS[1] user list, KEYS[2] link (empty without), KEYS[3] the user's mail
-/// window, KEYS[4] the address's; ARGV prefix, state, user, digest, validity
-/// ms, blocking ms, max open, MAC, expires (Unix ms), origin, then the
-/// throttles (per hour, in five minutes, per address per hour, 0: no limit;
-/// whether an address was given), then for a link challenge
-/// `link::LinkArgs` (an empty mark without). While the newest challenge
+/// window, KEYS[4] the address's, KEYS[5] the deny record (empty without),
+/// KEYS[6] the mail stream (empty: the caller queues the mail); ARGV prefix,
+/// state, user, digest, validity ms, blocking ms, max open, MAC, expires
+/// (Unix ms), origin, then the throttles (per hour, in five minutes, per
+/// address per hour, 0: no limit; whether an address was given), then
+/// ARGV[15..18] `link::LinkArgs` (all empty for a code challenge), then
+/// ARGV[19..21] the queue's limit, the stream's TTL ms and the sealed job
+/// (as `redis::mail`'s PUSH adds it), then ARGV[22] the deny record's TTL
+/// ms and ARGV[23..] its (field, value) pairs. When the queue is full,
+/// returns `q` and opens and counts nothing. While the newest challenge
 /// blocks, returns `=` when it is of the same origin (`!` when not) and its
 /// record as [`DIGESTS`] reads one, to be checked (it may be forged), so that
 /// no second read is needed. When the mail would pass a throttle, returns `t`
@@ -52,6 +57,7 @@ if by_ip then
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - hour)
   if redis.call('ZCARD', KEYS[4]) >= per_ip then return {'t', '3'} end
 end
+if KEYS[6] ~= '' and redis.call('XLEN', KEYS[6]) >= tonumber(ARGV[19]) then return {'q'} end
 local member = now .. ':' .. redis.call('INCR', KEYS[3] .. ':seq')
 redis.call('PEXPIRE', KEYS[3] .. ':seq', hour)
 redis.call('ZADD', KEYS[3], now, member)
@@ -72,6 +78,16 @@ redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('ZADD', p .. 'open', now + tonumber(ARGV[5]), ARGV[2])
 if redis.call('PTTL', p .. 'open') < tonumber(ARGV[5]) then redis.call('PEXPIRE', p .. 'open', ARGV[5]) end
+if KEYS[5] ~= '' then
+  local fv = {}
+  for i = 23, #ARGV do fv[#fv + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[5], unpack(fv))
+  redis.call('PEXPIRE', KEYS[5], ARGV[22])
+end
+if KEYS[6] ~= '' then
+  redis.call('XADD', KEYS[6], '*', 'job', ARGV[21])
+  redis.call('PEXPIRE', KEYS[6], ARGV[20])
+end
 return false
 ";
 

@@ -20,7 +20,12 @@ fn store(key: u8) -> Arc<RedisStore> {
         blocking: Duration::from_secs(120),
         max_attempts: 3,
     };
-    RedisStore::new(redis, &keys, settings, crate::limits::Throttling::default())
+    let queue = crate::redis::mail::QueueArgs {
+        stream: "mailotp:mail".to_owned(),
+        limit: 10,
+        ttl_ms: 60_000,
+    };
+    RedisStore::new(redis, &keys, settings, crate::limits::Throttling::default(), queue)
 }
 
 /// A record as OPEN writes it, in the order DIGESTS reads it back.
