@@ -39,6 +39,12 @@
 //! checked one) instead of a new mail until the challenge expires: denial of
 //! service, as deleting is.
 //!
+//! An answer to a State this instance opened needs no read first: the
+//! instance remembers the records it wrote (module `written`), compares the
+//! code against its own digest, and ANSWER acts only while the record is,
+//! field for field, that one (module `answer`); anything else is read and
+//! checked first.
+//!
 //! Codes are compared here, in constant time, against the digests a script
 //! returns; the changes (open, consume, a wrong attempt) are Lua scripts, so
 //! each is atomic across instances: of two instances consuming the same State
@@ -104,7 +110,11 @@ const PENDING: u8 = b'p';
 const CONFIRMED: u8 = b'c';
 
 /// The immutable fields of a challenge record, in the order its MAC covers
-/// them. A new immutable field is one more pair here.
+/// them: the one list of what the MAC covers. A new immutable field is one
+/// more pair here, written by OPEN (`scripts::OPEN`'s HSET), read back by
+/// the scripts in `scripts::record_fields!` order (before `m`), taken apart
+/// in [`RedisStore::checked`] (with [`READ_FIELDS`] one more), and checked
+/// unchanged by ANSWER with no more work (module `answer` passes these pairs).
 fn challenge_fields<'a>(
     user: &'a [u8],
     digest: &'a [u8],

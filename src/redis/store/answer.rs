@@ -97,23 +97,20 @@ impl RedisStore {
         };
         self.redis
             .run("answer challenge", |mut c| async move {
-                script
-                    .key(challenges_of(user))
-                    .key(limiter::key("f", user))
+                let mut call = script.key(challenges_of(user));
+                call.key(limiter::key("f", user))
                     .key(limiter::key("l", user))
                     .arg(KEY_PREFIX)
                     .arg(user)
                     .arg(state.to_string())
-                    .arg(&written.digest[..])
-                    .arg(&written.expires)
-                    .arg(&written.origin)
-                    .arg(&written.mac[..])
                     .arg(&written.pending)
                     .arg(confirmed)
                     .arg(act)
-                    .arg(max_attempts)
-                    .invoke_async(&mut c)
-                    .await
+                    .arg(max_attempts);
+                for (field, value) in &written.fields {
+                    call.arg(*field).arg(&value[..]);
+                }
+                call.invoke_async(&mut c).await
             })
             .await
     }

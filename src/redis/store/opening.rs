@@ -34,10 +34,10 @@ impl RedisStore {
         let settings = **self.settings.load();
         let digest = self.sealer.seal(&tx, code.expose().as_bytes());
         let expires = (now_unix_ms() + millis(validity)).to_string();
-        let mac = self.records.mac(
-            &challenge_key(&tx.to_string()),
-            &challenge_fields(user.as_bytes(), &digest, expires.as_bytes(), origin.as_bytes()),
-        );
+        let covered = challenge_fields(user.as_bytes(), &digest, expires.as_bytes(), origin.as_bytes());
+        let mac = self.records.mac(&challenge_key(&tx.to_string()), &covered);
+        let mut fields: Vec<(&'static str, Vec<u8>)> = covered.iter().map(|(f, v)| (*f, v.to_vec())).collect();
+        fields.push(("m", mac.to_vec()));
         let deny = new.deny.map(|(token, record)| self.deny_args(token, record, validity));
         let (script, t, expires_arg, deny) = (&self.open, self.throttling, &expires, deny.as_ref());
         let (queue, mail) = (&self.queue, new.mail);
@@ -87,7 +87,7 @@ impl RedisStore {
                 digest,
                 expires,
                 origin: origin.to_owned(),
-                mac,
+                fields,
                 pending: link.map(|l| l.pending.clone()).unwrap_or_default(),
             };
             let until = tokio::time::Instant::now().into_std() + validity;

@@ -3,6 +3,17 @@
 //! They check nothing cryptographic (Redis never holds a key): what they
 //! return is checked in Rust before it counts (see the parent module).
 
+/// The fields of a challenge record a script reads back, in the order
+/// [`super::RedisStore::checked`] takes them (after the State): the fields
+/// the MAC covers, in `challenge_fields` order, then the MAC (`m`) and the
+/// link mark (`k`). A new covered field goes before `m`, here and in
+/// `challenge_fields` (and `READ_FIELDS` grows by one).
+macro_rules! record_fields {
+    () => {
+        "'u', 'd', 'e', 'o', 'm', 'k'"
+    };
+}
+
 /// KEYS[1] user list, KEYS[2] link (empty without), KEYS[3] the user's mail
 /// window, KEYS[4] the address's, KEYS[5] the deny record (empty without),
 /// KEYS[6] the mail stream (empty: the caller queues the mail); ARGV prefix,
@@ -20,7 +31,8 @@
 /// and the limit (1 hour, 2 five minutes, 3 address) and opens nothing; else
 /// counts the mail in the windows (sorted sets of send times, kept an hour),
 /// opens (and counts it in the open set until it expires) and returns nil.
-pub(super) const OPEN: &str = r"
+pub(super) const OPEN: &str = concat!(
+    r"
 local p = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -33,10 +45,12 @@ if #live > 0 then
   local c = p .. 'c:' .. live[#live]
   local b = tonumber(redis.call('HGET', c, 'b'))
   if b and b > now then
-    local r = redis.call('HMGET', c, 'u', 'd', 'e', 'o', 'm', 'k')
+    local r = redis.call('HMGET', c, ",
+    record_fields!(),
+    r")
     local out = {'!', live[#live]}
     if r[4] == ARGV[10] then out[1] = '=' end
-    for i = 1, 6 do out[#out + 1] = r[i] or '' end
+    for i = 1, #r do out[#out + 1] = r[i] or '' end
     return out
   end
 end
@@ -89,24 +103,29 @@ if KEYS[6] ~= '' then
   redis.call('PEXPIRE', KEYS[6], ARGV[20])
 end
 return false
-";
+"
+);
 
 /// KEYS[1] user list, KEYS[2] the user's lock (empty: not asked); ARGV
 /// prefix. Returns `1` alone when the user is locked; else `0`, then
 /// `READ_FIELDS` values per challenge of the list: State, user, digest,
 /// expires, origin, MAC, link mark (empty: none).
-pub(super) const DIGESTS: &str = r"
+pub(super) const DIGESTS: &str = concat!(
+    r"
 if KEYS[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {'1'} end
 local out = {'0'}
 for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local r = redis.call('HMGET', ARGV[1] .. 'c:' .. tx, 'u', 'd', 'e', 'o', 'm', 'k')
+  local r = redis.call('HMGET', ARGV[1] .. 'c:' .. tx, ",
+    record_fields!(),
+    r")
   if r[2] then
     out[#out + 1] = tx
-    for i = 1, 6 do out[#out + 1] = r[i] or '' end
+    for i = 1, #r do out[#out + 1] = r[i] or '' end
   end
 end
 return out
-";
+"
+);
 
 /// Lua that closes every challenge of user ARGV[2] in the list KEYS[1]
 /// (with `p` the key prefix): deletes each record that is the user's (an
@@ -161,10 +180,11 @@ return 0
 
 /// The answer to a State this instance opened, in one step. KEYS[1] user
 /// list, KEYS[2] the user's failures in a row, KEYS[3] the user's lock; ARGV
-/// prefix, user, State, then the record as this instance wrote it (digest,
-/// expires, origin, MAC, pending link mark or empty), the confirmed mark,
-/// what to do (`a` consume, `w` count a wrong attempt, `k` a link
-/// challenge: consume if confirmed), max attempts. Returns:
+/// prefix, user, State, the pending link mark (empty for a code challenge),
+/// the confirmed mark, what to do (`a` consume, `w` count a wrong attempt,
+/// `k` a link challenge: consume if confirmed), max attempts, then (from
+/// ARGV[8]) the record's (field, value) pairs as this instance wrote them:
+/// the fields the MAC covers and the MAC. Returns:
 /// - `l`: the user is locked (nothing compared or counted);
 /// - `u`: no such challenge (closed, expired);
 /// - `r`: the record is not, field for field, the one written: nothing
@@ -182,32 +202,35 @@ pub(super) const ANSWER: &str = concat!(
 local p = ARGV[1]
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'l'} end
 local c = p .. 'c:' .. ARGV[3]
-local r = redis.call('HMGET', c, 'u', 'd', 'e', 'o', 'm', 'k')
-if not r[1] then return {'u'} end
-local k = r[6] or ''
-if r[1] ~= ARGV[2] or r[2] ~= ARGV[4] or r[3] ~= ARGV[5] or r[4] ~= ARGV[6] or r[5] ~= ARGV[7] then return {'r'} end
-if ARGV[10] == 'k' then
-  if k == ARGV[8] then return {'p'} end
-  if k ~= ARGV[9] then return {'r'} end
+if redis.call('EXISTS', c) == 0 then return {'u'} end
+for i = 8, #ARGV, 2 do
+  if redis.call('HGET', c, ARGV[i]) ~= ARGV[i + 1] then return {'r'} end
+end
+local k = redis.call('HGET', c, 'k') or ''
+if ARGV[6] == 'k' then
+  if k == ARGV[4] then return {'p'} end
+  if k ~= ARGV[5] then return {'r'} end
 elseif k ~= '' then return {'r'} end
-if ARGV[10] ~= 'w' then
+if ARGV[6] ~= 'w' then
 ",
     close_all_of_user!(),
     r"  redis.call('DEL', KEYS[2])
   return {'a'}
 end
 local out = {'w0'}
-if redis.call('HINCRBY', c, 'a', 1) >= tonumber(ARGV[11]) then
+if redis.call('HINCRBY', c, 'a', 1) >= tonumber(ARGV[7]) then
   redis.call('DEL', c)
   redis.call('LREM', KEYS[1], 0, ARGV[3])
   redis.call('ZREM', p .. 'open', ARGV[3])
   out[1] = 'w1'
 end
 for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local o = redis.call('HMGET', p .. 'c:' .. tx, 'u', 'd', 'e', 'o', 'm', 'k')
+  local o = redis.call('HMGET', p .. 'c:' .. tx, ",
+    record_fields!(),
+    r")
   if tx ~= ARGV[3] and o[2] then
     out[#out + 1] = tx
-    for i = 1, 6 do out[#out + 1] = o[i] or '' end
+    for i = 1, #o do out[#out + 1] = o[i] or '' end
   end
 end
 return out

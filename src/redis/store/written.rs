@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use crate::challenge::Transaction;
 use crate::otp::CodeDigest;
-use crate::redis::record::RecordMac;
 
 /// Records remembered at most; past it, ended ones go, then all (answers
 /// then take the read first).
@@ -27,7 +26,9 @@ pub(super) struct Written {
     pub(super) expires: String,
     /// [`crate::challenge::Origin::encode`] (`o`).
     pub(super) origin: String,
-    pub(super) mac: RecordMac,
+    /// The record's (field, value) pairs the MAC covers, then the MAC
+    /// (`m`): what ANSWER finds unchanged before it acts.
+    pub(super) fields: Vec<(&'static str, Vec<u8>)>,
     /// The pending link mark written with it; empty for a code challenge.
     pub(super) pending: Vec<u8>,
 }
