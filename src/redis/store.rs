@@ -335,17 +335,23 @@ impl RedisStore {
         let verdict = self
             .on_challenge("count attempt", &self.wrong, user, state, settings.max_attempts)
             .await?;
-        let here = self.attempts.wrong(*state, settings.validity);
         Ok(match verdict {
-            0 if here >= settings.max_attempts => {
-                // Redis lost attempts counted here (reset by someone): void.
-                self.cancel(user, state).await?;
-                Some(Answer::Wrong { void: true })
-            }
-            0 => Some(Answer::Wrong { void: false }),
-            1 => Some(Answer::Wrong { void: true }),
+            0 | 1 => Some(self.counted_wrong(user, state, verdict == 1).await?),
             _ => None,
         })
+    }
+
+    /// A wrong answer to `state` that Redis counted (`void`: it was the last
+    /// attempt there): counted here too, which voids it when Redis lost
+    /// attempts counted here (reset by someone).
+    async fn counted_wrong(&self, user: &str, state: &Transaction, void: bool) -> Result<Answer, BackendUnavailable> {
+        let settings = **self.settings.load();
+        let here = self.attempts.wrong(*state, settings.validity);
+        if !void && here >= settings.max_attempts {
+            self.cancel(user, state).await?;
+            return Ok(Answer::Wrong { void: true });
+        }
+        Ok(Answer::Wrong { void })
     }
 
     /// Runs `script` on one of `user`'s challenges: KEYS the user's list and

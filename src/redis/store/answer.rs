@@ -12,7 +12,7 @@ use super::written::Written;
 use super::READ_FIELDS;
 use super::{challenge_key, challenges_of, limiter, Link, OpenChallenge, RedisStore, CONFIRMED, KEY_PREFIX};
 use crate::backend::BackendUnavailable;
-use crate::challenge::{Answer, ChallengeStore, CodeMatch, Origin, Transaction};
+use crate::challenge::{Answer, CodeMatch, Origin, Transaction};
 use crate::redis::now_unix_ms;
 
 /// What ANSWER is asked to do when the record is the one written here.
@@ -131,14 +131,7 @@ impl RedisStore {
             let consumed = self.consume_pair(user, &other, &other).await?;
             return Ok(if consumed { Answer::Accepted } else { Answer::Unknown });
         }
-        let settings = **self.settings.load();
-        let here = self.attempts.wrong(*state, settings.validity);
-        if !void && here >= settings.max_attempts {
-            // Redis lost attempts counted here (reset by someone): void.
-            self.cancel(user, state).await?;
-            return Ok(Answer::Wrong { void: true });
-        }
-        Ok(Answer::Wrong { void })
+        self.counted_wrong(user, state, void).await
     }
 
     /// The answer for a State this instance did not write (or whose record
