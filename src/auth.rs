@@ -349,8 +349,9 @@ impl Authenticator {
             PinCheck::Valid(user) => return Ok(Ok(user)),
             PinCheck::WrongPin(name) => self.failure(&name, Reason::WrongPin).await?,
             other => {
-                if other == PinCheck::Unusable {
-                    // Refused before the gate was asked: its round trip too.
+                if other == PinCheck::Unusable && canonical != typed {
+                    // Refused before the gate was asked: its round trip too
+                    // (under the name as typed the lock was read already).
                     self.limits.is_locked(&canonical).await?;
                 }
                 // In place of counting a failure: the same round trip.
