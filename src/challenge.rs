@@ -178,7 +178,9 @@ pub trait ChallengeStore: Send + Sync + 'static {
     /// newest one is still within the blocking timeout, and counts its
     /// e-mail toward the throttles, as triggered from `client_ip` (unless a
     /// limit is reached: then nothing is opened). With a `link`, it is a link
-    /// challenge: answered only after that token is confirmed. All in one
+    /// challenge: answered only after that token is confirmed. When it
+    /// opens, it also keeps `new.deny` and queues `new.mail` (refusing with
+    /// `MailQueueFull`, nothing opened, when the queue is full). All in one
     /// step (one round trip for a store in Redis).
     async fn open(
         &self,
