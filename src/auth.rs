@@ -144,17 +144,28 @@ impl Authenticator {
         if let Some(state) = req.state {
             return self.answer(req, &origin, state).await;
         }
-        for (pin, code) in self.splits(req.password) {
+        // The lock and the user's challenges, read once before the hash.
+        let splits = self.splits(req.password);
+        let codes: Vec<&[u8]> = splits.iter().map(|(_, code)| *code).collect();
+        let before = self.challenges.before_pin(req.user, &origin, &codes).await?;
+        let read = Read {
+            user: req.user,
+            locked: before.locked,
+        };
+        for ((pin, code), found) in splits.iter().zip(&before.codes) {
             // The password ends in the code of a challenge of this user from
             // here: its start is the PIN (one hash, as on the plain path).
-            if let CodeMatch::Matched(_) = self.challenges.find(req.user, &origin, code).await? {
-                let check = self.check_pin(req.user, pin).await?;
+            if let CodeMatch::Matched(_) = found {
+                let check = self.check_pin(req.user, pin, read).await?;
                 return self.pin_and_code(req, &origin, check, code).await;
             }
         }
-        let check = self.check_pin(req.user, req.password).await?;
-        for (pin, code) in self.splits(req.password) {
-            if let Some(decision) = self.maybe_wrong_code(req, &origin, &check, pin, code).await? {
+        let check = self.check_pin(req.user, req.password, read).await?;
+        for ((pin, code), found) in splits.iter().zip(&before.codes) {
+            if let Some(decision) = self
+                .maybe_wrong_code(req, &origin, &check, (pin, code, Some(*found)), read)
+                .await?
+            {
                 return Ok(decision);
             }
         }
@@ -214,9 +225,10 @@ impl Authenticator {
 
     /// The directory's verdict on `pin` for `typed`, the lockout asked in
     /// between (under the canonical name the directory found).
-    async fn check_pin(&self, typed: &str, pin: &[u8]) -> Result<PinCheck, Unavailable> {
+    async fn check_pin(&self, typed: &str, pin: &[u8], read: Read<'_>) -> Result<PinCheck, Unavailable> {
         let gate = Gate {
             limits: self.limits.as_ref(),
+            read,
             error: Mutex::new(None),
         };
         let check = self.users.load().check_pin(typed, pin, &gate).await?;
@@ -298,18 +310,23 @@ impl Authenticator {
         req: &Request<'_>,
         origin: &Origin,
         check: &PinCheck,
-        pin: &[u8],
-        code: &[u8],
+        (pin, code, found): (&[u8], &[u8], Option<CodeMatch>),
+        read: Read<'_>,
     ) -> Result<Option<Decision>, Unavailable> {
         let name = match check {
             PinCheck::WrongPin(name) => name.as_str(),
             PinCheck::UnknownUser => req.user,
             _ => return Ok(None),
         };
-        if self.challenges.find(name, origin, code).await? == CodeMatch::NoChallenge {
+        let found = match found {
+            // Read before the hash, under this name.
+            Some(found) if name == req.user => found,
+            _ => self.challenges.find(name, origin, code).await?,
+        };
+        if found == CodeMatch::NoChallenge {
             return Ok(None);
         }
-        let check = self.check_pin(req.user, pin).await?;
+        let check = self.check_pin(req.user, pin, read).await?;
         if !matches!(check, PinCheck::Valid(_)) {
             // Neither the whole nor the start is the PIN: one wrong PIN.
             return Ok(None);
@@ -358,8 +375,9 @@ impl Authenticator {
             PinCheck::Valid(user) => return Ok(Ok(user)),
             PinCheck::WrongPin(name) => self.failure(&name, Reason::WrongPin).await?,
             other => {
-                if other == PinCheck::Unusable {
-                    // Refused before the gate was asked: its round trip too.
+                if other == PinCheck::Unusable && canonical != typed {
+                    // Refused before the gate was asked: its round trip too
+                    // (under the name as typed the lock was read already).
                     self.limits.is_locked(&canonical).await?;
                 }
                 // In place of counting a failure: the same round trip.
@@ -406,12 +424,24 @@ impl Authenticator {
 /// for [`Authenticator::check_pin`] to report: no answer goes out then.
 struct Gate<'a> {
     limits: &'a dyn Limiter,
+    /// The lock as read before the hash, answered without asking again.
+    read: Read<'a>,
     error: Mutex<Option<BackendUnavailable>>,
+}
+
+/// Whether `user` was locked, as the store read it before the PIN check.
+#[derive(Debug, Clone, Copy)]
+struct Read<'a> {
+    user: &'a str,
+    locked: bool,
 }
 
 #[async_trait::async_trait]
 impl LockGate for Gate<'_> {
     async fn is_locked(&self, name: &str) -> bool {
+        if self.read.user == name {
+            return self.read.locked;
+        }
         match self.limits.is_locked(name).await {
             Ok(locked) => locked,
             Err(error) => {

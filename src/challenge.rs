@@ -95,6 +95,14 @@ pub struct NewChallenge<'a> {
     /// The name of the user's policy, kept with the challenge so that its
     /// answer gets that policy's reply attributes.
     pub policy: Option<&'a str>,
+    /// With `[link]`: the login's deny ("this wasn't me") token and record,
+    /// kept as [`ChallengeStore::add_deny`] keeps them, when it opens.
+    pub deny: Option<(&'a LinkToken, &'a DenyRecord)>,
+    /// The mail job as the pool's outbox sealed it for this store to queue
+    /// in the same step (`MailQueue::sealed_for_store`); given only to the
+    /// store in Redis, whose outbox it is. `None`: the caller queues the
+    /// mail once the challenge is open.
+    pub mail: Option<&'a [u8]>,
 }
 
 /// What a PIN request opened.
@@ -116,6 +124,9 @@ pub enum Opened {
     /// A new challenge would have been opened, but its e-mail would pass
     /// this limit of `[email.throttling]`: nothing was opened or counted.
     Throttled(Throttled),
+    /// The mail was to be queued with the challenge, and the queue is full:
+    /// nothing was opened or counted.
+    MailQueueFull,
 }
 
 /// What the code part of a PIN+code password is, among the user's open code
@@ -129,6 +140,16 @@ pub enum CodeMatch {
     Wrong,
     /// There are none.
     NoChallenge,
+}
+
+/// What [`ChallengeStore::before_pin`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeforePin {
+    /// The user is locked out (the limiter's lock, read with the challenges).
+    pub locked: bool,
+    /// Per code asked, in order; all `NoChallenge` when `locked` (a store
+    /// may then read nothing else).
+    pub codes: Vec<CodeMatch>,
 }
 
 /// The outcome of answering a challenge's State with a code.
@@ -167,7 +188,9 @@ pub trait ChallengeStore: Send + Sync + 'static {
     /// newest one is still within the blocking timeout, and counts its
     /// e-mail toward the throttles, as triggered from `client_ip` (unless a
     /// limit is reached: then nothing is opened). With a `link`, it is a link
-    /// challenge: answered only after that token is confirmed. All in one
+    /// challenge: answered only after that token is confirmed. When it
+    /// opens, it also keeps `new.deny` and queues `new.mail` (refusing with
+    /// `MailQueueFull`, nothing opened, when the queue is full). All in one
     /// step (one round trip for a store in Redis).
     async fn open(
         &self,
@@ -192,6 +215,12 @@ pub trait ChallengeStore: Send + Sync + 'static {
         origin: &Origin,
         code: &[u8],
     ) -> Result<Answer, BackendUnavailable>;
+
+    /// What the PIN path reads before the PIN check, changing nothing and in
+    /// one step (one round trip for a store in Redis): whether `user` is
+    /// locked out, and for each of `codes` (the code parts the password may
+    /// end in) what [`ChallengeStore::find`] would say.
+    async fn before_pin(&self, user: &str, origin: &Origin, codes: &[&[u8]]) -> Result<BeforePin, BackendUnavailable>;
 
     /// Which of the user's open code challenges from `origin` `code` belongs
     /// to, changing nothing.

@@ -61,6 +61,8 @@ pub fn bytes_per_challenge(total: usize) -> (f64, usize) {
                 validity: VALIDITY,
                 max_attempts: 3,
                 policy: None,
+                deny: None,
+                mail: None,
             };
             store
                 .open(&user, &origin, new, None)

@@ -4,7 +4,7 @@
 
 use zeroize::Zeroizing;
 
-use super::{AuthSettings, Authenticator, Request, Unavailable};
+use super::{AuthSettings, Request};
 use crate::challenge::{DenyRecord, LinkToken, Transaction};
 use crate::mail::AskedBy;
 
@@ -22,28 +22,26 @@ pub(super) fn asked_by(req: &Request<'_>, settings: &AuthSettings) -> AskedBy {
     }
 }
 
-impl Authenticator {
-    /// With `[link]` configured: a new deny ("this wasn't me") link for the
-    /// login `tx`, its token kept by the store for the challenge's validity.
-    pub(super) async fn deny_link(
-        &self,
-        user: &str,
-        tx: Transaction,
-        asked: &AskedBy,
-        settings: &AuthSettings,
-    ) -> Result<Option<Zeroizing<String>>, Unavailable> {
-        let Some(base) = &settings.deny_base else {
-            return Ok(None);
-        };
-        let token = LinkToken::random();
-        let record = DenyRecord {
-            user: user.to_owned(),
-            tx,
-            client_ip: asked.client_ip.clone(),
-            nas: asked.nas.clone(),
-            asked_unix: u64::try_from(asked.at_unix).unwrap_or(0),
-        };
-        self.challenges.add_deny(&token, &record, settings.validity).await?;
-        Ok(Some(Zeroizing::new(format!("{base}/d/{}", token.to_path()))))
-    }
+/// A login's deny ("this wasn't me") link: the token the store keeps (as a
+/// digest) with its record, and the URL the mail carries.
+pub(super) struct DenyLink {
+    pub(super) token: LinkToken,
+    pub(super) record: DenyRecord,
+    pub(super) url: Zeroizing<String>,
+}
+
+/// With `[link]` configured: a new deny link for the login `tx`, kept by
+/// the store with its challenge, for the challenge's validity.
+pub(super) fn deny_link(user: &str, tx: Transaction, asked: &AskedBy, settings: &AuthSettings) -> Option<DenyLink> {
+    let base = settings.deny_base.as_ref()?;
+    let token = LinkToken::random();
+    let record = DenyRecord {
+        user: user.to_owned(),
+        tx,
+        client_ip: asked.client_ip.clone(),
+        nas: asked.nas.clone(),
+        asked_unix: u64::try_from(asked.at_unix).unwrap_or(0),
+    };
+    let url = Zeroizing::new(format!("{base}/d/{}", token.to_path()));
+    Some(DenyLink { token, record, url })
 }

@@ -241,7 +241,10 @@ impl ChallengeStore for MemoryStore {
             validity,
             max_attempts,
             policy,
+            deny,
+            mail,
         } = new;
+        debug_assert!(mail.is_none(), "only the store in Redis queues mail");
         let now = Instant::now();
         let origin = self.origin(origin);
         let settings = **self.settings.load();
@@ -301,6 +304,10 @@ impl ChallengeStore for MemoryStore {
         if let Some(token) = link {
             self.attach(user, &tx, token);
         }
+        if let Some((token, record)) = deny {
+            self.denies
+                .add(self.sealer.seal_deny(&token.0), record.clone(), validity);
+        }
         Ok(Opened::New)
     }
 
@@ -319,6 +326,15 @@ impl ChallengeStore for MemoryStore {
             self.limits.succeeded(user);
         }
         Ok(answer)
+    }
+
+    async fn before_pin(&self, user: &str, origin: &Origin, codes: &[&[u8]]) -> Result<BeforePin, BackendUnavailable> {
+        let locked = self.limits.is_locked(user).await?;
+        let mut found = Vec::with_capacity(codes.len());
+        for code in codes {
+            found.push(self.find(user, origin, code).await?);
+        }
+        Ok(BeforePin { locked, codes: found })
     }
 
     async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, BackendUnavailable> {

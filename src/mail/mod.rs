@@ -157,8 +157,16 @@ impl MailQueue {
     pub(crate) async fn enqueue(&self, job: MailJob) -> Result<(), MailError> {
         let (tx, opened_unix, expires) = (job.tx, job.asked.at_unix, job.expires);
         self.outbox.enqueue(job).await?;
+        self.queued(tx, opened_unix, expires).await;
+        Ok(())
+    }
+
+    /// Notes for `ctl status` that the mail of `tx` (asked at `opened_unix`)
+    /// is queued, whoever queued it (this queue, or the challenge store with
+    /// [`MailQueue::sealed_for_store`]). Returns at once: a log in Redis
+    /// writes in the background.
+    pub(crate) async fn queued(&self, tx: Transaction, opened_unix: i64, expires: Instant) {
         if let Some(log) = self.log.get() {
-            // Returns at once: a log in Redis writes in the background.
             let entry = status::DeliveryEntry {
                 opened_unix,
                 delivery: status::Delivery::Queued,
@@ -166,12 +174,17 @@ impl MailQueue {
             let keep = expires.saturating_duration_since(Instant::now());
             log.record(tx, entry, keep).await;
         }
-        Ok(())
     }
 
     /// Records what becomes of each mail in `log` from now on (`ctl status`).
     pub(crate) fn record_deliveries(&self, log: Arc<dyn status::DeliveryLog>) {
         let _ = self.log.set(log);
+    }
+
+    /// The job sealed for the challenge store to queue with its challenge
+    /// (see [`Outbox::sealed_for_store`]); `None`: [`MailQueue::enqueue`] it.
+    pub(crate) fn sealed_for_store(&self, job: &MailJob) -> Result<Option<Vec<u8>>, MailError> {
+        self.outbox.sealed_for_store(job)
     }
 
     /// Mails this instance has queued or taken, being sent or waiting for a

@@ -47,6 +47,13 @@ pub(crate) trait Outbox: Send + Sync + fmt::Debug + 'static {
     /// outbox cannot be reached.
     async fn enqueue(&self, job: MailJob) -> Result<(), MailError>;
 
+    /// The job as the challenge store queues it in the same step as it opens
+    /// the challenge (the pool's Redis stream: one round trip for both);
+    /// `None` for an outbox the store cannot reach: then [`Outbox::enqueue`].
+    fn sealed_for_store(&self, _job: &MailJob) -> Result<Option<Vec<u8>>, MailError> {
+        Ok(None)
+    }
+
     /// Waits for the next job for this instance to deliver. Cancel-safe: a
     /// job is handed out only when the call completes.
     async fn take(&self) -> MailJob;

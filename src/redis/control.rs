@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use redis::Script;
 use tokio::sync::mpsc;
 
+use super::mail::QueueArgs;
 use super::record::{bad_record, RecordKey, RecordMac};
 use super::store::RedisStore;
 use super::{limiter, millis, PoolError, PoolKeys, Redis, KEY_PREFIX};
@@ -196,7 +197,20 @@ pub(crate) fn start(
 ) -> Result<(Arc<RedisState>, Arc<RedisDeliveries>), PoolError> {
     let keys = PoolKeys::derive(&config.key);
     let redis = Redis::connect(config, &keys.fingerprint, Arc::clone(health))?;
-    let store = RedisStore::new(redis.clone(), &keys, ChallengeSettings::from(email), email.throttling);
+    // This store only reads (`ctl status`): it never opens, so it queues
+    // nothing.
+    let reads_only = QueueArgs {
+        stream: String::new(),
+        limit: 0,
+        ttl_ms: 0,
+    };
+    let store = RedisStore::new(
+        redis.clone(),
+        &keys,
+        ChallengeSettings::from(email),
+        email.throttling,
+        reads_only,
+    );
     let writer = Writer::start(redis.clone(), keys.records.clone(), life);
     let deliveries = Arc::new(RedisDeliveries {
         redis: redis.clone(),

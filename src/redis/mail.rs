@@ -9,7 +9,8 @@
 //! seconds) while it delivers or waits to retry; a job whose instance died
 //! goes idle and is taken over by another (`XAUTOCLAIM`, idle over
 //! [`TAKEOVER_IDLE`], looked for every [`KEEP_INTERVAL`]: within 15 s). A job
-//! is acknowledged and deleted once delivered or given up, so a death between
+//! is acknowledged and deleted once delivered or given up (finished jobs in
+//! batches, see [`Acks`]), so a death between
 //! the SMTP server's "250" and that can send it twice, and so can a holder cut
 //! off from Redis for longer than [`TAKEOVER_IDLE`]; nothing else can. The
 //! stream expires a while after the last job was queued. Reading and claiming
@@ -24,6 +25,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,6 +75,27 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
+/// How a sealed job is added to the stream, as [`PUSH`] does it: the
+/// stream's key, at most `limit` jobs waiting, the stream kept `ttl_ms`
+/// after the last one. The challenge store's OPEN does the same.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueArgs {
+    pub(crate) stream: String,
+    pub(crate) limit: usize,
+    pub(crate) ttl_ms: u64,
+}
+
+/// Finished jobs waiting to be acknowledged (group commit): a finished
+/// job's id joins `waiting`; the report that finds no flush running becomes
+/// the flusher and acknowledges and deletes all that wait, a batch per
+/// round trip, until none is left. The other reports return at once, so a
+/// send slot waits for no acknowledgement but, now and then, a batch's.
+#[derive(Default)]
+struct Acks {
+    waiting: Mutex<Vec<String>>,
+    flushing: AtomicBool,
+}
+
 /// What is encrypted into the stream.
 #[derive(Serialize, Deserialize)]
 struct Plain {
@@ -111,6 +134,8 @@ pub(crate) struct RedisOutbox {
     ready: Handoff,
     /// Stream ids of jobs this instance cannot open (already logged).
     foreign: Mutex<HashSet<String>>,
+    /// Finished jobs' stream ids, acknowledged in batches.
+    acks: Acks,
     /// Where the next look for idle jobs starts (`XAUTOCLAIM`'s cursor), so
     /// that jobs left for others do not hide the ones after them.
     cursor: Mutex<String>,
@@ -151,7 +176,17 @@ impl RedisOutbox {
             ready: Handoff::default(),
             foreign: Mutex::new(HashSet::new()),
             cursor: Mutex::new("0-0".to_owned()),
+            acks: Acks::default(),
         }))
+    }
+
+    /// Where and how the challenge store queues a sealed job.
+    pub(crate) fn queue_args(&self) -> QueueArgs {
+        QueueArgs {
+            stream: self.stream.clone(),
+            limit: self.limit,
+            ttl_ms: millis(self.stream_ttl),
+        }
     }
 
     fn seal(&self, job: &MailJob) -> Result<Vec<u8>, MailError> {
@@ -261,6 +296,11 @@ impl Outbox for RedisOutbox {
         } else {
             Err(MailError::QueueFull { limit })
         }
+    }
+
+    /// The store's OPEN adds it to the stream (see [`QueueArgs`]).
+    fn sealed_for_store(&self, job: &MailJob) -> Result<Option<Vec<u8>>, MailError> {
+        self.seal(job).map(Some)
     }
 
     async fn take(&self) -> MailJob {
@@ -437,9 +477,35 @@ impl RedisOutbox {
         self.ready.push(job);
     }
 
-    /// Acknowledges and deletes a job; a failure leaves it to be taken over.
+    /// Acknowledges and deletes a job (see [`Acks`]): when another report
+    /// is flushing already, it takes this one with its next batch and this
+    /// returns at once. A failure leaves the jobs to be taken over.
     async fn done(&self, id: &str) {
-        let (stream, id) = (&self.stream, id.to_owned());
+        self.acks
+            .waiting
+            .lock()
+            .expect("acks lock poisoned")
+            .push(id.to_owned());
+        while !self.acks.flushing.swap(true, Ordering::AcqRel) {
+            loop {
+                let batch = std::mem::take(&mut *self.acks.waiting.lock().expect("acks lock poisoned"));
+                if batch.is_empty() {
+                    break;
+                }
+                self.acknowledge(&batch).await;
+            }
+            self.acks.flushing.store(false, Ordering::Release);
+            // One pushed after the last take, while the flag was still set,
+            // would wait for the next report: take it now.
+            if self.acks.waiting.lock().expect("acks lock poisoned").is_empty() {
+                break;
+            }
+        }
+    }
+
+    /// XACK and XDEL of `ids`, in one round trip.
+    async fn acknowledge(&self, ids: &[String]) {
+        let stream = &self.stream;
         let _ = self
             .redis
             .run("acknowledge mail", |mut c| async move {
@@ -448,11 +514,11 @@ impl RedisOutbox {
                     .cmd("XACK")
                     .arg(stream)
                     .arg(GROUP)
-                    .arg(&id)
+                    .arg(ids)
                     .ignore()
                     .cmd("XDEL")
                     .arg(stream)
-                    .arg(&id)
+                    .arg(ids)
                     .ignore()
                     .query_async::<()>(&mut c)
                     .await

@@ -282,9 +282,6 @@ pub(crate) async fn start(
         }
         Err(error) => tracing::warn!(%error, "cannot check the pool key in redis now; checking before its first use"),
     }
-    let challenges = store::RedisStore::new(redis.clone(), &keys, ChallengeSettings::from(email), email.throttling);
-    challenges.watch(life);
-    let limits = limiter::RedisLimiter::new(redis.clone(), lockout);
     let outbox = mail::RedisOutbox::new(
         redis.clone(),
         config,
@@ -292,6 +289,10 @@ pub(crate) async fn start(
         email.challenge_validity,
         email.queue_limit,
     )?;
+    let settings = ChallengeSettings::from(email);
+    let challenges = store::RedisStore::new(redis.clone(), &keys, settings, email.throttling, outbox.queue_args());
+    challenges.watch(life);
+    let limits = limiter::RedisLimiter::new(redis.clone(), lockout);
     outbox.start(life);
     let mail = crate::mail::start_with(outbox, email, life)?;
     Ok(Shared {

@@ -40,6 +40,12 @@
 //! checked one) instead of a new mail until the challenge expires: denial of
 //! service, as deleting is.
 //!
+//! An answer to a State this instance opened needs no read first: the
+//! instance remembers the records it wrote (module `written`), compares the
+//! code against its own digest, and ANSWER acts only while the record is,
+//! field for field, that one (module `answer`); anything else is read and
+//! checked first.
+//!
 //! Codes are compared here, in constant time, against the digests a script
 //! returns; the changes (open, consume, a wrong attempt) are Lua scripts, so
 //! each is atomic across instances: of two instances consuming the same State
@@ -48,12 +54,15 @@
 //! is wall time (an instance whose clock is ahead ends challenges early by
 //! as much: keep the instances on NTP).
 
+mod answer;
 mod attempts;
 mod deny;
 mod link;
 mod open;
+mod opening;
 mod scripts;
 mod view;
+mod written;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,16 +71,17 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use redis::Script;
 
+use super::mail::QueueArgs;
 use super::record::{bad_record, RecordKey};
-use super::{limiter, millis, now_unix_ms, PoolKeys, Redis, KEY_PREFIX};
+use super::{limiter, now_unix_ms, PoolKeys, Redis, KEY_PREFIX};
 use crate::backend::BackendUnavailable;
 use crate::challenge::{
-    Answer, ChallengeSettings, ChallengeStore, CodeMatch, DenyRecord, DenyStatus, LinkStatus, LinkToken, NewChallenge,
-    Opened, Origin, Transaction, MAX_OPEN_PER_USER,
+    Answer, BeforePin, ChallengeSettings, ChallengeStore, CodeMatch, DenyRecord, DenyStatus, LinkStatus, LinkToken,
+    NewChallenge, Opened, Origin, Transaction, MAX_OPEN_PER_USER,
 };
 use crate::limits::{Throttled, Throttling};
 use crate::otp::{CodeDigest, CodeSealer};
-use scripts::{CONSUME, DIGESTS, OPEN, WRONG};
+use scripts::{ANSWER, CONSUME, DIGESTS, OPEN, WRONG};
 
 /// Values [`DIGESTS`] returns per challenge (and OPEN for the one that blocks).
 const READ_FIELDS: usize = 9;
@@ -106,7 +116,11 @@ const PENDING: u8 = b'p';
 const CONFIRMED: u8 = b'c';
 
 /// The immutable fields of a challenge record, in the order its MAC covers
-/// them. A new immutable field is one more pair here.
+/// them: the one list of what the MAC covers. A new immutable field is one
+/// more pair here, written by OPEN (`scripts::OPEN`'s HSET), read back by
+/// the scripts in `scripts::record_fields!` order (before `m`), taken apart
+/// in [`RedisStore::checked`] (with [`READ_FIELDS`] one more), and checked
+/// unchanged by ANSWER with no more work (module `answer` passes these pairs).
 fn challenge_fields([user, digest, expires, origin, policy, max_attempts]: [&[u8]; 6]) -> [(&'static str, &[u8]); 6] {
     [
         ("u", user),
@@ -140,6 +154,8 @@ enum Tried {
     Forged(Vec<u8>),
     /// The mail would pass this throttle: nothing was opened.
     Throttled(Throttled),
+    /// The mail was to be queued and the queue is full: nothing was opened.
+    QueueFull,
 }
 
 /// Challenges in Redis.
@@ -150,10 +166,15 @@ pub(crate) struct RedisStore {
     settings: ArcSwap<ChallengeSettings>,
     /// `[email.throttling]`, counted by OPEN.
     throttling: Throttling,
+    /// The pool's mail stream, where OPEN queues a challenge's mail.
+    queue: QueueArgs,
     open: Script,
     digests: Script,
     consume: Script,
     wrong: Script,
+    answer: Script,
+    /// The challenge records this instance wrote (module `written`).
+    written: written::WrittenRecords,
     links: link::Scripts,
     attempts: attempts::Attempts,
     count_open: Script,
@@ -178,6 +199,7 @@ impl RedisStore {
         keys: &PoolKeys,
         settings: ChallengeSettings,
         throttling: Throttling,
+        queue: QueueArgs,
     ) -> Arc<RedisStore> {
         Arc::new(RedisStore {
             redis,
@@ -185,10 +207,13 @@ impl RedisStore {
             records: keys.records.clone(),
             settings: ArcSwap::from_pointee(settings),
             throttling,
+            queue,
             open: Script::new(OPEN),
             digests: Script::new(DIGESTS),
             consume: Script::new(CONSUME),
             wrong: Script::new(WRONG),
+            answer: Script::new(ANSWER),
+            written: written::WrittenRecords::default(),
             links: link::Scripts::new(),
             attempts: attempts::Attempts::default(),
             count_open: Script::new(open::COUNT_OPEN),
@@ -234,7 +259,7 @@ impl RedisStore {
     /// One challenge as [`DIGESTS`] read it, if it passes its check: its MAC,
     /// its owner, its link mark. A failure is logged and counted.
     fn checked(&self, user: &str, read: &[Vec<u8>]) -> Option<OpenChallenge> {
-        let [state, owner, digest, expires, origin, mac, mark, policy, max_attempts] = read else {
+        let [state, owner, digest, expires, origin, policy, max_attempts, mac, mark] = read else {
             return None;
         };
         let Some(tx) = Transaction::from_state(state) else {
@@ -321,18 +346,33 @@ impl RedisStore {
         let verdict = self
             .on_challenge("count attempt", &self.wrong, user, state, max_attempts)
             .await?;
-        let validity = Duration::from_millis(open.expires_unix_ms.saturating_sub(now_unix_ms()));
-        let here = self.attempts.wrong(*state, validity);
+        let left = Duration::from_millis(open.expires_unix_ms.saturating_sub(now_unix_ms()));
         Ok(match verdict {
-            0 if here >= max_attempts => {
-                // Redis lost attempts counted here (reset by someone): void.
-                self.cancel(user, state).await?;
-                Some(Answer::Wrong { void: true })
-            }
-            0 => Some(Answer::Wrong { void: false }),
-            1 => Some(Answer::Wrong { void: true }),
+            0 | 1 => Some(
+                self.counted_wrong(user, state, verdict == 1, (max_attempts, left))
+                    .await?,
+            ),
             _ => None,
         })
+    }
+
+    /// A wrong answer to `state` that Redis counted (`void`: it was the last
+    /// attempt there): counted here too, which voids it when Redis lost
+    /// attempts counted here (reset by someone).
+    /// `max_attempts` and `left` are the challenge's own.
+    async fn counted_wrong(
+        &self,
+        user: &str,
+        state: &Transaction,
+        void: bool,
+        (max_attempts, left): (u8, Duration),
+    ) -> Result<Answer, BackendUnavailable> {
+        let here = self.attempts.wrong(*state, left);
+        if !void && here >= max_attempts {
+            self.cancel(user, state).await?;
+            return Ok(Answer::Wrong { void: true });
+        }
+        Ok(Answer::Wrong { void })
     }
 
     /// Runs `script` on one of `user`'s challenges: KEYS the user's list and
@@ -370,98 +410,6 @@ impl RedisStore {
             .on_challenge("consume challenge", &self.consume, user, state, matched.to_string())
             .await?;
         Ok(done == 1)
-    }
-
-    /// One OPEN: a new challenge with its mail counted, the throttle that
-    /// refused it, or the challenge that blocks, checked.
-    async fn try_open(
-        &self,
-        user: &str,
-        origin: &str,
-        new: NewChallenge<'_>,
-        link: Option<&link::LinkArgs>,
-        client_ip: Option<&str>,
-    ) -> Result<Tried, BackendUnavailable> {
-        let NewChallenge {
-            tx,
-            code,
-            validity,
-            max_attempts,
-            policy,
-            ..
-        } = new;
-        let settings = **self.settings.load();
-        let digest = self.sealer.seal(&tx, code.expose().as_bytes());
-        let expires = (now_unix_ms() + millis(validity)).to_string();
-        let (policy, max_attempts) = (policy.unwrap_or(""), max_attempts.max(1).to_string());
-        let mac = self.records.mac(
-            &challenge_key(&tx.to_string()),
-            &challenge_fields([
-                user.as_bytes(),
-                &digest,
-                expires.as_bytes(),
-                origin.as_bytes(),
-                policy.as_bytes(),
-                max_attempts.as_bytes(),
-            ]),
-        );
-        let (script, t) = (&self.open, self.throttling);
-        let reply: Option<Vec<Vec<u8>>> = self
-            .redis
-            .run("open challenge", |mut c| async move {
-                let mut call = script.key(challenges_of(user));
-                call.key(link.map_or("", |l| l.key.as_str()))
-                    .key(mail_window("u", user))
-                    .key(mail_window("ip", client_ip.unwrap_or("")))
-                    .arg(KEY_PREFIX)
-                    .arg(tx.to_string())
-                    .arg(user)
-                    .arg(&digest[..])
-                    .arg(millis(validity))
-                    .arg(millis(settings.blocking.min(validity)))
-                    .arg(MAX_OPEN_PER_USER)
-                    .arg(&mac[..])
-                    .arg(&expires)
-                    .arg(origin)
-                    .arg(t.per_user_per_hour.unwrap_or(0))
-                    .arg(t.per_user_in_five_minutes.unwrap_or(0))
-                    .arg(t.per_client_ip_per_hour.unwrap_or(0))
-                    .arg(if client_ip.is_some() { "1" } else { "0" });
-                match link {
-                    Some(link) => call
-                        .arg(&link.pending[..])
-                        .arg(&link.opened_unix)
-                        .arg(&link.mac[..])
-                        .arg(link::LinkArgs::memory_ms()),
-                    None => call.arg(""),
-                };
-                call.arg(policy).arg(&max_attempts);
-                call.invoke_async(&mut c).await
-            })
-            .await?;
-        Ok(self.tried(user, reply.as_deref()))
-    }
-
-    /// What OPEN's reply says (see [`scripts::OPEN`]).
-    fn tried(&self, user: &str, reply: Option<&[Vec<u8>]>) -> Tried {
-        let Some([mark, rest @ ..]) = reply else {
-            return Tried::Opened;
-        };
-        if mark.as_slice() == b"t" {
-            return Tried::Throttled(match rest.first().map(Vec::as_slice) {
-                Some(b"1") => Throttled::UserHour,
-                Some(b"2") => Throttled::UserFiveMinutes,
-                _ => Throttled::ClientIpHour,
-            });
-        }
-        match self.checked(user, rest) {
-            Some(open) => Tried::Blocked {
-                tx: open.tx,
-                mine: mark.as_slice() == b"=",
-                left: Duration::from_millis(open.expires_unix_ms.saturating_sub(now_unix_ms())),
-            },
-            None => Tried::Forged(rest.first().cloned().unwrap_or_default()),
-        }
     }
 
     /// Takes an entry out of the user's list (its record stays: it may be
@@ -512,6 +460,7 @@ impl ChallengeStore for RedisStore {
             match self.try_open(user, &origin, new, link.as_ref(), client_ip).await? {
                 Tried::Opened => return Ok(Opened::New),
                 Tried::Throttled(limit) => return Ok(Opened::Throttled(limit)),
+                Tried::QueueFull => return Ok(Opened::MailQueueFull),
                 Tried::Blocked { tx, mine: true, left } => return Ok(Opened::AlreadySent { tx, left }),
                 Tried::Blocked { mine: false, .. } => return Ok(Opened::SentElsewhere),
                 Tried::Forged(entry) => self.forget(user, &entry).await?,
@@ -529,40 +478,20 @@ impl ChallengeStore for RedisStore {
         origin: &Origin,
         code: &[u8],
     ) -> Result<Answer, BackendUnavailable> {
-        let Some(open) = self.read(user, true).await? else {
-            return Ok(Answer::Locked);
-        };
-        let Some(this) = open.iter().find(|o| o.tx == *state) else {
-            return Ok(Answer::Unknown);
-        };
-        if this.origin != origin.encode().as_bytes() {
-            return Ok(Answer::Unknown);
-        }
-        match this.link {
-            Link::Pending => {
-                let left = this.expires_unix_ms.saturating_sub(now_unix_ms());
-                return Ok(Answer::LinkPending {
-                    left: Duration::from_millis(left),
-                });
-            }
-            Link::Confirmed => {
-                let consumed = self.consume_pair(user, state, state).await?;
-                return Ok(if consumed { accepted(this) } else { Answer::Unknown });
-            }
-            Link::None => {}
-        }
-        if self.attempts.count(state) >= this.max_attempts {
-            // Void by this instance's count, whatever Redis says now.
-            return Ok(Answer::Unknown);
-        }
-        if let CodeMatch::Matched(matched) = self.matching(&open, origin, code) {
-            return Ok(if self.consume_pair(user, state, &matched).await? {
-                accepted(this)
-            } else {
-                Answer::Unknown
-            });
-        }
-        Ok(self.wrong(user, this).await?.unwrap_or(Answer::Unknown))
+        self.answer_state(state, user, origin, code).await
+    }
+
+    async fn before_pin(&self, user: &str, origin: &Origin, codes: &[&[u8]]) -> Result<BeforePin, BackendUnavailable> {
+        Ok(match self.read(user, true).await? {
+            None => BeforePin {
+                locked: true,
+                codes: vec![CodeMatch::NoChallenge; codes.len()],
+            },
+            Some(open) => BeforePin {
+                locked: false,
+                codes: codes.iter().map(|code| self.matching(&open, origin, code)).collect(),
+            },
+        })
     }
 
     async fn find(&self, user: &str, origin: &Origin, code: &[u8]) -> Result<CodeMatch, BackendUnavailable> {

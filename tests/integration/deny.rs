@@ -250,3 +250,26 @@ fn the_deny_pages_wording_is_read_again_on_sighup() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("<p>New words for alice.</p>"), "{body}");
 }
+
+#[test]
+fn with_redis_and_no_lockout_after_failures_a_deny_still_locks_for_lockout_time() {
+    let redis = RedisServer::start();
+    let key = PoolKey::new();
+    let smtp = SmtpSink::start();
+    let setup = setup(&smtp, "lockout_after = 0\nlockout_time = 2\n");
+    let server = start_pool_with(1, setup, &redis, &key).pop().unwrap();
+    let challenge = pin_from_far(&server);
+    assert_eq!(challenge.code, "Access-Challenge");
+    let mail = smtp.wait_for_mails(1).remove(0);
+    assert_eq!(page(&format!("{}{}", pages(&server), deny_path(&mail)), true).0, 200);
+    assert_eq!(
+        otp_from_far(&server, &mail.otp(), &challenge.state()),
+        "Access-Reject",
+        "the denied login's State"
+    );
+    assert_eq!(pin_from_far(&server).code, "Access-Reject", "locked by the deny");
+    assert_eq!(smtp.mails().len(), 1, "no mail while locked");
+    poll("the lock to end", DEADLINE, || {
+        (pin_from_far(&server).code == "Access-Challenge").then_some(())
+    });
+}

@@ -142,9 +142,15 @@ fn round_trips_of_a_pin_request_and_an_answer_are_counted() {
     let key = PoolKey::new();
     let smtp = SmtpSink::start();
     let (server, _) = instance(&redis, &key, &smtp, "", "");
-    // Once through first: scripts loaded, the pool key checked.
+    // Once through first, a wrong code too: scripts loaded, the pool key
+    // checked.
     let first = send_pin(&server, "alice", pin("alice")).unwrap();
     let otp = smtp.wait_for_mails(1)[0].otp();
+    let wrong = if otp == "000000" { "111111" } else { "000000" };
+    assert_eq!(
+        send_otp(&server, "alice", wrong, &first.state()).unwrap().code,
+        "Access-Reject"
+    );
     assert_eq!(
         send_otp(&server, "alice", &otp, &first.state()).unwrap().code,
         "Access-Accept"
@@ -163,6 +169,13 @@ fn round_trips_of_a_pin_request_and_an_answer_are_counted() {
     );
     monitor.mark("again-done");
     let otp = smtp.wait_for_mails(2)[1].otp();
+    let wrong = if otp == "000000" { "111111" } else { "000000" };
+    monitor.mark("wrong-starts");
+    assert_eq!(
+        send_otp(&server, "alice", wrong, &challenge.state()).unwrap().code,
+        "Access-Reject",
+        "a wrong code"
+    );
     monitor.mark("answer-starts");
     assert_eq!(
         send_otp(&server, "alice", &otp, &challenge.state()).unwrap().code,
@@ -172,12 +185,15 @@ fn round_trips_of_a_pin_request_and_an_answer_are_counted() {
 
     let pin_trips = monitor.trips("pin-starts", "pin-done");
     let again_trips = monitor.trips("pin-done", "again-done");
+    let wrong_trips = monitor.trips("wrong-starts", "answer-starts");
     let answer_trips = monitor.trips("answer-starts", "answer-done");
     eprintln!("PIN request: {} round trips: {pin_trips:#?}", pin_trips.len());
     eprintln!("PIN again: {} round trips: {again_trips:#?}", again_trips.len());
+    eprintln!("wrong code: {} round trips: {wrong_trips:#?}", wrong_trips.len());
     eprintln!("answer: {} round trips: {answer_trips:#?}", answer_trips.len());
     assert_eq!(pin_trips.len(), PIN_TRIPS, "{pin_trips:#?}");
     assert_eq!(again_trips.len(), AGAIN_TRIPS, "{again_trips:#?}");
+    assert_eq!(wrong_trips.len(), ANSWER_TRIPS + FAILURE_TRIPS, "{wrong_trips:#?}");
     assert_eq!(answer_trips.len(), ANSWER_TRIPS, "{answer_trips:#?}");
 }
 
@@ -203,20 +219,54 @@ fn a_link_challenge_costs_no_more_round_trips_than_a_code() {
     assert!(body.contains("https://otp.example.test/l/"), "{body}");
     let trips = monitor.trips("pin-starts", "pin-done");
     eprintln!("PIN request, link delivery: {} round trips: {trips:#?}", trips.len());
-    // With [link] every mail also carries a deny link, whose record is one
-    // more write; the link itself costs nothing (it rides on OPEN).
+    // With [link] every mail also carries a deny link; its record and the
+    // link's ride on the open.
     assert_eq!(trips.len(), PIN_TRIPS + DENY_TRIPS, "{trips:#?}");
 }
 
+#[test]
+fn with_the_mail_queue_full_a_pin_request_is_refused_and_opens_nothing() {
+    let redis = RedisServer::start();
+    let key = PoolKey::new();
+    // Nothing listens there: the first mail stays queued, retried.
+    let mut setup = Setup::new(free_tcp_port());
+    setup.email = "queue_limit = 1\n".to_owned();
+    let server = start_pool_with(1, setup, &redis, &key).pop().unwrap();
+    assert_eq!(
+        send_pin(&server, "alice", pin("alice")).unwrap().code,
+        "Access-Challenge"
+    );
+    let busy = send_pin(&server, "bob", pin("bob")).unwrap();
+    assert_eq!(busy.code, "Access-Reject");
+    assert_eq!(
+        busy.attr("Reply-Message"),
+        Some("The e-mail service is busy, please try again later")
+    );
+    let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let bobs: Vec<String> = redis::cmd("KEYS").arg("mailotp:*bob*").query(&mut conn).unwrap();
+    assert!(bobs.is_empty(), "no challenge, no mail counted for bob: {bobs:?}");
+    let queued: usize = redis::cmd("XLEN").arg("mailotp:mail").query(&mut conn).unwrap();
+    assert_eq!(queued, 1, "alice's mail only");
+}
+
 /// Round trips of a PIN request that opens a challenge and queues its mail:
-/// the read for a PIN+code password (the PIN is longer than a code), the
-/// lockout before the PIN check, open with throttles and link, the queue.
-const PIN_TRIPS: usize = 4;
-/// Round trips the deny link's record adds when `[link]` is configured.
-const DENY_TRIPS: usize = 1;
+/// the lockout read with the user's challenges (for a PIN+code password)
+/// before the PIN check, then one script that opens the challenge with its
+/// throttles, link and deny records and queues the sealed mail.
+const PIN_TRIPS: usize = 2;
+/// Round trips the deny link's record adds when `[link]` is configured: it
+/// rides on the open.
+const DENY_TRIPS: usize = 0;
 /// Round trips of the PIN again within the blocking timeout: the open
 /// challenge's record comes back with the refusal to open, checked at once.
-const AGAIN_TRIPS: usize = 3;
-/// Round trips of a right answer to a State: the lockout with the read, the
-/// consume with the reset of the failures.
-const ANSWER_TRIPS: usize = 2;
+const AGAIN_TRIPS: usize = 2;
+/// Round trips of an answer to a State this instance opened, right or
+/// wrong: the code is compared in the instance against the digest it wrote,
+/// and one script reads the lock, checks that the record is still the one
+/// written and consumes (resetting the failures) or counts the attempt.
+const ANSWER_TRIPS: usize = 1;
+/// What a wrong code adds: the failure counted toward the lockout.
+const FAILURE_TRIPS: usize = 1;

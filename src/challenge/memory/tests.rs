@@ -51,6 +51,8 @@ async fn open_valid(
         validity,
         max_attempts: settings().max_attempts,
         policy: None,
+        deny: None,
+        mail: None,
     };
     store.open(user, origin, new, None).await.unwrap()
 }
@@ -383,6 +385,8 @@ async fn a_challenge_keeps_its_own_max_attempts_and_policy() {
         validity: settings().validity,
         max_attempts: 5,
         policy: Some("admins"),
+        deny: None,
+        mail: None,
     };
     assert_eq!(store.open("alice", &here(), new, None).await.unwrap(), Opened::New);
     // [email]'s 3 attempts are not this challenge's 5.

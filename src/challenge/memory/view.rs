@@ -65,6 +65,8 @@ mod tests {
             validity: Duration::from_secs(600),
             max_attempts: 3,
             policy: None,
+            deny: None,
+            mail: None,
         };
         store.open("alice", &origin, new, None).await.unwrap();
         store.answer(&tx, "alice", &origin, b"000000").await.unwrap();

@@ -216,3 +216,39 @@ async fn a_job_to_retry_stays_held_and_a_finished_one_is_acknowledged_and_delete
         .unwrap();
     assert_eq!(left, 0, "deleted from the stream");
 }
+
+#[tokio::test]
+async fn jobs_finished_together_are_all_acknowledged_and_deleted() {
+    let redis = TestRedis::start();
+    let outbox = queue_at(&redis.url, [5; 32]);
+    let mut conn = outbox.redis.conn.clone();
+    outbox.ensure_group(&mut conn).await.unwrap();
+    for _ in 0..10 {
+        let mut one = job();
+        one.tx = Transaction::random();
+        outbox.enqueue(one).await.unwrap();
+    }
+    let mut reports = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        outbox.hold(&read_one(&outbox).await).await;
+        let taken = outbox.take_ready().expect("held for the delivery worker");
+        let outbox = Arc::clone(&outbox);
+        reports.spawn(async move { outbox.report(&taken, Outcome::Delivered).await });
+    }
+    while reports.join_next().await.is_some() {}
+    assert_eq!(outbox.pending(), 0);
+    // A report that found a flush running returns before its batch is done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: usize = redis::cmd("XLEN")
+            .arg(&outbox.stream)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if left == 0 && pending_count(&outbox).await == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{left} jobs left in the stream");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

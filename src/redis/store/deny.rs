@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use redis::Script;
 
+use super::opening::DenyArgs;
 use super::scripts::close_all_of_user;
 use super::{challenges_of, RedisStore};
 use crate::backend::BackendUnavailable;
@@ -54,12 +55,9 @@ impl RedisStore {
         format!("{KEY_PREFIX}d:{}", hex::encode(self.sealer.seal_deny(&token.0)))
     }
 
-    pub(super) async fn add_deny_record(
-        &self,
-        token: &LinkToken,
-        record: &DenyRecord,
-        valid: Duration,
-    ) -> Result<(), BackendUnavailable> {
+    /// The deny record of `token` as OPEN (or [`Self::add_deny_record`])
+    /// writes it: its fields with their MAC, kept an hour past `valid`.
+    pub(super) fn deny_args(&self, token: &LinkToken, record: &DenyRecord, valid: Duration) -> DenyArgs {
         let key = self.deny_key(token);
         let values: [Vec<u8>; 6] = [
             record.tx.to_string().into_bytes(),
@@ -73,9 +71,26 @@ impl RedisStore {
             (now_unix_ms() + millis(valid)).to_string().into_bytes(),
         ];
         let mac = self.records.mac(&key, &fields(&values));
-        let mut pairs: Vec<(&str, &[u8])> = fields(&values).to_vec();
-        pairs.push(("m", &mac[..]));
-        let ttl = millis(valid + LINK_MEMORY);
+        let mut pairs: Vec<(&'static str, Vec<u8>)> = fields(&values)
+            .iter()
+            .map(|(field, value)| (*field, value.to_vec()))
+            .collect();
+        pairs.push(("m", mac.to_vec()));
+        DenyArgs {
+            key,
+            pairs,
+            ttl_ms: millis(valid + LINK_MEMORY),
+        }
+    }
+
+    pub(super) async fn add_deny_record(
+        &self,
+        token: &LinkToken,
+        record: &DenyRecord,
+        valid: Duration,
+    ) -> Result<(), BackendUnavailable> {
+        let DenyArgs { key, pairs, ttl_ms } = self.deny_args(token, record, valid);
+        let pairs: Vec<(&str, &[u8])> = pairs.iter().map(|(f, v)| (*f, v.as_slice())).collect();
         let (key, pairs) = (&key, &pairs);
         self.redis
             .run("add deny link", |mut c| async move {
@@ -83,7 +98,7 @@ impl RedisStore {
                     .atomic()
                     .hset_multiple(key, pairs)
                     .ignore()
-                    .pexpire(key, i64::try_from(ttl).unwrap_or(i64::MAX))
+                    .pexpire(key, i64::try_from(ttl_ms).unwrap_or(i64::MAX))
                     .ignore()
                     .query_async::<()>(&mut c)
                     .await

@@ -3,20 +3,37 @@
 //! They check nothing cryptographic (Redis never holds a key): what they
 //! return is checked in Rust before it counts (see the parent module).
 
+/// The fields of a challenge record a script reads back, in the order
+/// [`super::RedisStore::checked`] takes them (after the State): the fields
+/// the MAC covers, in `challenge_fields` order, then the MAC (`m`) and the
+/// link mark (`k`). A new covered field goes before `m`, here and in
+/// `challenge_fields` (and `READ_FIELDS` grows by one).
+macro_rules! record_fields {
+    () => {
+        "'u', 'd', 'e', 'o', 'p', 'n', 'm', 'k'"
+    };
+}
+
 /// KEYS[1] user list, KEYS[2] link (empty without), KEYS[3] the user's mail
-/// window, KEYS[4] the address's; ARGV prefix, state, user, digest, validity
-/// ms, blocking ms, max open, MAC, expires (Unix ms), origin, then the
-/// throttles (per hour, in five minutes, per address per hour, 0: no limit;
-/// whether an address was given), then for a link challenge
-/// `link::LinkArgs` (an empty mark without), and last the policy's name
-/// (`p`, empty: none) and max attempts (`n`). While the newest challenge
+/// window, KEYS[4] the address's, KEYS[5] the deny record (empty without),
+/// KEYS[6] the mail stream (empty: the caller queues the mail); ARGV prefix,
+/// state, user, digest, validity ms, blocking ms, max open, MAC, expires
+/// (Unix ms), origin, then the throttles (per hour, in five minutes, per
+/// address per hour, 0: no limit; whether an address was given), then
+/// ARGV[15..18] `link::LinkArgs` (all empty for a code challenge), then
+/// ARGV[19..21] the queue's limit, the stream's TTL ms and the sealed job
+/// (as `redis::mail`'s PUSH adds it), then ARGV[22..23] the policy's name
+/// (`p`, empty: none) and max attempts (`n`), then ARGV[24] the deny
+/// record's TTL ms and ARGV[25..] its (field, value) pairs. When the queue is full,
+/// returns `q` and opens and counts nothing. While the newest challenge
 /// blocks, returns `=` when it is of the same origin (`!` when not) and its
 /// record as [`DIGESTS`] reads one, to be checked (it may be forged), so that
 /// no second read is needed. When the mail would pass a throttle, returns `t`
 /// and the limit (1 hour, 2 five minutes, 3 address) and opens nothing; else
 /// counts the mail in the windows (sorted sets of send times, kept an hour),
 /// opens (and counts it in the open set until it expires) and returns nil.
-pub(super) const OPEN: &str = r"
+pub(super) const OPEN: &str = concat!(
+    r"
 local p = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -29,10 +46,12 @@ if #live > 0 then
   local c = p .. 'c:' .. live[#live]
   local b = tonumber(redis.call('HGET', c, 'b'))
   if b and b > now then
-    local r = redis.call('HMGET', c, 'u', 'd', 'e', 'o', 'm', 'k', 'p', 'n')
+    local r = redis.call('HMGET', c, ",
+    record_fields!(),
+    r")
     local out = {'!', live[#live]}
     if r[4] == ARGV[10] then out[1] = '=' end
-    for i = 1, 8 do out[#out + 1] = r[i] or '' end
+    for i = 1, #r do out[#out + 1] = r[i] or '' end
     return out
   end
 end
@@ -53,6 +72,7 @@ if by_ip then
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - hour)
   if redis.call('ZCARD', KEYS[4]) >= per_ip then return {'t', '3'} end
 end
+if KEYS[6] ~= '' and redis.call('XLEN', KEYS[6]) >= tonumber(ARGV[19]) then return {'q'} end
 local member = now .. ':' .. redis.call('INCR', KEYS[3] .. ':seq')
 redis.call('PEXPIRE', KEYS[3] .. ':seq', hour)
 redis.call('ZADD', KEYS[3], now, member)
@@ -62,8 +82,7 @@ if by_ip then
   redis.call('PEXPIRE', KEYS[4], hour)
 end
 local c = p .. 'c:' .. ARGV[2]
-redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'e', ARGV[9], 'o', ARGV[10], 'm', ARGV[8], 'b', now + tonumber(ARGV[6]), 'a', 0)
-redis.call('HSET', c, 'p', ARGV[#ARGV - 1], 'n', ARGV[#ARGV])
+redis.call('HSET', c, 'u', ARGV[3], 'd', ARGV[4], 'e', ARGV[9], 'o', ARGV[10], 'p', ARGV[22], 'n', ARGV[23], 'm', ARGV[8], 'b', now + tonumber(ARGV[6]), 'a', 0)
 redis.call('PEXPIRE', c, ARGV[5])
 if ARGV[15] ~= '' then
   redis.call('HSET', c, 'k', ARGV[15])
@@ -74,25 +93,40 @@ redis.call('RPUSH', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('ZADD', p .. 'open', now + tonumber(ARGV[5]), ARGV[2])
 if redis.call('PTTL', p .. 'open') < tonumber(ARGV[5]) then redis.call('PEXPIRE', p .. 'open', ARGV[5]) end
+if KEYS[5] ~= '' then
+  local fv = {}
+  for i = 25, #ARGV do fv[#fv + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[5], unpack(fv))
+  redis.call('PEXPIRE', KEYS[5], ARGV[24])
+end
+if KEYS[6] ~= '' then
+  redis.call('XADD', KEYS[6], '*', 'job', ARGV[21])
+  redis.call('PEXPIRE', KEYS[6], ARGV[20])
+end
 return false
-";
+"
+);
 
 /// KEYS[1] user list, KEYS[2] the user's lock (empty: not asked); ARGV
 /// prefix. Returns `1` alone when the user is locked; else `0`, then
 /// `READ_FIELDS` values per challenge of the list: State, user, digest,
-/// expires, origin, MAC, link mark (empty: none), policy, max attempts.
-pub(super) const DIGESTS: &str = r"
+/// expires, origin, policy, max attempts, MAC, link mark (empty: none).
+pub(super) const DIGESTS: &str = concat!(
+    r"
 if KEYS[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return {'1'} end
 local out = {'0'}
 for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local r = redis.call('HMGET', ARGV[1] .. 'c:' .. tx, 'u', 'd', 'e', 'o', 'm', 'k', 'p', 'n')
+  local r = redis.call('HMGET', ARGV[1] .. 'c:' .. tx, ",
+    record_fields!(),
+    r")
   if r[2] then
     out[#out + 1] = tx
-    for i = 1, 8 do out[#out + 1] = r[i] or '' end
+    for i = 1, #r do out[#out + 1] = r[i] or '' end
   end
 end
 return out
-";
+"
+);
 
 /// Lua that closes every challenge of user ARGV[2] in the list KEYS[1]
 /// (with `p` the key prefix): deletes each record that is the user's (an
@@ -144,3 +178,62 @@ if redis.call('HINCRBY', c, 'a', 1) >= tonumber(ARGV[4]) then
 end
 return 0
 ";
+
+/// The answer to a State this instance opened, in one step. KEYS[1] user
+/// list, KEYS[2] the user's failures in a row, KEYS[3] the user's lock; ARGV
+/// prefix, user, State, the pending link mark (empty for a code challenge),
+/// the confirmed mark, what to do (`a` consume, `w` count a wrong attempt,
+/// `k` a link challenge: consume if confirmed), max attempts, then (from
+/// ARGV[8]) the record's (field, value) pairs as this instance wrote them:
+/// the fields the MAC covers and the MAC. Returns:
+/// - `l`: the user is locked (nothing compared or counted);
+/// - `u`: no such challenge (closed, expired);
+/// - `r`: the record is not, field for field, the one written: nothing
+///   done, the caller reads and checks it;
+/// - `p`: a link challenge not confirmed yet (nothing counted);
+/// - `a`: all of the user's challenges closed, the failures deleted;
+/// - `w0`/`w1` (`w1`: that was its last attempt, it is closed), then the
+///   records of the user's other challenges as [`DIGESTS`] returns them, so
+///   that a code of an older mail is found without another read.
+///
+/// The code was compared by the caller, against the digest it wrote;
+/// Redis only checks that the record is still that one.
+pub(super) const ANSWER: &str = concat!(
+    r"
+local p = ARGV[1]
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'l'} end
+local c = p .. 'c:' .. ARGV[3]
+if redis.call('EXISTS', c) == 0 then return {'u'} end
+for i = 8, #ARGV, 2 do
+  if redis.call('HGET', c, ARGV[i]) ~= ARGV[i + 1] then return {'r'} end
+end
+local k = redis.call('HGET', c, 'k') or ''
+if ARGV[6] == 'k' then
+  if k == ARGV[4] then return {'p'} end
+  if k ~= ARGV[5] then return {'r'} end
+elseif k ~= '' then return {'r'} end
+if ARGV[6] ~= 'w' then
+",
+    close_all_of_user!(),
+    r"  redis.call('DEL', KEYS[2])
+  return {'a'}
+end
+local out = {'w0'}
+if redis.call('HINCRBY', c, 'a', 1) >= tonumber(ARGV[7]) then
+  redis.call('DEL', c)
+  redis.call('LREM', KEYS[1], 0, ARGV[3])
+  redis.call('ZREM', p .. 'open', ARGV[3])
+  out[1] = 'w1'
+end
+for _, tx in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local o = redis.call('HMGET', p .. 'c:' .. tx, ",
+    record_fields!(),
+    r")
+  if tx ~= ARGV[3] and o[2] then
+    out[#out + 1] = tx
+    for i = 1, #o do out[#out + 1] = o[i] or '' end
+  end
+end
+return out
+"
+);

@@ -20,7 +20,12 @@ fn store(key: u8) -> Arc<RedisStore> {
         blocking: Duration::from_secs(120),
         max_attempts: 3,
     };
-    RedisStore::new(redis, &keys, settings, crate::limits::Throttling::default())
+    let queue = crate::redis::mail::QueueArgs {
+        stream: "mailotp:mail".to_owned(),
+        limit: 10,
+        ttl_ms: 60_000,
+    };
+    RedisStore::new(redis, &keys, settings, crate::limits::Throttling::default(), queue)
 }
 
 /// A record as OPEN writes it, in the order DIGESTS reads it back.
@@ -44,10 +49,10 @@ fn record(store: &RedisStore, tx: &Transaction, user: &str, expires: u64) -> Vec
         digest.to_vec(),
         expires.into_bytes(),
         origin.to_vec(),
-        mac.to_vec(),
-        Vec::new(),
         policy.to_vec(),
         max_attempts.to_vec(),
+        mac.to_vec(),
+        Vec::new(),
     ]
 }
 
@@ -68,7 +73,7 @@ async fn only_a_record_of_this_pool_user_and_state_counts() {
     let mut moved = honest.clone();
     moved[0] = Transaction::random().to_string().into_bytes();
     assert!(store.checked("alice", &moved).is_none(), "under another State");
-    for field in [1, 2, 3, 4, 5, 7, 8] {
+    for field in [1, 2, 3, 4, 5, 6, 7] {
         let mut changed = honest.clone();
         *changed[field].last_mut().unwrap() ^= 1;
         assert!(store.checked("alice", &changed).is_none(), "field {field} changed");
