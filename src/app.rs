@@ -50,7 +50,7 @@ pub(crate) enum Error {
     Io(#[from] std::io::Error),
     /// `[radsec]`'s certificate, key or CA (on reload).
     #[error(transparent)]
-    Tls(#[from] crate::radsec::TlsError),
+    Tls(#[from] crate::tls::TlsError),
     /// A task of the server panicked or was cancelled.
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),

@@ -9,6 +9,9 @@
 //! the rest is `pub(crate)`, so `unreachable_pub` and dead-code lints bite.
 //! - [`wire`] — RADIUS bytes ↔ packets; knows nothing of users or mail.
 //! - `server` — sockets, the cheap checks, the duplicate cache, answering.
+//! - `radsec` — RADIUS over TLS (RFC 6614): the second transport, beside `server`.
+//! - `tls` — the RadSec listener's rustls settings and a client certificate's names.
+//! - `policy` — `[[policies]]`, and which one applies to a request.
 //! - `auth` — the request handler seam and the Access-Request decision.
 //! - `ids` — transaction ids, origins and link tokens: plain values.
 //! - [`challenge`] — open challenges (the in-memory store) behind a trait.
@@ -60,5 +63,6 @@ pub(crate) mod policy;
 pub(crate) mod radsec;
 pub(crate) mod redis;
 pub(crate) mod server;
+pub(crate) mod tls;
 pub mod users;
 pub mod wire;

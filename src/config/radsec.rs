@@ -67,6 +67,17 @@ pub(crate) struct RadsecConfig {
     pub handshake_timeout: Duration,
 }
 
+impl RadsecConfig {
+    /// The certificate, key and CA files, as `tls` reads them.
+    pub(crate) fn files(&self) -> crate::tls::TlsFiles<'_> {
+        crate::tls::TlsFiles {
+            certificate_file: &self.certificate_file,
+            key_file: &self.key_file,
+            ca_file: &self.ca_file,
+        }
+    }
+}
+
 impl Validator<'_> {
     /// Checks `[radsec]` and loads its files once.
     pub(super) fn radsec(&self, raw: RawRadsec) -> Result<RadsecConfig, ConfigError> {
@@ -99,7 +110,7 @@ impl Validator<'_> {
             max_connections: raw.max_connections,
             handshake_timeout: Duration::from_secs(raw.handshake_timeout),
         };
-        crate::radsec::tls::server_config(&config).map_err(|e| self.err(e.key(), e.to_string()))?;
+        crate::tls::server_config(config.files()).map_err(|e| self.err(e.key(), e.to_string()))?;
         Ok(config)
     }
 }

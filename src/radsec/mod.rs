@@ -13,7 +13,6 @@
 //! keep theirs.
 
 mod session;
-pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -31,7 +30,7 @@ use crate::http::{is_peer_error, Backoff};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Refusal;
 use crate::server::Context;
-pub(crate) use tls::TlsError;
+use crate::tls::{self, TlsError};
 
 /// The RadSec listener's settings and TLS state.
 pub(crate) struct Radsec {
@@ -52,7 +51,7 @@ impl Radsec {
     /// Loads the certificates of `config`.
     pub(crate) fn new(config: &RadsecConfig) -> Result<Radsec, TlsError> {
         Ok(Radsec {
-            tls: ArcSwap::new(tls::server_config(config)?),
+            tls: ArcSwap::new(tls::server_config(config.files())?),
             config: config.clone(),
             slots: Arc::new(Semaphore::new(config.max_connections)),
             refusals_logged: std::sync::Mutex::new([None; Refusal::ALL.len()]),
@@ -65,7 +64,7 @@ impl Radsec {
         if config.listen != self.config.listen || config.max_connections != self.config.max_connections {
             tracing::warn!("[radsec] listen and max_connections changes take effect at the next restart");
         }
-        self.tls.store(tls::server_config(config)?);
+        self.tls.store(tls::server_config(config.files())?);
         Ok(())
     }
 

@@ -1,10 +1,11 @@
-//! radsec::tls: the TLS side of RadSec — the server's rustls settings built
-//! from `[radsec]`'s files (TLS 1.2 and 1.3, ring, a client certificate
-//! required that chains to `ca_file` and carries the clientAuth extended key
-//! usage), and the names a client certificate answers to.
+//! tls: the TLS side of RadSec — the server's rustls settings built from
+//! `[radsec]`'s files (TLS 1.2 and 1.3, ring, a client certificate required
+//! that chains to `ca_file` and carries the clientAuth extended key usage),
+//! and the names a client certificate answers to.
 //!
-//! Used by `check` (through `config`) and `serve` alike, and again on SIGHUP.
-//! It reads files but knows nothing of RADIUS, clients or sockets.
+//! Used by `config` (so that `check` refuses what `serve` could not use) and
+//! by `radsec` (at start and again on SIGHUP). It reads the files it is
+//! given but knows nothing of the configuration, RADIUS, clients or sockets.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,8 +19,6 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
 };
-
-use crate::config::RadsecConfig;
 
 /// Why `[radsec]`'s certificate, key or CA cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -63,19 +62,30 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The PEM files of `[radsec]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TlsFiles<'a> {
+    /// `certificate_file`: the server's chain, leaf first.
+    pub certificate_file: &'a Path,
+    /// `key_file`.
+    pub key_file: &'a Path,
+    /// `ca_file`: what client certificates must chain to.
+    pub ca_file: &'a Path,
+}
+
 /// The server's TLS settings from `config`'s files.
-pub(crate) fn server_config(config: &RadsecConfig) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = certificates("radsec.certificate_file", &config.certificate_file)?;
-    let key = PrivateKeyDer::from_pem_file(&config.key_file).map_err(|e| TlsError::File {
+pub(crate) fn server_config(config: TlsFiles<'_>) -> Result<Arc<ServerConfig>, TlsError> {
+    let chain = certificates("radsec.certificate_file", config.certificate_file)?;
+    let key = PrivateKeyDer::from_pem_file(config.key_file).map_err(|e| TlsError::File {
         key: "radsec.key_file",
-        file: config.key_file.clone(),
+        file: config.key_file.to_path_buf(),
         reason: format!("no private key: {e}"),
     })?;
     let mut roots = RootCertStore::empty();
-    for ca in certificates("radsec.ca_file", &config.ca_file)? {
+    for ca in certificates("radsec.ca_file", config.ca_file)? {
         roots.add(ca).map_err(|e| TlsError::File {
             key: "radsec.ca_file",
-            file: config.ca_file.clone(),
+            file: config.ca_file.to_path_buf(),
             reason: format!("not a usable CA certificate: {e}"),
         })?;
     }
@@ -83,7 +93,7 @@ pub(crate) fn server_config(config: &RadsecConfig) -> Result<Arc<ServerConfig>, 
         .build()
         .map_err(|e| TlsError::File {
             key: "radsec.ca_file",
-            file: config.ca_file.clone(),
+            file: config.ca_file.to_path_buf(),
             reason: e.to_string(),
         })?;
     let verifier = Arc::new(ClientAuthRequired { inner });
@@ -94,8 +104,8 @@ pub(crate) fn server_config(config: &RadsecConfig) -> Result<Arc<ServerConfig>, 
         .with_single_cert(chain, key)
         .map_err(|e| match e {
             rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
-                key_file: config.key_file.clone(),
-                certificate_file: config.certificate_file.clone(),
+                key_file: config.key_file.to_path_buf(),
+                certificate_file: config.certificate_file.to_path_buf(),
             },
             e => TlsError::Unusable(e),
         })?;
