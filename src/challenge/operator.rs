@@ -4,6 +4,7 @@
 //! and limiter) and for a pool (`redis::control`). Plain values only;
 //! nothing here logs.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,10 +38,11 @@ const SWEEP_EVERY: u64 = 1024;
 /// The last answer a user's Access-Request got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct LastResult {
-    /// Access-Accept, Access-Reject or Access-Challenge.
-    pub answer: String,
+    /// Access-Accept, Access-Reject or Access-Challenge (borrowed when
+    /// recorded, so that the answer path allocates no copy).
+    pub answer: Cow<'static, str>,
     /// Why, as the log says it (`wrong-pin`, `otp-accepted`, …).
-    pub reason: String,
+    pub reason: Cow<'static, str>,
     /// The RADIUS client (NAS) it came through, by its configured name.
     pub client: String,
     /// When (Unix seconds).
@@ -109,7 +111,13 @@ impl OperatorState for MemoryState {
         if self.recorded.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.last.retain(|_, r| r.at_unix > oldest);
         }
-        self.last.insert(user.to_owned(), result);
+        // A user seen before keeps the key already allocated.
+        match self.last.get_mut(user) {
+            Some(mut last) => *last = result,
+            None => {
+                self.last.insert(user.to_owned(), result);
+            }
+        }
     }
 
     async fn last_result(&self, user: &str) -> Result<Option<LastResult>, BackendUnavailable> {

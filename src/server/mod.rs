@@ -140,8 +140,8 @@ fn record_result(results: &dyn crate::challenge::OperatorState, decision: &Decis
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let result = crate::challenge::LastResult {
-        answer: decision.code.name().to_owned(),
-        reason: decision.reason.as_str().to_owned(),
+        answer: decision.code.name().into(),
+        reason: decision.reason.as_str().into(),
         client: client.to_owned(),
         at_unix,
     };
