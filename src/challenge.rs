@@ -96,7 +96,8 @@ pub struct NewChallenge<'a> {
     /// answer gets that policy's reply attributes.
     pub policy: Option<&'a str>,
     /// With `[link]`: the login's deny ("this wasn't me") token and record,
-    /// kept as [`ChallengeStore::add_deny`] keeps them, when it opens.
+    /// kept (the token as a keyed digest) for the challenge's validity when
+    /// it opens, so that [`ChallengeStore::deny`] finds them.
     pub deny: Option<(&'a LinkToken, &'a DenyRecord)>,
     /// The mail job as the pool's outbox sealed it for this store to queue
     /// in the same step (`MailQueue::sealed_for_store`); given only to the
@@ -259,11 +260,6 @@ pub trait ChallengeStore: Send + Sync + 'static {
 
     /// Confirms the challenge of `token` once; `Pending` when this call did.
     async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable>;
-
-    /// Keeps the deny ("this wasn't me") token `token` of a login for
-    /// `valid` (its challenge's validity), as a keyed digest.
-    async fn add_deny(&self, token: &LinkToken, record: &DenyRecord, valid: Duration)
-        -> Result<(), BackendUnavailable>;
 
     /// What the deny token stands for; with `take`, an open one is used up
     /// by this call (`Open` only for the one call that did).

@@ -414,16 +414,6 @@ impl ChallengeStore for MemoryStore {
         self.link(token, true)
     }
 
-    async fn add_deny(
-        &self,
-        token: &LinkToken,
-        record: &DenyRecord,
-        valid: Duration,
-    ) -> Result<(), BackendUnavailable> {
-        self.denies.add(self.sealer.seal_deny(&token.0), record.clone(), valid);
-        Ok(())
-    }
-
     async fn deny(&self, token: &LinkToken, take: bool) -> Result<DenyStatus, BackendUnavailable> {
         Ok(self.denies.status(&self.sealer.seal_deny(&token.0), take))
     }

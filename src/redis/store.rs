@@ -76,8 +76,8 @@ use super::record::{bad_record, RecordKey};
 use super::{limiter, now_unix_ms, PoolKeys, Redis, KEY_PREFIX};
 use crate::backend::BackendUnavailable;
 use crate::challenge::{
-    Answer, BeforePin, ChallengeSettings, ChallengeStore, CodeMatch, DenyRecord, DenyStatus, LinkStatus, LinkToken,
-    NewChallenge, Opened, Origin, Transaction, MAX_OPEN_PER_USER,
+    Answer, BeforePin, ChallengeSettings, ChallengeStore, CodeMatch, DenyStatus, LinkStatus, LinkToken, NewChallenge,
+    Opened, Origin, Transaction, MAX_OPEN_PER_USER,
 };
 use crate::limits::{Throttled, Throttling};
 use crate::otp::{CodeDigest, CodeSealer};
@@ -544,15 +544,6 @@ impl ChallengeStore for RedisStore {
 
     async fn confirm_link(&self, token: &LinkToken) -> Result<LinkStatus, BackendUnavailable> {
         self.link(token, true).await
-    }
-
-    async fn add_deny(
-        &self,
-        token: &LinkToken,
-        record: &DenyRecord,
-        valid: Duration,
-    ) -> Result<(), BackendUnavailable> {
-        self.add_deny_record(token, record, valid).await
     }
 
     async fn deny(&self, token: &LinkToken, take: bool) -> Result<DenyStatus, BackendUnavailable> {

@@ -55,8 +55,8 @@ impl RedisStore {
         format!("{KEY_PREFIX}d:{}", hex::encode(self.sealer.seal_deny(&token.0)))
     }
 
-    /// The deny record of `token` as OPEN (or [`Self::add_deny_record`])
-    /// writes it: its fields with their MAC, kept an hour past `valid`.
+    /// The deny record of `token` as OPEN writes it: its fields with their
+    /// MAC, kept an hour past `valid`.
     pub(super) fn deny_args(&self, token: &LinkToken, record: &DenyRecord, valid: Duration) -> DenyArgs {
         let key = self.deny_key(token);
         let values: [Vec<u8>; 6] = [
@@ -81,29 +81,6 @@ impl RedisStore {
             pairs,
             ttl_ms: millis(valid + LINK_MEMORY),
         }
-    }
-
-    pub(super) async fn add_deny_record(
-        &self,
-        token: &LinkToken,
-        record: &DenyRecord,
-        valid: Duration,
-    ) -> Result<(), BackendUnavailable> {
-        let DenyArgs { key, pairs, ttl_ms } = self.deny_args(token, record, valid);
-        let pairs: Vec<(&str, &[u8])> = pairs.iter().map(|(f, v)| (*f, v.as_slice())).collect();
-        let (key, pairs) = (&key, &pairs);
-        self.redis
-            .run("add deny link", |mut c| async move {
-                redis::pipe()
-                    .atomic()
-                    .hset_multiple(key, pairs)
-                    .ignore()
-                    .pexpire(key, i64::try_from(ttl_ms).unwrap_or(i64::MAX))
-                    .ignore()
-                    .query_async::<()>(&mut c)
-                    .await
-            })
-            .await
     }
 
     pub(super) async fn deny_record(&self, token: &LinkToken, take: bool) -> Result<DenyStatus, BackendUnavailable> {
