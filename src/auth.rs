@@ -163,7 +163,7 @@ impl Authenticator {
         let check = self.check_pin(req.user, req.password, read).await?;
         for ((pin, code), found) in splits.iter().zip(&before.codes) {
             if let Some(decision) = self
-                .maybe_wrong_code(req, &origin, &check, (pin, code, Some(*found)), read)
+                .maybe_wrong_code(req, &origin, &check, (pin, code, *found), read)
                 .await?
             {
                 return Ok(decision);
@@ -310,7 +310,7 @@ impl Authenticator {
         req: &Request<'_>,
         origin: &Origin,
         check: &PinCheck,
-        (pin, code, found): (&[u8], &[u8], Option<CodeMatch>),
+        (pin, code, found): (&[u8], &[u8], CodeMatch),
         read: Read<'_>,
     ) -> Result<Option<Decision>, Unavailable> {
         let name = match check {
@@ -318,10 +318,11 @@ impl Authenticator {
             PinCheck::UnknownUser => req.user,
             _ => return Ok(None),
         };
-        let found = match found {
-            // Read before the hash, under this name.
-            Some(found) if name == req.user => found,
-            _ => self.challenges.find(name, origin, code).await?,
+        // `found` was read before the hash, under the name as typed.
+        let found = if name == req.user {
+            found
+        } else {
+            self.challenges.find(name, origin, code).await?
         };
         if found == CodeMatch::NoChallenge {
             return Ok(None);
