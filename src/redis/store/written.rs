@@ -7,7 +7,7 @@
 //! nothing here logs.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::challenge::Transaction;
@@ -18,7 +18,6 @@ use crate::otp::CodeDigest;
 const CAPACITY: usize = 65_536;
 
 /// One challenge record as OPEN wrote it.
-#[derive(Clone)]
 pub(super) struct Written {
     pub(super) user: String,
     pub(super) digest: CodeDigest,
@@ -37,10 +36,11 @@ pub(super) struct Written {
     pub(super) policy: Option<String>,
 }
 
-/// Records written here, by State, each until its challenge ends.
+/// Records written here, by State, each until its challenge ends. Shared,
+/// so that an answer takes its record without copying its fields.
 #[derive(Default)]
 pub(super) struct WrittenRecords {
-    records: Mutex<HashMap<Transaction, (Written, Instant)>>,
+    records: Mutex<HashMap<Transaction, (Arc<Written>, Instant)>>,
 }
 
 impl WrittenRecords {
@@ -54,15 +54,15 @@ impl WrittenRecords {
                 records.clear();
             }
         }
-        records.insert(tx, (record, until));
+        records.insert(tx, (Arc::new(record), until));
     }
 
     /// The record written under `tx`, while its challenge lasts.
-    pub(super) fn get(&self, tx: &Transaction) -> Option<Written> {
+    pub(super) fn get(&self, tx: &Transaction) -> Option<Arc<Written>> {
         let records = self.records.lock().expect("written lock poisoned");
         records
             .get(tx)
             .filter(|(_, end)| *end > Instant::now())
-            .map(|(record, _)| record.clone())
+            .map(|(record, _)| Arc::clone(record))
     }
 }
