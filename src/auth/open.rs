@@ -38,9 +38,13 @@ impl Authenticator {
         };
         let (tx, name) = (Transaction::random(), user.name.clone());
         let token = settings.link_base.is_some().then(LinkToken::random);
-        let wording = Arc::clone(&settings.wording);
-        let language = wording.language_of(&user.languages);
         let email = mask(user.email.email.as_ref());
+        let asked = asked::asked_by(req, &settings);
+        let deny = asked::deny_link(&name, tx, &asked, &settings);
+        let deny_url = deny.as_ref().map(|d| d.url.clone());
+        let job = new_job(user, tx, otp, token.as_ref(), deny_url, asked, &settings);
+        // The mail's language is the answer's too.
+        let (wording, language) = (Arc::clone(&settings.wording), job.language.clone());
         let reply = |key: Key, transaction: &str, minutes: u64| {
             let values = ReplyValues {
                 email: &email,
@@ -53,10 +57,6 @@ impl Authenticator {
             tracing::error!(user = %name, %error, "cannot queue the e-mail; rejecting");
             refusal(&reply(Key::Busy, "", 0), Reason::MailQueueFull)
         };
-        let asked = asked::asked_by(req, &settings);
-        let deny = asked::deny_link(&name, tx, &asked, &settings);
-        let deny_url = deny.as_ref().map(|d| d.url.clone());
-        let job = new_job(user, tx, otp, token.as_ref(), deny_url, asked, &settings);
         let sealed = match self.mail.sealed_for_store(&job) {
             Ok(sealed) => sealed,
             Err(error) => return Ok(busy(&error)),
